@@ -1,0 +1,1 @@
+"""The audit trail, the posting ledger (exactly-once effects), the review queue and replay."""

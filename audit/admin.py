@@ -1,0 +1,122 @@
+"""Admin for the audit trail, the review queue (replay, dismiss) and the posting ledger."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from audit.models import AuditRecord, PostingLedger, ReviewItem
+from audit.services import records_dismiss, records_enqueue_replay, records_replayable
+from syncs.admin import ReadOnlyAdmin
+
+logger = logging.getLogger(__name__)
+
+RECORD_FIELDS = ("run", "integration", "stream", "source_key", "target_key", "status", "reason",
+                 "retryable", "seen_via", "attempt", "replay_of", "ledger", "resolved_at",
+                 "resolved_by", "resolution", "created_at", "source_payload", "sent_payload",
+                 "response_summary")
+
+
+def _confirm(
+    admin_obj: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, action: str,
+    title: str, records: list[AuditRecord], explain: str, ask_note: bool = False,
+) -> TemplateResponse:
+    context = {
+        **admin_obj.admin_site.each_context(request),
+        "title": title,
+        "opts": admin_obj.model._meta,
+        "records": records,
+        "skipped": queryset.count() - len(records),
+        "action": action,
+        "explain": explain,
+        "ask_note": ask_note,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "selected": [str(pk) for pk in queryset.values_list("pk", flat=True)],
+    }
+    return TemplateResponse(request, "admin/audit/confirm_action.html", context)
+
+
+class ReplayActionsMixin:
+    """Replay and dismiss, each behind a confirmation page."""
+
+    actions = ["replay", "dismiss"]
+
+    @admin.action(description="Replay selected records")
+    def replay(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        if request.POST.get("confirmed") == "yes":
+            count = records_enqueue_replay(
+                record_ids=queryset.values_list("pk", flat=True),
+                requested_by=request.user.get_username(),
+            )
+            self.message_user(request, f"Queued {count} record(s) for replay.", messages.SUCCESS)
+            return None
+        eligible = records_replayable(record_ids=queryset.values_list("pk", flat=True))
+        return _confirm(
+            self, request, queryset, "replay", "Replay records", eligible,
+            "Each record is mapped again from its stored source data (with today's mappings) "
+            "and loaded. Anything already posted is recognised by the posting ledger and not "
+            "posted twice.",
+        )
+
+    @admin.action(description="Dismiss selected records (no replay)")
+    def dismiss(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        note = (request.POST.get("note") or "").strip()
+        if request.POST.get("confirmed") == "yes" and note:
+            count = records_dismiss(
+                record_ids=queryset.values_list("pk", flat=True),
+                requested_by=request.user.get_username(), note=note,
+            )
+            self.message_user(request, f"Dismissed {count} record(s).", messages.SUCCESS)
+            return None
+        eligible = records_replayable(record_ids=queryset.values_list("pk", flat=True))
+        return _confirm(
+            self, request, queryset, "dismiss", "Dismiss records", eligible,
+            "Dismissed records leave the review queue without being posted. Say why.",
+            ask_note=True,
+        )
+
+
+@admin.register(AuditRecord)
+class AuditRecordAdmin(ReplayActionsMixin, ReadOnlyAdmin):
+    list_display = ("created_at", "integration", "stream", "source_key", "target_key", "status",
+                    "seen_via", "short_reason", "attempt")
+    list_filter = ("status", "integration", "stream", "seen_via", "retryable")
+    search_fields = ("source_key", "target_key", "reason")
+    readonly_fields = RECORD_FIELDS
+    fields = RECORD_FIELDS
+    list_select_related = ("integration",)
+
+    @admin.display(description="Reason")
+    def short_reason(self, obj: AuditRecord) -> str:
+        return obj.reason[:120]
+
+
+@admin.register(ReviewItem)
+class ReviewItemAdmin(AuditRecordAdmin):
+    """Failed and flagged records that still need a human."""
+
+    list_display = ("created_at", "integration", "stream", "source_key", "status",
+                    "short_reason", "attempt")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).filter(
+            status__in=(AuditRecord.Status.FAILED, AuditRecord.Status.FLAGGED), resolved_at=None
+        )
+
+
+@admin.register(PostingLedger)
+class PostingLedgerAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "integration", "target", "natural_key", "state", "remote_id",
+                    "attempts", "confirmed_at")
+    list_filter = ("state", "target", "integration")
+    search_fields = ("natural_key", "remote_id")
+    readonly_fields = ("integration", "target", "natural_key", "state", "remote_id", "generation",
+                       "attempts", "lease_owner", "lease_expires_at", "last_error", "created_at",
+                       "confirmed_at", "updated_at")
+    fields = readonly_fields

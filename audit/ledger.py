@@ -1,0 +1,99 @@
+"""The posting-ledger protocol (called only by the runner).
+
+``claim`` decides, under a row lock, what a worker may do with one natural key:
+``FRESH`` post it; ``RECOVER`` ask the target first (an earlier attempt's outcome is unknown);
+``CONFIRMED`` skip, it is posted; ``BUSY`` another worker holds the lease right now.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.models import PostingLedger
+
+logger = logging.getLogger(__name__)
+
+
+class ClaimStatus(enum.Enum):
+    FRESH = "fresh"
+    RECOVER = "recover"
+    CONFIRMED = "confirmed"
+    BUSY = "busy"
+
+
+@dataclass(frozen=True)
+class Claim:
+    status: ClaimStatus
+    entry: PostingLedger
+
+
+def claim(
+    *, integration_id: int, target: str, natural_key: str, owner: str, lease_seconds: float
+) -> Claim:
+    """Claim ``natural_key`` for posting (committed at once, before any remote call)."""
+    now = timezone.now()
+    lease_until = now + timedelta(seconds=lease_seconds)
+    with transaction.atomic():
+        entry, created = PostingLedger.objects.select_for_update().get_or_create(
+            integration_id=integration_id, target=target, natural_key=natural_key,
+            defaults={"lease_owner": owner, "lease_expires_at": lease_until},
+        )
+        if created:
+            return Claim(ClaimStatus.FRESH, entry)
+        if entry.state == PostingLedger.State.CONFIRMED:
+            return Claim(ClaimStatus.CONFIRMED, entry)
+        if (
+            entry.state == PostingLedger.State.PENDING
+            and entry.lease_expires_at is not None
+            and entry.lease_expires_at > now
+            and entry.lease_owner != owner
+        ):
+            return Claim(ClaimStatus.BUSY, entry)
+        status = ClaimStatus.RECOVER if entry.state == PostingLedger.State.PENDING else ClaimStatus.FRESH
+        if entry.state == PostingLedger.State.FAILED:
+            entry.generation += 1  # the target refused the last one: a new idempotency key
+        entry.state = PostingLedger.State.PENDING
+        entry.attempts += 1
+        entry.lease_owner = owner
+        entry.lease_expires_at = lease_until
+        entry.save()
+        return Claim(status, entry)
+
+
+def confirm(entry: PostingLedger, *, remote_id: str) -> PostingLedger:
+    """Mark posted; call inside the transaction that writes the AuditRecord."""
+    locked = PostingLedger.objects.select_for_update().get(pk=entry.pk)
+    if locked.state == PostingLedger.State.CONFIRMED and locked.remote_id != remote_id:
+        logger.error(
+            "Ledger %s %s confirmed twice with different remote ids (%s, %s)",
+            locked.target, locked.natural_key, locked.remote_id, remote_id,
+        )
+    locked.state = PostingLedger.State.CONFIRMED
+    locked.remote_id = remote_id or locked.remote_id
+    locked.confirmed_at = locked.confirmed_at or timezone.now()
+    locked.lease_owner, locked.lease_expires_at, locked.last_error = "", None, ""
+    locked.save()
+    return locked
+
+
+def release(entry: PostingLedger, *, refused: bool, error: str) -> PostingLedger:
+    """End a claim without confirming it.
+
+    ``refused``: the target said no and nothing was applied (state ``failed``); otherwise the
+    outcome is unknown and the entry stays ``pending`` with its lease released, so the next
+    attempt asks the target before posting.
+    """
+    locked = PostingLedger.objects.select_for_update().get(pk=entry.pk)
+    if locked.state == PostingLedger.State.CONFIRMED:
+        return locked
+    locked.state = PostingLedger.State.FAILED if refused else PostingLedger.State.PENDING
+    locked.lease_owner, locked.lease_expires_at = "", None
+    locked.last_error = error[:2000]
+    locked.save()
+    return locked

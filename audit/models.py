@@ -1,0 +1,129 @@
+"""The audit trail (one record per source record per run) and the posting ledger."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import models
+
+logger = logging.getLogger(__name__)
+
+
+class AuditRecord(models.Model):
+    """What happened to one source record in one run: the outcome, why, and what was sent.
+
+    Payloads are redacted before they are stored.  Failed and flagged records form the review
+    queue until a replay succeeds or a user dismisses them.
+    """
+
+    class Status(models.TextChoices):
+        SYNCED = "synced", "Synced"
+        SKIPPED = "skipped", "Skipped"
+        DUPLICATE = "duplicate", "Duplicate (already posted)"
+        FAILED = "failed", "Failed"
+        FLAGGED = "flagged", "Flagged for review"
+
+    run = models.ForeignKey("syncs.SyncRun", on_delete=models.PROTECT, related_name="records")
+    integration = models.ForeignKey(
+        "syncs.Integration", on_delete=models.PROTECT, related_name="audit_records"
+    )
+    stream = models.CharField(max_length=60)
+    source_key = models.CharField(max_length=255)
+    target_key = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    reason = models.TextField(blank=True)
+    retryable = models.BooleanField(
+        default=False, help_text="A temporary failure: the next run or a replay may succeed."
+    )
+    seen_via = models.CharField(max_length=10, blank=True, help_text="schedule, webhook, poll …")
+    source_payload = models.JSONField(default=dict)
+    sent_payload = models.JSONField(null=True, blank=True)
+    response_summary = models.JSONField(null=True, blank=True)
+    attempt = models.PositiveIntegerField(default=1)
+    replay_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replays"
+    )
+    ledger = models.ForeignKey(
+        "audit.PostingLedger", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+    resolution = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["integration", "status"]),
+            models.Index(fields=["integration", "stream", "source_key"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream} {self.source_key}: {self.get_status_display()}"
+
+    @property
+    def needs_review(self) -> bool:
+        return self.status in (self.Status.FAILED, self.Status.FLAGGED) and not self.resolved_at
+
+
+class ReviewItem(AuditRecord):
+    """The review queue: failed and flagged records nobody has resolved yet (admin only)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "review queue item"
+        verbose_name_plural = "Review queue"
+
+
+class PostingLedger(models.Model):
+    """Exactly-once effects: one row per non-idempotent write, claimed before it is made.
+
+    ``pending`` — claimed; while the lease runs a worker is posting, after it the outcome is
+    unknown and the target is asked before posting again.  ``confirmed`` — posted (remote id
+    known).  ``failed`` — the target refused; nothing was applied, a replay may claim it again
+    (with a new idempotency generation).
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        CONFIRMED = "confirmed", "Confirmed"
+        FAILED = "failed", "Refused (not posted)"
+
+    integration = models.ForeignKey(
+        "syncs.Integration", on_delete=models.PROTECT, related_name="ledger_entries"
+    )
+    target = models.CharField(max_length=80)
+    natural_key = models.CharField(max_length=255)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    remote_id = models.CharField(max_length=255, blank=True)
+    generation = models.PositiveIntegerField(default=1)
+    attempts = models.PositiveIntegerField(default=1)
+    lease_owner = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "posting ledger entry"
+        verbose_name_plural = "Posting ledger"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "target", "natural_key"], name="uniq_ledger_natural_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.target} {self.natural_key} ({self.state})"
+
+    @property
+    def idempotency_key(self) -> str:
+        """The key sent to targets that support one; a new generation after a refusal."""
+        import hashlib
+
+        raw = f"mlc:{self.integration_id}:{self.target}:{self.natural_key}:{self.generation}"
+        if len(raw) <= 200:
+            return raw
+        return "mlc:" + hashlib.sha256(raw.encode()).hexdigest()

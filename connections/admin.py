@@ -1,0 +1,92 @@
+"""Admin for connections: add by kind, write-only secrets, a masked summary of what is set."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.html import format_html_join
+
+from connections.forms import connection_form_for, form_field_names
+from connections.kinds import KINDS
+from connections.models import Connection, OAuthToken
+
+logger = logging.getLogger(__name__)
+
+
+@admin.register(Connection)
+class ConnectionAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "status", "last_checked_at", "updated_at")
+    list_filter = ("kind", "status")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("credentials_on_file", "status", "last_checked_at", "last_check_message")
+
+    def _kind(self, request: HttpRequest, obj: Connection | None) -> str | None:
+        if obj is not None:
+            return obj.kind
+        kind = request.POST.get("kind") or request.GET.get("kind")
+        return kind if kind in KINDS else None
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None
+                 ) -> HttpResponse:
+        if self._kind(request, None) is None:
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Add connection: choose the system",
+                "kinds": [(k, spec.label) for k, spec in KINDS.items()],
+            }
+            return TemplateResponse(request, "admin/connections/connection/choose_kind.html",
+                                    context)
+        return super().add_view(request, form_url, extra_context)
+
+    def get_form(self, request: HttpRequest, obj: Connection | None = None, change: bool = False,
+                 **kwargs: Any) -> Any:
+        kwargs["form"] = connection_form_for(self._kind(request, obj) or "stripe")
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Connection | None = None) -> Any:
+        kind = self._kind(request, obj) or "stripe"
+        creds, settings = form_field_names(kind)
+        fieldsets: list[Any] = [
+            (None, {"fields": ["name", "slug", "kind"]}),
+            ("Credentials (encrypted, never shown again)", {"fields": creds}),
+            ("Settings", {"fields": settings}),
+        ]
+        if obj is not None:
+            fieldsets.insert(1, ("On file", {"fields": ["credentials_on_file"]}))
+            fieldsets.append(("Status", {"fields": ["status", "last_checked_at",
+                                                    "last_check_message"]}))
+        return fieldsets
+
+    @admin.display(description="Credentials")
+    def credentials_on_file(self, obj: Connection) -> str:
+        """Which credentials are set: non-secret values shown, secrets only as 'set'."""
+        creds = obj.credentials or {}
+        rows = []
+        for spec in obj.spec.credentials:
+            if spec.name not in creds:
+                continue
+            shown = "•••••• (set)" if spec.secret else creds[spec.name]
+            rows.append((spec.label, shown))
+        return format_html_join("", "<div><b>{}</b>: {}</div>", rows) or "None"
+
+
+@admin.register(OAuthToken)
+class OAuthTokenAdmin(admin.ModelAdmin):
+    """Token state for support: expiry and refresh counts, never the tokens themselves."""
+
+    list_display = ("connection", "expires_at", "lifetime_seconds", "refresh_count", "updated_at")
+    fields = ("connection", "token_type", "obtained_at", "expires_at", "lifetime_seconds",
+              "refresh_count", "last_error")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,142 @@
+"""A per-connection rate limiter shared by every worker of a deployment (GCRA).
+
+The generic cell rate algorithm keeps one number per bucket, the theoretical arrival time (TAT)
+of the next request.  ``acquire`` reserves a slot and returns how long the caller must sleep
+before sending, so concurrent callers queue fairly instead of stampeding.  ``penalize`` pushes
+the TAT forward when the remote answers 429 with Retry-After, so every worker backs off, not only
+the one that was told.
+
+Backends: the database (default; a row per bucket, updated under a row lock) and Redis (one Lua
+script, clock taken from the Redis server) when ``REDIS_URL`` is set.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import Protocol
+
+from django.conf import settings
+from django.db import transaction
+
+from connections.providers.errors import RateLimited
+
+logger = logging.getLogger(__name__)
+
+
+class RateLimiter(Protocol):
+    """What the ApiClient needs from a limiter."""
+
+    def acquire(self, key: str, *, per_second: float, burst: int, max_wait: float) -> float:
+        """Reserve a slot; return the seconds to wait before using it.
+
+        Raises ``RateLimited`` (without reserving) when the wait would exceed ``max_wait``.
+        """
+        ...
+
+    def penalize(self, key: str, *, seconds: float) -> None:
+        """Hold every caller of ``key`` off for ``seconds``."""
+        ...
+
+
+def _gcra(tat: float, now: float, per_second: float, burst: int) -> tuple[float, float]:
+    """Return (wait, new_tat) for one request."""
+    interval = 1.0 / per_second
+    tolerance = interval * (max(burst, 1) - 1)
+    tat = max(tat, now)
+    wait = max(0.0, tat - tolerance - now)
+    return wait, tat + interval
+
+
+class DatabaseRateLimiter:
+    """GCRA state in ``RateLimitBucket`` rows, updated under a row lock."""
+
+    def acquire(self, key: str, *, per_second: float, burst: int, max_wait: float) -> float:
+        from connections.models import RateLimitBucket
+
+        with transaction.atomic():
+            bucket, _ = RateLimitBucket.objects.select_for_update().get_or_create(key=key)
+            wait, new_tat = _gcra(bucket.tat, time.time(), per_second, burst)
+            if wait > max_wait:
+                raise RateLimited(
+                    f"Rate limit for {key}: next slot in {wait:.1f}s", retry_after=wait
+                )
+            bucket.tat = new_tat
+            bucket.save(update_fields=["tat", "updated_at"])
+        return wait
+
+    def penalize(self, key: str, *, seconds: float) -> None:
+        from connections.models import RateLimitBucket
+
+        with transaction.atomic():
+            bucket, _ = RateLimitBucket.objects.select_for_update().get_or_create(key=key)
+            bucket.tat = max(bucket.tat, time.time() + seconds)
+            bucket.save(update_fields=["tat", "updated_at"])
+
+
+_ACQUIRE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local max_wait = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat - tolerance - now
+if wait < 0 then wait = 0 end
+if wait > max_wait then return {0, tostring(wait)} end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
+return {1, tostring(wait)}
+"""
+
+_PENALIZE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local until_ = now + tonumber(ARGV[1])
+if until_ > tat then
+  redis.call('SET', KEYS[1], tostring(until_), 'PX', math.ceil(tonumber(ARGV[1]) * 1000) + 1000)
+end
+return 1
+"""
+
+
+class RedisRateLimiter:
+    """GCRA state in Redis; the Redis server's clock is the one clock all machines share."""
+
+    def __init__(self, url: str, prefix: str = "mlc:rl:") -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url)
+        self._prefix = prefix
+        self._acquire = self._redis.register_script(_ACQUIRE_LUA)
+        self._penalize = self._redis.register_script(_PENALIZE_LUA)
+
+    def acquire(self, key: str, *, per_second: float, burst: int, max_wait: float) -> float:
+        interval = 1.0 / per_second
+        ok, wait = self._acquire(
+            keys=[self._prefix + key], args=[interval, interval * (max(burst, 1) - 1), max_wait]
+        )
+        wait = float(wait)
+        if not int(ok):
+            raise RateLimited(f"Rate limit for {key}: next slot in {wait:.1f}s", retry_after=wait)
+        return wait
+
+    def penalize(self, key: str, *, seconds: float) -> None:
+        self._penalize(keys=[self._prefix + key], args=[seconds])
+
+
+@functools.cache
+def _redis_limiter(url: str) -> RedisRateLimiter:
+    return RedisRateLimiter(url)
+
+
+def get_rate_limiter() -> RateLimiter:
+    """The limiter this deployment is configured for."""
+    if settings.MLC["RATE_LIMIT_BACKEND"] == "redis":
+        if not settings.REDIS_URL:
+            raise RuntimeError("RATE_LIMIT_BACKEND=redis needs REDIS_URL.")
+        return _redis_limiter(settings.REDIS_URL)
+    return DatabaseRateLimiter()

@@ -1,0 +1,89 @@
+"""Redaction of secrets from anything logged, stored in audit payloads or shown to a user.
+
+Two layers: keys that name a secret (``password``, ``client_secret``, ``Authorization`` …) have
+their value replaced wholesale, and text is scrubbed of credential-shaped substrings (bearer
+tokens, Stripe keys, form-encoded secrets) and of the exact secret values a ``Redactor`` knows.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+MASK = "***"
+
+_SECRET_KEY = re.compile(
+    r"(pass(word|wd)?$|secret|token|api[_-]?key|apikey|authori[sz]ation|cookie|signature|"
+    r"private[_-]?key|applicationkey|credential|^cs$|^sask$|^saak$|^ci$|^whsec)",
+    re.IGNORECASE,
+)
+_TEXT_PATTERNS = [
+    # Authorization headers and bearer tokens in any text.
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + MASK),
+    # Stripe secret/restricted keys and webhook secrets.
+    (re.compile(r"\b(sk|rk)_(live|test)_[0-9A-Za-z]{6,}"), r"\1_\2_" + MASK),
+    (re.compile(r"\bwhsec_[0-9A-Za-z+/=]{6,}"), "whsec_" + MASK),
+    # key=value pairs in form bodies, query strings and messages.
+    (
+        re.compile(
+            r"(?i)\b(password|client_secret|refresh_token|access_token|api_key|token|secret|sask)"
+            r"(\"?\s*[=:]\s*\"?)([^&\s\",}]+)"
+        ),
+        r"\1\2" + MASK,
+    ),
+    # PEM private keys.
+    (
+        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+        "-----PRIVATE KEY " + MASK + "-----",
+    ),
+]
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a mapping key names a secret whose value must never be shown."""
+    return bool(_SECRET_KEY.search(str(name)))
+
+
+def scrub_text(text: str) -> str:
+    """Mask credential-shaped substrings in free text."""
+    for pattern, replacement in _TEXT_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class Redactor:
+    """Redacts known secret values (a connection's credentials) as well as secret-named keys."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first so a secret containing another is masked whole; tiny values are ignored
+        # (masking "1" everywhere would destroy the payload and protect nothing).
+        self._values = sorted({s for s in secrets if isinstance(s, str) and len(s) >= 4},
+                              key=len, reverse=True)
+
+    def text(self, text: str) -> str:
+        """Scrub a string."""
+        for value in self._values:
+            text = text.replace(value, MASK)
+        return scrub_text(text)
+
+    def __call__(self, obj: Any) -> Any:
+        """Return a deep copy of ``obj`` with secrets masked (dicts, lists, strings)."""
+        if isinstance(obj, Mapping):
+            return {
+                k: (MASK if is_secret_key(k) and v not in (None, "") else self(v))
+                for k, v in obj.items()
+            }
+        if isinstance(obj, list | tuple):
+            return [self(v) for v in obj]
+        if isinstance(obj, bytes):
+            return self.text(obj.decode("utf-8", "replace"))
+        if isinstance(obj, str):
+            return self.text(obj)
+        return obj
+
+
+redact = Redactor()

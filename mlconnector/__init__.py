@@ -1,0 +1,1 @@
+"""ml-connector: the Django project package (settings, URLs, WSGI/ASGI, logging helpers)."""

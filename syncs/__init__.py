@@ -1,0 +1,1 @@
+"""Integrations between connections: flows, the runner, schedules, webhooks and their tasks."""

@@ -1,0 +1,149 @@
+"""Admin for integrations, mappings, cursors, runs and webhook events."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from syncs.flows import flow_choices
+from syncs.models import Cursor, FieldMapping, Integration, SyncRun, WebhookEvent
+from syncs.services import integration_enqueue_run
+
+logger = logging.getLogger(__name__)
+
+
+class IntegrationForm(forms.ModelForm):
+    class Meta:
+        model = Integration
+        fields = "__all__"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["flow"] = forms.ChoiceField(
+            choices=[("", "---------"), *flow_choices()],
+            help_text=self.fields["flow"].help_text,
+        )
+
+
+class FieldMappingInline(admin.TabularInline):
+    model = FieldMapping
+    extra = 0
+    fields = ("kind", "source_value", "target_value", "note")
+
+
+@admin.register(Integration)
+class IntegrationAdmin(admin.ModelAdmin):
+    form = IntegrationForm
+    list_display = ("name", "flow", "source", "target", "enabled", "schedule", "last_run")
+    list_filter = ("enabled", "flow")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    inlines = [FieldMappingInline]
+    actions = ["run_now"]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "flow", "source", "target", "enabled"]}),
+        ("Schedule", {"fields": ["schedule_type", "interval_minutes", "cron"]}),
+        ("Settings", {"fields": ["settings"], "classes": ["collapse"]}),
+    ]
+
+    @admin.display(description="Schedule")
+    def schedule(self, obj: Integration) -> str:
+        if obj.schedule_type == Integration.ScheduleType.INTERVAL:
+            return f"every {obj.interval_minutes} min"
+        if obj.schedule_type == Integration.ScheduleType.CRON:
+            return obj.cron
+        return "manual"
+
+    @admin.display(description="Last run")
+    def last_run(self, obj: Integration) -> str:
+        run = obj.runs.order_by("-created_at").first()
+        if run is None:
+            return "—"
+        url = reverse("admin:syncs_syncrun_change", args=[run.pk])
+        return format_html('<a href="{}">{}</a>', url, run.get_status_display())
+
+    @admin.action(description="Run selected integrations now")
+    def run_now(self, request: HttpRequest, queryset: QuerySet[Integration]) -> None:
+        for integration in queryset:
+            integration_enqueue_run(integration=integration, requested_by=request.user.get_username())
+        self.message_user(
+            request, f"Queued {queryset.count()} run(s); watch them under Sync runs.",
+            messages.SUCCESS,
+        )
+
+
+@admin.register(FieldMapping)
+class FieldMappingAdmin(admin.ModelAdmin):
+    list_display = ("integration", "kind", "source_value", "target_value", "note", "updated_at")
+    list_filter = ("integration", "kind")
+    search_fields = ("source_value", "target_value", "note")
+    list_editable = ("target_value",)
+
+
+@admin.register(Cursor)
+class CursorAdmin(admin.ModelAdmin):
+    list_display = ("integration", "stream", "value", "updated_at")
+    list_filter = ("integration",)
+    readonly_fields = ("integration", "stream", "updated_at")
+    fields = ("integration", "stream", "value", "updated_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History is never edited by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(ReadOnlyAdmin):
+    list_display = ("id", "integration", "trigger", "status", "progress", "synced", "duplicate",
+                    "skipped", "flagged", "failed", "started_at", "finished_at")
+    list_filter = ("status", "trigger", "integration")
+    readonly_fields = ("integration", "trigger", "status", "requested_by", "progress", "total",
+                       "done", "synced", "skipped", "duplicate", "failed", "flagged", "started_at",
+                       "finished_at", "heartbeat_at", "error_summary", "audit_records")
+    fields = readonly_fields
+
+    @admin.display(description="Progress")
+    def progress(self, obj: SyncRun) -> str:
+        percent = obj.progress_percent
+        label = f"{obj.done}/{obj.total}" if obj.total is not None else f"{obj.done}"
+        if percent is None:
+            return label
+        return format_html(
+            '<progress max="100" value="{}" title="{}%"></progress> {}', percent, percent, label
+        )
+
+    @admin.display(description="Audit records")
+    def audit_records(self, obj: SyncRun) -> str:
+        url = reverse("admin:audit_auditrecord_changelist") + f"?run__id__exact={obj.pk}"
+        return format_html('<a href="{}">{} record(s)</a>', url, obj.done)
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    list_display = ("received_at", "provider", "connection", "event_type", "event_id",
+                    "signature_valid", "seen_via", "processed", "attempts")
+    list_filter = ("provider", "signature_valid", "processed", "seen_via")
+    search_fields = ("event_id", "event_type")
+    readonly_fields = ("provider", "connection", "event_id", "event_type", "signature_valid",
+                       "seen_via", "processed", "processed_at", "attempts", "error", "received_at",
+                       "headers", "raw_body")
+    fields = readonly_fields

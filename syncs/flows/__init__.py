@@ -1,0 +1,30 @@
+"""The flow registry: an explicit dict from flow key to flow class (no import-time discovery)."""
+
+from __future__ import annotations
+
+import logging
+
+from syncs.flows.base import Flag, Flow, LoadResult, Mappings, Payload, Skip, SourceRecord
+
+logger = logging.getLogger(__name__)
+
+FLOWS: dict[str, type[Flow]] = {}
+
+
+def get_flow(key: str) -> type[Flow]:
+    """The flow class registered under ``key``."""
+    try:
+        return FLOWS[key]
+    except KeyError:
+        raise LookupError(f"No flow is registered as “{key}”.") from None
+
+
+def flow_choices() -> list[tuple[str, str]]:
+    """(key, label) pairs for forms."""
+    return sorted(((k, f.label) for k, f in FLOWS.items()), key=lambda c: c[1])
+
+
+__all__ = [
+    "FLOWS", "Flag", "Flow", "LoadResult", "Mappings", "Payload", "Skip", "SourceRecord",
+    "flow_choices", "get_flow",
+]

@@ -1,0 +1,110 @@
+"""The flow interface: ``extract → map → load``, and the values that pass between them.
+
+A flow is small and declarative.  ``extract(ctx)`` yields ``SourceRecord``s with a stable
+``source_key``, in watermark order, and must read *inclusively* from the cursor (``>=``): the
+cursor stores the watermark of the last committed record, and records sharing it are seen
+again (the ledger and idempotent writes make that harmless).  ``map(record, mappings)`` is pure
+— no I/O — and returns a ``Payload``, a ``Flag`` (needs a human) or a ``Skip``.
+``load(ctx, payload, idempotency_key)`` makes the target write and returns a ``LoadResult``; it
+raises ``Rejected`` only when nothing was applied.  ``find_existing(ctx, payload)`` lets the
+runner ask the target whether an interrupted post went through.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from syncs.runner import FlowContext
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One record read from the source."""
+
+    source_key: str
+    data: dict[str, Any]
+    watermark: str | None = None
+    seen_via: str = ""
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What to write to the target.
+
+    ``ledger_key`` is the natural key of a non-idempotent write (the runner posts it exactly
+    once); ``None`` marks an idempotent write (an upsert) that needs no ledger.
+    """
+
+    data: dict[str, Any]
+    ledger_key: str | None
+    target_key: str = ""
+
+
+@dataclass(frozen=True)
+class Flag:
+    """The record needs a human (unmapped vendor, currency mismatch …): never posted."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Nothing to do for this record (unchanged, out of scope)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """The outcome of a target write."""
+
+    remote_id: str
+    response: Mapping[str, Any] | None = None
+    note: str = ""
+
+
+class Mappings:
+    """The integration's field mappings, read once per run: ``get(kind, source_value)``."""
+
+    def __init__(self, table: Mapping[tuple[str, str], str] | None = None) -> None:
+        self._table = dict(table or {})
+
+    def get(self, kind: str, source_value: Any) -> str | None:
+        return self._table.get((kind, str(source_value).strip()))
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+@dataclass
+class Flow:
+    """Base class of every flow; subclasses set the class attributes and the four methods."""
+
+    key: ClassVar[str]
+    label: ClassVar[str]
+    source_kind: ClassVar[str]
+    target_kind: ClassVar[str]
+    stream: ClassVar[str]
+    target: ClassVar[str]  # the ledger's name for the target write, e.g. "m3.ARS040MI"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def extract(self, ctx: FlowContext) -> Iterable[SourceRecord]:
+        raise NotImplementedError
+
+    def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
+        raise NotImplementedError
+
+    def load(self, ctx: FlowContext, payload: Payload, idempotency_key: str | None) -> LoadResult:
+        raise NotImplementedError
+
+    def find_existing(self, ctx: FlowContext, payload: Payload) -> LoadResult | None:
+        """Whether the target already holds this write; override for every ledgered flow."""
+        raise NotImplementedError(
+            f"{type(self).__name__} posts through the ledger but cannot look up an earlier post"
+        )

@@ -1,0 +1,207 @@
+"""Integrations, their field mappings, cursors, runs and inbound webhook events."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from connections.models import Connection
+
+logger = logging.getLogger(__name__)
+
+
+class Integration(models.Model):
+    """One flow between a source and a target connection, with its schedule and settings."""
+
+    class ScheduleType(models.TextChoices):
+        OFF = "off", "Manual only"
+        INTERVAL = "interval", "Every N minutes"
+        CRON = "cron", "Cron expression"
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=80, unique=True)
+    flow = models.CharField(max_length=60, help_text="What this integration does.")
+    source = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="+")
+    target = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="+")
+    enabled = models.BooleanField(default=True)
+    schedule_type = models.CharField(
+        max_length=10, choices=ScheduleType.choices, default=ScheduleType.OFF
+    )
+    interval_minutes = models.PositiveIntegerField(null=True, blank=True)
+    cron = models.CharField(max_length=120, blank=True, help_text="e.g. */15 6-20 * * 1-5")
+    settings = models.JSONField(default=dict, blank=True)
+    q_schedule = models.OneToOneField(
+        "django_q.Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        editable=False,
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from syncs.flows import FLOWS
+
+        errors: dict[str, Any] = {}
+        flow = FLOWS.get(self.flow)
+        if flow is None:
+            errors["flow"] = "Unknown flow."
+        else:
+            if self.source_id and self.source.kind != flow.source_kind:
+                errors["source"] = f"This flow reads from a {flow.source_kind} connection."
+            if self.target_id and self.target.kind != flow.target_kind:
+                errors["target"] = f"This flow writes to a {flow.target_kind} connection."
+        if self.schedule_type == self.ScheduleType.INTERVAL and not self.interval_minutes:
+            errors["interval_minutes"] = "Give the interval in minutes."
+        if self.schedule_type == self.ScheduleType.CRON:
+            from croniter import croniter
+
+            if not self.cron or not croniter.is_valid(self.cron):
+                errors["cron"] = "Not a valid cron expression (minute hour day month weekday)."
+        if not isinstance(self.settings, dict):
+            errors["settings"] = "Settings must be a JSON object."
+        if errors:
+            raise ValidationError(errors)
+
+
+class FieldMapping(models.Model):
+    """A value translation a finance user maintains: vendor ids, GL accounts, customers, taxes."""
+
+    class Kind(models.TextChoices):
+        VENDOR = "vendor", "Vendor / supplier"
+        CUSTOMER = "customer", "Customer"
+        GL_ACCOUNT = "gl_account", "GL account"
+        TAX_CODE = "tax_code", "Tax code"
+        CURRENCY = "currency", "Currency"
+        PAYMENT_METHOD = "payment_method", "Payment method"
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="mappings")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    source_value = models.CharField(max_length=200)
+    target_value = models.CharField(max_length=200)
+    note = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["integration", "kind", "source_value"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "kind", "source_value"], name="uniq_mapping_source"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.source_value} → {self.target_value}"
+
+
+class Cursor(models.Model):
+    """How far an integration has read one stream (a watermark), advanced only past commits."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="cursors")
+    stream = models.CharField(max_length=60)
+    value = models.CharField(max_length=255, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["integration", "stream"], name="uniq_cursor_stream")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.integration} / {self.stream} = {self.value or '(start)'}"
+
+
+class SyncRun(models.Model):
+    """One execution of an integration (or a replay): counts, progress and outcome."""
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Manual"
+        WEBHOOK = "webhook", "Webhook"
+        POLL = "poll", "Poll"
+        REPLAY = "replay", "Replay"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        PARTIAL = "partial", "Finished with problems"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    integration = models.ForeignKey(Integration, on_delete=models.PROTECT, related_name="runs")
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    requested_by = models.CharField(max_length=150, blank=True)
+    total = models.PositiveIntegerField(null=True, blank=True)
+    done = models.PositiveIntegerField(default=0)
+    synced = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    duplicate = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    flagged = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    error_summary = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["integration", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.integration} #{self.pk} ({self.get_status_display()})"
+
+    @property
+    def progress_percent(self) -> int | None:
+        if not self.total:
+            return None
+        return min(100, round(100 * self.done / self.total))
+
+
+class WebhookEvent(models.Model):
+    """An inbound webhook, stored (raw) before it is acknowledged, processed by a task.
+
+    Unique per provider, connection and event id among validly signed events only: a forged
+    delivery can never claim a real event's id.
+    """
+
+    class Provider(models.TextChoices):
+        STRIPE = "stripe", "Stripe"
+        WISE = "wise", "Wise"
+
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="+")
+    event_id = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=120, blank=True)
+    raw_body = models.TextField()
+    headers = models.JSONField(default=dict)
+    signature_valid = models.BooleanField(default=False)
+    seen_via = models.CharField(max_length=10, default="webhook")
+    processed = models.BooleanField(default=False)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "connection", "event_id"],
+                condition=Q(signature_valid=True),
+                name="uniq_valid_webhook_event",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.event_type} {self.event_id}"

@@ -1,0 +1,31 @@
+"""django-q2 task entry points: thin, they take ids, load objects and call a service."""
+
+from __future__ import annotations
+
+import logging
+
+from syncs.models import Integration, SyncRun
+
+logger = logging.getLogger(__name__)
+
+
+def run_integration(
+    integration_id: int, trigger: str = SyncRun.Trigger.SCHEDULE, requested_by: str = ""
+) -> int | None:
+    """Run one integration; returns the SyncRun id (None when it is gone or disabled)."""
+    from syncs.services import integration_run
+
+    integration = Integration.objects.select_related("source", "target").filter(
+        pk=integration_id
+    ).first()
+    if integration is None or (not integration.enabled and trigger == SyncRun.Trigger.SCHEDULE):
+        logger.info("Integration %s is gone or disabled: not run", integration_id)
+        return None
+    return integration_run(integration=integration, trigger=trigger, requested_by=requested_by).pk
+
+
+def replay_records(record_ids: list[int], requested_by: str = "") -> list[int]:
+    """Replay failed/flagged audit records; returns the SyncRun ids created."""
+    from audit.services import records_replay
+
+    return [run.pk for run in records_replay(record_ids=record_ids, requested_by=requested_by)]

@@ -1,0 +1,88 @@
+"""Shared fixtures: connections of every kind, an integration on the test flow, its target."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection as db_connection
+
+from connections.models import Connection
+from syncs.flows import FLOWS
+from syncs.models import Integration
+from tests.syncs.testflow import SOURCE, TARGET, LedgerTestFlow
+
+logger = logging.getLogger(__name__)
+
+IONAPI = {
+    "ti": "ACME_TST",
+    "cn": "ml-connector",
+    "ci": "ACME_TST~client-id-abc",
+    "cs": "client-secret-value-123",
+    "iu": "http://127.0.0.1:9/infor",
+    "pu": "http://127.0.0.1:9/ACME_TST/as/",
+    "oa": "authorization.oauth2",
+    "ot": "token.oauth2",
+    "or": "revoke_token.oauth2",
+    "saak": "ACME_TST#service-access-key",
+    "sask": "service-secret-key-value-xyz",
+    "ev": "U1234",
+    "v": "1.0",
+}
+
+requires_postgres = pytest.mark.skipif(
+    "postgresql" not in __import__("django.conf").conf.settings.DATABASES["default"]["ENGINE"],
+    reason="needs PostgreSQL (the CI's second pass sets DATABASE_URL)",
+)
+
+
+def ionapi_bytes(**overrides: Any) -> bytes:
+    return json.dumps({**IONAPI, **overrides}).encode()
+
+
+@pytest.fixture
+def make_connection(db: Any) -> Any:
+    def make(kind: str = "stripe", slug: str | None = None, **settings: Any) -> Connection:
+        credentials = {
+            "stripe": {"api_key": "sk_test_abcdefghijklmnop", "webhook_secret": "whsec_testsecret"},
+            "infor_m3": dict(IONAPI),
+            "ifs_cloud": {"client_id": "ifs-client", "client_secret": "ifs-secret-value"},
+        }[kind]
+        conn = Connection(name=f"{kind} test", slug=slug or f"{kind}-test", kind=kind,
+                          credentials=credentials, settings=settings)
+        conn.full_clean()
+        conn.save()
+        return conn
+
+    return make
+
+
+@pytest.fixture
+def test_flow(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[LedgerTestFlow]]:
+    """Registers the test-only flow and resets its source and target."""
+    monkeypatch.setitem(FLOWS, LedgerTestFlow.key, LedgerTestFlow)
+    SOURCE.clear()
+    TARGET.reset()
+    yield LedgerTestFlow
+    SOURCE.clear()
+    TARGET.reset()
+
+
+@pytest.fixture
+def integration(make_connection: Any, test_flow: Any) -> Integration:
+    source = make_connection("stripe")
+    target = make_connection("infor_m3")
+    integ = Integration(name="Test payments", slug="test-payments", flow=test_flow.key,
+                        source=source, target=target)
+    integ.full_clean()
+    integ.save()
+    return integ
+
+
+@pytest.fixture
+def close_db_after_thread() -> Any:
+    """Call in a worker thread's finally: each thread has its own DB connection to close."""
+    return db_connection.close

@@ -1,0 +1,13 @@
+"""Settings for the test suite: the product's settings with tasks run inline and fixed keys."""
+
+from mlconnector.settings import *  # noqa: F403
+from mlconnector.settings import DATABASES, MLC, Q_CLUSTER, VAR_DIR
+
+# Tasks run in the calling process (services still enqueue through django-q2's API).
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}
+FERNET_KEYS = ["test-key-0123456789abcdef0123456789abcdef"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MLC = {**MLC, "LEDGER_BUSY_WAIT_SECONDS": 20}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not :memory:, so threads and forked processes share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
