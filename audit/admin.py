@@ -17,15 +17,38 @@ from syncs.admin import ReadOnlyAdmin
 
 logger = logging.getLogger(__name__)
 
-RECORD_FIELDS = ("run", "integration", "stream", "source_key", "target_key", "status", "reason",
-                 "retryable", "seen_via", "attempt", "replay_of", "ledger", "resolved_at",
-                 "resolved_by", "resolution", "created_at", "source_payload", "sent_payload",
-                 "response_summary")
+RECORD_FIELDS = (
+    "run",
+    "integration",
+    "stream",
+    "source_key",
+    "target_key",
+    "status",
+    "reason",
+    "retryable",
+    "seen_via",
+    "attempt",
+    "replay_of",
+    "ledger",
+    "resolved_at",
+    "resolved_by",
+    "resolution",
+    "created_at",
+    "source_payload",
+    "sent_payload",
+    "response_summary",
+)
 
 
 def _confirm(
-    admin_obj: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, action: str,
-    title: str, records: list[AuditRecord], explain: str, ask_note: bool = False,
+    admin_obj: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet,
+    action: str,
+    title: str,
+    records: list[AuditRecord],
+    explain: str,
+    ask_note: bool = False,
 ) -> TemplateResponse:
     context = {
         **admin_obj.admin_site.each_context(request),
@@ -58,7 +81,12 @@ class ReplayActionsMixin:
             return None
         eligible = records_replayable(record_ids=queryset.values_list("pk", flat=True))
         return _confirm(
-            self, request, queryset, "replay", "Replay records", eligible,
+            self,
+            request,
+            queryset,
+            "replay",
+            "Replay records",
+            eligible,
             "Each record is mapped again from its stored source data (with today's mappings) "
             "and loaded. Anything already posted is recognised by the posting ledger and not "
             "posted twice.",
@@ -70,13 +98,19 @@ class ReplayActionsMixin:
         if request.POST.get("confirmed") == "yes" and note:
             count = records_dismiss(
                 record_ids=queryset.values_list("pk", flat=True),
-                requested_by=request.user.get_username(), note=note,
+                requested_by=request.user.get_username(),
+                note=note,
             )
             self.message_user(request, f"Dismissed {count} record(s).", messages.SUCCESS)
             return None
         eligible = records_replayable(record_ids=queryset.values_list("pk", flat=True))
         return _confirm(
-            self, request, queryset, "dismiss", "Dismiss records", eligible,
+            self,
+            request,
+            queryset,
+            "dismiss",
+            "Dismiss records",
+            eligible,
             "Dismissed records leave the review queue without being posted. Say why.",
             ask_note=True,
         )
@@ -84,8 +118,17 @@ class ReplayActionsMixin:
 
 @admin.register(AuditRecord)
 class AuditRecordAdmin(ReplayActionsMixin, ReadOnlyAdmin):
-    list_display = ("created_at", "integration", "stream", "source_key", "target_key", "status",
-                    "seen_via", "short_reason", "attempt")
+    list_display = (
+        "created_at",
+        "integration",
+        "stream",
+        "source_key",
+        "target_key",
+        "status",
+        "seen_via",
+        "short_reason",
+        "attempt",
+    )
     list_filter = ("status", "integration", "stream", "seen_via", "retryable")
     search_fields = ("source_key", "target_key", "reason")
     readonly_fields = RECORD_FIELDS
@@ -101,22 +144,53 @@ class AuditRecordAdmin(ReplayActionsMixin, ReadOnlyAdmin):
 class ReviewItemAdmin(AuditRecordAdmin):
     """Failed and flagged records that still need a human."""
 
-    list_display = ("created_at", "integration", "stream", "source_key", "status",
-                    "short_reason", "attempt")
+    list_display = (
+        "created_at",
+        "integration",
+        "stream",
+        "source_key",
+        "status",
+        "short_reason",
+        "attempt",
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return super().get_queryset(request).filter(
-            status__in=(AuditRecord.Status.FAILED, AuditRecord.Status.FLAGGED), resolved_at=None
+        return (
+            super()
+            .get_queryset(request)
+            .filter(
+                status__in=(AuditRecord.Status.FAILED, AuditRecord.Status.FLAGGED), resolved_at=None
+            )
         )
 
 
 @admin.register(PostingLedger)
 class PostingLedgerAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "integration", "target", "natural_key", "state", "remote_id",
-                    "attempts", "confirmed_at")
+    list_display = (
+        "created_at",
+        "integration",
+        "target",
+        "natural_key",
+        "state",
+        "remote_id",
+        "attempts",
+        "confirmed_at",
+    )
     list_filter = ("state", "target", "integration")
     search_fields = ("natural_key", "remote_id")
-    readonly_fields = ("integration", "target", "natural_key", "state", "remote_id", "generation",
-                       "attempts", "lease_owner", "lease_expires_at", "last_error", "created_at",
-                       "confirmed_at", "updated_at")
+    readonly_fields = (
+        "integration",
+        "target",
+        "natural_key",
+        "state",
+        "remote_id",
+        "generation",
+        "attempts",
+        "lease_owner",
+        "lease_expires_at",
+        "last_error",
+        "created_at",
+        "confirmed_at",
+        "updated_at",
+    )
     fields = readonly_fields

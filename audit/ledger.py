@@ -41,7 +41,9 @@ def claim(
     lease_until = now + timedelta(seconds=lease_seconds)
     with transaction.atomic():
         entry, created = PostingLedger.objects.select_for_update().get_or_create(
-            integration_id=integration_id, target=target, natural_key=natural_key,
+            integration_id=integration_id,
+            target=target,
+            natural_key=natural_key,
             defaults={"lease_owner": owner, "lease_expires_at": lease_until},
         )
         if created:
@@ -55,7 +57,9 @@ def claim(
             and entry.lease_owner != owner
         ):
             return Claim(ClaimStatus.BUSY, entry)
-        status = ClaimStatus.RECOVER if entry.state == PostingLedger.State.PENDING else ClaimStatus.FRESH
+        status = (
+            ClaimStatus.RECOVER if entry.state == PostingLedger.State.PENDING else ClaimStatus.FRESH
+        )
         if entry.state == PostingLedger.State.FAILED:
             entry.generation += 1  # the target refused the last one: a new idempotency key
         entry.state = PostingLedger.State.PENDING
@@ -72,7 +76,10 @@ def confirm(entry: PostingLedger, *, remote_id: str) -> PostingLedger:
     if locked.state == PostingLedger.State.CONFIRMED and locked.remote_id != remote_id:
         logger.error(
             "Ledger %s %s confirmed twice with different remote ids (%s, %s)",
-            locked.target, locked.natural_key, locked.remote_id, remote_id,
+            locked.target,
+            locked.natural_key,
+            locked.remote_id,
+            remote_id,
         )
     locked.state = PostingLedger.State.CONFIRMED
     locked.remote_id = remote_id or locked.remote_id

@@ -36,8 +36,9 @@ def records_replay(*, record_ids: Iterable[int], requested_by: str = "") -> list
         by_integration[record.integration_id].append(record)
     runs = []
     for records in by_integration.values():
-        runner = Runner(records[0].integration, trigger=SyncRun.Trigger.REPLAY,
-                        requested_by=requested_by)
+        runner = Runner(
+            records[0].integration, trigger=SyncRun.Trigger.REPLAY, requested_by=requested_by
+        )
         runs.append(runner.replay(sorted(records, key=lambda r: r.pk)))
     return runs
 
@@ -47,8 +48,12 @@ def records_enqueue_replay(*, record_ids: Iterable[int], requested_by: str = "")
     eligible = [r.pk for r in records_replayable(record_ids=record_ids)]
     if eligible:
         transaction.on_commit(
-            lambda: async_task("syncs.tasks.replay_records", eligible, requested_by,
-                               task_name=f"replay {len(eligible)} record(s)")
+            lambda: async_task(
+                "syncs.tasks.replay_records",
+                eligible,
+                requested_by,
+                task_name=f"replay {len(eligible)} record(s)",
+            )
         )
     return len(eligible)
 
@@ -58,6 +63,7 @@ def records_dismiss(*, record_ids: Iterable[int], requested_by: str, note: str) 
     return AuditRecord.objects.filter(
         pk__in=list(record_ids), status__in=REPLAYABLE, resolved_at=None
     ).update(
-        resolved_at=timezone.now(), resolved_by=requested_by[:150],
+        resolved_at=timezone.now(),
+        resolved_by=requested_by[:150],
         resolution=f"Dismissed: {note}"[:255],
     )

@@ -1,1 +1,1 @@
-"""Connections to external systems: encrypted credentials, OAuth tokens, the HTTP core, providers."""
+"""Connections to external systems: encrypted credentials, OAuth tokens, HTTP core, providers."""

@@ -31,8 +31,9 @@ class ConnectionAdmin(admin.ModelAdmin):
         kind = request.POST.get("kind") or request.GET.get("kind")
         return kind if kind in KINDS else None
 
-    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None
-                 ) -> HttpResponse:
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
         if self._kind(request, None) is None:
             context = {
                 **self.admin_site.each_context(request),
@@ -40,12 +41,18 @@ class ConnectionAdmin(admin.ModelAdmin):
                 "title": "Add connection: choose the system",
                 "kinds": [(k, spec.label) for k, spec in KINDS.items()],
             }
-            return TemplateResponse(request, "admin/connections/connection/choose_kind.html",
-                                    context)
+            return TemplateResponse(
+                request, "admin/connections/connection/choose_kind.html", context
+            )
         return super().add_view(request, form_url, extra_context)
 
-    def get_form(self, request: HttpRequest, obj: Connection | None = None, change: bool = False,
-                 **kwargs: Any) -> Any:
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: Connection | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         kwargs["form"] = connection_form_for(self._kind(request, obj) or "stripe")
         return super().get_form(request, obj, change=change, **kwargs)
 
@@ -59,8 +66,9 @@ class ConnectionAdmin(admin.ModelAdmin):
         ]
         if obj is not None:
             fieldsets.insert(1, ("On file", {"fields": ["credentials_on_file"]}))
-            fieldsets.append(("Status", {"fields": ["status", "last_checked_at",
-                                                    "last_check_message"]}))
+            fieldsets.append(
+                ("Status", {"fields": ["status", "last_checked_at", "last_check_message"]})
+            )
         return fieldsets
 
     @admin.display(description="Credentials")
@@ -81,8 +89,15 @@ class OAuthTokenAdmin(admin.ModelAdmin):
     """Token state for support: expiry and refresh counts, never the tokens themselves."""
 
     list_display = ("connection", "expires_at", "lifetime_seconds", "refresh_count", "updated_at")
-    fields = ("connection", "token_type", "obtained_at", "expires_at", "lifetime_seconds",
-              "refresh_count", "last_error")
+    fields = (
+        "connection",
+        "token_type",
+        "obtained_at",
+        "expires_at",
+        "lifetime_seconds",
+        "refresh_count",
+        "last_error",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:

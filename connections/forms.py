@@ -24,20 +24,25 @@ SETTING = "setting__"
 def _setting_field(spec: FieldSpec) -> forms.Field:
     widget = forms.Textarea(attrs={"rows": 4}) if spec.multiline else None
     return forms.CharField(
-        label=spec.label, required=spec.required and spec.default is None, help_text=spec.help,
+        label=spec.label,
+        required=spec.required and spec.default is None,
+        help_text=spec.help,
         widget=widget,
     )
 
 
 def _credential_field(spec: FieldSpec) -> forms.Field:
     if spec.secret:
-        widget: forms.Widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"})
+        widget: forms.Widget = forms.PasswordInput(
+            render_value=False, attrs={"autocomplete": "off"}
+        )
         if spec.multiline:
             widget = forms.Textarea(attrs={"rows": 4, "autocomplete": "off"})
     else:
         widget = forms.TextInput()
-    return forms.CharField(label=spec.label, required=False, help_text=spec.help, widget=widget,
-                           strip=True)
+    return forms.CharField(
+        label=spec.label, required=False, help_text=spec.help, widget=widget, strip=True
+    )
 
 
 class ConnectionForm(forms.ModelForm):

@@ -70,23 +70,57 @@ def _common_settings(rate_per_minute: int, base_url: str | None = None) -> tuple
     specs = []
     if base_url is not None:
         specs.append(
-            FieldSpec("base_url", "Base URL", secret=False, default=base_url, clean=_url,
-                      help="Point this at a sandbox simulator or at the real tenant.")
+            FieldSpec(
+                "base_url",
+                "Base URL",
+                secret=False,
+                default=base_url,
+                clean=_url,
+                help="Point this at a sandbox simulator or at the real tenant.",
+            )
         )
     specs += [
-        FieldSpec("rate_limit_per_minute", "Rate limit (requests per minute)", secret=False,
-                  default=rate_per_minute, clean=_positive_int,
-                  help="Shared by every worker of this deployment."),
-        FieldSpec("rate_limit_burst", "Rate limit burst", secret=False, default=10,
-                  clean=_positive_int, help="Requests allowed back to back before pacing starts."),
-        FieldSpec("connect_timeout", "Connect timeout (s)", secret=False, default=5.0,
-                  clean=_positive_float),
-        FieldSpec("read_timeout", "Read timeout (s)", secret=False, default=30.0,
-                  clean=_positive_float),
-        FieldSpec("max_attempts", "Attempts per request", secret=False, default=5,
-                  clean=_positive_int, help="Retries on 429, 502-504 and connection errors."),
-        FieldSpec("max_retry_seconds", "Retry time budget (s)", secret=False, default=120.0,
-                  clean=_positive_float),
+        FieldSpec(
+            "rate_limit_per_minute",
+            "Rate limit (requests per minute)",
+            secret=False,
+            default=rate_per_minute,
+            clean=_positive_int,
+            help="Shared by every worker of this deployment.",
+        ),
+        FieldSpec(
+            "rate_limit_burst",
+            "Rate limit burst",
+            secret=False,
+            default=10,
+            clean=_positive_int,
+            help="Requests allowed back to back before pacing starts.",
+        ),
+        FieldSpec(
+            "connect_timeout",
+            "Connect timeout (s)",
+            secret=False,
+            default=5.0,
+            clean=_positive_float,
+        ),
+        FieldSpec(
+            "read_timeout", "Read timeout (s)", secret=False, default=30.0, clean=_positive_float
+        ),
+        FieldSpec(
+            "max_attempts",
+            "Attempts per request",
+            secret=False,
+            default=5,
+            clean=_positive_int,
+            help="Retries on 429, 502-504 and connection errors.",
+        ),
+        FieldSpec(
+            "max_retry_seconds",
+            "Retry time budget (s)",
+            secret=False,
+            default=120.0,
+            clean=_positive_float,
+        ),
     ]
     return tuple(specs)
 
@@ -167,7 +201,9 @@ class KindSpec:
 def _stripe_key(value: Any) -> str:
     value = _text(value)
     if not value.startswith(("sk_", "rk_")):
-        raise ValidationError("A Stripe secret key starts with sk_ or rk_ (never a publishable pk_).")
+        raise ValidationError(
+            "A Stripe secret key starts with sk_ or rk_ (never a publishable pk_)."
+        )
     return value
 
 
@@ -220,10 +256,14 @@ KINDS: dict[str, KindSpec] = {
             uses_ionapi=True,
             allow_extra_credentials=True,  # dt, ev, v: present in real files, meaning unverified
             settings=(
-                FieldSpec("cono", "Company (CONO)", secret=False, default=100,
-                          clean=_positive_int),
-                FieldSpec("divi", "Division (DIVI)", secret=False, required=False,
-                          help="Leave blank for company-level programs."),
+                FieldSpec("cono", "Company (CONO)", secret=False, default=100, clean=_positive_int),
+                FieldSpec(
+                    "divi",
+                    "Division (DIVI)",
+                    secret=False,
+                    required=False,
+                    help="Leave blank for company-level programs.",
+                ),
                 *_common_settings(rate_per_minute=300),
             ),
         ),
@@ -236,8 +276,13 @@ KINDS: dict[str, KindSpec] = {
             ),
             settings=(
                 *_common_settings(rate_per_minute=1000, base_url="https://ifs.example.com"),
-                FieldSpec("token_url", "Token URL", secret=False, clean=_url,
-                          help="https://{host}/auth/realms/{namespace}/protocol/openid-connect/token"),
+                FieldSpec(
+                    "token_url",
+                    "Token URL",
+                    secret=False,
+                    clean=_url,
+                    help="https://{host}/auth/realms/{namespace}/protocol/openid-connect/token",
+                ),
                 FieldSpec("scope", "Scope", secret=False, default="openid microprofile-jwt"),
             ),
         ),
@@ -246,8 +291,7 @@ KINDS: dict[str, KindSpec] = {
             "Stripe",
             credentials=(
                 FieldSpec("api_key", "Secret key", clean=_stripe_key),
-                FieldSpec("webhook_secret", "Webhook signing secret", required=False,
-                          clean=_whsec),
+                FieldSpec("webhook_secret", "Webhook signing secret", required=False, clean=_whsec),
             ),
             settings=_common_settings(rate_per_minute=1500, base_url="https://api.stripe.com"),
         ),
@@ -273,10 +317,17 @@ KINDS: dict[str, KindSpec] = {
             check_credentials=_wise_check,
             settings=(
                 *_common_settings(rate_per_minute=6000, base_url="https://api.wise.com"),
-                FieldSpec("profile_id", "Profile id", secret=False, required=False,
-                          clean=_positive_int),
-                FieldSpec("webhook_public_key", "Webhook public key (PEM)", secret=False,
-                          required=False, clean=_pem_public_key, multiline=True),
+                FieldSpec(
+                    "profile_id", "Profile id", secret=False, required=False, clean=_positive_int
+                ),
+                FieldSpec(
+                    "webhook_public_key",
+                    "Webhook public key (PEM)",
+                    secret=False,
+                    required=False,
+                    clean=_pem_public_key,
+                    multiline=True,
+                ),
             ),
         ),
         KindSpec(
@@ -292,13 +343,22 @@ KINDS: dict[str, KindSpec] = {
                 FieldSpec("host", "Host", secret=False),
                 FieldSpec("port", "Port", secret=False, default=22, clean=_positive_int),
                 FieldSpec("username", "Username", secret=False),
-                FieldSpec("host_key", "Host key (known_hosts line)", secret=False,
-                          required=False,
-                          help="The server's public key; connections are refused if it differs."),
+                FieldSpec(
+                    "host_key",
+                    "Host key (known_hosts line)",
+                    secret=False,
+                    required=False,
+                    help="The server's public key; connections are refused if it differs.",
+                ),
                 FieldSpec("remote_dir", "Outbound directory", secret=False, default="/outbound"),
                 FieldSpec("archive_dir", "Archive directory", secret=False, required=False),
-                FieldSpec("connect_timeout", "Connect timeout (s)", secret=False, default=10.0,
-                          clean=_positive_float),
+                FieldSpec(
+                    "connect_timeout",
+                    "Connect timeout (s)",
+                    secret=False,
+                    default=10.0,
+                    clean=_positive_float,
+                ),
             ),
         ),
     )

@@ -61,8 +61,9 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         # Longest first so a secret containing another is masked whole; tiny values are ignored
         # (masking "1" everywhere would destroy the payload and protect nothing).
-        self._values = sorted({s for s in secrets if isinstance(s, str) and len(s) >= 4},
-                              key=len, reverse=True)
+        self._values = sorted(
+            {s for s in secrets if isinstance(s, str) and len(s) >= 4}, key=len, reverse=True
+        )
 
     def text(self, text: str) -> str:
         """Scrub a string."""

@@ -22,7 +22,18 @@ logger = logging.getLogger(__name__)
 class IntegrationForm(forms.ModelForm):
     class Meta:
         model = Integration
-        fields = "__all__"
+        fields = [
+            "name",
+            "slug",
+            "flow",
+            "source",
+            "target",
+            "enabled",
+            "schedule_type",
+            "interval_minutes",
+            "cron",
+            "settings",
+        ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -72,9 +83,12 @@ class IntegrationAdmin(admin.ModelAdmin):
     @admin.action(description="Run selected integrations now")
     def run_now(self, request: HttpRequest, queryset: QuerySet[Integration]) -> None:
         for integration in queryset:
-            integration_enqueue_run(integration=integration, requested_by=request.user.get_username())
+            integration_enqueue_run(
+                integration=integration, requested_by=request.user.get_username()
+            )
         self.message_user(
-            request, f"Queued {queryset.count()} run(s); watch them under Sync runs.",
+            request,
+            f"Queued {queryset.count()} run(s); watch them under Sync runs.",
             messages.SUCCESS,
         )
 
@@ -113,12 +127,40 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(SyncRun)
 class SyncRunAdmin(ReadOnlyAdmin):
-    list_display = ("id", "integration", "trigger", "status", "progress", "synced", "duplicate",
-                    "skipped", "flagged", "failed", "started_at", "finished_at")
+    list_display = (
+        "id",
+        "integration",
+        "trigger",
+        "status",
+        "progress",
+        "synced",
+        "duplicate",
+        "skipped",
+        "flagged",
+        "failed",
+        "started_at",
+        "finished_at",
+    )
     list_filter = ("status", "trigger", "integration")
-    readonly_fields = ("integration", "trigger", "status", "requested_by", "progress", "total",
-                       "done", "synced", "skipped", "duplicate", "failed", "flagged", "started_at",
-                       "finished_at", "heartbeat_at", "error_summary", "audit_records")
+    readonly_fields = (
+        "integration",
+        "trigger",
+        "status",
+        "requested_by",
+        "progress",
+        "total",
+        "done",
+        "synced",
+        "skipped",
+        "duplicate",
+        "failed",
+        "flagged",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+        "error_summary",
+        "audit_records",
+    )
     fields = readonly_fields
 
     @admin.display(description="Progress")
@@ -139,11 +181,32 @@ class SyncRunAdmin(ReadOnlyAdmin):
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ReadOnlyAdmin):
-    list_display = ("received_at", "provider", "connection", "event_type", "event_id",
-                    "signature_valid", "seen_via", "processed", "attempts")
+    list_display = (
+        "received_at",
+        "provider",
+        "connection",
+        "event_type",
+        "event_id",
+        "signature_valid",
+        "seen_via",
+        "processed",
+        "attempts",
+    )
     list_filter = ("provider", "signature_valid", "processed", "seen_via")
     search_fields = ("event_id", "event_type")
-    readonly_fields = ("provider", "connection", "event_id", "event_type", "signature_valid",
-                       "seen_via", "processed", "processed_at", "attempts", "error", "received_at",
-                       "headers", "raw_body")
+    readonly_fields = (
+        "provider",
+        "connection",
+        "event_id",
+        "event_type",
+        "signature_valid",
+        "seen_via",
+        "processed",
+        "processed_at",
+        "attempts",
+        "error",
+        "received_at",
+        "headers",
+        "raw_body",
+    )
     fields = readonly_fields

@@ -35,7 +35,11 @@ class Integration(models.Model):
     cron = models.CharField(max_length=120, blank=True, help_text="e.g. */15 6-20 * * 1-5")
     settings = models.JSONField(default=dict, blank=True)
     q_schedule = models.OneToOneField(
-        "django_q.Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        "django_q.Schedule",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         editable=False,
     )
     created_at = models.DateTimeField(auto_now_add=True)

@@ -178,29 +178,40 @@ class Runner:
             return write(
                 Status.DUPLICATE,
                 f"Already posted ({entry.remote_id or 'remote id unknown'}); not posted again.",
-                payload=payload, target_key=entry.remote_id, ledger_entry=entry,
+                payload=payload,
+                target_key=entry.remote_id,
+                ledger_entry=entry,
             )
         if claim.status is ledger.ClaimStatus.BUSY:
             return write(
-                Status.FAILED, "Another worker is posting this record right now; it will be "
-                "checked again by the next run or a replay.", payload=payload, retryable=True,
+                Status.FAILED,
+                "Another worker is posting this record right now; it will be "
+                "checked again by the next run or a replay.",
+                payload=payload,
+                retryable=True,
                 ledger_entry=entry,
             )
         if claim.status is ledger.ClaimStatus.RECOVER:
             try:
                 found = self.flow.find_existing(ctx, payload)
             except Exception as exc:
-                reason = ("An earlier attempt may have posted this and the target could not be "
-                          f"asked ({self._describe(exc)}); not posted again.")
+                reason = (
+                    "An earlier attempt may have posted this and the target could not be "
+                    f"asked ({self._describe(exc)}); not posted again."
+                )
                 return write(
-                    Status.FAILED, reason, payload=payload, retryable=True,
+                    Status.FAILED,
+                    reason,
+                    payload=payload,
+                    retryable=True,
                     ledger_op=lambda: ledger.release(entry, refused=False, error=reason),
                 )
             if found is not None:
                 return write(
                     Status.SYNCED,
                     "Found in the target after an interrupted attempt; not posted again.",
-                    payload=payload, loaded=found,
+                    payload=payload,
+                    loaded=found,
                     ledger_op=lambda: ledger.confirm(entry, remote_id=found.remote_id),
                 )
         try:
@@ -209,11 +220,16 @@ class Runner:
             refused = isinstance(exc, Rejected)
             reason = self._describe(exc)
             return self._failed(
-                write, payload, exc,
+                write,
+                payload,
+                exc,
                 ledger_op=lambda: ledger.release(entry, refused=refused, error=reason),
             )
         return write(
-            Status.SYNCED, loaded.note, payload=payload, loaded=loaded,
+            Status.SYNCED,
+            loaded.note,
+            payload=payload,
+            loaded=loaded,
             ledger_op=lambda: ledger.confirm(entry, remote_id=loaded.remote_id),
         )
 
@@ -221,8 +237,11 @@ class Runner:
         deadline = time.monotonic() + self.busy_wait_seconds
         while True:
             claim = ledger.claim(
-                integration_id=self.integration.pk, target=self.flow.target, natural_key=key,
-                owner=self.owner, lease_seconds=self.lease_seconds,
+                integration_id=self.integration.pk,
+                target=self.flow.target,
+                natural_key=key,
+                owner=self.owner,
+                lease_seconds=self.lease_seconds,
             )
             if claim.status is not ledger.ClaimStatus.BUSY or time.monotonic() >= deadline:
                 return claim
@@ -236,12 +255,16 @@ class Runner:
         ledger_op: Callable[[], PostingLedger] | None,
     ) -> AuditRecord:
         if not isinstance(exc, ApiError):
-            logger.exception("load() failed for %s", write.record.source_key)
+            logger.error("load() failed for %s", write.record.source_key, exc_info=exc)
         retryable = not isinstance(exc, Rejected)
         response = exc.summary() if isinstance(exc, ApiError) else None
         audit = write(
-            Status.FAILED, self._describe(exc), payload=payload, retryable=retryable,
-            response=response, ledger_op=ledger_op,
+            Status.FAILED,
+            self._describe(exc),
+            payload=payload,
+            retryable=retryable,
+            response=response,
+            ledger_op=ledger_op,
         )
         if isinstance(exc, AuthFailed):
             raise _Abort(f"Stopped: credentials refused — {exc.message}")
@@ -252,8 +275,12 @@ class Runner:
     def _start(self) -> SyncRun:
         now = timezone.now()
         self.run_row = SyncRun.objects.create(
-            integration=self.integration, trigger=self.trigger, status=SyncRun.Status.RUNNING,
-            requested_by=self.requested_by, started_at=now, heartbeat_at=now,
+            integration=self.integration,
+            trigger=self.trigger,
+            status=SyncRun.Status.RUNNING,
+            requested_by=self.requested_by,
+            started_at=now,
+            heartbeat_at=now,
         )
         return self.run_row
 
@@ -284,9 +311,18 @@ class Runner:
         run = self.run_row
         assert run is not None
         run.heartbeat_at = timezone.now()
-        run.save(update_fields=[
-            "total", "done", "synced", "skipped", "duplicate", "failed", "flagged", "heartbeat_at"
-        ])
+        run.save(
+            update_fields=[
+                "total",
+                "done",
+                "synced",
+                "skipped",
+                "duplicate",
+                "failed",
+                "flagged",
+                "heartbeat_at",
+            ]
+        )
 
     def _finish(self, run: SyncRun, error: str = "") -> SyncRun:
         if error:
@@ -303,8 +339,14 @@ class Runner:
         run.save()
         logger.info(
             "Run %s of %s: %s (%s synced, %s duplicate, %s skipped, %s flagged, %s failed)",
-            run.pk, self.integration.slug, run.status, run.synced, run.duplicate, run.skipped,
-            run.flagged, run.failed,
+            run.pk,
+            self.integration.slug,
+            run.status,
+            run.synced,
+            run.duplicate,
+            run.skipped,
+            run.flagged,
+            run.failed,
         )
         return run
 
@@ -371,7 +413,8 @@ class _Writer:
                 runner._hold_cursor = True
             elif record.watermark and not runner._hold_cursor:
                 Cursor.objects.update_or_create(
-                    integration=runner.integration, stream=runner.flow.stream,
+                    integration=runner.integration,
+                    stream=runner.flow.stream,
                     defaults={"value": record.watermark},
                 )
         runner._count(status)

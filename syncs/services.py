@@ -31,16 +31,19 @@ def integration_live_run(*, integration: Integration) -> SyncRun | None:
     )
 
 
-def integration_run(
-    *, integration: Integration, trigger: str, requested_by: str = ""
-) -> SyncRun:
+def integration_run(*, integration: Integration, trigger: str, requested_by: str = "") -> SyncRun:
     """Run ``integration`` now, in this process.  A run already going makes this one a skip."""
     live = integration_live_run(integration=integration)
     if live is not None:
         now = timezone.now()
         return SyncRun.objects.create(
-            integration=integration, trigger=trigger, requested_by=requested_by,
-            status=SyncRun.Status.SKIPPED, started_at=now, finished_at=now, total=0,
+            integration=integration,
+            trigger=trigger,
+            requested_by=requested_by,
+            status=SyncRun.Status.SKIPPED,
+            started_at=now,
+            finished_at=now,
+            total=0,
             error_summary=f"Run #{live.pk} was still in progress.",
         )
     return Runner(integration, trigger=trigger, requested_by=requested_by).run()
@@ -52,7 +55,10 @@ def integration_enqueue_run(
     """Queue a run for a django-q2 worker once the current transaction commits."""
     transaction.on_commit(
         lambda: async_task(
-            RUN_TASK, integration.pk, trigger, requested_by,
+            RUN_TASK,
+            integration.pk,
+            trigger,
+            requested_by,
             task_name=f"run {integration.slug}"[:100],
         )
     )
@@ -75,8 +81,9 @@ def integration_sync_schedule(*, integration: Integration) -> Schedule | None:
         "repeats": -1,
     }
     if integration.schedule_type == Integration.ScheduleType.INTERVAL:
-        fields.update(schedule_type=Schedule.MINUTES, minutes=integration.interval_minutes,
-                      cron=None)
+        fields.update(
+            schedule_type=Schedule.MINUTES, minutes=integration.interval_minutes, cron=None
+        )
     else:
         fields.update(schedule_type=Schedule.CRON, cron=integration.cron, minutes=None)
     if schedule is None:

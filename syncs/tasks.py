@@ -15,9 +15,9 @@ def run_integration(
     """Run one integration; returns the SyncRun id (None when it is gone or disabled)."""
     from syncs.services import integration_run
 
-    integration = Integration.objects.select_related("source", "target").filter(
-        pk=integration_id
-    ).first()
+    integration = (
+        Integration.objects.select_related("source", "target").filter(pk=integration_id).first()
+    )
     if integration is None or (not integration.enabled and trigger == SyncRun.Trigger.SCHEDULE):
         logger.info("Integration %s is gone or disabled: not run", integration_id)
         return None

@@ -51,8 +51,13 @@ def make_connection(db: Any) -> Any:
             "infor_m3": dict(IONAPI),
             "ifs_cloud": {"client_id": "ifs-client", "client_secret": "ifs-secret-value"},
         }[kind]
-        conn = Connection(name=f"{kind} test", slug=slug or f"{kind}-test", kind=kind,
-                          credentials=credentials, settings=settings)
+        conn = Connection(
+            name=f"{kind} test",
+            slug=slug or f"{kind}-test",
+            kind=kind,
+            credentials=credentials,
+            settings=settings,
+        )
         conn.full_clean()
         conn.save()
         return conn
@@ -75,8 +80,9 @@ def test_flow(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[LedgerTestFlow]]
 def integration(make_connection: Any, test_flow: Any) -> Integration:
     source = make_connection("stripe")
     target = make_connection("infor_m3")
-    integ = Integration(name="Test payments", slug="test-payments", flow=test_flow.key,
-                        source=source, target=target)
+    integ = Integration(
+        name="Test payments", slug="test-payments", flow=test_flow.key, source=source, target=target
+    )
     integ.full_clean()
     integ.save()
     return integ

@@ -4,58 +4,100 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='AuditRecord',
+            name="AuditRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('stream', models.CharField(max_length=60)),
-                ('source_key', models.CharField(max_length=255)),
-                ('target_key', models.CharField(blank=True, max_length=255)),
-                ('status', models.CharField(choices=[('synced', 'Synced'), ('skipped', 'Skipped'), ('duplicate', 'Duplicate (already posted)'), ('failed', 'Failed'), ('flagged', 'Flagged for review')], max_length=10)),
-                ('reason', models.TextField(blank=True)),
-                ('retryable', models.BooleanField(default=False, help_text='A temporary failure: the next run or a replay may succeed.')),
-                ('seen_via', models.CharField(blank=True, help_text='schedule, webhook, poll …', max_length=10)),
-                ('source_payload', models.JSONField(default=dict)),
-                ('sent_payload', models.JSONField(blank=True, null=True)),
-                ('response_summary', models.JSONField(blank=True, null=True)),
-                ('attempt', models.PositiveIntegerField(default=1)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('resolved_by', models.CharField(blank=True, max_length=150)),
-                ('resolution', models.CharField(blank=True, max_length=255)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("stream", models.CharField(max_length=60)),
+                ("source_key", models.CharField(max_length=255)),
+                ("target_key", models.CharField(blank=True, max_length=255)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("synced", "Synced"),
+                            ("skipped", "Skipped"),
+                            ("duplicate", "Duplicate (already posted)"),
+                            ("failed", "Failed"),
+                            ("flagged", "Flagged for review"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("reason", models.TextField(blank=True)),
+                (
+                    "retryable",
+                    models.BooleanField(
+                        default=False,
+                        help_text="A temporary failure: the next run or a replay may succeed.",
+                    ),
+                ),
+                (
+                    "seen_via",
+                    models.CharField(
+                        blank=True, help_text="schedule, webhook, poll …", max_length=10
+                    ),
+                ),
+                ("source_payload", models.JSONField(default=dict)),
+                ("sent_payload", models.JSONField(blank=True, null=True)),
+                ("response_summary", models.JSONField(blank=True, null=True)),
+                ("attempt", models.PositiveIntegerField(default=1)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                ("resolved_by", models.CharField(blank=True, max_length=150)),
+                ("resolution", models.CharField(blank=True, max_length=255)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='PostingLedger',
+            name="PostingLedger",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('target', models.CharField(max_length=80)),
-                ('natural_key', models.CharField(max_length=255)),
-                ('state', models.CharField(choices=[('pending', 'Pending'), ('confirmed', 'Confirmed'), ('failed', 'Refused (not posted)')], default='pending', max_length=10)),
-                ('remote_id', models.CharField(blank=True, max_length=255)),
-                ('generation', models.PositiveIntegerField(default=1)),
-                ('attempts', models.PositiveIntegerField(default=1)),
-                ('lease_owner', models.CharField(blank=True, max_length=200)),
-                ('lease_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('confirmed_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("target", models.CharField(max_length=80)),
+                ("natural_key", models.CharField(max_length=255)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("confirmed", "Confirmed"),
+                            ("failed", "Refused (not posted)"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("remote_id", models.CharField(blank=True, max_length=255)),
+                ("generation", models.PositiveIntegerField(default=1)),
+                ("attempts", models.PositiveIntegerField(default=1)),
+                ("lease_owner", models.CharField(blank=True, max_length=200)),
+                ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("confirmed_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'posting ledger entry',
-                'verbose_name_plural': 'Posting ledger',
-                'ordering': ['-created_at'],
+                "verbose_name": "posting ledger entry",
+                "verbose_name_plural": "Posting ledger",
+                "ordering": ["-created_at"],
             },
         ),
     ]

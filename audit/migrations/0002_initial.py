@@ -5,63 +5,92 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('audit', '0001_initial'),
-        ('syncs', '0001_initial'),
+        ("audit", "0001_initial"),
+        ("syncs", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='auditrecord',
-            name='integration',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='audit_records', to='syncs.integration'),
+            model_name="auditrecord",
+            name="integration",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="audit_records",
+                to="syncs.integration",
+            ),
         ),
         migrations.AddField(
-            model_name='auditrecord',
-            name='replay_of',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='replays', to='audit.auditrecord'),
+            model_name="auditrecord",
+            name="replay_of",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="replays",
+                to="audit.auditrecord",
+            ),
         ),
         migrations.AddField(
-            model_name='auditrecord',
-            name='run',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='records', to='syncs.syncrun'),
+            model_name="auditrecord",
+            name="run",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="records",
+                to="syncs.syncrun",
+            ),
         ),
         migrations.CreateModel(
-            name='ReviewItem',
-            fields=[
-            ],
+            name="ReviewItem",
+            fields=[],
             options={
-                'verbose_name': 'review queue item',
-                'verbose_name_plural': 'Review queue',
-                'proxy': True,
-                'indexes': [],
-                'constraints': [],
+                "verbose_name": "review queue item",
+                "verbose_name_plural": "Review queue",
+                "proxy": True,
+                "indexes": [],
+                "constraints": [],
             },
-            bases=('audit.auditrecord',),
+            bases=("audit.auditrecord",),
         ),
         migrations.AddField(
-            model_name='postingledger',
-            name='integration',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='ledger_entries', to='syncs.integration'),
+            model_name="postingledger",
+            name="integration",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="ledger_entries",
+                to="syncs.integration",
+            ),
         ),
         migrations.AddField(
-            model_name='auditrecord',
-            name='ledger',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='audit.postingledger'),
+            model_name="auditrecord",
+            name="ledger",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="audit.postingledger",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='postingledger',
-            constraint=models.UniqueConstraint(fields=('integration', 'target', 'natural_key'), name='uniq_ledger_natural_key'),
+            model_name="postingledger",
+            constraint=models.UniqueConstraint(
+                fields=("integration", "target", "natural_key"), name="uniq_ledger_natural_key"
+            ),
         ),
         migrations.AddIndex(
-            model_name='auditrecord',
-            index=models.Index(fields=['integration', 'status'], name='audit_audit_integra_e88251_idx'),
+            model_name="auditrecord",
+            index=models.Index(
+                fields=["integration", "status"], name="audit_audit_integra_e88251_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='auditrecord',
-            index=models.Index(fields=['integration', 'stream', 'source_key'], name='audit_audit_integra_570c85_idx'),
+            model_name="auditrecord",
+            index=models.Index(
+                fields=["integration", "stream", "source_key"],
+                name="audit_audit_integra_570c85_idx",
+            ),
         ),
     ]

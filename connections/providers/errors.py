@@ -32,8 +32,12 @@ class ApiError(Exception):
 
     def summary(self) -> dict[str, Any]:
         """A redacted, JSON-able description for audit records."""
-        return {"error": type(self).__name__, "message": self.message, "status": self.status,
-                "detail": self.detail}
+        return {
+            "error": type(self).__name__,
+            "message": self.message,
+            "status": self.status,
+            "detail": self.detail,
+        }
 
 
 class AuthFailed(ApiError):

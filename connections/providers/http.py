@@ -206,8 +206,15 @@ class ApiClient:
             before_sleep=lambda rs: self._log_retry(method, url, rs),
         )
         return retrying(
-            self._attempt, method, url, params=params, json=json, data=data,
-            headers=send_headers, idempotent=idempotent, use_auth=auth,
+            self._attempt,
+            method,
+            url,
+            params=params,
+            json=json,
+            data=data,
+            headers=send_headers,
+            idempotent=idempotent,
+            use_auth=auth,
         )
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
@@ -267,7 +274,12 @@ class ApiClient:
         safe_url = self.redact.text(url)
         try:
             response = self.session.request(
-                method, url, params=params, json=json, data=data, headers=headers,
+                method,
+                url,
+                params=params,
+                json=json,
+                data=data,
+                headers=headers,
                 timeout=(self.config.connect_timeout, self.config.read_timeout),
                 allow_redirects=False,
             )
@@ -344,7 +356,9 @@ class ApiClient:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         logger.warning(
             "%s %s attempt %d failed (%s); retrying in %.2fs",
-            method, self.redact.text(url), retry_state.attempt_number,
-            self.redact.text(str(exc)), retry_state.upcoming_sleep,
+            method,
+            self.redact.text(url),
+            retry_state.attempt_number,
+            self.redact.text(str(exc)),
+            retry_state.upcoming_sleep,
         )
-

@@ -60,7 +60,11 @@ def password_grant(ionapi: IonApi, *, client_auth: str = "basic") -> Grant:
 
 
 def client_credentials_grant(
-    token_url: str, client_id: str, client_secret: str, *, scope: str | None = None,
+    token_url: str,
+    client_id: str,
+    client_secret: str,
+    *,
+    scope: str | None = None,
     client_auth: str = "body",
 ) -> Grant:
     """The client-credentials grant (IFS IAM, Wise OAuth)."""
@@ -87,7 +91,9 @@ class TokenManager:
         self.skew_seconds = (
             settings.MLC["TOKEN_REFRESH_SKEW_SECONDS"] if skew_seconds is None else skew_seconds
         )
-        self.skew_ratio = settings.MLC["TOKEN_REFRESH_SKEW_RATIO"] if skew_ratio is None else skew_ratio
+        self.skew_ratio = (
+            settings.MLC["TOKEN_REFRESH_SKEW_RATIO"] if skew_ratio is None else skew_ratio
+        )
         redactor = Redactor([*connection.secret_values(), *grant.secrets()])
         self.http = http or ApiClient(
             ClientConfig.from_connection(connection, base_url=grant.token_url), redactor=redactor
@@ -105,7 +111,9 @@ class TokenManager:
     def invalidate(self, used: str | None) -> None:
         """Mark ``used`` expired after a 401 — unless another worker already replaced it."""
         with transaction.atomic():
-            token = OAuthToken.objects.select_for_update().filter(connection=self.connection).first()
+            token = (
+                OAuthToken.objects.select_for_update().filter(connection=self.connection).first()
+            )
             if token is not None and (used is None or token.access_token == used):
                 token.expires_at = timezone.now() - timedelta(seconds=1)
                 token.save(update_fields=["expires_at", "updated_at"])
@@ -137,8 +145,11 @@ class TokenManager:
             try:
                 return self._post({"grant_type": "refresh_token", "refresh_token": refresh_token})
             except (AuthFailed, Rejected) as exc:
-                logger.info("Refresh token refused for %s (%s); using the primary grant",
-                            self.connection.slug, exc.message)
+                logger.info(
+                    "Refresh token refused for %s (%s); using the primary grant",
+                    self.connection.slug,
+                    exc.message,
+                )
         return self._post(self.grant.form)
 
     @sensitive_variables("form", "body", "headers", "pair")
@@ -152,7 +163,11 @@ class TokenManager:
             body.update(client_id=self.grant.client_id, client_secret=self.grant.client_secret)
         try:
             response = self.http.request(
-                "POST", self.grant.token_url, data=body, headers=headers, idempotent=True,
+                "POST",
+                self.grant.token_url,
+                data=body,
+                headers=headers,
+                idempotent=True,
                 auth=False,
             )
         except (AuthFailed, Rejected) as exc:
@@ -216,13 +231,17 @@ def token_manager_for(connection: Connection, **kwargs: Any) -> TokenManager:
         grant = password_grant(ionapi, client_auth=connection.setting("client_auth", "basic"))
     elif connection.kind == Connection.Kind.IFS_CLOUD:
         grant = client_credentials_grant(
-            connection.setting("token_url"), creds["client_id"], creds["client_secret"],
+            connection.setting("token_url"),
+            creds["client_id"],
+            creds["client_secret"],
             scope=connection.setting("scope"),
         )
     elif connection.kind == Connection.Kind.WISE and creds.get("client_id"):
         grant = client_credentials_grant(
             connection.setting("base_url").rstrip("/") + "/oauth/token",
-            creds["client_id"], creds["client_secret"], client_auth="basic",
+            creds["client_id"],
+            creds["client_secret"],
+            client_auth="basic",
         )
     else:
         raise ValueError(f"{connection} does not use OAuth.")

@@ -25,6 +25,14 @@ def flow_choices() -> list[tuple[str, str]]:
 
 
 __all__ = [
-    "FLOWS", "Flag", "Flow", "LoadResult", "Mappings", "Payload", "Skip", "SourceRecord",
-    "flow_choices", "get_flow",
+    "FLOWS",
+    "Flag",
+    "Flow",
+    "LoadResult",
+    "Mappings",
+    "Payload",
+    "Skip",
+    "SourceRecord",
+    "flow_choices",
+    "get_flow",
 ]

@@ -5,113 +5,267 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('connections', '0001_initial'),
-        ('django_q', '0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more'),
+        ("connections", "0001_initial"),
+        ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Integration',
+            name="Integration",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('slug', models.SlugField(max_length=80, unique=True)),
-                ('flow', models.CharField(help_text='What this integration does.', max_length=60)),
-                ('enabled', models.BooleanField(default=True)),
-                ('schedule_type', models.CharField(choices=[('off', 'Manual only'), ('interval', 'Every N minutes'), ('cron', 'Cron expression')], default='off', max_length=10)),
-                ('interval_minutes', models.PositiveIntegerField(blank=True, null=True)),
-                ('cron', models.CharField(blank=True, help_text='e.g. */15 6-20 * * 1-5', max_length=120)),
-                ('settings', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('q_schedule', models.OneToOneField(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='django_q.schedule')),
-                ('source', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='connections.connection')),
-                ('target', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='connections.connection')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                ("slug", models.SlugField(max_length=80, unique=True)),
+                ("flow", models.CharField(help_text="What this integration does.", max_length=60)),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "schedule_type",
+                    models.CharField(
+                        choices=[
+                            ("off", "Manual only"),
+                            ("interval", "Every N minutes"),
+                            ("cron", "Cron expression"),
+                        ],
+                        default="off",
+                        max_length=10,
+                    ),
+                ),
+                ("interval_minutes", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "cron",
+                    models.CharField(
+                        blank=True, help_text="e.g. */15 6-20 * * 1-5", max_length=120
+                    ),
+                ),
+                ("settings", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "q_schedule",
+                    models.OneToOneField(
+                        blank=True,
+                        editable=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="django_q.schedule",
+                    ),
+                ),
+                (
+                    "source",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="connections.connection",
+                    ),
+                ),
+                (
+                    "target",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="connections.connection",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='FieldMapping',
+            name="FieldMapping",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('vendor', 'Vendor / supplier'), ('customer', 'Customer'), ('gl_account', 'GL account'), ('tax_code', 'Tax code'), ('currency', 'Currency'), ('payment_method', 'Payment method')], max_length=20)),
-                ('source_value', models.CharField(max_length=200)),
-                ('target_value', models.CharField(max_length=200)),
-                ('note', models.CharField(blank=True, max_length=200)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('integration', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='mappings', to='syncs.integration')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("vendor", "Vendor / supplier"),
+                            ("customer", "Customer"),
+                            ("gl_account", "GL account"),
+                            ("tax_code", "Tax code"),
+                            ("currency", "Currency"),
+                            ("payment_method", "Payment method"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("source_value", models.CharField(max_length=200)),
+                ("target_value", models.CharField(max_length=200)),
+                ("note", models.CharField(blank=True, max_length=200)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "integration",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="mappings",
+                        to="syncs.integration",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['integration', 'kind', 'source_value'],
-                'constraints': [models.UniqueConstraint(fields=('integration', 'kind', 'source_value'), name='uniq_mapping_source')],
+                "ordering": ["integration", "kind", "source_value"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("integration", "kind", "source_value"), name="uniq_mapping_source"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Cursor',
+            name="Cursor",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('stream', models.CharField(max_length=60)),
-                ('value', models.CharField(blank=True, max_length=255)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('integration', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='cursors', to='syncs.integration')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("stream", models.CharField(max_length=60)),
+                ("value", models.CharField(blank=True, max_length=255)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "integration",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="cursors",
+                        to="syncs.integration",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('integration', 'stream'), name='uniq_cursor_stream')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("integration", "stream"), name="uniq_cursor_stream"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='SyncRun',
+            name="SyncRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('trigger', models.CharField(choices=[('schedule', 'Schedule'), ('manual', 'Manual'), ('webhook', 'Webhook'), ('poll', 'Poll'), ('replay', 'Replay')], max_length=10)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('partial', 'Finished with problems'), ('failed', 'Failed'), ('skipped', 'Skipped')], default='queued', max_length=10)),
-                ('requested_by', models.CharField(blank=True, max_length=150)),
-                ('total', models.PositiveIntegerField(blank=True, null=True)),
-                ('done', models.PositiveIntegerField(default=0)),
-                ('synced', models.PositiveIntegerField(default=0)),
-                ('skipped', models.PositiveIntegerField(default=0)),
-                ('duplicate', models.PositiveIntegerField(default=0)),
-                ('failed', models.PositiveIntegerField(default=0)),
-                ('flagged', models.PositiveIntegerField(default=0)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('error_summary', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('integration', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='runs', to='syncs.integration')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[
+                            ("schedule", "Schedule"),
+                            ("manual", "Manual"),
+                            ("webhook", "Webhook"),
+                            ("poll", "Poll"),
+                            ("replay", "Replay"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("partial", "Finished with problems"),
+                            ("failed", "Failed"),
+                            ("skipped", "Skipped"),
+                        ],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("requested_by", models.CharField(blank=True, max_length=150)),
+                ("total", models.PositiveIntegerField(blank=True, null=True)),
+                ("done", models.PositiveIntegerField(default=0)),
+                ("synced", models.PositiveIntegerField(default=0)),
+                ("skipped", models.PositiveIntegerField(default=0)),
+                ("duplicate", models.PositiveIntegerField(default=0)),
+                ("failed", models.PositiveIntegerField(default=0)),
+                ("flagged", models.PositiveIntegerField(default=0)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("error_summary", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "integration",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="runs",
+                        to="syncs.integration",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['integration', 'status'], name='syncs_syncr_integra_3cf0e1_idx')],
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(
+                        fields=["integration", "status"], name="syncs_syncr_integra_3cf0e1_idx"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='WebhookEvent',
+            name="WebhookEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(choices=[('stripe', 'Stripe'), ('wise', 'Wise')], max_length=20)),
-                ('event_id', models.CharField(max_length=255)),
-                ('event_type', models.CharField(blank=True, max_length=120)),
-                ('raw_body', models.TextField()),
-                ('headers', models.JSONField(default=dict)),
-                ('signature_valid', models.BooleanField(default=False)),
-                ('seen_via', models.CharField(default='webhook', max_length=10)),
-                ('processed', models.BooleanField(default=False)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('error', models.TextField(blank=True)),
-                ('received_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='connections.connection')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "provider",
+                    models.CharField(
+                        choices=[("stripe", "Stripe"), ("wise", "Wise")], max_length=20
+                    ),
+                ),
+                ("event_id", models.CharField(max_length=255)),
+                ("event_type", models.CharField(blank=True, max_length=120)),
+                ("raw_body", models.TextField()),
+                ("headers", models.JSONField(default=dict)),
+                ("signature_valid", models.BooleanField(default=False)),
+                ("seen_via", models.CharField(default="webhook", max_length=10)),
+                ("processed", models.BooleanField(default=False)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("error", models.TextField(blank=True)),
+                ("received_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="connections.connection",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-received_at'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('signature_valid', True)), fields=('provider', 'connection', 'event_id'), name='uniq_valid_webhook_event')],
+                "ordering": ["-received_at"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("signature_valid", True)),
+                        fields=("provider", "connection", "event_id"),
+                        name="uniq_valid_webhook_event",
+                    )
+                ],
             },
         ),
     ]

@@ -19,8 +19,14 @@ S = AuditRecord.Status
 
 
 def pay(n: int, **extra: Any) -> dict[str, Any]:
-    return {"id": f"ch_{n}", "ts": f"2026-11-0{n}T00:00", "invoice": f"INV{n}",
-            "amount_cents": 1000 * n, "account": "4000", **extra}
+    return {
+        "id": f"ch_{n}",
+        "ts": f"2026-11-0{n}T00:00",
+        "invoice": f"INV{n}",
+        "amount_cents": 1000 * n,
+        "account": "4000",
+        **extra,
+    }
 
 
 def statuses(run: SyncRun) -> dict[str, str]:
@@ -34,8 +40,9 @@ def cursor(integration: Integration) -> str:
 
 @pytest.fixture
 def mapped(integration: Integration) -> Integration:
-    FieldMapping.objects.create(integration=integration, kind="gl_account", source_value="4000",
-                                target_value="1930-AR")
+    FieldMapping.objects.create(
+        integration=integration, kind="gl_account", source_value="4000", target_value="1930-AR"
+    )
     return integration
 
 
@@ -45,13 +52,25 @@ def run(integration: Integration, trigger: str = "manual") -> SyncRun:
 
 def test_a_failing_record_does_not_stop_the_run(mapped: Integration) -> None:
     TARGET.refuse.add("ch_3")
-    SOURCE.extend([
-        pay(1), pay(2, account="9999"), pay(3), pay(4, amount_cents="n/a"),
-        pay(5, status="draft"), pay(6),
-    ])
+    SOURCE.extend(
+        [
+            pay(1),
+            pay(2, account="9999"),
+            pay(3),
+            pay(4, amount_cents="n/a"),
+            pay(5, status="draft"),
+            pay(6),
+        ]
+    )
     result = run(mapped)
-    assert statuses(result) == {"ch_1": S.SYNCED, "ch_2": S.FLAGGED, "ch_3": S.FAILED,
-                                "ch_4": S.FAILED, "ch_5": S.SKIPPED, "ch_6": S.SYNCED}
+    assert statuses(result) == {
+        "ch_1": S.SYNCED,
+        "ch_2": S.FLAGGED,
+        "ch_3": S.FAILED,
+        "ch_4": S.FAILED,
+        "ch_5": S.SKIPPED,
+        "ch_6": S.SYNCED,
+    }
     assert (result.status, result.total, result.done) == (SyncRun.Status.PARTIAL, 6, 6)
     assert (result.synced, result.flagged, result.failed, result.skipped) == (2, 1, 2, 1)
     assert set(TARGET.posts) == {"ch_1", "ch_6"}
@@ -79,8 +98,12 @@ def test_cursor_stops_at_a_retryable_failure_and_the_next_run_resumes(mapped: In
 
     TARGET.transient.clear()
     second = run(mapped)
-    assert statuses(second) == {"ch_2": S.DUPLICATE, "ch_3": S.SYNCED, "ch_4": S.DUPLICATE,
-                                "ch_5": S.DUPLICATE}
+    assert statuses(second) == {
+        "ch_2": S.DUPLICATE,
+        "ch_3": S.SYNCED,
+        "ch_4": S.DUPLICATE,
+        "ch_5": S.DUPLICATE,
+    }
     assert cursor(mapped) == pay(5)["ts"]
     assert all(TARGET.effects(f"ch_{n}") == 1 for n in range(1, 6))
 
@@ -123,7 +146,10 @@ def test_a_worker_killed_mid_post_is_recovered_after_its_lease(mapped: Integrati
     TARGET.post("ch_1", {"invoice": "INV1"}, None)  # the dead worker's post reached the target
     TARGET.calls = 0
     PostingLedger.objects.create(
-        integration=mapped, target="fake.receipt", natural_key="ch_1", lease_owner="dead:1",
+        integration=mapped,
+        target="fake.receipt",
+        natural_key="ch_1",
+        lease_owner="dead:1",
         lease_expires_at=timezone.now() - timedelta(seconds=1),
     )
     result = run(mapped)
@@ -134,7 +160,10 @@ def test_a_worker_killed_mid_post_is_recovered_after_its_lease(mapped: Integrati
 def test_a_live_lease_held_by_another_worker_is_not_posted_over(mapped: Integration) -> None:
     SOURCE.append(pay(1))
     PostingLedger.objects.create(
-        integration=mapped, target="fake.receipt", natural_key="ch_1", lease_owner="other:1",
+        integration=mapped,
+        target="fake.receipt",
+        natural_key="ch_1",
+        lease_owner="other:1",
         lease_expires_at=timezone.now() + timedelta(minutes=5),
     )
     runner = Runner(mapped, trigger="manual")
@@ -175,8 +204,9 @@ def test_a_flagged_record_replays_once_its_mapping_exists(integration: Integrati
     SOURCE.append(pay(1))
     flagged = run(integration).records.get()
     assert flagged.status == S.FLAGGED and TARGET.calls == 0
-    FieldMapping.objects.create(integration=integration, kind="gl_account", source_value="4000",
-                                target_value="1930")
+    FieldMapping.objects.create(
+        integration=integration, kind="gl_account", source_value="4000", target_value="1930"
+    )
     (replay_run,) = records_replay(record_ids=[flagged.pk])
     assert replay_run.records.get().sent_payload["gl"] == "1930"
     assert TARGET.effects("ch_1") == 1
@@ -252,5 +282,6 @@ def test_replay_clicked_twice_at_once_posts_once(mapped: Integration) -> None:
     assert TARGET.effects("ch_1") == 1
     replays = AuditRecord.objects.filter(replay_of=failed)
     assert sorted(replays.values_list("status", flat=True)) in (
-        [S.DUPLICATE, S.SYNCED], [S.SYNCED],
+        [S.DUPLICATE, S.SYNCED],
+        [S.SYNCED],
     )

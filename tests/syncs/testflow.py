@@ -88,8 +88,9 @@ class LedgerTestFlow(Flow):
         for row in rows:
             if row.get("explode"):
                 raise ConnectionError("source went away mid-read")
-            yield SourceRecord(source_key=row["id"], data=row, watermark=row["ts"],
-                               seen_via=row.get("via", ""))
+            yield SourceRecord(
+                source_key=row["id"], data=row, watermark=row["ts"], seen_via=row.get("via", "")
+            )
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
         data = record.data

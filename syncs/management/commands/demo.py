@@ -42,8 +42,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default=os.environ.get("DEMO_HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "8000")))
-        parser.add_argument("--setup-only", action="store_true",
-                            help="Prepare everything and print the login, but serve nothing.")
+        parser.add_argument(
+            "--setup-only",
+            action="store_true",
+            help="Prepare everything and print the login, but serve nothing.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
@@ -60,11 +63,17 @@ class Command(BaseCommand):
             self.stdout.write(banner)
             return
         manage = str(Path(settings.BASE_DIR) / "manage.py")
-        worker = subprocess.Popen([sys.executable, manage, "qcluster"], start_new_session=True)
+        worker = subprocess.Popen(  # noqa: S603  (a fixed argv: this Python, this manage.py)
+            [sys.executable, manage, "qcluster"], start_new_session=True
+        )
         self.stdout.write(banner + "  (Ctrl-C stops the web server and the worker)\n")
         try:
-            call_command("runserver", f"{options['host']}:{options['port']}",
-                         use_reloader=False, use_threading=True)
+            call_command(
+                "runserver",
+                f"{options['host']}:{options['port']}",
+                use_reloader=False,
+                use_threading=True,
+            )
         finally:
             os.killpg(worker.pid, signal.SIGTERM)
             try:

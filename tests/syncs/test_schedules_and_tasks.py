@@ -1,0 +1,135 @@
+"""django-q2: schedules follow integrations; tasks and services run and enqueue runs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError
+from django.utils import timezone
+from django_q.models import Schedule
+
+from syncs import tasks
+from syncs.models import Integration, SyncRun, WebhookEvent
+from syncs.services import integration_enqueue_run, integration_run, schedules_reconcile
+from tests.syncs.testflow import SOURCE
+
+
+def save(integration: Integration, capture: Any, **changes: Any) -> Integration:
+    for key, value in changes.items():
+        setattr(integration, key, value)
+    integration.full_clean()
+    with capture(execute=True):
+        integration.save()
+    integration.refresh_from_db()
+    return integration
+
+
+def test_schedule_follows_the_integration(
+    integration: Integration, django_capture_on_commit_callbacks: Any
+) -> None:
+    capture = django_capture_on_commit_callbacks
+    save(integration, capture, schedule_type="interval", interval_minutes=15)
+    schedule = integration.q_schedule
+    assert (schedule.func, schedule.schedule_type, schedule.minutes) == (
+        "syncs.tasks.run_integration",
+        Schedule.MINUTES,
+        15,
+    )
+    assert eval(schedule.args) == (integration.pk, "schedule")  # noqa: S307  (django-q2 format)
+
+    save(integration, capture, schedule_type="cron", cron="*/10 6-20 * * 1-5")
+    schedule.refresh_from_db()
+    assert (schedule.schedule_type, schedule.cron) == (Schedule.CRON, "*/10 6-20 * * 1-5")
+    assert Schedule.objects.count() == 1
+
+    save(integration, capture, enabled=False)
+    assert integration.q_schedule is None and not Schedule.objects.exists()
+
+    save(integration, capture, enabled=True)
+    assert Schedule.objects.count() == 1
+    integration.delete()
+    assert not Schedule.objects.exists()
+
+
+def test_reconcile_removes_orphans_and_restores_missing(
+    integration: Integration,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    save(
+        integration,
+        django_capture_on_commit_callbacks,
+        schedule_type="interval",
+        interval_minutes=5,
+    )
+    Schedule.objects.create(name="integration:999", func="syncs.tasks.run_integration")
+    Schedule.objects.filter(name=f"integration:{integration.pk}").delete()
+    assert schedules_reconcile() == 1
+    assert list(Schedule.objects.values_list("name", flat=True)) == [
+        f"integration:{integration.pk}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"schedule_type": "cron", "cron": "every tuesday"}, "cron"),
+        ({"schedule_type": "interval", "interval_minutes": None}, "interval_minutes"),
+        ({"flow": "no.such.flow"}, "flow"),
+    ],
+)
+def test_bad_schedules_and_flows_are_refused(
+    integration: Integration, changes: dict, field: str
+) -> None:
+    for key, value in changes.items():
+        setattr(integration, key, value)
+    with pytest.raises(ValidationError) as info:
+        integration.full_clean()
+    assert field in info.value.message_dict
+
+
+def test_a_flow_checks_the_kinds_of_its_connections(integration: Integration) -> None:
+    integration.source, integration.target = integration.target, integration.source
+    with pytest.raises(ValidationError) as info:
+        integration.full_clean()
+    assert set(info.value.message_dict) == {"source", "target"}
+
+
+def test_enqueued_run_executes_in_a_worker(
+    integration: Integration, django_capture_on_commit_callbacks: Any
+) -> None:
+    SOURCE.append({"id": "ch_1", "ts": "1", "invoice": "I", "amount_cents": 1, "account": "x"})
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        integration_enqueue_run(integration=integration, requested_by="ana")
+    assert len(callbacks) == 1  # nothing is queued before the transaction commits
+    run = SyncRun.objects.get()
+    assert (run.trigger, run.requested_by, run.done) == ("manual", "ana", 1)
+
+
+def test_run_task_skips_disabled_integrations_on_schedule(integration: Integration) -> None:
+    Integration.objects.filter(pk=integration.pk).update(enabled=False)
+    assert tasks.run_integration(integration.pk, "schedule") is None
+    assert tasks.run_integration(integration.pk, "manual") is not None
+    assert tasks.run_integration(999_999) is None
+
+
+def test_a_run_already_going_makes_the_next_one_a_skip(integration: Integration) -> None:
+    live = SyncRun.objects.create(
+        integration=integration, trigger="schedule", status="running", heartbeat_at=timezone.now()
+    )
+    skipped = integration_run(integration=integration, trigger="manual")
+    assert skipped.status == SyncRun.Status.SKIPPED and f"#{live.pk}" in skipped.error_summary
+    # A run whose worker died (no heartbeat for long) does not block forever.
+    SyncRun.objects.filter(pk=live.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert integration_run(integration=integration, trigger="manual").status == "succeeded"
+
+
+def test_webhook_event_ids_are_unique_among_valid_signatures_only(make_connection: Any) -> None:
+    conn = make_connection("stripe")
+    common = {"provider": "stripe", "connection": conn, "event_id": "evt_1", "raw_body": "{}"}
+    WebhookEvent.objects.create(**common, signature_valid=False)  # a forgery claims nothing
+    WebhookEvent.objects.create(**common, signature_valid=True)
+    with pytest.raises(IntegrityError):
+        WebhookEvent.objects.create(**common, signature_valid=True)
