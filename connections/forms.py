@@ -95,7 +95,7 @@ class ConnectionForm(forms.ModelForm):
             settings[field_spec.name] = cleaned.get(SETTING + field_spec.name)
         self.instance.settings = settings
 
-        credentials = dict(self.instance.credentials or {})
+        credentials: dict[str, str] | None = dict(self.instance.credentials or {})
         if spec.uses_ionapi:
             upload = cleaned.get("ionapi_file")
             if upload:
@@ -103,6 +103,7 @@ class ConnectionForm(forms.ModelForm):
                     credentials = dict(parse_ionapi(upload.read()).values)
                 except IonApiError as exc:
                     self.add_error("ionapi_file", str(exc))
+                    credentials = None  # the file error says it all; nothing else to check
         else:
             for field_spec in spec.credentials:
                 value = cleaned.get(CRED + field_spec.name)

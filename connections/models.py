@@ -59,10 +59,11 @@ class Connection(models.Model):
             self.settings = self.spec.clean_settings(self.settings or {})
         except ValidationError as exc:
             errors += exc.messages
-        try:
-            self.credentials = self.spec.clean_credentials(self.credentials or {})
-        except ValidationError as exc:
-            errors += exc.messages
+        if self.credentials is not None:  # None: the form already reported unusable credentials
+            try:
+                self.credentials = self.spec.clean_credentials(self.credentials)
+            except ValidationError as exc:
+                errors += exc.messages
         if errors:
             raise ValidationError(errors)
 

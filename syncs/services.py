@@ -77,7 +77,7 @@ def integration_sync_schedule(*, integration: Integration) -> Schedule | None:
     fields = {
         "name": f"integration:{integration.pk}",
         "func": RUN_TASK,
-        "args": repr((integration.pk, SyncRun.Trigger.SCHEDULE)),
+        "args": repr((integration.pk, SyncRun.Trigger.SCHEDULE.value)),  # literal_eval-able
         "repeats": -1,
     }
     if integration.schedule_type == Integration.ScheduleType.INTERVAL:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from datetime import timedelta
 from typing import Any
 
@@ -38,7 +39,7 @@ def test_schedule_follows_the_integration(
         Schedule.MINUTES,
         15,
     )
-    assert eval(schedule.args) == (integration.pk, "schedule")  # noqa: S307  (django-q2 format)
+    assert ast.literal_eval(schedule.args) == (integration.pk, "schedule")  # as django-q2 reads it
 
     save(integration, capture, schedule_type="cron", cron="*/10 6-20 * * 1-5")
     schedule.refresh_from_db()

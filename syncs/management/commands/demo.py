@@ -75,7 +75,7 @@ class Command(BaseCommand):
                 use_threading=True,
             )
         finally:
-            os.killpg(worker.pid, signal.SIGTERM)
+            worker.send_signal(signal.SIGTERM)  # the cluster stops its own children
             try:
                 worker.wait(timeout=15)
             except subprocess.TimeoutExpired:
