@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -40,27 +41,36 @@ RECORD_FIELDS = (
 )
 
 
-def _confirm(
-    admin_obj: admin.ModelAdmin,
+def _ask_then_do(
+    model_admin: admin.ModelAdmin,
     request: HttpRequest,
     queryset: QuerySet,
+    *,
     action: str,
-    title: str,
-    records: list[AuditRecord],
     explain: str,
+    do: Callable[[list[int], str, str], int],
+    done: str,
     ask_note: bool = False,
-) -> TemplateResponse:
+) -> TemplateResponse | None:
+    """Show a confirmation page listing the eligible records; act once the user confirms."""
+    ids = list(queryset.values_list("pk", flat=True))
+    note = (request.POST.get("note") or "").strip()
+    if request.POST.get("confirmed") == "yes" and (note or not ask_note):
+        count = do(ids, request.user.get_username(), note)
+        model_admin.message_user(request, done.format(count=count), messages.SUCCESS)
+        return None
+    records = records_replayable(record_ids=ids)
     context = {
-        **admin_obj.admin_site.each_context(request),
-        "title": title,
-        "opts": admin_obj.model._meta,
+        **model_admin.admin_site.each_context(request),
+        "title": f"{action.capitalize()} records",
+        "opts": model_admin.model._meta,
         "records": records,
-        "skipped": queryset.count() - len(records),
+        "skipped": len(ids) - len(records),
         "action": action,
         "explain": explain,
         "ask_note": ask_note,
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "selected": [str(pk) for pk in queryset.values_list("pk", flat=True)],
+        "selected": [str(pk) for pk in ids],
     }
     return TemplateResponse(request, "admin/audit/confirm_action.html", context)
 
@@ -72,46 +82,30 @@ class ReplayActionsMixin:
 
     @admin.action(description="Replay selected records")
     def replay(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        if request.POST.get("confirmed") == "yes":
-            count = records_enqueue_replay(
-                record_ids=queryset.values_list("pk", flat=True),
-                requested_by=request.user.get_username(),
-            )
-            self.message_user(request, f"Queued {count} record(s) for replay.", messages.SUCCESS)
-            return None
-        eligible = records_replayable(record_ids=queryset.values_list("pk", flat=True))
-        return _confirm(
+        return _ask_then_do(
             self,
             request,
             queryset,
-            "replay",
-            "Replay records",
-            eligible,
-            "Each record is mapped again from its stored source data (with today's mappings) "
-            "and loaded. Anything already posted is recognised by the posting ledger and not "
-            "posted twice.",
+            action="replay",
+            explain="Each record is mapped again from its stored source data (with today's "
+            "mappings) and loaded. Anything already posted is recognised by the posting ledger "
+            "and not posted twice.",
+            do=lambda ids, user, _: records_enqueue_replay(record_ids=ids, requested_by=user),
+            done="Queued {count} record(s) for replay.",
         )
 
     @admin.action(description="Dismiss selected records (no replay)")
     def dismiss(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        note = (request.POST.get("note") or "").strip()
-        if request.POST.get("confirmed") == "yes" and note:
-            count = records_dismiss(
-                record_ids=queryset.values_list("pk", flat=True),
-                requested_by=request.user.get_username(),
-                note=note,
-            )
-            self.message_user(request, f"Dismissed {count} record(s).", messages.SUCCESS)
-            return None
-        eligible = records_replayable(record_ids=queryset.values_list("pk", flat=True))
-        return _confirm(
+        return _ask_then_do(
             self,
             request,
             queryset,
-            "dismiss",
-            "Dismiss records",
-            eligible,
-            "Dismissed records leave the review queue without being posted. Say why.",
+            action="dismiss",
+            explain="Dismissed records leave the review queue without being posted. Say why.",
+            do=lambda ids, user, note: records_dismiss(
+                record_ids=ids, requested_by=user, note=note
+            ),
+            done="Dismissed {count} record(s).",
             ask_note=True,
         )
 

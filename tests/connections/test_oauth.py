@@ -208,3 +208,34 @@ def test_only_one_worker_refreshes_at_a_time(m3: Connection, httpserver: HTTPSer
     assert not errors, errors
     assert len(endpoint.requests) == 1
     assert tokens == ["at-1"] * 6
+
+
+def test_client_credentials_grant_for_ifs(db: Any, httpserver: HTTPServer) -> None:
+    seen: list[dict[str, str]] = []
+
+    def endpoint(request: Request) -> Response:
+        seen.append({k: v[0] for k, v in parse_qs(request.get_data(as_text=True)).items()})
+        body = {"access_token": "ifs-at", "expires_in": 180, "token_type": "Bearer"}
+        return Response(json.dumps(body), 200, content_type="application/json")
+
+    path = "/auth/realms/acme/protocol/openid-connect/token"
+    httpserver.expect_request(path, method="POST").respond_with_handler(endpoint)
+    conn = Connection(
+        name="IFS",
+        slug="ifs",
+        kind="ifs_cloud",
+        credentials={"client_id": "ifs-client", "client_secret": "ifs-secret"},
+        settings={"base_url": httpserver.url_for("/"), "token_url": httpserver.url_for(path)},
+    )
+    conn.full_clean()
+    conn.save()
+    assert token_manager_for(conn).access_token() == "ifs-at"
+    assert seen == [
+        {
+            "grant_type": "client_credentials",
+            "scope": "openid microprofile-jwt",
+            "client_id": "ifs-client",
+            "client_secret": "ifs-secret",
+        }
+    ]
+    assert OAuthToken.objects.get(connection=conn).lifetime_seconds == 180

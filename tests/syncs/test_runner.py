@@ -285,3 +285,12 @@ def test_replay_clicked_twice_at_once_posts_once(mapped: Integration) -> None:
         [S.DUPLICATE, S.SYNCED],
         [S.SYNCED],
     )
+
+
+def test_secrets_in_source_records_never_reach_the_audit_trail(mapped: Integration) -> None:
+    api_key = mapped.source.credentials["api_key"]
+    SOURCE.append(pay(1, note=f"paid with key {api_key}", client_secret="pi_secret_abc"))
+    record = run(mapped).records.get()
+    stored = str(record.source_payload)
+    assert api_key not in stored and "pi_secret_abc" not in stored
+    assert record.source_payload["client_secret"] == "***"

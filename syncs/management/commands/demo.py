@@ -67,6 +67,7 @@ class Command(BaseCommand):
             [sys.executable, manage, "qcluster"], start_new_session=True
         )
         self.stdout.write(banner + "  (Ctrl-C stops the web server and the worker)\n")
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop cleanly under kill, too
         try:
             call_command(
                 "runserver",

@@ -1,0 +1,74 @@
+"""The provider registry and a provider's ApiClient: built from the connection, throttled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Response
+
+from connections.models import RateLimitBucket
+from connections.providers.base import PROVIDERS, Provider, client_for
+from connections.providers.errors import RateLimited
+
+
+class EchoProvider(Provider):
+    kind = "stripe"
+
+    def ping(self) -> dict[str, Any]:
+        return self.http.get("v1/ping").json()
+
+
+@pytest.fixture
+def registered(monkeypatch: pytest.MonkeyPatch) -> type[EchoProvider]:
+    monkeypatch.setitem(PROVIDERS, "stripe", EchoProvider)
+    return EchoProvider
+
+
+def test_an_unregistered_kind_says_so(make_connection: Any) -> None:
+    with pytest.raises(LookupError, match="No client is registered for infor_m3"):
+        client_for(make_connection("infor_m3"))
+
+
+def test_the_client_follows_the_connection_and_its_shared_rate_limit(
+    make_connection: Any,
+    registered: type[EchoProvider],
+    httpserver: HTTPServer,
+) -> None:
+    httpserver.expect_request("/v1/ping").respond_with_json({"ok": True})
+    conn = make_connection(
+        "stripe",
+        base_url=httpserver.url_for("/"),
+        rate_limit_per_minute=120,
+        rate_limit_burst=1,
+        read_timeout=7,
+    )
+    sleeps: list[float] = []
+    provider = client_for(conn, sleep=sleeps.append)
+    assert isinstance(provider, EchoProvider) and provider.http.config.read_timeout == 7.0
+    for _ in range(3):
+        assert provider.ping() == {"ok": True}
+    # 120/min with no burst: a slot every 0.5 s, reserved in the shared bucket (the fake sleep
+    # lets no time pass, so the third request is told to wait twice as long as the second).
+    assert len(sleeps) == 2
+    assert sleeps[0] == pytest.approx(0.5, abs=0.1) and sleeps[1] == pytest.approx(1.0, abs=0.1)
+    assert RateLimitBucket.objects.get(key=f"connection:{conn.pk}").tat > 0
+
+
+def test_a_429_with_retry_after_holds_every_worker_off(
+    make_connection: Any,
+    registered: type[EchoProvider],
+    httpserver: HTTPServer,
+) -> None:
+    httpserver.expect_request("/v1/ping").respond_with_response(
+        Response("", 429, {"Retry-After": "120"})
+    )
+    conn = make_connection("stripe", base_url=httpserver.url_for("/"), max_retry_seconds=30)
+    with pytest.raises(RateLimited):
+        client_for(conn, sleep=lambda s: None).ping()
+    # Another worker's client now refuses locally instead of hammering the remote.
+    other = client_for(conn, sleep=lambda s: None)
+    with pytest.raises(RateLimited, match="next slot in"):
+        other.ping()
+    assert len(httpserver.log) == 1
