@@ -72,7 +72,7 @@ class FlowContext:
     def client(self, side: str) -> Any:
         """The provider client of the ``source`` or ``target`` connection (built once)."""
         if side not in self.clients:
-            from connections.providers.base import client_for
+            from connections.providers.registry import client_for
 
             self.clients[side] = client_for(getattr(self.integration, side))
         return self.clients[side]

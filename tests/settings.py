@@ -1,7 +1,7 @@
 """Settings for the test suite: the product's settings with tasks run inline and fixed keys."""
 
 from mlconnector.settings import *  # noqa: F403
-from mlconnector.settings import DATABASES, MLC, Q_CLUSTER, VAR_DIR
+from mlconnector.settings import DATABASES, LOGGING, MLC, Q_CLUSTER, VAR_DIR
 
 # Tasks run in the calling process (services still enqueue through django-q2's API).
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
@@ -12,3 +12,4 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so threads and forked processes share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 (VAR_DIR / "static").mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing
+LOGGING = {**LOGGING, "loggers": {**LOGGING["loggers"], "werkzeug": {"level": "WARNING"}}}

@@ -2,8 +2,7 @@
 
 A provider speaks only its external API: one method per endpoint or domain operation, typed
 errors from the shared ``ApiClient``, and ``check()`` for the admin's "Test connection".  It
-never touches SyncRun, AuditRecord or the ledger.  Modules register their class in
-``PROVIDERS`` explicitly (no import-time discovery).
+never touches SyncRun, AuditRecord or the ledger.  The registry is ``providers.registry``.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import requests
 
@@ -68,15 +67,3 @@ class Provider:
 
     def check(self) -> CheckResult:
         raise NotImplementedError
-
-
-PROVIDERS: dict[str, type[Provider]] = {}
-
-
-def client_for(connection: Connection, **kwargs: Any) -> Provider:
-    """The provider client for ``connection``."""
-    try:
-        cls = PROVIDERS[connection.kind]
-    except KeyError:
-        raise LookupError(f"No client is registered for {connection.kind} connections.") from None
-    return cls(connection, **kwargs)

@@ -164,6 +164,8 @@ class ApiClient:
         """Absolute URL for ``path`` relative to the base URL (absolute URLs pass through)."""
         if path.startswith(("http://", "https://")):
             return path
+        if not path:
+            return self.config.base_url.rstrip("/")
         return urljoin(self.config.base_url.rstrip("/") + "/", path.lstrip("/"))
 
     # -- the request ------------------------------------------------------------------------

@@ -10,8 +10,9 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from connections.models import RateLimitBucket
-from connections.providers.base import PROVIDERS, Provider, client_for
+from connections.providers.base import Provider
 from connections.providers.errors import RateLimited
+from connections.providers.registry import PROVIDERS, client_for
 
 
 class EchoProvider(Provider):
@@ -28,8 +29,8 @@ def registered(monkeypatch: pytest.MonkeyPatch) -> type[EchoProvider]:
 
 
 def test_an_unregistered_kind_says_so(make_connection: Any) -> None:
-    with pytest.raises(LookupError, match="No client is registered for infor_m3"):
-        client_for(make_connection("infor_m3"))
+    with pytest.raises(LookupError, match="No client is registered for ifs_cloud"):
+        client_for(make_connection("ifs_cloud", token_url="http://127.0.0.1:9/t"))
 
 
 def test_the_client_follows_the_connection_and_its_shared_rate_limit(

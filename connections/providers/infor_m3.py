@@ -1,0 +1,274 @@
+"""Infor CloudSuite (M3) through the ION API gateway: MI programs, single and bulk.
+
+Auth comes from the connection's ``.ionapi`` file (password grant, refresh, re-auth on 401).
+Single calls are ``GET execute/{PROGRAM}/{TRANSACTION};maxrecs=…;returncols=…?CONO=…&FIELD=…``;
+the bulk ``POST execute`` carries many transactions in one request, which counts once against
+the rate limit.  M3 reports errors as HTTP 200 with ``errorMessage``: they become ``MIError``
+(a ``Rejected``).  Values are trimmed.  Program and transaction names are connection settings
+(``programs``) with the catalogue's defaults, because tenants differ.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from connections.providers.base import CheckResult, Provider
+from connections.providers.errors import ApiError, Rejected
+from connections.providers.http import Auth, ClientConfig
+from connections.providers.ionapi import parse_ionapi
+from connections.providers.oauth import BearerAuth, token_manager_for
+
+logger = logging.getLogger(__name__)
+
+API_PATH = "M3/m3api-rest/v2/execute"
+PAGE_SIZE = 500
+# need → (program, transaction): defaults from the M3 catalogue; override per connection.
+DEFAULT_PROGRAMS: dict[str, tuple[str, str]] = {
+    "customers.list": ("CRS610MI", "LstByNumber"),
+    "customers.get": ("CRS610MI", "GetBasicData"),
+    "accounts.list": ("CRS630MI", "LstAccountID"),
+    "invoices.list": ("ARS200MI", "LstInvByDivi"),
+    "invoices.list_by_customer": ("ARS200MI", "LstInvoices"),
+    "invoices.get": ("ARS200MI", "GetInvoice"),
+    "receipts.head": ("ARS040MI", "AddBatchHead"),
+    "receipts.line": ("ARS040MI", "AddBatchLine"),
+    "receipts.charge": ("ARS040MI", "AddBatchCharge"),
+    "receipts.control": ("ARS040MI", "ControlBatch"),
+    "discovery.transactions": ("MRS001MI", "LstTransactions"),
+}
+ALREADY_EXISTS = ("already exists", "already updated")
+
+
+class MIError(Rejected):
+    """An MI transaction refused its input."""
+
+    def __init__(self, message: str, *, transaction: str, field: str = "", code: str = "") -> None:
+        super().__init__(f"{transaction}: {message}", detail={"field": field, "code": code})
+        self.field, self.code, self.mi_message = field, code, message
+
+    @property
+    def already_exists(self) -> bool:
+        return any(s in self.mi_message.lower() for s in ALREADY_EXISTS)
+
+
+@dataclass(frozen=True)
+class MIResult:
+    """One transaction's outcome in a bulk call."""
+
+    transaction: str
+    records: list[dict[str, str]]
+    error: MIError | None = None
+
+
+def _trim(record: Mapping[str, Any]) -> dict[str, str]:
+    return {k: (v.strip() if isinstance(v, str) else v) for k, v in record.items()}
+
+
+class InforM3(Provider):
+    """An M3 tenant's MI programs, on the shared HTTP core."""
+
+    kind = "infor_m3"
+
+    def client_config(self) -> ClientConfig:
+        ionapi = parse_ionapi(json.dumps(self.connection.credentials))
+        base = ionapi.gateway_url.rstrip("/") + "/" + API_PATH + "/"
+        return ClientConfig.from_connection(self.connection, base_url=base)
+
+    def build_auth(self) -> Auth:
+        return BearerAuth(token_manager_for(self.connection))
+
+    @property
+    def cono(self) -> int:
+        return int(self.connection.setting("cono", 100))
+
+    @property
+    def divi(self) -> str:
+        return str(self.connection.setting("divi") or "")
+
+    def program(self, need: str) -> tuple[str, str]:
+        """The (program, transaction) configured for ``need``."""
+        override = (self.connection.settings or {}).get("programs", {}).get(need)
+        if override:
+            program, _, transaction = str(override).partition("/")
+            return program, transaction
+        return DEFAULT_PROGRAMS[need]
+
+    # -- MI calls ---------------------------------------------------------------------------
+
+    def execute(
+        self,
+        need: str,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        maxrecs: int | None = None,
+        returncols: Sequence[str] | None = None,
+        write: bool = False,
+    ) -> list[dict[str, str]]:
+        """One MI transaction; returns its trimmed records or raises ``MIError``."""
+        program, transaction = self.program(need)
+        matrix = f";maxrecs={maxrecs}" if maxrecs is not None else ""
+        if returncols:
+            matrix += ";returncols=" + ",".join(returncols)
+        params = {"CONO": self.cono, **({"DIVI": self.divi} if self.divi else {})}
+        params.update({k: v for k, v in (fields or {}).items() if v not in (None, "")})
+        response = self.http.get(
+            f"{quote(program)}/{quote(transaction)}{matrix}",
+            params=params,
+            idempotent=not write,
+        )
+        (result,) = self._results(response.json(), [transaction])
+        if result.error:
+            raise result.error
+        return result.records
+
+    def execute_bulk(
+        self,
+        need: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        write: bool = False,
+        returncols: Sequence[str] | None = None,
+    ) -> list[MIResult]:
+        """Many calls of one transaction in one request (one unit of the rate limit)."""
+        program, transaction = self.program(need)
+        if not records:
+            return []
+        body = {
+            "program": program,
+            "cono": self.cono,
+            "transactions": [
+                {
+                    "transaction": transaction,
+                    "record": {k: str(v) for k, v in r.items() if v not in (None, "")},
+                    **({"selectedColumns": list(returncols)} if returncols else {}),
+                }
+                for r in records
+            ],
+        }
+        params = {"cono": self.cono, "extendedresult": "true", "righttrim": "true"}
+        if self.divi:
+            params["divi"] = self.divi
+        response = self.http.post("", params=params, json=body, idempotent=not write)
+        return self._results(response.json(), [transaction] * len(records))
+
+    def _results(self, payload: Any, expected: list[str]) -> list[MIResult]:
+        results = payload.get("results") if isinstance(payload, dict) else None
+        if not isinstance(results, list) or len(results) != len(expected):
+            raise ApiError("M3 answered something that is not an MI v2 response.")
+        out = []
+        for item, transaction in zip(results, expected, strict=True):
+            if item.get("errorMessage"):
+                error = MIError(
+                    str(item["errorMessage"]).strip(),
+                    transaction=transaction,
+                    field=str(item.get("errorField") or ""),
+                    code=str(item.get("errorCode") or ""),
+                )
+                out.append(MIResult(transaction, [], error))
+            else:
+                out.append(MIResult(transaction, [_trim(r) for r in item.get("records") or []]))
+        return out
+
+    # -- domain -----------------------------------------------------------------------------
+
+    def list_customers(self, *, changed_since: int | None = None) -> Iterator[dict[str, str]]:
+        """Customers changed at or after ``changed_since`` (LMTS), paged by customer number."""
+        start = ""
+        while True:
+            page = self.execute(
+                "customers.list", {"CUNO": start, "LMTS": changed_since}, maxrecs=PAGE_SIZE
+            )
+            for record in page:
+                if record["CUNO"] != start or not start:
+                    yield record
+            if len(page) < PAGE_SIZE:
+                return
+            start = page[-1]["CUNO"]
+
+    def get_customers(self, numbers: Sequence[str]) -> dict[str, dict[str, str]]:
+        """GetBasicData for many customers in one bulk request; missing ones are left out."""
+        results = self.execute_bulk("customers.get", [{"CUNO": n} for n in numbers])
+        return {n: r.records[0] for n, r in zip(numbers, results, strict=True) if r.records}
+
+    def list_accounts(self, *, dimension: int = 1) -> list[dict[str, str]]:
+        """The chart of accounts (accounting dimension ``dimension``, AITP)."""
+        return self.execute("accounts.list", {"AITP": dimension}, maxrecs=0)
+
+    def list_invoice_entries(self, *, since_date: str | None = None) -> list[dict[str, str]]:
+        """AR ledger entries of the connection's division (invoices and payments)."""
+        division = self.divi
+        return self.execute(
+            "invoices.list", {"FDIV": division, "TDIV": division, "IVDT": since_date}, maxrecs=0
+        )
+
+    def get_invoices(self, keys: Sequence[tuple[str, str, str]]) -> list[dict[str, str] | None]:
+        """GetInvoice for many (YEA4, JRNO, JSNO) keys in one bulk request."""
+        results = self.execute_bulk(
+            "invoices.get", [{"YEA4": y, "JRNO": j, "JSNO": s} for y, j, s in keys]
+        )
+        return [r.records[0] if r.records else None for r in results]
+
+    def add_receipt(
+        self,
+        *,
+        batch: int,
+        batch_type: str,
+        lines: Sequence[Mapping[str, Any]],
+        charges: Sequence[Mapping[str, Any]] = (),
+        bank_account: str = "",
+        accounting_date: str = "",
+    ) -> dict[str, Any]:
+        """Post a customer payment batch: head, lines, charges, control.
+
+        Safe to run again for the same ``batch`` number: a step M3 answers "already exists"
+        (or "already updated") was done by an earlier attempt, so it counts as done.
+        """
+        done: list[str] = []
+
+        def step(need: str, fields: Mapping[str, Any]) -> None:
+            try:
+                self.execute(need, fields, write=True)
+                done.append(need)
+            except MIError as exc:
+                if not exc.already_exists:
+                    raise
+                done.append(f"{need} (already done)")
+
+        step(
+            "receipts.head",
+            {"PBID": batch, "BOPE": batch_type, "BAAN": bank_account, "ACDT": accounting_date},
+        )
+        for line in lines:
+            step("receipts.line", {"PBID": batch, **line})
+        for charge in charges:
+            step("receipts.charge", {"PBID": batch, **charge})
+        step("receipts.control", {"PBID": batch})
+        return {"batch": batch, "steps": done}
+
+    def check(self) -> CheckResult:
+        """Authenticate and confirm the tenant exposes every transaction we are set up to use."""
+        wanted: dict[str, set[str]] = {}
+        for need in DEFAULT_PROGRAMS:
+            program, transaction = self.program(need)
+            wanted.setdefault(program, set()).add(transaction)
+        programs = sorted(wanted)
+        results = self.execute_bulk("discovery.transactions", [{"MINM": p} for p in programs])
+        problems, found = [], 0
+        for program, result in zip(programs, results, strict=True):
+            if result.error:
+                problems.append(f"{program}: {result.error.mi_message}")
+                continue
+            exposed = {r["TRNM"] for r in result.records}
+            found += len(wanted[program] & exposed)
+            problems += [f"{program}/{t} is not exposed" for t in sorted(wanted[program] - exposed)]
+        tenant = self.connection.credentials.get("ti", "?")
+        if problems:
+            return CheckResult(
+                False, f"Connected to {tenant}, but transactions are missing.", problems
+            )
+        return CheckResult(True, f"Connected to {tenant}: all {found} transactions available.")

@@ -1,0 +1,631 @@
+"""A stateful Infor CloudSuite (M3) ION API simulator.
+
+Speaks the contract: the ION OAuth token endpoint (password and refresh grants, configurable
+lifetime), single MI calls ``GET …/m3api-rest/v2/execute/{PROGRAM}/{TRANSACTION};matrix?FIELD=``
+and the bulk ``POST …/v2/execute`` (one request, many transactions), v2 responses with the real
+``nrOfSuccessfullTransactions`` spelling, errors as HTTP 200 with ``errorMessage``, values as
+strings right-padded to their field length unless ``righttrim``.  Field lists and required
+inputs come from the MI metadata catalogue shipped in ``data/``.
+
+Programs: CRS610MI (customers), CRS630MI (chart of accounts), ARS200MI (AR invoices), ARS040MI
+(customer payment batches: head, lines, charges, control → AR ledger and GL postings), MRS001MI
+(discovery).  Add transactions are not idempotent, as in M3: a repeated key is "already exists".
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from werkzeug.wrappers import Request, Response
+
+from connections.sandbox.base import Simulator, json_response
+
+logger = logging.getLogger(__name__)
+
+METADATA: dict[str, Any] = json.loads(
+    (Path(__file__).parent / "data" / "m3-mi-metadata.json").read_text()
+)["programs"]
+DEFAULT_MAXRECS = 100
+
+
+class MIError(Exception):
+    """An MI transaction refused its input (reported as HTTP 200 with errorMessage)."""
+
+    def __init__(self, message: str, field: str = "", code: str = "XMI0001") -> None:
+        super().__init__(message)
+        self.message, self.field, self.code = message, field, code
+
+
+def _money(value: Any) -> Decimal:
+    try:
+        return Decimal(str(value).strip() or "0")
+    except ArithmeticError:
+        raise MIError(f"Amount {value!r} is invalid") from None
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return format(value.quantize(Decimal("0.01")), "f")
+    return "" if value is None else str(value)
+
+
+@dataclass
+class M3State:
+    """One tenant's data: customers, chart, AR ledger, payment batches, GL postings."""
+
+    cono: int = 100
+    divi: str = "AAA"
+    customers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    accounts: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
+    ledger: list[dict[str, Any]] = field(default_factory=list)
+    batches: dict[int, dict[str, Any]] = field(default_factory=dict)
+    gl: list[dict[str, Any]] = field(default_factory=list)
+    next_jrno: int = 1000
+
+    @staticmethod
+    def now_lmts() -> int:
+        return int(time.time() * 1000)  # LMTS as epoch milliseconds (unverified unit)
+
+    def put_customer(self, cuno: str, **fields: Any) -> dict[str, Any]:
+        record = self.customers.setdefault(
+            cuno, {"CUNO": cuno, "CONO": self.cono, "DIVI": self.divi, "STAT": "20"}
+        )
+        record.update(fields)
+        record["LMTS"] = self.now_lmts()
+        record["LMDT"] = time.strftime("%Y%m%d")
+        return record
+
+    def put_account(self, aitm: str, tx40: str, aitp: int = 1, **fields: Any) -> None:
+        self.accounts[(aitp, aitm)] = {
+            "CONO": self.cono,
+            "DIVI": self.divi,
+            "AITP": aitp,
+            "AITM": aitm,
+            "TX40": tx40,
+            "TX15": tx40[:15],
+            **fields,
+        }
+
+    def add_invoice(
+        self,
+        cuno: str,
+        cino: str,
+        amount: Decimal | str,
+        currency: str,
+        *,
+        vat: Decimal | str = "0",
+        ivdt: str = "",
+        dudt: str = "",
+        inyr: int = 0,
+    ) -> dict[str, Any]:
+        ivdt = ivdt or time.strftime("%Y%m%d")
+        self.next_jrno += 1
+        entry = {
+            "CONO": self.cono,
+            "DIVI": self.divi,
+            "YEA4": int(ivdt[:4]),
+            "JRNO": self.next_jrno,
+            "JSNO": 1,
+            "TRCD": 10,
+            "PYNO": cuno,
+            "CUNO": cuno,
+            "CINO": cino,
+            "INYR": inyr or int(ivdt[:4]),
+            "CUCD": currency,
+            "CUAM": _money(amount),
+            "VTAM": _money(vat),
+            "IVDT": ivdt,
+            "DUDT": dudt or ivdt,
+            "ACDT": ivdt,
+            "RECO": 0,
+            "IVTP": "10",
+            "TDSC": "Invoice",
+            "VSER": "",
+            "VONO": self.next_jrno,
+            "LMTS": self.now_lmts(),
+        }
+        self.ledger.append(entry)
+        return entry
+
+    def invoice(self, cuno: str, cino: str, inyr: int | None = None) -> dict[str, Any] | None:
+        for entry in self.ledger:
+            if (
+                entry["TRCD"] == 10
+                and entry["CUNO"] == cuno
+                and entry["CINO"] == cino
+                and (inyr is None or entry["INYR"] == inyr)
+            ):
+                return entry
+        return None
+
+    def open_amount(self, invoice: dict[str, Any]) -> Decimal:
+        paid = sum(
+            (
+                e["CUAM"]
+                for e in self.ledger
+                if e["TRCD"] == 20 and e["CINO"] == invoice["CINO"] and e["CUNO"] == invoice["CUNO"]
+            ),
+            Decimal("0"),
+        )
+        return invoice["CUAM"] + paid
+
+    def receipts(self) -> list[dict[str, Any]]:
+        return [e for e in self.ledger if e["TRCD"] == 20]
+
+
+class M3Simulator(Simulator):
+    """The ION API gateway and authorization server of one M3 tenant."""
+
+    name = "infor-m3"
+
+    def __init__(
+        self,
+        *,
+        tenant: str = "SANDBOX_TST",
+        token_lifetime: int = 7200,
+        refresh_tokens: bool = True,
+        rate_limit_per_minute: int | None = None,
+    ) -> None:
+        super().__init__(rate_limit_per_minute=rate_limit_per_minute)
+        self.tenant = tenant
+        self.token_lifetime = token_lifetime
+        self.refresh_tokens = refresh_tokens
+        self.client_id = f"{tenant}~sandbox-client"
+        self.client_secret = "sandbox-client-secret"
+        self.saak = f"{tenant}#sandbox-service-account"
+        self.sask = "sandbox-service-secret"
+        self.state = M3State()
+        self.tokens: dict[str, float] = {}
+        self.refresh: dict[str, str] = {}
+        self.token_requests = 0
+        self.api_requests = 0  # execute requests (single or bulk): what the rate limit counts
+        self.mi_calls: list[str] = []
+
+    def ionapi(self, base_url: str) -> dict[str, str]:
+        """The .ionapi file a tenant admin would download for this sandbox."""
+        base = base_url.rstrip("/")
+        return {
+            "ti": self.tenant,
+            "cn": "ml-connector sandbox",
+            "ci": self.client_id,
+            "cs": self.client_secret,
+            "iu": base,
+            "pu": f"{base}/{self.tenant}/as/",
+            "oa": "authorization.oauth2",
+            "ot": "token.oauth2",
+            "or": "revoke_token.oauth2",
+            "saak": self.saak,
+            "sask": self.sask,
+            "ev": "SANDBOX",
+            "v": "1.0",
+        }
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        path = request.path
+        if path == f"/{self.tenant}/as/token.oauth2" and request.method == "POST":
+            return self.apply_fault("token", lambda: self._token(request))
+        if path == f"/{self.tenant}/as/revoke_token.oauth2" and request.method == "POST":
+            self.tokens.pop(request.form.get("token", ""), None)
+            return Response(status=200)
+        prefix = f"/{self.tenant}/M3/m3api-rest/v2/execute"
+        if not path.startswith(prefix):
+            return json_response({"error": "not found"}, 404)
+        token = (request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        with self.lock:
+            expiry = self.tokens.get(token)
+        if expiry is None or expiry < time.time():
+            return json_response(
+                {"error": "invalid_token", "error_description": "Access token expired or invalid"},
+                401,
+            )
+        wait = self.rate_limit.check(token)
+        if wait is not None:
+            return json_response(
+                {"message": "Rate limit exceeded"}, 429, {"Retry-After": str(max(1, round(wait)))}
+            )
+        with self.lock:
+            self.api_requests += 1
+        rest = unquote(path[len(prefix) :])
+        if rest in ("", "/") and request.method == "POST":
+            subject = "bulk:" + str((request.get_json(silent=True) or {}).get("program", ""))
+            return self.apply_fault(subject, lambda: self._bulk(request))
+        if request.method != "GET":
+            return json_response({"error": "method not allowed"}, 405)
+        segments = rest.strip("/").split("/")
+        if len(segments) != 2:
+            return json_response({"error": "not found"}, 404)
+        program, _, program_matrix = segments[0].partition(";")
+        transaction, _, matrix = segments[1].partition(";")
+        params = dict(p.split("=", 1) for p in f"{program_matrix};{matrix}".split(";") if "=" in p)
+        return self.apply_fault(
+            f"{program}/{transaction}",
+            lambda: self._single(request, program, transaction, params),
+        )
+
+    def _token(self, request: Request) -> Response:
+        client_id, client_secret = request.form.get("client_id"), request.form.get("client_secret")
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            client_id, _, client_secret = base64.b64decode(auth[6:]).decode().partition(":")
+        if (client_id, client_secret) != (self.client_id, self.client_secret):
+            return json_response({"error": "invalid_client"}, 401)
+        grant = request.form.get("grant_type")
+        if grant == "password":
+            if (request.form.get("username"), request.form.get("password")) != (
+                self.saak,
+                self.sask,
+            ):
+                return json_response(
+                    {"error": "invalid_grant", "error_description": "Invalid service account"}, 400
+                )
+        elif grant == "refresh_token":
+            if request.form.get("refresh_token") not in self.refresh:
+                return json_response({"error": "invalid_grant"}, 400)
+            with self.lock:
+                self.refresh.pop(request.form["refresh_token"], None)  # rotated: single use
+        else:
+            return json_response({"error": "unsupported_grant_type"}, 400)
+        access = secrets.token_urlsafe(24)
+        body: dict[str, Any] = {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": self.token_lifetime,
+        }
+        with self.lock:
+            self.token_requests += 1
+            self.tokens[access] = time.time() + self.token_lifetime
+            if self.refresh_tokens:
+                body["refresh_token"] = secrets.token_urlsafe(24)
+                self.refresh[body["refresh_token"]] = access
+        return json_response(body)
+
+    def expire_tokens(self) -> None:
+        """Expire every issued token now (a test of refresh/401 handling)."""
+        with self.lock:
+            for token in self.tokens:
+                self.tokens[token] = 0
+
+    def _single(
+        self, request: Request, program: str, transaction: str, matrix: dict[str, str]
+    ) -> Response:
+        inputs = {k.upper(): v for k, v in request.args.items()}
+        for key in ("cono", "divi"):
+            if key in matrix:
+                inputs.setdefault(key.upper(), matrix[key])
+        result = self._run(
+            program,
+            transaction,
+            inputs,
+            maxrecs=matrix.get("maxrecs"),
+            columns=matrix.get("returncols"),
+            righttrim=request.args.get("righttrim") == "true",
+        )
+        return self._respond([result])
+
+    def _bulk(self, request: Request) -> Response:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("transactions"), list):
+            return json_response({"error": "bad request"}, 400)
+        program = str(body.get("program", ""))
+        defaults = {
+            "CONO": body.get("cono") or request.args.get("cono"),
+            "DIVI": request.args.get("divi"),
+        }
+        righttrim = request.args.get("righttrim") == "true"
+        results = []
+        for item in body["transactions"]:
+            record = {k.upper(): v for k, v in (item.get("record") or {}).items()}
+            for key, value in defaults.items():
+                if value is not None:
+                    record.setdefault(key, value)
+            columns = item.get("selectedColumns")
+            results.append(
+                self._run(
+                    program,
+                    str(item.get("transaction", "")),
+                    record,
+                    maxrecs=item.get("maxReturnedRecords"),
+                    columns=",".join(columns) if columns else None,
+                    righttrim=righttrim,
+                )
+            )
+        return self._respond(results)
+
+    def _respond(self, results: list[dict[str, Any]]) -> Response:
+        failed = sum(1 for r in results if "errorMessage" in r)
+        return json_response(
+            {
+                "results": results,
+                "wasTerminated": False,
+                "nrOfSuccessfullTransactions": len(results) - failed,
+                "nrOfFailedTransactions": failed,
+            }
+        )
+
+    # -- MI ---------------------------------------------------------------------------------
+
+    def _run(
+        self,
+        program: str,
+        transaction: str,
+        inputs: dict[str, Any],
+        *,
+        maxrecs: Any,
+        columns: str | None,
+        righttrim: bool,
+    ) -> dict[str, Any]:
+        meta = METADATA.get(program, {}).get("transactions", {}).get(transaction)
+        handler: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = getattr(
+            self, f"mi_{program}_{transaction}", None
+        )
+        with self.lock:
+            self.mi_calls.append(f"{program}/{transaction}")
+        if meta is None or handler is None:
+            return {
+                "transaction": transaction,
+                "errorMessage": f"Transaction {transaction} does not exist in program {program}",
+                "errorType": "ServerReturnedNOK",
+                "errorCode": "XMI0404",
+            }
+        inputs = {k: ("" if v is None else str(v)) for k, v in inputs.items()}
+        try:
+            for spec in meta["inputs"]:
+                if spec["required"] and not inputs.get(spec["name"], "").strip():
+                    label = spec["description"].replace(" (Required)", "")
+                    raise MIError(f"{label} must be entered", spec["name"], "WPB0202")
+            with self.lock:
+                rows = handler(inputs)
+        except MIError as exc:
+            return {
+                "transaction": transaction,
+                "errorMessage": exc.message,
+                "errorField": exc.field,
+                "errorCode": exc.code,
+                "errorType": "ServerReturnedNOK",
+            }
+        limit = int(maxrecs) if maxrecs not in (None, "") else DEFAULT_MAXRECS
+        if limit:
+            rows = rows[:limit]
+        wanted = [c.strip() for c in columns.split(",")] if columns else None
+        return {
+            "transaction": transaction,
+            "records": [self._shape(meta["outputs"], row, wanted, righttrim) for row in rows],
+        }
+
+    @staticmethod
+    def _shape(
+        outputs: list[dict[str, Any]],
+        row: dict[str, Any],
+        wanted: list[str] | None,
+        righttrim: bool,
+    ) -> dict[str, str]:
+        shaped = {}
+        for spec in outputs:
+            name = spec["name"]
+            if wanted and name not in wanted:
+                continue
+            value = _fmt(row.get(name, ""))
+            shaped[name] = value if righttrim else value.ljust(int(spec.get("length") or 0))
+        return shaped
+
+    # CRS610MI — customers
+    def mi_CRS610MI_LstByNumber(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        since = int(i["LMTS"]) if i.get("LMTS", "").strip() else 0
+        start = i.get("CUNO", "").strip()
+        return [
+            c for k, c in sorted(self.state.customers.items()) if k >= start and c["LMTS"] >= since
+        ]
+
+    def mi_CRS610MI_GetBasicData(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        customer = self.state.customers.get(i["CUNO"].strip())
+        if customer is None:
+            raise MIError(f"Customer number {i['CUNO'].strip()} does not exist", "CUNO", "WCU0203")
+        return [customer]
+
+    # CRS630MI — chart of accounts
+    def mi_CRS630MI_LstAccountID(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        aitp, start = int(i["AITP"]), i.get("AITM", "").strip()
+        return [
+            a
+            for (tp, aitm), a in sorted(self.state.accounts.items())
+            if tp == aitp and aitm >= start
+        ]
+
+    def mi_CRS630MI_GetAccountID(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        account = self.state.accounts.get((int(i["AITP"]), i["AITM"].strip()))
+        if account is None:
+            raise MIError(f"Account {i['AITM'].strip()} does not exist", "AITM", "WAI0103")
+        return [account]
+
+    # ARS200MI — AR invoices (the AR ledger)
+    def mi_ARS200MI_LstInvoices(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        cuno = i["CUNO"].strip()
+        return [e for e in self.state.ledger if e["CUNO"] == cuno]
+
+    def mi_ARS200MI_LstInvByDivi(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        fdiv, tdiv = i.get("FDIV", "").strip(), i.get("TDIV", "").strip() or "~"
+        cuno, ivdt = i.get("CUNO", "").strip(), i.get("IVDT", "").strip()
+        return [
+            e
+            for e in self.state.ledger
+            if fdiv <= e["DIVI"] <= tdiv
+            and (not cuno or e["CUNO"] == cuno)
+            and (not ivdt or e["IVDT"] >= ivdt)
+        ]
+
+    def mi_ARS200MI_GetInvoice(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        key = (int(i["YEA4"]), int(i["JRNO"]), int(i["JSNO"]))
+        for entry in self.state.ledger:
+            if (entry["YEA4"], entry["JRNO"], entry["JSNO"]) == key:
+                return [entry]
+        raise MIError("Record does not exist", "JRNO", "XRE0103")
+
+    # ARS040MI — customer payment batches
+    def _batch(self, i: dict[str, str], *, open_only: bool = True) -> dict[str, Any]:
+        pbid = int(i["PBID"])
+        batch = self.state.batches.get(pbid)
+        if batch is None:
+            raise MIError(f"Payment batch {pbid} does not exist", "PBID", "WPB0103")
+        if open_only and batch["status"] != "entered":
+            raise MIError(f"Payment batch {pbid} is already updated", "PBID", "WPB0501")
+        return batch
+
+    def mi_ARS040MI_AddBatchHead(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        pbid = int(i["PBID"])
+        if pbid in self.state.batches:
+            raise MIError(f"Payment batch {pbid} already exists", "PBID", "WPB0102")
+        self.state.batches[pbid] = {
+            "PBID": pbid,
+            "BOPE": i["BOPE"],
+            "BAAN": i.get("BAAN", ""),
+            "ACDT": i.get("ACDT") or time.strftime("%Y%m%d"),
+            "lines": {},
+            "charges": [],
+            "status": "entered",
+        }
+        return [{"PBID": pbid}]
+
+    def mi_ARS040MI_AddBatchLine(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        batch = self._batch(i)
+        trno = int(i["TRNO"])
+        if trno in batch["lines"]:
+            raise MIError(
+                f"Transaction {trno} already exists in batch {batch['PBID']}", "TRNO", "WTR0102"
+            )
+        cuno, cino = i["CUNO"].strip(), i["CINO"].strip()
+        invoice = self.state.invoice(cuno, cino, int(i["INYR"]))
+        if invoice is None:
+            raise MIError(
+                f"Invoice number {cino} does not exist for customer {cuno}", "CINO", "WCI0203"
+            )
+        currency = i.get("CUCD", "").strip() or invoice["CUCD"]
+        if currency != invoice["CUCD"]:
+            raise MIError(
+                f"Currency {currency} differs from invoice currency {invoice['CUCD']}",
+                "CUCD",
+                "WCU0501",
+            )
+        ait1 = i.get("AIT1", "").strip()
+        if ait1 and (1, ait1) not in self.state.accounts:
+            raise MIError(f"Account {ait1} does not exist", "AIT1", "WAI0103")
+        batch["lines"][trno] = {
+            "TRNO": trno,
+            "CUNO": cuno,
+            "CINO": cino,
+            "INYR": int(i["INYR"]),
+            "CUCD": currency,
+            "PYAM": _money(i["PYAM"]),
+            "AIT": [i.get(f"AIT{n}", "").strip() for n in range(1, 8)],
+            "CKNO": i.get("CKNO", "").strip(),
+        }
+        return []
+
+    def mi_ARS040MI_AddBatchCharge(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        batch = self._batch(i)
+        batch["charges"].append(
+            {
+                "CHAM": _money(i["CHAM"]),
+                "CHRI": i.get("CHRI", "").strip(),
+                "CUCD": i.get("CUCD", "").strip(),
+            }
+        )
+        return []
+
+    def mi_ARS040MI_ControlBatch(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        batch = self._batch(i)
+        if not batch["lines"]:
+            raise MIError(f"Payment batch {batch['PBID']} has no lines", "PBID", "WPB0601")
+        for line in batch["lines"].values():
+            invoice = self.state.invoice(line["CUNO"], line["CINO"], line["INYR"])
+            assert invoice is not None
+            self.state.next_jrno += 1
+            self.state.ledger.append(
+                {
+                    **{
+                        k: invoice[k]
+                        for k in (
+                            "CONO",
+                            "DIVI",
+                            "PYNO",
+                            "CUNO",
+                            "CINO",
+                            "INYR",
+                            "CUCD",
+                            "DUDT",
+                            "IVDT",
+                        )
+                    },
+                    "YEA4": int(batch["ACDT"][:4]),
+                    "JRNO": self.state.next_jrno,
+                    "JSNO": 1,
+                    "TRCD": 20,
+                    "CUAM": -line["PYAM"],
+                    "VTAM": Decimal("0"),
+                    "ACDT": batch["ACDT"],
+                    "RECO": 0,
+                    "IVTP": "",
+                    "TDSC": "Payment",
+                    "VSER": "",
+                    "VONO": self.state.next_jrno,
+                    "PBID": batch["PBID"],
+                    "CKNO": line["CKNO"],
+                    "LMTS": self.state.now_lmts(),
+                }
+            )
+            self.state.gl.append(
+                {
+                    "PBID": batch["PBID"],
+                    "TRNO": line["TRNO"],
+                    "AIT": line["AIT"],
+                    "amount": line["PYAM"],
+                    "CUCD": line["CUCD"],
+                    "CINO": line["CINO"],
+                }
+            )
+            invoice["RECO"] = 9 if self.state.open_amount(invoice) <= 0 else 0
+        for charge in batch["charges"]:
+            self.state.gl.append(
+                {
+                    "PBID": batch["PBID"],
+                    "TRNO": 0,
+                    "AIT": [charge["CHRI"]],
+                    "amount": charge["CHAM"],
+                    "CUCD": charge["CUCD"],
+                    "CINO": "",
+                }
+            )
+        batch["status"] = "updated"
+        return []
+
+    # MRS001MI — discovery
+    def mi_MRS001MI_LstTransactions(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        program = METADATA.get(i["MINM"].strip())
+        if program is None:
+            raise MIError(f"Program {i['MINM'].strip()} does not exist", "MINM", "WMI0103")
+        return [
+            {"MINM": i["MINM"].strip(), "TRNM": name, "TRDS": t.get("description", "")[:60]}
+            for name, t in program["transactions"].items()
+        ]
+
+    def state_summary(self) -> dict[str, Any]:
+        return {
+            **super().state_summary(),
+            "customers": len(self.state.customers),
+            "invoices": sum(1 for e in self.state.ledger if e["TRCD"] == 10),
+            "receipts": len(self.state.receipts()),
+            "batches": len(self.state.batches),
+            "token_requests": self.token_requests,
+            "api_requests": self.api_requests,
+        }

@@ -1,0 +1,34 @@
+"""Fixtures that serve the sandbox simulators on loopback and connect to them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from connections.models import Connection
+from connections.sandbox.base import Served
+from connections.sandbox.m3 import M3Simulator
+
+
+@pytest.fixture
+def m3_sim() -> Iterator[Served]:
+    served = Served(M3Simulator()).start()
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def m3_connection(db: Any, m3_sim: Served) -> Connection:
+    sim: M3Simulator = m3_sim.app  # type: ignore[assignment]
+    conn = Connection(
+        name="CloudSuite sandbox",
+        slug="m3-sandbox",
+        kind="infor_m3",
+        credentials=sim.ionapi(m3_sim.url),
+        settings={"cono": 100, "divi": "AAA", "max_retry_seconds": 20, "read_timeout": 5},
+    )
+    conn.full_clean()
+    conn.save()
+    return conn
