@@ -13,7 +13,12 @@ from django.db import connection as db_connection
 from connections.models import Connection
 from syncs.flows import FLOWS
 from syncs.models import Integration
-from tests.sandbox_fixtures import m3_connection, m3_sim  # noqa: F401  (fixtures)
+from tests.sandbox_fixtures import (  # noqa: F401  (fixtures)
+    m3_connection,
+    m3_sim,
+    stripe_connection,
+    stripe_sim,
+)
 from tests.syncs.testflow import SOURCE, TARGET, LedgerTestFlow
 
 logger = logging.getLogger(__name__)

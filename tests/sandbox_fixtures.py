@@ -10,6 +10,7 @@ import pytest
 from connections.models import Connection
 from connections.sandbox.base import Served
 from connections.sandbox.m3 import M3Simulator
+from connections.sandbox.stripe import StripeSimulator
 
 
 @pytest.fixture
@@ -29,6 +30,28 @@ def m3_connection(db: Any, m3_sim: Served) -> Connection:
         credentials=sim.ionapi(m3_sim.url),
         settings={"cono": 100, "divi": "AAA", "max_retry_seconds": 20, "read_timeout": 5},
     )
+    conn.full_clean()
+    conn.save()
+    return conn
+
+
+@pytest.fixture
+def stripe_sim() -> Iterator[Served]:
+    sim = StripeSimulator()
+    sim.webhooks.synchronous = True  # deliveries happen before the sandbox action returns
+    served = Served(sim).start()
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def stripe_connection(db: Any, stripe_sim: Served) -> Connection:
+    sim: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
+    conn = Connection(name="Stripe sandbox", slug="stripe-sandbox", kind="stripe",
+                      credentials={"api_key": sim.api_key,
+                                   "webhook_secret": "whsec_sandboxsecret0123"},
+                      settings={"base_url": stripe_sim.url, "max_retry_seconds": 20,
+                                "read_timeout": 5})
     conn.full_clean()
     conn.save()
     return conn

@@ -8,11 +8,13 @@ from typing import Any
 from connections.models import Connection
 from connections.providers.base import Provider
 from connections.providers.infor_m3 import InforM3
+from connections.providers.stripe import StripeProvider
 
 logger = logging.getLogger(__name__)
 
 PROVIDERS: dict[str, type[Provider]] = {
     InforM3.kind: InforM3,
+    StripeProvider.kind: StripeProvider,
 }
 
 

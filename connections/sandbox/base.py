@@ -183,7 +183,9 @@ class Served:
         self.server: BaseWSGIServer = make_server(host, port, app, threaded=True)
         self.server.daemon_threads = True
         self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
             name=f"sandbox-{app.name}",
         )
 

@@ -1,0 +1,195 @@
+"""Stripe through the official ``stripe`` library (StripeClient), on our HTTP core.
+
+The library builds requests and objects; its transport is our ``ApiClient`` (a custom
+``stripe.HTTPClient``), so Stripe calls share the connection's rate limiter, retry policy
+(``Retry-After``, full jitter, time budget), timeouts, redaction and typed errors.  The library's
+own retries are off, so nothing is retried twice.  Every POST that creates something carries an
+``Idempotency-Key`` from the posting ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import stripe
+
+from connections.providers.base import CheckResult, Provider
+from connections.providers.errors import ApiError
+from connections.providers.http import ApiClient
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPES = (
+    "invoice.paid",
+    "charge.succeeded",
+    "charge.refunded",
+    "payment_intent.succeeded",
+    "charge.dispute.created",
+)
+
+
+class _Transport(stripe.HTTPClient):
+    """Sends the stripe library's requests through an ``ApiClient``."""
+
+    name = "ml-connector"
+
+    def __init__(self, api: ApiClient) -> None:
+        super().__init__()
+        self.api = api
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: Any = None,
+    ) -> tuple[bytes, int, Any]:
+        headers = dict(headers or {})
+        method = method.upper()
+        response = self.api.request(
+            method,
+            url,
+            data=post_data,
+            headers=headers,
+            auth=False,
+            idempotent=method != "POST" or "Idempotency-Key" in headers,
+        )
+        return response.content, response.status_code, response.headers
+
+    def request_stream(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("streaming is not used")
+
+    def close(self) -> None:
+        self.api.session.close()
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A StripeObject as a plain dict (JSON-able, for audit records and flows)."""
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+class StripeProvider(Provider):
+    """One Stripe account."""
+
+    kind = "stripe"
+
+    def default_headers(self) -> dict[str, str]:
+        return {}
+
+    @property
+    def client(self) -> stripe.StripeClient:
+        if not hasattr(self, "_client"):
+            self._client = stripe.StripeClient(
+                self.connection.credentials["api_key"],
+                base_addresses={"api": self.http.config.base_url.rstrip("/")},
+                http_client=_Transport(self.http),
+                max_network_retries=0,
+            )
+        return self._client
+
+    # -- customers --------------------------------------------------------------------------
+
+    def find_customer(self, *, key: str, value: str) -> dict[str, Any] | None:
+        """The customer whose ``metadata[key]`` is ``value`` (the ERP's number)."""
+        found = self.client.v1.customers.search({"query": f"metadata['{key}']:'{value}'"})
+        return _plain(found.data[0]) if found.data else None
+
+    def create_customer(self, params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        return _plain(
+            self.client.v1.customers.create(dict(params), {"idempotency_key": idempotency_key})
+        )
+
+    def update_customer(self, customer_id: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        return _plain(self.client.v1.customers.update(customer_id, dict(params)))
+
+    # -- invoices ---------------------------------------------------------------------------
+
+    def find_invoice(self, *, key: str, value: str) -> dict[str, Any] | None:
+        found = self.client.v1.invoices.search({"query": f"metadata['{key}']:'{value}'"})
+        return _plain(found.data[0]) if found.data else None
+
+    def create_invoice(
+        self, params: Mapping[str, Any], lines: Sequence[Mapping[str, Any]], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        """Draft the invoice, attach its items, finalize it: each step with its own key."""
+        invoice = _plain(
+            self.client.v1.invoices.create(
+                dict(params), {"idempotency_key": f"{idempotency_key}:create"}
+            )
+        )
+        return self.complete_invoice(invoice, lines, idempotency_key=idempotency_key)
+
+    def complete_invoice(
+        self,
+        invoice: Mapping[str, Any],
+        lines: Sequence[Mapping[str, Any]],
+        *,
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        """Attach the items a draft lacks and finalize it (also after an interrupted create)."""
+        if invoice["status"] != "draft":
+            return dict(invoice)
+        present = {(line.get("metadata") or {}).get("line") for line in invoice["lines"]["data"]}
+        for number, line in enumerate(lines, start=1):
+            if str(number) in present:
+                continue
+            self.client.v1.invoice_items.create(
+                {
+                    **line,
+                    "customer": invoice["customer"],
+                    "invoice": invoice["id"],
+                    "metadata": {**line.get("metadata", {}), "line": str(number)},
+                },
+                {"idempotency_key": f"{idempotency_key}:item:{number}"},
+            )
+        return _plain(
+            self.client.v1.invoices.finalize_invoice(
+                invoice["id"], options={"idempotency_key": f"{idempotency_key}:finalize"}
+            )
+        )
+
+    def get_invoice(self, invoice_id: str) -> dict[str, Any]:
+        return _plain(self.client.v1.invoices.retrieve(invoice_id))
+
+    # -- payments ---------------------------------------------------------------------------
+
+    def invoice_for_payment_intent(self, payment_intent: str) -> dict[str, Any] | None:
+        """The invoice a payment intent paid, if it paid one."""
+        payments = self.client.v1.invoice_payments.list(
+            {"payment": {"type": "payment_intent", "payment_intent": payment_intent}}
+        )
+        if not payments.data:
+            return None
+        return self.get_invoice(payments.data[0]["invoice"])
+
+    def get_charge(self, charge_id: str) -> dict[str, Any]:
+        return _plain(self.client.v1.charges.retrieve(charge_id))
+
+    def get_payment_intent(self, intent_id: str) -> dict[str, Any]:
+        return _plain(self.client.v1.payment_intents.retrieve(intent_id))
+
+    def get_fee(self, balance_transaction: str | None) -> int:
+        if not balance_transaction:
+            return 0
+        return int(self.client.v1.balance_transactions.retrieve(balance_transaction)["fee"])
+
+    def list_events(
+        self, *, since: int, types: Sequence[str] = EVENT_TYPES
+    ) -> Iterator[dict[str, Any]]:
+        """Events created at or after ``since`` (Unix time), oldest first."""
+        page = self.client.v1.events.list(
+            {"types": list(types), "created": {"gte": since}, "limit": 100}
+        )
+        events = [_plain(e) for e in page.auto_paging_iter()]
+        yield from sorted(events, key=lambda e: (e["created"], e["id"]))
+
+    def check(self) -> CheckResult:
+        try:
+            self.client.v1.customers.list({"limit": 1})
+        except ApiError as exc:
+            return CheckResult(False, exc.message)
+        return CheckResult(True, "Connected to Stripe.")

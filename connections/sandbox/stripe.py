@@ -1,0 +1,811 @@
+"""A stateful Stripe API simulator.
+
+Objects are built from Stripe's own example objects (``data/stripe-objects.json``) and behave as
+the contract says: form-encoded requests with nested keys, ``Idempotency-Key`` (a replay returns
+the saved response; the same key with other parameters is an ``idempotency_error``), lists with
+``limit``/``starting_after`` newest first, search by metadata, events for every change (the
+events list reaches back 30 days), invoices that are drafted, given items, finalized and paid,
+invoice payments linking a payment intent to its invoice, refunds and disputes.
+
+Webhooks are delivered to registered endpoints, signed ``Stripe-Signature: t=…,v1=…`` with
+HMAC-SHA256 of ``"{t}.{body}"``; delivery can be made to duplicate, reorder or drop events.
+Sandbox actions (``POST /_sandbox/pay_invoice``, ``/refund``, ``/dispute``, ``/charge``) stand in
+for a customer paying, a refund and a dispute.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import logging
+import random
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import requests
+from werkzeug.wrappers import Request, Response
+
+from connections.sandbox.base import Simulator, json_response
+
+logger = logging.getLogger(__name__)
+
+TEMPLATES: dict[str, Any] = json.loads(
+    (Path(__file__).parent / "data" / "stripe-objects.json").read_text()
+)["resources"]
+API_VERSION = "2025-03-31.basil"
+EVENTS_REACH_SECONDS = 30 * 24 * 3600
+PREFIX = {
+    "customer": "cus",
+    "invoice": "in",
+    "invoiceitem": "ii",
+    "charge": "ch",
+    "payment_intent": "pi",
+    "refund": "re",
+    "dispute": "dp",
+    "event": "evt",
+    "balance_transaction": "txn",
+    "invoice_payment": "inpay",
+}
+
+
+def stripe_id(kind: str) -> str:
+    return f"{PREFIX[kind]}_{secrets.token_hex(7)}"
+
+
+def parse_form(body: str) -> dict[str, Any]:
+    """Stripe's nested form encoding: ``metadata[k]=v``, ``types[0]=x``, ``expand[]=x``."""
+    out: dict[str, Any] = {}
+    for key, value in parse_qsl(body, keep_blank_values=True):
+        parts = re.findall(r"[^\[\]]+|\[\]", key)
+        target: Any = out
+        for i, part in enumerate(parts[:-1]):
+            following = parts[i + 1]
+            is_list = following == "[]" or following.isdigit()
+            target = target.setdefault(part, [] if is_list else {}) if isinstance(
+                target, dict) else target
+            if is_list:
+                target.append(value)
+                break
+        else:
+            if isinstance(target, dict):
+                target[parts[-1]] = value
+    return out
+
+
+def sign(payload: str, secret: str, timestamp: int | None = None) -> str:
+    """A ``Stripe-Signature`` header value for ``payload``."""
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+class StripeError(Exception):
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message, self.param, self.code = (
+            status,
+            kind,
+            message,
+            param,
+            code,
+        )
+
+    def response(self) -> Response:
+        error = {"type": self.kind, "message": self.message}
+        if self.param:
+            error["param"] = self.param
+        if self.code:
+            error["code"] = self.code
+        return json_response({"error": error}, self.status)
+
+
+class WebhookDelivery:
+    """Delivers events to registered endpoints, optionally duplicating, reordering, dropping."""
+
+    def __init__(self) -> None:
+        self.endpoints: list[dict[str, str]] = []
+        self.duplicate = False
+        self.reorder = False
+        self.drop_next = 0
+        self.delivered: list[tuple[str, int]] = []
+        self.dropped: list[str] = []
+        self.synchronous = False
+        self._lock = threading.Lock()
+
+    def deliver(self, events: list[dict[str, Any]]) -> None:
+        batch = list(events)
+        with self._lock:
+            if self.drop_next:
+                take = min(self.drop_next, len(batch))
+                self.drop_next -= take
+                self.dropped += [e["id"] for e in batch[:take]]
+                batch = batch[take:]
+            if self.reorder:
+                batch.reverse()
+            if self.duplicate:
+                batch = batch + batch
+        if not batch or not self.endpoints:
+            return
+        if self.synchronous:
+            self._send(batch)
+        else:
+            threading.Thread(target=self._send, args=(batch,), daemon=True).start()
+
+    def _send(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            body = json.dumps(event)
+            for endpoint in list(self.endpoints):
+                try:
+                    answer = requests.post(
+                        endpoint["url"],
+                        data=body.encode(),
+                        timeout=10,
+                        headers={
+                            "Content-Type": "application/json",
+                            "Stripe-Signature": sign(body, endpoint["secret"]),
+                        },
+                    )
+                    status = answer.status_code
+                except requests.RequestException:
+                    status = 0
+                with self._lock:
+                    self.delivered.append((event["id"], status))
+
+
+class StripeSimulator(Simulator):
+    """One Stripe account in test mode."""
+
+    name = "stripe"
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "sk_test_sandbox_0123456789abcdef",
+        rate_limit_per_minute: int | None = None,
+        fee_percent: float = 2.9,
+        fee_fixed: int = 30,
+    ) -> None:
+        super().__init__(rate_limit_per_minute=rate_limit_per_minute)
+        self.api_key = api_key
+        self.fee_percent, self.fee_fixed = fee_percent, fee_fixed
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in PREFIX}
+        self.events: list[dict[str, Any]] = []
+        self.idempotency: dict[str, tuple[str, int, str]] = {}
+        self.webhooks = WebhookDelivery()
+        self.api_requests = 0
+        self.invoice_sequence = 0
+        self.clock: Callable[[], int] = lambda: int(time.time())
+
+    # -- objects and events -----------------------------------------------------------------
+
+    def new(self, kind: str, **fields: Any) -> dict[str, Any]:
+        obj = copy.deepcopy(TEMPLATES.get(kind, {"object": kind}))
+        obj.update(
+            {
+                "id": stripe_id(kind),
+                "object": kind,
+                "created": self.clock(),
+                "livemode": False,
+                "metadata": {},
+            }
+        )
+        obj.update(fields)
+        self.objects[kind][obj["id"]] = obj
+        return obj
+
+    def emit(
+        self,
+        kind: str,
+        obj: dict[str, Any],
+        previous: dict[str, Any] | None = None,
+        request: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = {"object": copy.deepcopy(obj)}
+        if previous:
+            data["previous_attributes"] = previous
+        event = self.new(
+            "event",
+            type=kind,
+            data=data,
+            api_version=API_VERSION,
+            pending_webhooks=len(self.webhooks.endpoints),
+            request=request or {"id": None, "idempotency_key": None},
+        )
+        event.pop("metadata", None)
+        self.events.append(event)
+        return event
+
+    def get(self, kind: str, object_id: str) -> dict[str, Any]:
+        obj = self.objects[kind].get(object_id)
+        if obj is None:
+            raise StripeError(
+                404,
+                "invalid_request_error",
+                f"No such {kind}: '{object_id}'",
+                "id",
+                "resource_missing",
+            )
+        return obj
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        auth = request.headers.get("Authorization", "")
+        if auth != f"Bearer {self.api_key}":
+            shown = auth.removeprefix("Bearer ")[:8] + "****" if auth else "none"
+            return StripeError(
+                401, "invalid_request_error", f"Invalid API Key provided: {shown}"
+            ).response()
+        wait = self.rate_limit.check(self.api_key)
+        if wait is not None:
+            return StripeError(
+                429,
+                "rate_limit_error",
+                "Too many requests made to the API too quickly",
+                code="rate_limit",
+            ).response()
+        with self.lock:
+            self.api_requests += 1
+        return self.apply_fault(request.path, lambda: self._process(request))
+
+    def _process(self, request: Request) -> Response:
+        body = request.get_data(as_text=True)
+        params = (
+            parse_form(body)
+            if request.method == "POST"
+            else parse_form(request.query_string.decode())
+        )
+        key = request.headers.get("Idempotency-Key")
+        fingerprint = f"{request.method} {request.path} {body}"
+        if request.method == "POST" and key:
+            with self.lock:
+                saved = self.idempotency.get(key)
+            if saved is not None:
+                if saved[0] != fingerprint:
+                    return StripeError(
+                        400,
+                        "idempotency_error",
+                        "Keys for idempotent requests "
+                        "can only be used with the same parameters they were "
+                        "first used with. Try using a key other than "
+                        f"'{key}' if you meant to execute a different request.",
+                    ).response()
+                return Response(
+                    saved[2],
+                    status=saved[1],
+                    content_type="application/json",
+                    headers={"Idempotent-Replayed": "true"},
+                )
+        events: list[dict[str, Any]] = []
+        try:
+            with self.lock:
+                result = self.route(request.method, request.path, params, key)
+                events = self._take_pending()
+        except StripeError as exc:
+            response = exc.response()
+            status, text = exc.status, response.get_data(as_text=True)
+        else:
+            status, text = 200, json.dumps(result)
+            response = Response(text, status=status, content_type="application/json")
+        if request.method == "POST" and key and status < 500:
+            with self.lock:
+                self.idempotency[key] = (fingerprint, status, text)
+        self.webhooks.deliver(events)
+        return response
+
+    def route(self, method: str, path: str, params: dict[str, Any], key: str | None) -> Any:
+        parts = path.strip("/").split("/")
+        if parts[0] != "v1" or len(parts) < 2:
+            raise StripeError(404, "invalid_request_error", f"Unrecognized request URL ({path})")
+        resource, rest = parts[1], parts[2:]
+        handler = getattr(self, f"api_{resource}", None)
+        if handler is None:
+            raise StripeError(404, "invalid_request_error", f"Unrecognized request URL ({path})")
+        return handler(
+            method, rest, params, {"id": f"req_{secrets.token_hex(7)}", "idempotency_key": key}
+        )
+
+    def _event(
+        self,
+        kind: str,
+        obj: dict[str, Any],
+        request: dict[str, Any],
+        previous: dict[str, Any] | None = None,
+    ) -> None:
+        self.emit(kind, obj, previous, request)["_pending"] = True
+
+    # -- lists and search -------------------------------------------------------------------
+
+    def _list(self, items: list[dict[str, Any]], params: dict[str, Any], url: str) -> Any:
+        items = sorted(items, key=lambda o: (o["created"], o["id"]), reverse=True)
+        limit = max(1, min(100, int(params.get("limit", 10))))
+        after = params.get("starting_after")
+        if after:
+            ids = [o["id"] for o in items]
+            items = items[ids.index(after) + 1 :] if after in ids else []
+        page = items[:limit]
+        return {"object": "list", "data": page, "has_more": len(items) > limit, "url": url}
+
+    def _search(self, kind: str, params: dict[str, Any], url: str) -> Any:
+        query = params.get("query", "")
+        clauses = re.findall(r"(metadata\['([^']+)'\]|\w+):'([^']*)'", query)
+        if not clauses:
+            raise StripeError(400, "invalid_request_error", f"Invalid search query: {query}")
+        found = []
+        for obj in self.objects[kind].values():
+            ok = True
+            for whole, meta_key, value in clauses:
+                actual = (obj.get("metadata") or {}).get(meta_key) if meta_key else obj.get(whole)
+                ok = ok and actual == value
+            if ok:
+                found.append(obj)
+        found.sort(key=lambda o: (o["created"], o["id"]), reverse=True)
+        return {
+            "object": "search_result",
+            "data": found[: int(params.get("limit", 10))],
+            "has_more": False,
+            "next_page": None,
+            "url": url,
+        }
+
+    # -- resources --------------------------------------------------------------------------
+
+    def api_customers(
+        self, method: str, rest: list[str], p: dict[str, Any], req: dict[str, Any]
+    ) -> Any:
+        if method == "POST" and not rest:
+            customer = self.new(
+                "customer",
+                email=p.get("email"),
+                name=p.get("name"),
+                phone=p.get("phone"),
+                description=p.get("description"),
+                metadata=p.get("metadata", {}),
+                currency=None,
+                balance=0,
+                address=p.get("address") or None,
+            )
+            self._event("customer.created", customer, req)
+            return customer
+        if method == "GET" and rest == ["search"]:
+            return self._search("customer", p, "/v1/customers/search")
+        if method == "GET" and not rest:
+            items = [
+                c
+                for c in self.objects["customer"].values()
+                if not p.get("email") or c.get("email") == p["email"]
+            ]
+            return self._list(items, p, "/v1/customers")
+        customer = self.get("customer", rest[0])
+        if method == "POST":
+            previous = {k: customer.get(k) for k in p if k in customer}
+            for k, v in p.items():
+                if k == "metadata":
+                    customer["metadata"] = {**customer["metadata"], **v}
+                elif k in ("email", "name", "phone", "description", "address"):
+                    customer[k] = v or None
+            self._event("customer.updated", customer, req, previous)
+        return customer
+
+    def _totals(self, invoice: dict[str, Any]) -> None:
+        lines = invoice["lines"]["data"]
+        total = sum(int(line["amount"]) for line in lines)
+        invoice.update(
+            subtotal=total,
+            subtotal_excluding_tax=total,
+            total=total,
+            total_excluding_tax=total,
+            amount_due=total,
+            amount_remaining=max(0, total - invoice["amount_paid"]),
+        )
+
+    def api_invoices(
+        self, method: str, rest: list[str], p: dict[str, Any], req: dict[str, Any]
+    ) -> Any:
+        if method == "POST" and not rest:
+            customer = self.get("customer", p.get("customer", ""))
+            now = self.clock()
+            due = p.get("due_date")
+            if not due and p.get("days_until_due"):
+                due = now + int(p["days_until_due"]) * 86400
+            invoice = self.new(
+                "invoice",
+                customer=customer["id"],
+                customer_email=customer.get("email"),
+                customer_name=customer.get("name"),
+                currency=p.get("currency", "usd"),
+                collection_method=p.get("collection_method", "charge_automatically"),
+                auto_advance=p.get("auto_advance") == "true",
+                status="draft",
+                number=None,
+                due_date=int(due) if due else None,
+                description=p.get("description"),
+                metadata=p.get("metadata", {}),
+                amount_paid=0,
+                amount_overpaid=0,
+                attempted=False,
+                attempt_count=0,
+                hosted_invoice_url=None,
+                lines={"object": "list", "data": [], "has_more": False, "url": ""},
+                status_transitions={
+                    "finalized_at": None,
+                    "paid_at": None,
+                    "marked_uncollectible_at": None,
+                    "voided_at": None,
+                },
+            )
+            invoice["lines"]["url"] = f"/v1/invoices/{invoice['id']}/lines"
+            self._totals(invoice)
+            self._event("invoice.created", invoice, req)
+            return invoice
+        if method == "GET" and rest == ["search"]:
+            return self._search("invoice", p, "/v1/invoices/search")
+        if method == "GET" and not rest:
+            items = [
+                i
+                for i in self.objects["invoice"].values()
+                if (not p.get("customer") or i["customer"] == p["customer"])
+                and (not p.get("status") or i["status"] == p["status"])
+            ]
+            return self._list(items, p, "/v1/invoices")
+        invoice = self.get("invoice", rest[0])
+        if method == "POST" and rest[1:] == ["finalize"]:
+            if invoice["status"] != "draft":
+                raise StripeError(
+                    400,
+                    "invalid_request_error",
+                    "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
+                    code="invoice_not_editable",
+                )
+            self.invoice_sequence += 1
+            invoice.update(
+                status="open",
+                number=f"SBX-{self.invoice_sequence:04d}",
+                hosted_invoice_url=f"https://invoice.stripe.sandbox/{invoice['id']}",
+            )
+            invoice["status_transitions"]["finalized_at"] = self.clock()
+            self._event("invoice.finalized", invoice, req, {"status": "draft"})
+            return invoice
+        if method == "POST" and rest[1:] == ["pay"]:
+            return self.pay_invoice(invoice["id"], request=req)
+        if method == "POST" and len(rest) == 1:
+            if invoice["status"] != "draft" and set(p) - {"metadata"}:
+                raise StripeError(
+                    400,
+                    "invalid_request_error",
+                    "Finalized invoices can't be updated in this way",
+                    code="invoice_not_editable",
+                )
+            invoice["metadata"] = {**invoice["metadata"], **p.get("metadata", {})}
+            self._event("invoice.updated", invoice, req)
+        return invoice
+
+    def api_invoiceitems(
+        self, method: str, rest: list[str], p: dict[str, Any], req: dict[str, Any]
+    ) -> Any:
+        if method != "POST" or rest:
+            raise StripeError(404, "invalid_request_error", "Unrecognized request URL")
+        customer = self.get("customer", p.get("customer", ""))
+        invoice = self.get("invoice", p["invoice"]) if p.get("invoice") else None
+        if invoice is not None and invoice["status"] != "draft":
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                "You can only add invoice items to draft invoices.",
+                "invoice",
+                "invoice_not_editable",
+            )
+        try:
+            amount = int(p["amount"])
+        except (KeyError, ValueError):
+            raise StripeError(
+                400, "invalid_request_error", "Invalid integer: amount", "amount"
+            ) from None
+        item = self.new(
+            "invoiceitem",
+            customer=customer["id"],
+            amount=amount,
+            currency=p.get("currency", "usd"),
+            description=p.get("description"),
+            invoice=invoice["id"] if invoice else None,
+            quantity=1,
+            metadata=p.get("metadata", {}),
+            date=self.clock(),
+        )
+        if invoice is not None:
+            line = copy.deepcopy(TEMPLATES["invoice"]["lines"]["data"][0])
+            line.update(
+                id=f"il_{secrets.token_hex(7)}",
+                amount=amount,
+                currency=item["currency"],
+                description=item["description"],
+                invoice=invoice["id"],
+                metadata=item["metadata"],
+            )
+            invoice["lines"]["data"].append(line)
+            self._totals(invoice)
+        self._event("invoiceitem.created", item, req)
+        return item
+
+    def api_events(
+        self, method: str, rest: list[str], p: dict[str, Any], req: dict[str, Any]
+    ) -> Any:
+        if rest:
+            return self.get("event", rest[0])
+        oldest = self.clock() - EVENTS_REACH_SECONDS
+        types = set(p.get("types") or ([p["type"]] if p.get("type") else []))
+        created = p.get("created") or {}
+        gte = int(created.get("gte", 0)) if isinstance(created, dict) else 0
+        items = [
+            e
+            for e in self.events
+            if e["created"] >= max(oldest, gte) and (not types or e["type"] in types)
+        ]
+        return self._list(items, p, "/v1/events")
+
+    def api_charges(
+        self, method: str, rest: list[str], p: dict[str, Any], req: dict[str, Any]
+    ) -> Any:
+        return (
+            self.get("charge", rest[0])
+            if rest
+            else self._list(list(self.objects["charge"].values()), p, "/v1/charges")
+        )
+
+    def api_payment_intents(
+        self, method: str, rest: list[str], p: dict[str, Any], req: dict[str, Any]
+    ) -> Any:
+        return self.get("payment_intent", rest[0])
+
+    def api_balance_transactions(
+        self, method: str, rest: list[str], p: dict[str, Any], req: dict[str, Any]
+    ) -> Any:
+        return self.get("balance_transaction", rest[0])
+
+    def api_refunds(
+        self, method: str, rest: list[str], p: dict[str, Any], req: dict[str, Any]
+    ) -> Any:
+        if method == "POST" and not rest:
+            return self.refund(
+                p.get("charge", ""), int(p["amount"]) if p.get("amount") else None, request=req
+            )
+        return self.get("refund", rest[0])
+
+    def api_invoice_payments(
+        self, method: str, rest: list[str], p: dict[str, Any], req: dict[str, Any]
+    ) -> Any:
+        if rest:
+            return self.get("invoice_payment", rest[0])
+        wanted_pi = (p.get("payment") or {}).get("payment_intent")
+        items = [
+            ip
+            for ip in self.objects["invoice_payment"].values()
+            if (not p.get("invoice") or ip["invoice"] == p["invoice"])
+            and (not wanted_pi or ip["payment"]["payment_intent"] == wanted_pi)
+        ]
+        return self._list(items, p, "/v1/invoice_payments")
+
+    # -- what customers and banks do (sandbox actions) --------------------------------------
+
+    def charge(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        customer: str | None = None,
+        metadata: dict[str, str] | None = None,
+        request: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A successful card payment: payment intent, charge and balance transaction."""
+        req = request or {"id": None, "idempotency_key": None}
+        fee = round(amount * self.fee_percent / 100) + self.fee_fixed
+        txn = self.new(
+            "balance_transaction",
+            amount=amount,
+            currency=currency,
+            fee=fee,
+            net=amount - fee,
+            type="charge",
+            status="pending",
+            fee_details=[
+                {
+                    "amount": fee,
+                    "currency": currency,
+                    "type": "stripe_fee",
+                    "description": "Stripe processing fees",
+                    "application": None,
+                }
+            ],
+        )
+        intent = self.new(
+            "payment_intent",
+            amount=amount,
+            amount_received=amount,
+            currency=currency,
+            customer=customer,
+            status="succeeded",
+            metadata=dict(metadata or {}),
+        )
+        charge = self.new(
+            "charge",
+            amount=amount,
+            amount_captured=amount,
+            amount_refunded=0,
+            currency=currency,
+            customer=customer,
+            paid=True,
+            captured=True,
+            refunded=False,
+            disputed=False,
+            status="succeeded",
+            payment_intent=intent["id"],
+            balance_transaction=txn["id"],
+            metadata=dict(metadata or {}),
+        )
+        txn["source"] = charge["id"]
+        intent["latest_charge"] = charge["id"]
+        self._event("charge.succeeded", charge, req)
+        self._event("payment_intent.succeeded", intent, req)
+        return charge
+
+    def pay_invoice(
+        self, invoice_id: str, amount: int | None = None, request: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        req = request or {"id": None, "idempotency_key": None}
+        invoice = self.get("invoice", invoice_id)
+        if invoice["status"] != "open":
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                f"Invoice is {invoice['status']}; only open invoices can be paid.",
+                code="invoice_not_open",
+            )
+        amount = invoice["amount_remaining"] if amount is None else amount
+        charge = self.charge(
+            amount=amount, currency=invoice["currency"], customer=invoice["customer"], request=req
+        )
+        self.new(
+            "invoice_payment",
+            invoice=invoice["id"],
+            amount_paid=amount,
+            amount_requested=amount,
+            currency=invoice["currency"],
+            is_default=True,
+            status="paid",
+            payment={"type": "payment_intent", "payment_intent": charge["payment_intent"]},
+            status_transitions={"paid_at": self.clock(), "canceled_at": None},
+        )
+        invoice["amount_paid"] += amount
+        invoice["amount_remaining"] = max(0, invoice["amount_due"] - invoice["amount_paid"])
+        invoice["attempted"], invoice["attempt_count"] = True, invoice["attempt_count"] + 1
+        if invoice["amount_remaining"] == 0:
+            invoice["status"] = "paid"
+            invoice["status_transitions"]["paid_at"] = self.clock()
+            self._event("invoice.paid", invoice, req, {"status": "open"})
+        return invoice
+
+    def refund(
+        self, charge_id: str, amount: int | None = None, request: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        req = request or {"id": None, "idempotency_key": None}
+        charge = self.get("charge", charge_id)
+        amount = charge["amount"] - charge["amount_refunded"] if amount is None else amount
+        if amount <= 0 or amount > charge["amount"] - charge["amount_refunded"]:
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                "Refund amount is greater than the unrefunded amount on the charge.",
+                "amount",
+            )
+        refund = self.new(
+            "refund",
+            amount=amount,
+            charge=charge["id"],
+            currency=charge["currency"],
+            payment_intent=charge["payment_intent"],
+            status="succeeded",
+            reason="requested_by_customer",
+        )
+        previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
+        charge["amount_refunded"] += amount
+        charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+        charge["refunds"] = {
+            "object": "list",
+            "has_more": False,
+            "data": [r for r in self.objects["refund"].values() if r["charge"] == charge["id"]],
+            "url": f"/v1/charges/{charge['id']}/refunds",
+        }
+        self._event("charge.refunded", charge, req, previous)
+        self._event("refund.created", refund, req)
+        return refund
+
+    def dispute(self, charge_id: str) -> dict[str, Any]:
+        charge = self.get("charge", charge_id)
+        dispute = self.new(
+            "dispute",
+            amount=charge["amount"],
+            charge=charge["id"],
+            currency=charge["currency"],
+            payment_intent=charge["payment_intent"],
+            reason="fraudulent",
+            status="needs_response",
+        )
+        charge["disputed"] = True
+        self._event("charge.dispute.created", dispute, {"id": None, "idempotency_key": None})
+        return dispute
+
+    def act(self, action: Callable[[], Any]) -> Any:
+        """Run a sandbox action and deliver the events it raised (as Stripe would)."""
+        with self.lock:
+            result = action()
+            events = self._take_pending()
+        self.webhooks.deliver(events)
+        return result
+
+    def _take_pending(self) -> list[dict[str, Any]]:
+        """Events raised by the change just made, to deliver once it is complete."""
+        events = [e for e in self.events if e.get("_pending")]
+        for event in events:
+            event.pop("_pending")
+        return events
+
+    def control_action(self, request: Request) -> Response:
+        p = request.get_json(force=True, silent=True) or {}
+        action = request.path.removeprefix("/_sandbox/")
+        try:
+            if action == "pay_invoice":
+                return json_response(
+                    self.act(lambda: self.pay_invoice(p["invoice"], p.get("amount")))
+                )
+            if action == "refund":
+                return json_response(self.act(lambda: self.refund(p["charge"], p.get("amount"))))
+            if action == "dispute":
+                return json_response(self.act(lambda: self.dispute(p["charge"])))
+            if action == "webhook_endpoints":
+                self.webhooks.endpoints.append({"url": p["url"], "secret": p["secret"]})
+                return json_response({"registered": p["url"]})
+            if action == "webhook_mode":
+                for key in ("duplicate", "reorder", "drop_next"):
+                    if key in p:
+                        setattr(self.webhooks, key, p[key])
+                return json_response({"ok": True})
+        except StripeError as exc:
+            return exc.response()
+        except KeyError as exc:
+            return json_response({"error": f"missing {exc}"}, 400)
+        return super().control_action(request)
+
+    def state_summary(self) -> dict[str, Any]:
+        return {
+            **super().state_summary(),
+            "api_requests": self.api_requests,
+            **{f"{k}s": len(v) for k, v in self.objects.items() if v},
+            "events": len(self.events),
+            "webhooks_delivered": len(self.webhooks.delivered),
+        }
+
+    def pay_random_open_invoices(
+        self, share: float = 0.5, rng: random.Random | None = None
+    ) -> list[str]:
+        """Pay a share of the open invoices (the demo's customers at work)."""
+        rng = rng or random.Random()
+        open_ids = [i["id"] for i in self.objects["invoice"].values() if i["status"] == "open"]
+        chosen = [i for i in open_ids if rng.random() < share]
+        for invoice_id in chosen:
+            self.act(lambda invoice_id=invoice_id: self.pay_invoice(invoice_id))
+        return chosen

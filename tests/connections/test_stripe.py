@@ -1,0 +1,97 @@
+"""The Stripe client (official library on our HTTP core) against the Stripe simulator."""
+
+from __future__ import annotations
+
+import pytest
+
+from connections.models import Connection
+from connections.providers.errors import Rejected
+from connections.providers.registry import client_for
+from connections.providers.stripe import StripeProvider
+from connections.sandbox.base import Served
+from connections.sandbox.stripe import StripeSimulator
+
+
+@pytest.fixture
+def api(stripe_connection: Connection) -> StripeProvider:
+    client = client_for(stripe_connection, sleep=lambda s: None)
+    assert isinstance(client, StripeProvider)
+    return client
+
+
+def sim_of(served: Served) -> StripeSimulator:
+    return served.app  # type: ignore[return-value]
+
+
+def test_customers_are_found_by_erp_number_and_created_once_per_key(
+    api: StripeProvider, stripe_sim: Served,
+) -> None:
+    assert api.find_customer(key="m3_customer", value="C100") is None
+    params = {"name": "Acme", "email": "ap@acme.test", "metadata": {"m3_customer": "C100"}}
+    first = api.create_customer(params, idempotency_key="mlc:1:c:C100:1")
+    again = api.create_customer(params, idempotency_key="mlc:1:c:C100:1")  # a retry
+    assert first["id"] == again["id"] and len(sim_of(stripe_sim).objects["customer"]) == 1
+    assert api.find_customer(key="m3_customer", value="C100")["id"] == first["id"]
+    with pytest.raises(Rejected, match="same parameters"):
+        api.create_customer({**params, "name": "Other"}, idempotency_key="mlc:1:c:C100:1")
+
+
+def test_an_invoice_is_drafted_given_lines_and_finalized(api: StripeProvider) -> None:
+    customer = api.create_customer({"name": "Acme"}, idempotency_key="k-cust")
+    invoice = api.create_invoice(
+        {"customer": customer["id"], "currency": "eur", "collection_method": "send_invoice",
+         "days_until_due": 30, "metadata": {"m3_invoice": "9001"}},
+        [{"amount": 100000, "currency": "eur", "description": "Goods"},
+         {"amount": 21000, "currency": "eur", "description": "VAT"}],
+        idempotency_key="k-inv",
+    )
+    assert invoice["status"] == "open" and invoice["amount_due"] == 121000
+    assert [line["amount"] for line in invoice["lines"]["data"]] == [100000, 21000]
+    assert api.find_invoice(key="m3_invoice", value="9001")["id"] == invoice["id"]
+
+
+def test_an_interrupted_invoice_is_completed_not_duplicated(
+    api: StripeProvider, stripe_sim: Served,
+) -> None:
+    customer = api.create_customer({"name": "Acme"}, idempotency_key="k-cust")
+    lines = [{"amount": 500, "currency": "eur", "description": "A"},
+             {"amount": 700, "currency": "eur", "description": "B"}]
+    sim = sim_of(stripe_sim)
+    sim.faults.add("status", status=400, match="/v1/invoices/", count=1)  # finalize fails
+    with pytest.raises(Rejected):
+        api.create_invoice({"customer": customer["id"], "currency": "eur",
+                            "metadata": {"m3_invoice": "77"}}, lines, idempotency_key="k-77")
+    draft = api.find_invoice(key="m3_invoice", value="77")
+    assert draft["status"] == "draft" and len(draft["lines"]["data"]) == 2
+    done = api.complete_invoice(draft, lines, idempotency_key="k-77")
+    assert done["status"] == "open" and done["amount_due"] == 1200
+    assert len(sim.objects["invoice"]) == 1 and len(sim.objects["invoiceitem"]) == 2
+
+
+def test_payments_link_back_to_their_invoice_and_events_list_them(
+    api: StripeProvider, stripe_sim: Served,
+) -> None:
+    sim = sim_of(stripe_sim)
+    customer = api.create_customer({"name": "Acme"}, idempotency_key="k1")
+    invoice = api.create_invoice({"customer": customer["id"], "currency": "eur"},
+                                 [{"amount": 1000, "currency": "eur"}], idempotency_key="k2")
+    paid = sim.act(lambda: sim.pay_invoice(invoice["id"]))
+    assert paid["status"] == "paid"
+    (payment,) = sim.objects["invoice_payment"].values()
+    pi = payment["payment"]["payment_intent"]
+    assert api.invoice_for_payment_intent(pi)["id"] == invoice["id"]
+    charge = api.get_charge(api.get_payment_intent(pi)["latest_charge"])
+    assert api.get_fee(charge["balance_transaction"]) == 59  # 2.9% + 30
+    types = [e["type"] for e in api.list_events(since=0)]
+    assert types.count("invoice.paid") == 1 and "charge.succeeded" in types
+
+
+def test_rate_limit_answers_are_retried(api: StripeProvider, stripe_sim: Served) -> None:
+    sim_of(stripe_sim).faults.add("status", status=429, count=2, match="/v1/customers")
+    assert api.check().ok
+
+
+def test_a_wrong_key_is_refused_without_echoing_it(stripe_connection: Connection) -> None:
+    stripe_connection.credentials["api_key"] = "sk_test_wrongwrongwrong123"
+    result = client_for(stripe_connection, sleep=lambda s: None).check()
+    assert not result.ok and "wrongwrongwrong123" not in result.message
