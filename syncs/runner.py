@@ -33,7 +33,17 @@ from audit import ledger
 from audit.models import AuditRecord, PostingLedger
 from connections.providers.errors import ApiError, AuthFailed, Rejected
 from connections.redaction import Redactor
-from syncs.flows import Flag, Flow, LoadResult, Mappings, Payload, Skip, SourceRecord, get_flow
+from syncs.flows import (
+    Flag,
+    Flow,
+    LoadResult,
+    Mappings,
+    Payload,
+    Posting,
+    Skip,
+    SourceRecord,
+    get_flow,
+)
 from syncs.models import Cursor, FieldMapping, Integration, SyncRun
 
 logger = logging.getLogger(__name__)
@@ -59,6 +69,7 @@ class FlowContext:
     run: SyncRun
     set_total: Callable[[int], None]
     clients: dict[str, Any] = field(default_factory=dict)
+    final_watermark: str | None = None
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -68,6 +79,10 @@ class FlowContext:
         """The committed watermark of ``stream`` ("" before the first run)."""
         row = Cursor.objects.filter(integration=self.integration, stream=stream).first()
         return row.value if row else ""
+
+    def finish_at(self, watermark: str) -> None:
+        """Move the cursor to ``watermark`` when this run ends with nothing left to re-read."""
+        self.final_watermark = watermark
 
     def client(self, side: str) -> Any:
         """The provider client of the ``source`` or ``target`` connection (built once)."""
@@ -114,6 +129,12 @@ class Runner:
             source = records if records is not None else self.flow.extract(ctx)
             for record in source:
                 self._process(ctx, mappings, record)
+            if ctx.final_watermark is not None and not self._hold_cursor:
+                Cursor.objects.update_or_create(
+                    integration=self.integration,
+                    stream=self.flow.stream,
+                    defaults={"value": ctx.final_watermark},
+                )
         except _Abort as exc:
             return self._finish(run, error=str(exc))
         except Exception as exc:
@@ -215,7 +236,9 @@ class Runner:
                     ledger_op=lambda: ledger.confirm(entry, remote_id=found.remote_id),
                 )
         try:
-            loaded = self.flow.load(ctx, payload, entry.idempotency_key)
+            loaded = self.flow.load(
+                ctx, payload, Posting(entry.idempotency_key, entry.pk, entry.generation)
+            )
         except Exception as exc:
             refused = isinstance(exc, Rejected)
             reason = self._describe(exc)

@@ -47,11 +47,18 @@ def stripe_sim() -> Iterator[Served]:
 @pytest.fixture
 def stripe_connection(db: Any, stripe_sim: Served) -> Connection:
     sim: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
-    conn = Connection(name="Stripe sandbox", slug="stripe-sandbox", kind="stripe",
-                      credentials={"api_key": sim.api_key,
-                                   "webhook_secret": "whsec_sandboxsecret0123"},
-                      settings={"base_url": stripe_sim.url, "max_retry_seconds": 20,
-                                "read_timeout": 5})
+    conn = Connection(
+        name="Stripe sandbox",
+        slug="stripe-sandbox",
+        kind="stripe",
+        credentials={"api_key": sim.api_key, "webhook_secret": "whsec_sandboxsecret0123"},
+        settings={
+            "base_url": stripe_sim.url,
+            "max_retry_seconds": 20,
+            "max_attempts": 3,
+            "read_timeout": 5,
+        },
+    )
     conn.full_clean()
     conn.save()
     return conn

@@ -98,6 +98,16 @@ class StripeProvider(Provider):
         found = self.client.v1.customers.search({"query": f"metadata['{key}']:'{value}'"})
         return _plain(found.data[0]) if found.data else None
 
+    def index_customers(self, *, key: str) -> dict[str, dict[str, Any]]:
+        """Every customer that carries ``metadata[key]``, by that value (one paged listing)."""
+        index: dict[str, dict[str, Any]] = {}
+        for item in self.client.v1.customers.list({"limit": 100}).auto_paging_iter():
+            customer = _plain(item)
+            value = (customer.get("metadata") or {}).get(key)
+            if value:
+                index.setdefault(value, customer)
+        return index
+
     def create_customer(self, params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
         return _plain(
             self.client.v1.customers.create(dict(params), {"idempotency_key": idempotency_key})

@@ -69,8 +69,11 @@ def parse_form(body: str) -> dict[str, Any]:
         for i, part in enumerate(parts[:-1]):
             following = parts[i + 1]
             is_list = following == "[]" or following.isdigit()
-            target = target.setdefault(part, [] if is_list else {}) if isinstance(
-                target, dict) else target
+            target = (
+                target.setdefault(part, [] if is_list else {})
+                if isinstance(target, dict)
+                else target
+            )
             if is_list:
                 target.append(value)
                 break

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import logging
 
-from syncs.flows.base import Flag, Flow, LoadResult, Mappings, Payload, Skip, SourceRecord
+from syncs.flows.base import (
+    Flag,
+    Flow,
+    LoadResult,
+    Mappings,
+    Payload,
+    Posting,
+    Skip,
+    SourceRecord,
+)
+from syncs.flows.m3_stripe_customers import M3CustomersToStripe
+from syncs.flows.m3_stripe_invoices import M3InvoicesToStripe
 
 logger = logging.getLogger(__name__)
 
-FLOWS: dict[str, type[Flow]] = {}
+FLOWS: dict[str, type[Flow]] = {
+    flow.key: flow
+    for flow in (
+        M3CustomersToStripe,
+        M3InvoicesToStripe,
+    )
+}
 
 
 def get_flow(key: str) -> type[Flow]:
@@ -31,6 +48,7 @@ __all__ = [
     "LoadResult",
     "Mappings",
     "Payload",
+    "Posting",
     "Skip",
     "SourceRecord",
     "flow_choices",

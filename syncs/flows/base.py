@@ -5,9 +5,13 @@ A flow is small and declarative.  ``extract(ctx)`` yields ``SourceRecord``s with
 cursor stores the watermark of the last committed record, and records sharing it are seen
 again (the ledger and idempotent writes make that harmless).  ``map(record, mappings)`` is pure
 — no I/O — and returns a ``Payload``, a ``Flag`` (needs a human) or a ``Skip``.
-``load(ctx, payload, idempotency_key)`` makes the target write and returns a ``LoadResult``; it
-raises ``Rejected`` only when nothing was applied.  ``find_existing(ctx, payload)`` lets the
-runner ask the target whether an interrupted post went through.
+``load(ctx, payload, posting)`` makes the target write and returns a ``LoadResult``; it
+raises ``Rejected`` only when nothing was applied.  ``posting`` (for ledgered writes) carries the
+idempotency key and a number unique to the ledger entry, for targets that need numeric ids.
+A source whose records carry no watermark of their own (M3 filters by ``LMTS`` but does not
+return it) calls ``ctx.finish_at(watermark)``: the runner commits it after the run, unless a
+retryable failure means the same records must be read again.  ``find_existing(ctx, payload)``
+lets the runner ask the target whether an interrupted post went through.
 """
 
 from __future__ import annotations
@@ -61,6 +65,21 @@ class Skip:
 
 
 @dataclass(frozen=True)
+class Posting:
+    """The posting ledger's claim on one write."""
+
+    idempotency_key: str
+    ledger_id: int
+    generation: int
+
+    def number(self, base: int, slots: int = 100) -> int:
+        """A number unique to this entry and generation: ``base + id·slots + generation``."""
+        if self.generation >= slots:
+            raise ValueError("too many refused attempts for one posting number")
+        return base + self.ledger_id * slots + self.generation
+
+
+@dataclass(frozen=True)
 class LoadResult:
     """The outcome of a target write."""
 
@@ -100,7 +119,7 @@ class Flow:
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
         raise NotImplementedError
 
-    def load(self, ctx: FlowContext, payload: Payload, idempotency_key: str | None) -> LoadResult:
+    def load(self, ctx: FlowContext, payload: Payload, posting: Posting | None) -> LoadResult:
         raise NotImplementedError
 
     def find_existing(self, ctx: FlowContext, payload: Payload) -> LoadResult | None:

@@ -24,7 +24,8 @@ def sim_of(served: Served) -> StripeSimulator:
 
 
 def test_customers_are_found_by_erp_number_and_created_once_per_key(
-    api: StripeProvider, stripe_sim: Served,
+    api: StripeProvider,
+    stripe_sim: Served,
 ) -> None:
     assert api.find_customer(key="m3_customer", value="C100") is None
     params = {"name": "Acme", "email": "ap@acme.test", "metadata": {"m3_customer": "C100"}}
@@ -39,10 +40,17 @@ def test_customers_are_found_by_erp_number_and_created_once_per_key(
 def test_an_invoice_is_drafted_given_lines_and_finalized(api: StripeProvider) -> None:
     customer = api.create_customer({"name": "Acme"}, idempotency_key="k-cust")
     invoice = api.create_invoice(
-        {"customer": customer["id"], "currency": "eur", "collection_method": "send_invoice",
-         "days_until_due": 30, "metadata": {"m3_invoice": "9001"}},
-        [{"amount": 100000, "currency": "eur", "description": "Goods"},
-         {"amount": 21000, "currency": "eur", "description": "VAT"}],
+        {
+            "customer": customer["id"],
+            "currency": "eur",
+            "collection_method": "send_invoice",
+            "days_until_due": 30,
+            "metadata": {"m3_invoice": "9001"},
+        },
+        [
+            {"amount": 100000, "currency": "eur", "description": "Goods"},
+            {"amount": 21000, "currency": "eur", "description": "VAT"},
+        ],
         idempotency_key="k-inv",
     )
     assert invoice["status"] == "open" and invoice["amount_due"] == 121000
@@ -51,16 +59,22 @@ def test_an_invoice_is_drafted_given_lines_and_finalized(api: StripeProvider) ->
 
 
 def test_an_interrupted_invoice_is_completed_not_duplicated(
-    api: StripeProvider, stripe_sim: Served,
+    api: StripeProvider,
+    stripe_sim: Served,
 ) -> None:
     customer = api.create_customer({"name": "Acme"}, idempotency_key="k-cust")
-    lines = [{"amount": 500, "currency": "eur", "description": "A"},
-             {"amount": 700, "currency": "eur", "description": "B"}]
+    lines = [
+        {"amount": 500, "currency": "eur", "description": "A"},
+        {"amount": 700, "currency": "eur", "description": "B"},
+    ]
     sim = sim_of(stripe_sim)
     sim.faults.add("status", status=400, match="/v1/invoices/", count=1)  # finalize fails
     with pytest.raises(Rejected):
-        api.create_invoice({"customer": customer["id"], "currency": "eur",
-                            "metadata": {"m3_invoice": "77"}}, lines, idempotency_key="k-77")
+        api.create_invoice(
+            {"customer": customer["id"], "currency": "eur", "metadata": {"m3_invoice": "77"}},
+            lines,
+            idempotency_key="k-77",
+        )
     draft = api.find_invoice(key="m3_invoice", value="77")
     assert draft["status"] == "draft" and len(draft["lines"]["data"]) == 2
     done = api.complete_invoice(draft, lines, idempotency_key="k-77")
@@ -69,12 +83,16 @@ def test_an_interrupted_invoice_is_completed_not_duplicated(
 
 
 def test_payments_link_back_to_their_invoice_and_events_list_them(
-    api: StripeProvider, stripe_sim: Served,
+    api: StripeProvider,
+    stripe_sim: Served,
 ) -> None:
     sim = sim_of(stripe_sim)
     customer = api.create_customer({"name": "Acme"}, idempotency_key="k1")
-    invoice = api.create_invoice({"customer": customer["id"], "currency": "eur"},
-                                 [{"amount": 1000, "currency": "eur"}], idempotency_key="k2")
+    invoice = api.create_invoice(
+        {"customer": customer["id"], "currency": "eur"},
+        [{"amount": 1000, "currency": "eur"}],
+        idempotency_key="k2",
+    )
     paid = sim.act(lambda: sim.pay_invoice(invoice["id"]))
     assert paid["status"] == "paid"
     (payment,) = sim.objects["invoice_payment"].values()

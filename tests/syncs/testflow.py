@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from connections.providers.errors import AuthFailed, OutcomeUnknown, Rejected, Transient
-from syncs.flows import Flag, Flow, LoadResult, Mappings, Payload, Skip, SourceRecord
+from syncs.flows import Flag, Flow, LoadResult, Mappings, Payload, Posting, Skip, SourceRecord
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +106,9 @@ class LedgerTestFlow(Flow):
             ledger_key=data["id"],
         )
 
-    def load(self, ctx: Any, payload: Payload, idempotency_key: str | None) -> LoadResult:
-        remote_id = TARGET.post(str(payload.ledger_key), payload.data, idempotency_key)
+    def load(self, ctx: Any, payload: Payload, posting: Posting | None) -> LoadResult:
+        key = posting.idempotency_key if posting else None
+        remote_id = TARGET.post(str(payload.ledger_key), payload.data, key)
         return LoadResult(remote_id=remote_id, response={"id": remote_id})
 
     def find_existing(self, ctx: Any, payload: Payload) -> LoadResult | None:

@@ -1,0 +1,26 @@
+"""Reads of the audit tables for flows and services (writes belong to the runner)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from audit.models import PostingLedger
+
+logger = logging.getLogger(__name__)
+
+
+def ledger_confirmed_keys(*, integration_id: int, target: str, keys: Iterable[str]) -> set[str]:
+    """Which of ``keys`` are already posted (confirmed) for this integration and target."""
+    wanted = list(keys)
+    confirmed: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        confirmed |= set(
+            PostingLedger.objects.filter(
+                integration_id=integration_id,
+                target=target,
+                natural_key__in=wanted[start : start + 500],
+                state=PostingLedger.State.CONFIRMED,
+            ).values_list("natural_key", flat=True)
+        )
+    return confirmed

@@ -1,0 +1,163 @@
+"""Open CloudSuite AR invoices → Stripe invoices, tagged with the M3 invoice number.
+
+Reads ``ARS200MI LstInvByDivi`` (open invoices: TRCD 10, RECO 0) from the last invoice date
+read, with a look-back window, and ``GetInvoice`` in bulk for currency and VAT.  The M3 AR
+ledger carries totals, not item lines, so a Stripe invoice gets a net line and a VAT line.
+Each invoice is created once (posting ledger + Stripe idempotency keys); an interrupted create
+is found by its metadata and completed rather than created again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from audit.selectors import ledger_confirmed_keys
+from syncs.flows.base import Flag, Flow, LoadResult, Mappings, Payload, Posting, Skip, SourceRecord
+from syncs.money import decimal, to_minor
+
+if TYPE_CHECKING:
+    from syncs.runner import FlowContext
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 50
+
+
+def invoice_key(entry: dict[str, str]) -> str:
+    return f"invoice:{entry['DIVI']}:{entry['INYR']}:{entry['CINO']}"
+
+
+class M3InvoicesToStripe(Flow):
+    key = "m3_stripe.invoices"
+    label = "CloudSuite open AR invoices → Stripe invoices"
+    source_kind = "infor_m3"
+    target_kind = "stripe"
+    stream = "invoices"
+    target = "stripe.invoice"
+
+    def extract(self, ctx: FlowContext) -> Iterator[SourceRecord]:
+        m3, stripe = ctx.client("source"), ctx.client("target")
+        cursor = ctx.cursor(self.stream)
+        since = None
+        if cursor:
+            lookback = timedelta(days=int(self.options.get("lookback_days", 7)))
+            since = (datetime.strptime(cursor, "%Y%m%d") - lookback).strftime("%Y%m%d")
+        entries = [
+            e
+            for e in m3.list_invoice_entries(since_date=since)
+            if e["TRCD"] == "10" and e["RECO"] == "0"
+        ]
+        done = ledger_confirmed_keys(
+            integration_id=ctx.integration.pk,
+            target=self.target,
+            keys=[invoice_key(e) for e in entries],
+        )
+        entries = sorted(
+            (e for e in entries if invoice_key(e) not in done),
+            key=lambda e: (e["IVDT"], int(e["JRNO"])),
+        )
+        ctx.set_total(len(entries))
+        customers = stripe.index_customers(key="m3_customer") if entries else {}
+        as_of = int(time.time())
+        for start in range(0, len(entries), CHUNK):
+            chunk = entries[start : start + CHUNK]
+            details = m3.get_invoices([(e["YEA4"], e["JRNO"], e["JSNO"]) for e in chunk])
+            for entry, detail in zip(chunk, details, strict=True):
+                customer = customers.get(entry["CUNO"])
+                yield SourceRecord(
+                    f"{entry['DIVI']}/{entry['INYR']}/{entry['CINO']}",
+                    {
+                        "m3": {**entry, **(detail or {})},
+                        "as_of": as_of,
+                        "stripe_customer": customer["id"] if customer else None,
+                    },
+                    watermark=entry["IVDT"],
+                )
+
+    def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
+        inv, customer = record.data["m3"], record.data.get("stripe_customer")
+        if not customer:
+            return Flag(
+                f"Customer {inv['CUNO']} is not in Stripe yet: sync customers, then "
+                "replay this invoice."
+            )
+        currency = (inv.get("CUCD") or "").upper()
+        if not currency:
+            return Flag(f"Invoice {inv['CINO']} has no currency in CloudSuite.")
+        total, vat = decimal(inv["CUAM"]), decimal(inv.get("VTAM"))
+        if total <= 0:
+            return Skip("Credit notes are not sent to Stripe.")
+        try:
+            lines = [
+                {
+                    "amount": to_minor(total - vat, currency),
+                    "currency": currency.lower(),
+                    "description": f"Invoice {inv['CINO']}",
+                }
+            ]
+            if vat:
+                lines.append(
+                    {
+                        "amount": to_minor(vat, currency),
+                        "currency": currency.lower(),
+                        "description": "VAT",
+                    }
+                )
+        except ValueError as exc:
+            return Flag(str(exc))
+        due = int(datetime.strptime(inv["DUDT"], "%Y%m%d").replace(tzinfo=UTC).timestamp())
+        earliest = record.data["as_of"] + 86400  # Stripe wants a due date in the future
+        metadata = {
+            "m3_invoice": inv["CINO"],
+            "m3_invoice_year": inv["INYR"],
+            "m3_customer": inv["CUNO"],
+            "m3_division": inv["DIVI"],
+            "m3_amount": str(total),
+            "m3_currency": currency,
+            "m3_due_date": inv["DUDT"],
+        }
+        params = {
+            "customer": customer,
+            "currency": currency.lower(),
+            "collection_method": "send_invoice",
+            "due_date": max(due, earliest),
+            "auto_advance": False,
+            "description": f"CloudSuite invoice {inv['CINO']}",
+            "metadata": metadata,
+        }
+        return Payload({"invoice": params, "lines": lines}, ledger_key=invoice_key(inv))
+
+    def load(self, ctx: FlowContext, payload: Payload, posting: Posting | None) -> LoadResult:
+        assert posting is not None
+        invoice = ctx.client("target").create_invoice(
+            payload.data["invoice"], payload.data["lines"], idempotency_key=posting.idempotency_key
+        )
+        return self._result(invoice)
+
+    def find_existing(self, ctx: FlowContext, payload: Payload) -> LoadResult | None:
+        stripe, meta = ctx.client("target"), payload.data["invoice"]["metadata"]
+        found = stripe.find_invoice(key="m3_invoice", value=meta["m3_invoice"])
+        if found is None or any(
+            found["metadata"].get(k) != meta[k] for k in ("m3_invoice_year", "m3_division")
+        ):
+            return None
+        key = f"recover:{payload.ledger_key}"
+        return self._result(
+            stripe.complete_invoice(found, payload.data["lines"], idempotency_key=key)
+        )
+
+    @staticmethod
+    def _result(invoice: dict) -> LoadResult:
+        summary = {
+            k: invoice.get(k)
+            for k in ("id", "number", "status", "amount_due", "currency", "hosted_invoice_url")
+        }
+        return LoadResult(
+            invoice["id"],
+            summary,
+            f"Stripe invoice {invoice.get('number')} ({invoice.get('status')}).",
+        )
