@@ -120,13 +120,18 @@ class Runner:
 
     # -- entry points -----------------------------------------------------------------------
 
-    def run(self, records: Iterable[SourceRecord] | None = None) -> SyncRun:
-        """Run the flow over ``records``, or over what ``flow.extract`` yields."""
+    def run(
+        self, records: Iterable[SourceRecord] | None = None, *, event: dict[str, Any] | None = None
+    ) -> SyncRun:
+        """Run the flow over ``records``, an inbound ``event``, or what ``flow.extract`` yields."""
         run = self._start()
         ctx = self._context(run)
         mappings = self._mappings()
         try:
-            source = records if records is not None else self.flow.extract(ctx)
+            if event is not None:
+                source: Iterable[SourceRecord] = self.flow.records_from_event(ctx, event)
+            else:
+                source = records if records is not None else self.flow.extract(ctx)
             for record in source:
                 self._process(ctx, mappings, record)
             if ctx.final_watermark is not None and not self._hold_cursor:
@@ -248,9 +253,12 @@ class Runner:
                 exc,
                 ledger_op=lambda: ledger.release(entry, refused=refused, error=reason),
             )
+        note = loaded.note
+        if claim.status is ledger.ClaimStatus.RECOVER:
+            note = f"Completed after an interrupted attempt. {note}".strip()
         return write(
             Status.SYNCED,
-            loaded.note,
+            note,
             payload=payload,
             loaded=loaded,
             ledger_op=lambda: ledger.confirm(entry, remote_id=loaded.remote_id),

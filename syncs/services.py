@@ -1,17 +1,21 @@
-"""Services for integrations: run now, enqueue a run, keep the django-q2 schedule in step."""
+"""Services for integrations: runs, schedules, and inbound webhook events."""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from syncs.models import Integration, SyncRun
+from connections.models import Connection
+from connections.redaction import Redactor
+from syncs.flows import FLOWS
+from syncs.models import Integration, SyncRun, WebhookEvent
 from syncs.runner import Runner
 
 logger = logging.getLogger(__name__)
@@ -111,3 +115,75 @@ def schedules_reconcile() -> int:
     known = {f"integration:{pk}" for pk in Integration.objects.values_list("pk", flat=True)}
     Schedule.objects.filter(func=RUN_TASK).exclude(name__in=known).delete()
     return count
+
+
+WEBHOOK_TASK = "syncs.tasks.process_webhook_event"
+
+
+def webhook_receive(
+    *,
+    provider: str,
+    connection: Connection,
+    event_id: str,
+    event_type: str,
+    raw_body: str,
+    headers: dict[str, str],
+) -> tuple[WebhookEvent, bool]:
+    """Store a verified event (before it is acknowledged) and queue its processing.
+
+    Returns (event, created).  A duplicate delivery is not processed again, unless the first
+    processing failed, in which case it is queued again.
+    """
+    try:
+        with transaction.atomic():
+            event = WebhookEvent.objects.create(
+                provider=provider,
+                connection=connection,
+                event_id=event_id,
+                event_type=event_type,
+                raw_body=raw_body,
+                headers=headers,
+                signature_valid=True,
+                seen_via="webhook",
+            )
+        created = True
+    except IntegrityError:
+        event = WebhookEvent.objects.get(
+            provider=provider, connection=connection, event_id=event_id, signature_valid=True
+        )
+        created = False
+    if created or (not event.processed and event.error):
+        webhook_enqueue(event=event)
+    return event, created
+
+
+def webhook_enqueue(*, event: WebhookEvent) -> None:
+    """Queue processing of ``event`` once the current transaction commits."""
+    pk = event.pk
+    transaction.on_commit(lambda: async_task(WEBHOOK_TASK, pk, task_name=f"webhook {pk}"))
+
+
+def webhook_process(*, event: WebhookEvent) -> list[SyncRun]:
+    """Run every enabled integration fed by this event's provider and connection."""
+    payload = json.loads(event.raw_body)
+    integrations = [
+        i
+        for i in Integration.objects.filter(enabled=True, source=event.connection).select_related(
+            "source", "target"
+        )
+        if getattr(FLOWS.get(i.flow), "webhook_provider", None) == event.provider
+    ]
+    runs, problems = [], []
+    for integration in integrations:
+        run = Runner(integration, trigger=SyncRun.Trigger.WEBHOOK).run(event=payload)
+        runs.append(run)
+        if run.status == SyncRun.Status.FAILED or run.failed:
+            problems.append(f"run #{run.pk}: {run.error_summary or f'{run.failed} failed'}")
+    redact = Redactor(event.connection.secret_values())
+    WebhookEvent.objects.filter(pk=event.pk).update(
+        processed=not problems,
+        processed_at=timezone.now() if not problems else None,
+        attempts=event.attempts + 1,
+        error=redact.text("; ".join(problems))[:4000],
+    )
+    return runs

@@ -167,20 +167,31 @@ class StripeProvider(Provider):
 
     # -- payments ---------------------------------------------------------------------------
 
+    def invoice_payments(
+        self, *, invoice: str | None = None, payment_intent: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Invoice payments of an invoice, or of a payment intent."""
+        params: dict[str, Any] = {"limit": 100}
+        if invoice:
+            params["invoice"] = invoice
+        if payment_intent:
+            params["payment"] = {"type": "payment_intent", "payment_intent": payment_intent}
+        return [_plain(p) for p in self.client.v1.invoice_payments.list(params).auto_paging_iter()]
+
     def invoice_for_payment_intent(self, payment_intent: str) -> dict[str, Any] | None:
         """The invoice a payment intent paid, if it paid one."""
-        payments = self.client.v1.invoice_payments.list(
-            {"payment": {"type": "payment_intent", "payment_intent": payment_intent}}
-        )
-        if not payments.data:
-            return None
-        return self.get_invoice(payments.data[0]["invoice"])
+        payments = self.invoice_payments(payment_intent=payment_intent)
+        return self.get_invoice(payments[0]["invoice"]) if payments else None
 
     def get_charge(self, charge_id: str) -> dict[str, Any]:
         return _plain(self.client.v1.charges.retrieve(charge_id))
 
     def get_payment_intent(self, intent_id: str) -> dict[str, Any]:
         return _plain(self.client.v1.payment_intents.retrieve(intent_id))
+
+    def list_refunds(self, charge_id: str) -> list[dict[str, Any]]:
+        refunds = self.client.v1.refunds.list({"charge": charge_id, "limit": 100})
+        return [_plain(r) for r in refunds.auto_paging_iter()]
 
     def get_fee(self, balance_transaction: str | None) -> int:
         if not balance_transaction:

@@ -583,6 +583,13 @@ class StripeSimulator(Simulator):
     def api_refunds(
         self, method: str, rest: list[str], p: dict[str, Any], req: dict[str, Any]
     ) -> Any:
+        if method == "GET" and not rest:
+            items = [
+                r
+                for r in self.objects["refund"].values()
+                if not p.get("charge") or r["charge"] == p["charge"]
+            ]
+            return self._list(items, p, "/v1/refunds")
         if method == "POST" and not rest:
             return self.refund(
                 p.get("charge", ""), int(p["amount"]) if p.get("amount") else None, request=req

@@ -16,6 +16,7 @@ from syncs.flows.base import (
 )
 from syncs.flows.m3_stripe_customers import M3CustomersToStripe
 from syncs.flows.m3_stripe_invoices import M3InvoicesToStripe
+from syncs.flows.stripe_m3_payments import StripePaymentsToM3
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ FLOWS: dict[str, type[Flow]] = {
     for flow in (
         M3CustomersToStripe,
         M3InvoicesToStripe,
+        StripePaymentsToM3,
     )
 }
 

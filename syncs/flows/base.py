@@ -110,7 +110,8 @@ class Flow:
     source_kind: ClassVar[str]
     target_kind: ClassVar[str]
     stream: ClassVar[str]
-    target: ClassVar[str]  # the ledger's name for the target write, e.g. "m3.ARS040MI"
+    target: ClassVar[str]  # the ledger's name for the target write, e.g. "m3.receipt"
+    webhook_provider: ClassVar[str | None] = None  # events from this provider feed the flow
     options: dict[str, Any] = field(default_factory=dict)
 
     def extract(self, ctx: FlowContext) -> Iterable[SourceRecord]:
@@ -120,6 +121,10 @@ class Flow:
         raise NotImplementedError
 
     def load(self, ctx: FlowContext, payload: Payload, posting: Posting | None) -> LoadResult:
+        raise NotImplementedError
+
+    def records_from_event(self, ctx: FlowContext, event: dict[str, Any]) -> list[SourceRecord]:
+        """Source records for one inbound webhook event (flows with ``webhook_provider``)."""
         raise NotImplementedError
 
     def find_existing(self, ctx: FlowContext, payload: Payload) -> LoadResult | None:

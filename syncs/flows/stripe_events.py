@@ -1,0 +1,127 @@
+"""Turns Stripe events into money movements the ERP understands.
+
+One payment can announce itself three times (``invoice.paid``, ``charge.succeeded``,
+``payment_intent.succeeded``); each becomes the same movement, keyed by its payment intent, so
+the posting ledger posts it once.  Refunds are keyed by refund id, disputes by dispute id.  The
+CloudSuite invoice comes from the Stripe invoice's metadata (or, for a payment made outside an
+invoice, from the payment's own metadata).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from connections.providers.stripe import StripeProvider
+
+logger = logging.getLogger(__name__)
+
+M3_KEYS = ("m3_invoice", "m3_invoice_year", "m3_customer", "m3_currency", "m3_amount")
+
+
+def _m3(*sources: dict[str, Any] | None) -> dict[str, str]:
+    for source in sources:
+        metadata = (source or {}).get("metadata") or {}
+        if metadata.get("m3_invoice"):
+            return {k: metadata[k] for k in M3_KEYS if k in metadata}
+    return {}
+
+
+def _movement(
+    kind: str,
+    object_id: str,
+    event: dict[str, Any],
+    *,
+    amount: int,
+    currency: str,
+    invoice: dict[str, Any] | None,
+    extra: dict[str, Any] | None = None,
+    fee: int = 0,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "id": object_id,
+        "event_id": event["id"],
+        "event_type": event["type"],
+        "created": event["created"],
+        "amount": int(amount),
+        "currency": currency.lower(),
+        "fee": int(fee),
+        "stripe_invoice": invoice["id"] if invoice else None,
+        "m3": _m3(invoice, extra),
+    }
+
+
+def _payment(
+    stripe: StripeProvider,
+    event: dict[str, Any],
+    intent_id: str,
+    invoice: dict[str, Any] | None = None,
+    amount: int | None = None,
+) -> dict[str, Any]:
+    intent = stripe.get_payment_intent(intent_id)
+    invoice = invoice or stripe.invoice_for_payment_intent(intent_id)
+    charge = stripe.get_charge(intent["latest_charge"]) if intent.get("latest_charge") else {}
+    return _movement(
+        "payment",
+        intent_id,
+        event,
+        amount=amount if amount is not None else intent["amount"],
+        currency=intent["currency"],
+        invoice=invoice,
+        extra=intent,
+        fee=stripe.get_fee(charge.get("balance_transaction")),
+    )
+
+
+def movements(stripe: StripeProvider, event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The money movements an event stands for (empty for events of no interest)."""
+    kind, obj = event["type"], event["data"]["object"]
+    if kind == "invoice.paid":
+        return [
+            _payment(
+                stripe, event, p["payment"]["payment_intent"], invoice=obj, amount=p["amount_paid"]
+            )
+            for p in stripe.invoice_payments(invoice=obj["id"])
+            if p["payment"].get("payment_intent")
+        ]
+    if kind == "payment_intent.succeeded":
+        return [_payment(stripe, event, obj["id"])]
+    if kind == "charge.succeeded" and obj.get("payment_intent"):
+        return [_payment(stripe, event, obj["payment_intent"])]
+    if kind == "charge.refunded":
+        invoice = (
+            stripe.invoice_for_payment_intent(obj["payment_intent"])
+            if obj.get("payment_intent")
+            else None
+        )
+        return [
+            _movement(
+                "refund",
+                r["id"],
+                event,
+                amount=r["amount"],
+                currency=r["currency"],
+                invoice=invoice,
+                extra=obj,
+            )
+            for r in stripe.list_refunds(obj["id"])
+            if r.get("status") == "succeeded"
+        ]
+    if kind == "charge.dispute.created":
+        invoice = (
+            stripe.invoice_for_payment_intent(obj["payment_intent"])
+            if obj.get("payment_intent")
+            else None
+        )
+        return [
+            _movement(
+                "dispute",
+                obj["id"],
+                event,
+                amount=obj["amount"],
+                currency=obj["currency"],
+                invoice=invoice,
+            )
+        ]
+    return []

@@ -1,0 +1,161 @@
+"""Stripe payments and refunds → CloudSuite customer receipts (ARS040MI), exactly once.
+
+Events arrive by webhook (processed within seconds) and by a scheduled poll of Stripe's events
+list, which catches whatever a webhook missed; each audit record says which path saw it.  A
+receipt is a payment batch: head, one line against the invoice (CINO/INYR) allocated to the GL
+accounting string of the ``gl_account`` mapping ``stripe_receipts`` (or ``stripe_receipts:EUR``;
+dimensions AIT1 to AIT7 separated by ``;``), the Stripe fee as a batch charge when a
+``stripe_fees`` mapping exists, then control.  Refunds post negative lines.  Disputes,
+overpayments, currency mismatches and payments not linked to an invoice are flagged.
+
+The batch number is unique to the posting (ledger entry and attempt), so re-running a batch
+after an unknown outcome only completes what is missing: M3 answers "already exists" for the
+steps that were done.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from audit.selectors import ledger_confirmed_keys
+from syncs.flows.base import Flag, Flow, LoadResult, Mappings, Payload, Posting, Skip, SourceRecord
+from syncs.flows.stripe_events import movements
+from syncs.money import decimal, from_minor
+from syncs.selectors import webhook_events_processed
+
+if TYPE_CHECKING:
+    from syncs.runner import FlowContext
+
+logger = logging.getLogger(__name__)
+
+EVENTS_REACH = 30 * 24 * 3600 - 3600  # Stripe's events list reaches back 30 days
+BATCH_NUMBER_BASE = 7_000_000_000
+
+
+def gl_string(value: str) -> dict[str, str]:
+    """``"1930;100;;P1"`` → ``{"AIT1": "1930", "AIT2": "100", "AIT4": "P1"}``."""
+    parts = [p.strip() for p in value.split(";")][:7]
+    return {f"AIT{n}": part for n, part in enumerate(parts, start=1) if part}
+
+
+class StripePaymentsToM3(Flow):
+    key = "stripe_m3.payments"
+    label = "Stripe payments and refunds → CloudSuite receipts"
+    source_kind = "stripe"
+    target_kind = "infor_m3"
+    stream = "payments"
+    target = "m3.receipt"
+    webhook_provider = "stripe"
+
+    def extract(self, ctx: FlowContext) -> Iterator[SourceRecord]:
+        stripe, now = ctx.client("source"), int(time.time())
+        cursor = ctx.cursor(self.stream)
+        overlap = int(self.options.get("overlap_seconds", 300))
+        since = max(now - EVENTS_REACH, int(cursor) - overlap if cursor else 0)
+        events = list(stripe.list_events(since=since))
+        seen = webhook_events_processed(
+            provider="stripe",
+            connection=ctx.integration.source,
+            event_ids=[e["id"] for e in events],
+        )
+        events = [e for e in events if e["id"] not in seen]
+        found, keys = [], set()
+        for event in events:  # one payment is announced by up to three events: keep the first
+            for movement in movements(stripe, event):
+                if (key := f"{movement['kind']}:{movement['id']}") not in keys:
+                    keys.add(key)
+                    found.append((event, movement))
+        posted = ledger_confirmed_keys(
+            integration_id=ctx.integration.pk,
+            target=self.target,
+            keys=[f"{m['kind']}:{m['id']}" for _, m in found],
+        )
+        found = [(e, m) for e, m in found if f"{m['kind']}:{m['id']}" not in posted]
+        ctx.set_total(len(found))
+        for event, movement in found:
+            yield SourceRecord(
+                movement["id"], movement, watermark=str(event["created"]), seen_via="poll"
+            )
+
+    def records_from_event(self, ctx: FlowContext, event: dict[str, Any]) -> list[SourceRecord]:
+        return [
+            SourceRecord(m["id"], m, seen_via="webhook")
+            for m in movements(ctx.client("source"), event)
+        ]
+
+    def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
+        m, inv = record.data, record.data.get("m3") or {}
+        currency = m["currency"].upper()
+        amount = from_minor(m["amount"], currency)
+        what = f"{m['kind'].capitalize()} {m['id']} of {amount} {currency}"
+        if m["kind"] == "dispute":
+            return Flag(
+                f"{what} is disputed (invoice {inv.get('m3_invoice', 'unknown')}): "
+                "respond in Stripe; nothing is posted."
+            )
+        if not inv.get("m3_invoice"):
+            return Flag(f"{what} is not linked to a CloudSuite invoice.")
+        if inv.get("m3_currency") and inv["m3_currency"] != currency:
+            return Flag(
+                f"{what} does not match invoice {inv['m3_invoice']}, which is in "
+                f"{inv['m3_currency']}."
+            )
+        gl = mappings.get("gl_account", f"stripe_receipts:{currency}") or mappings.get(
+            "gl_account", "stripe_receipts"
+        )
+        if gl is None:
+            return Flag(
+                "No GL account is mapped for Stripe receipts: add a GL account mapping "
+                f"for “stripe_receipts” (or “stripe_receipts:{currency}”), then replay."
+            )
+        total = decimal(inv.get("m3_amount"))
+        if m["kind"] == "payment" and total and amount > total:
+            return Flag(
+                f"Overpayment: {what} for invoice {inv['m3_invoice']} of {total} {currency}."
+            )
+        line = {
+            "TRNO": 1,
+            "CUNO": inv["m3_customer"],
+            "CINO": inv["m3_invoice"],
+            "INYR": inv["m3_invoice_year"],
+            "CUCD": currency,
+            "PYAM": str(amount if m["kind"] == "payment" else -amount),
+            **gl_string(gl),
+        }
+        charges, fee_code = [], mappings.get("gl_account", "stripe_fees")
+        if m["kind"] == "payment" and m.get("fee") and fee_code:
+            charges.append(
+                {"CHAM": str(from_minor(m["fee"], currency)), "CHRI": fee_code, "CUCD": currency}
+            )
+        note = f"{m['kind'].capitalize()} of {amount} {currency} on invoice {inv['m3_invoice']}"
+        if m["kind"] == "payment" and total and amount < total:
+            note += f" (partial: {total - amount} {currency} still open)"
+        return Payload(
+            {
+                "lines": [line],
+                "charges": charges,
+                "note": note + ".",
+                "batch_type": self.options.get("batch_type", "ST"),
+                "bank_account": self.options.get("bank_account", ""),
+            },
+            ledger_key=f"{m['kind']}:{m['id']}",
+            target_key=inv["m3_invoice"],
+        )
+
+    def load(self, ctx: FlowContext, payload: Payload, posting: Posting | None) -> LoadResult:
+        assert posting is not None
+        batch = posting.number(int(self.options.get("batch_number_base", BATCH_NUMBER_BASE)))
+        result = ctx.client("target").add_receipt(
+            batch=batch,
+            batch_type=payload.data["batch_type"],
+            lines=payload.data["lines"],
+            charges=payload.data["charges"],
+            bank_account=payload.data["bank_account"],
+        )
+        return LoadResult(f"PBID {batch}", result, payload.data["note"])
+
+    def find_existing(self, ctx: FlowContext, payload: Payload) -> LoadResult | None:
+        return None  # the batch number makes a re-run complete, never duplicate (see above)

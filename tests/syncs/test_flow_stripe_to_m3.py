@@ -1,0 +1,277 @@
+"""Stripe → CloudSuite receipts, end to end: signed webhooks into a live server, polling, the
+ledger, and the M3 and Stripe simulators over HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from audit.models import AuditRecord, PostingLedger
+from audit.services import records_replay
+from connections.models import Connection
+from connections.sandbox.base import Served
+from connections.sandbox.m3 import M3Simulator
+from connections.sandbox.stripe import StripeSimulator
+from syncs.models import FieldMapping, Integration, SyncRun, WebhookEvent
+from syncs.runner import Runner
+
+S = AuditRecord.Status
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@dataclass
+class World:
+    m3: M3Simulator
+    stripe: StripeSimulator
+    payments: Integration
+
+    def invoice(self, cino: str) -> dict[str, Any]:
+        (found,) = [
+            i
+            for i in self.stripe.objects["invoice"].values()
+            if i["metadata"]["m3_invoice"] == cino
+        ]
+        return found
+
+    def pay(self, cino: str, amount: int | None = None) -> dict[str, Any]:
+        return self.stripe.act(lambda: self.stripe.pay_invoice(self.invoice(cino)["id"], amount))
+
+    def charge_for(self, cino: str) -> dict[str, Any]:
+        (payment,) = [
+            p
+            for p in self.stripe.objects["invoice_payment"].values()
+            if p["invoice"] == self.invoice(cino)["id"]
+        ][:1]
+        intent = self.stripe.objects["payment_intent"][payment["payment"]["payment_intent"]]
+        return self.stripe.objects["charge"][intent["latest_charge"]]
+
+    def poll(self) -> SyncRun:
+        integ = Integration.objects.get(pk=self.payments.pk)
+        return Runner(integ, trigger=SyncRun.Trigger.POLL).run()
+
+    def receipts(self) -> list[dict[str, Any]]:
+        return self.m3.state.receipts()
+
+
+def make(flow: str, source: Connection, target: Connection) -> Integration:
+    integ = Integration(
+        name=flow, slug=flow.replace(".", "-"), flow=flow, source=source, target=target
+    )
+    integ.full_clean()
+    integ.save()
+    return integ
+
+
+@pytest.fixture
+def world(
+    m3_sim: Served,
+    stripe_sim: Served,
+    m3_connection: Connection,
+    stripe_connection: Connection,
+    live_server: Any,
+) -> World:
+    m3: M3Simulator = m3_sim.app  # type: ignore[assignment]
+    stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
+    m3.state.put_customer("C100", CUNM="Acme Stores", CUCD="EUR")
+    m3.state.put_account("1930", "Bank EUR")
+    m3.state.add_invoice(
+        "C100", "9001", "1210.00", "EUR", vat="210.00", ivdt="20261101", dudt="20271231"
+    )
+    m3.state.add_invoice("C100", "9002", "300.00", "EUR", ivdt="20261102", dudt="20271231")
+    for flow in ("m3_stripe.customers", "m3_stripe.invoices"):
+        Runner(make(flow, m3_connection, stripe_connection), trigger="manual").run()
+    payments = make("stripe_m3.payments", stripe_connection, m3_connection)
+    FieldMapping.objects.create(
+        integration=payments,
+        kind="gl_account",
+        source_value="stripe_receipts",
+        target_value="1930;100",
+    )
+    FieldMapping.objects.create(
+        integration=payments, kind="gl_account", source_value="stripe_fees", target_value="FEE"
+    )
+    stripe.webhooks.endpoints.append(
+        {
+            "url": f"{live_server.url}/webhooks/stripe/{stripe_connection.slug}/",
+            "secret": stripe_connection.credentials["webhook_secret"],
+        }
+    )
+    return World(m3, stripe, payments)
+
+
+def test_a_payment_webhook_posts_one_receipt_with_its_gl_allocation(world: World) -> None:
+    world.pay("9001")
+    (receipt,) = world.receipts()
+    assert (receipt["CINO"], receipt["CUAM"]) == ("9001", Decimal("-1210.00"))
+    posting, fee = world.m3.state.gl
+    assert posting["AIT"][:2] == ["1930", "100"] and posting["amount"] == Decimal("1210.00")
+    assert fee["AIT"] == ["FEE"] and fee["amount"] == Decimal("35.39")  # 2.9% + 0.30
+    assert world.m3.state.invoice("C100", "9001")["RECO"] == 9
+    # invoice.paid, charge.succeeded and payment_intent.succeeded: one payment, posted once.
+    assert WebhookEvent.objects.filter(processed=True).count() == 3
+    records = AuditRecord.objects.filter(integration=world.payments)
+    assert records.filter(status=S.SYNCED, seen_via="webhook").count() == 1
+    assert records.filter(status=S.DUPLICATE).count() == 2
+
+
+def test_duplicate_and_out_of_order_deliveries_post_once(world: World) -> None:
+    world.stripe.webhooks.duplicate = True
+    world.stripe.webhooks.reorder = True
+    world.pay("9001")
+    assert len(world.receipts()) == 1
+    assert WebhookEvent.objects.count() == 3  # duplicates acknowledged, not stored twice
+    assert [s for _, s in world.stripe.webhooks.delivered] == [200] * 6
+
+
+def test_a_missed_webhook_is_caught_by_polling(world: World) -> None:
+    world.stripe.webhooks.drop_next = 100
+    world.pay("9001")
+    assert world.receipts() == [] and WebhookEvent.objects.count() == 0
+    run = world.poll()
+    assert run.synced == 1 and len(world.receipts()) == 1
+    assert run.records.get(status=S.SYNCED).seen_via == "poll"
+    again = world.poll()  # within the overlap window: nothing posted, nothing re-audited
+    assert again.done == 0 and len(world.receipts()) == 1
+
+
+def test_partial_payment_then_refund(world: World) -> None:
+    world.pay("9001", amount=50000)  # 500.00 of 1210.00
+    (receipt,) = world.receipts()
+    assert receipt["CUAM"] == Decimal("-500.00")
+    record = AuditRecord.objects.get(integration=world.payments, status=S.SYNCED)
+    assert "partial: 710.00 EUR still open" in record.reason
+    assert world.m3.state.open_amount(world.m3.state.invoice("C100", "9001")) == Decimal("710.00")
+
+    charge = world.charge_for("9001")
+    world.stripe.act(lambda: world.stripe.refund(charge["id"], 20000))
+    refund = world.receipts()[-1]
+    assert refund["CUAM"] == Decimal("200.00") and len(world.receipts()) == 2
+    assert world.m3.state.open_amount(world.m3.state.invoice("C100", "9001")) == Decimal("910.00")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "currency", "amount", "reason"),
+    [
+        ({}, "eur", 1000, "not linked to a CloudSuite invoice"),
+        (
+            {
+                "m3_invoice": "9002",
+                "m3_invoice_year": "2026",
+                "m3_customer": "C100",
+                "m3_currency": "EUR",
+                "m3_amount": "300.00",
+            },
+            "usd",
+            1000,
+            "which is in EUR",
+        ),
+        (
+            {
+                "m3_invoice": "9002",
+                "m3_invoice_year": "2026",
+                "m3_customer": "C100",
+                "m3_currency": "EUR",
+                "m3_amount": "300.00",
+            },
+            "eur",
+            40000,
+            "Overpayment",
+        ),
+    ],
+)
+def test_payments_that_cannot_be_posted_are_flagged(
+    world: World,
+    metadata: dict,
+    currency: str,
+    amount: int,
+    reason: str,
+) -> None:
+    world.stripe.act(
+        lambda: world.stripe.charge(amount=amount, currency=currency, metadata=metadata)
+    )
+    flagged = AuditRecord.objects.filter(integration=world.payments, status=S.FLAGGED)
+    assert flagged.exists() and reason in flagged.first().reason
+    assert world.receipts() == []
+
+
+def test_a_dispute_is_flagged_for_review(world: World) -> None:
+    world.pay("9002")
+    world.stripe.act(lambda: world.stripe.dispute(world.charge_for("9002")["id"]))
+    flagged = AuditRecord.objects.get(integration=world.payments, status=S.FLAGGED)
+    assert "disputed (invoice 9002)" in flagged.reason and len(world.receipts()) == 1
+
+
+def test_missing_gl_mapping_is_flagged_then_replayed_once(world: World) -> None:
+    FieldMapping.objects.filter(source_value="stripe_receipts").delete()
+    world.pay("9002")
+    flagged = AuditRecord.objects.filter(integration=world.payments, status=S.FLAGGED)
+    assert flagged.count() == 3 and "No GL account is mapped" in flagged.first().reason
+    FieldMapping.objects.create(
+        integration=world.payments,
+        kind="gl_account",
+        source_value="stripe_receipts:EUR",
+        target_value="1930",
+    )
+    ids = list(flagged.values_list("pk", flat=True))
+    records_replay(record_ids=ids)
+    records_replay(record_ids=ids)  # clicked twice
+    assert len(world.receipts()) == 1 and world.m3.state.gl[0]["AIT"][0] == "1930"
+
+
+def test_a_lost_m3_response_after_posting_is_completed_by_the_next_poll(world: World) -> None:
+    world.stripe.webhooks.drop_next = 100
+    world.m3.faults.add("lose_response", match="ARS040MI/ControlBatch")
+    world.pay("9001")
+    first = world.poll()
+    failed = first.records.get(status=S.FAILED)
+    assert failed.retryable and len(world.receipts()) == 1  # M3 did post it; the answer was lost
+    assert PostingLedger.objects.get(target="m3.receipt").state == "pending"
+    second = world.poll()
+    done = second.records.get(status=S.SYNCED)
+    assert done.reason.startswith("Completed after an interrupted attempt")
+    assert len(world.receipts()) == 1 and len(world.m3.state.batches) == 1
+    assert PostingLedger.objects.get(target="m3.receipt").state == "confirmed"
+
+
+def test_a_second_announcement_of_a_payment_completes_an_interrupted_post(world: World) -> None:
+    world.m3.faults.add("lose_response", match="ARS040MI/ControlBatch")
+    world.pay("9001")  # charge.succeeded fails on the lost answer; the next event completes it
+    records = AuditRecord.objects.filter(integration=world.payments)
+    assert records.filter(status=S.FAILED, retryable=True).count() == 1
+    assert records.filter(status=S.SYNCED).count() == 1
+    assert len(world.receipts()) == 1 and len(world.m3.state.batches) == 1
+
+
+def test_the_webhook_endpoint_refuses_bad_signatures(world: World, client: Any) -> None:
+    from connections.sandbox.stripe import sign
+
+    url = "/webhooks/stripe/stripe-sandbox/"
+    body = '{"id": "evt_x", "type": "invoice.paid", "data": {"object": {}}}'
+    secret = "whsec_sandboxsecret0123"
+    bad = client.post(
+        url, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=sign(body, "whsec_wrong")
+    )
+    stale = client.post(
+        url,
+        body,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=sign(body, secret, timestamp=1_000_000),
+    )
+    missing = client.post(url, body, content_type="application/json")
+    assert (bad.status_code, stale.status_code, missing.status_code) == (400, 400, 400)
+    assert not WebhookEvent.objects.exists()
+    assert (
+        client.post(
+            "/webhooks/stripe/nope/",
+            body,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=sign(body, secret),
+        ).status_code
+        == 404
+    )
+    two = sign(body, "whsec_old") + "," + sign(body, secret).split(",")[1]
+    ok = client.post(url, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=two)
+    assert ok.status_code == 200 and ok.json() == {"received": True, "duplicate": False}
