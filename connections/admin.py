@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html_join
@@ -13,6 +13,7 @@ from django.utils.html import format_html_join
 from connections.forms import connection_form_for, form_field_names
 from connections.kinds import KINDS
 from connections.models import Connection, OAuthToken
+from connections.services import connection_check
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,14 @@ class ConnectionAdmin(admin.ModelAdmin):
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("credentials_on_file", "status", "last_checked_at", "last_check_message")
+    actions = ["test_connection"]
+
+    @admin.action(description="Test selected connections")
+    def test_connection(self, request: HttpRequest, queryset: Any) -> None:
+        for connection in queryset:
+            result = connection_check(connection=connection)
+            level = messages.SUCCESS if result.ok else messages.ERROR
+            self.message_user(request, f"{connection.name}: {result.message}", level)
 
     def _kind(self, request: HttpRequest, obj: Connection | None) -> str | None:
         if obj is not None:

@@ -1,12 +1,16 @@
-"""Services for connections: re-encrypting every secret with the first Fernet key."""
+"""Services for connections: testing a connection, re-encrypting secrets with the first key."""
 
 from __future__ import annotations
 
 import logging
 
 from django.db import transaction
+from django.utils import timezone
 
 from connections.models import Connection, OAuthToken
+from connections.providers.base import CheckResult
+from connections.providers.errors import ApiError
+from connections.redaction import Redactor
 
 logger = logging.getLogger(__name__)
 
@@ -26,3 +30,28 @@ def secrets_reencrypt() -> dict[str, int]:
             counts["oauth_tokens"] += 1
     logger.info("Re-encrypted %s", counts)
     return counts
+
+
+def connection_check(*, connection: Connection) -> CheckResult:
+    """Authenticate against the remote and record the outcome on the connection."""
+    from connections.providers.registry import client_for
+
+    try:
+        result = client_for(connection).check()
+    except LookupError as exc:
+        result = CheckResult(False, str(exc))
+    except ApiError as exc:
+        result = CheckResult(False, exc.message)
+    except Exception as exc:
+        logger.exception("Checking %s failed", connection.slug)
+        result = CheckResult(False, f"{type(exc).__name__}: {exc}")
+    redact = Redactor(connection.secret_values())
+    message = redact.text("\n".join([result.message, *result.details]))[:4000]
+    Connection.objects.filter(pk=connection.pk).update(
+        status=Connection.Status.OK if result.ok else Connection.Status.FAILING,
+        last_checked_at=timezone.now(),
+        last_check_message=message,
+    )
+    return CheckResult(
+        result.ok, redact.text(result.message), [redact.text(d) for d in result.details]
+    )

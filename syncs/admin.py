@@ -14,7 +14,7 @@ from django.utils.html import format_html
 
 from syncs.flows import flow_choices
 from syncs.models import Cursor, FieldMapping, Integration, SyncRun, WebhookEvent
-from syncs.services import integration_enqueue_run
+from syncs.services import integration_enqueue_run, webhook_events_reprocess
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +194,7 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     )
     list_filter = ("provider", "signature_valid", "processed", "seen_via")
     search_fields = ("event_id", "event_type")
+    actions = ["reprocess"]
     readonly_fields = (
         "provider",
         "connection",
@@ -210,3 +211,8 @@ class WebhookEventAdmin(ReadOnlyAdmin):
         "raw_body",
     )
     fields = readonly_fields
+
+    @admin.action(description="Process selected events again (failed or unprocessed only)")
+    def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
+        count = webhook_events_reprocess(event_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"Queued {count} event(s) for processing.", messages.SUCCESS)

@@ -103,6 +103,7 @@ class Runner:
         trigger: str,
         requested_by: str = "",
         flow: Flow | None = None,
+        on_progress: Callable[[SyncRun], None] | None = None,
     ) -> None:
         self.integration = integration
         self.trigger = trigger
@@ -114,6 +115,7 @@ class Runner:
         self.owner = _owner()
         self.lease_seconds = settings.MLC["LEDGER_LEASE_SECONDS"]
         self.busy_wait_seconds = settings.MLC.get("LEDGER_BUSY_WAIT_SECONDS", 30)
+        self.on_progress = on_progress
         self.run_row: SyncRun | None = None
         self._hold_cursor = False
         self._last_flush = 0.0
@@ -333,6 +335,8 @@ class Runner:
         run.done += 1
         setattr(run, status, getattr(run, status) + 1)
         self._flush()
+        if self.on_progress is not None:
+            self.on_progress(run)
 
     def _flush(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -187,3 +187,13 @@ def webhook_process(*, event: WebhookEvent) -> list[SyncRun]:
         error=redact.text("; ".join(problems))[:4000],
     )
     return runs
+
+
+def webhook_events_reprocess(*, event_ids: list[int]) -> int:
+    """Queue stored events whose processing failed (or never ran) to be processed again."""
+    events = list(
+        WebhookEvent.objects.filter(pk__in=event_ids, processed=False, signature_valid=True)
+    )
+    for event in events:
+        webhook_enqueue(event=event)
+    return len(events)

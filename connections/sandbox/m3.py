@@ -72,9 +72,12 @@ class M3State:
     gl: list[dict[str, Any]] = field(default_factory=list)
     next_jrno: int = 1000
 
-    @staticmethod
-    def now_lmts() -> int:
-        return int(time.time() * 1000)  # LMTS as epoch milliseconds (unverified unit)
+    last_lmts: int = 0
+
+    def now_lmts(self) -> int:
+        """LMTS as epoch milliseconds (unit unverified), strictly increasing per change."""
+        self.last_lmts = max(int(time.time() * 1000), self.last_lmts + 1)
+        return self.last_lmts
 
     def put_customer(self, cuno: str, **fields: Any) -> dict[str, Any]:
         record = self.customers.setdefault(
@@ -618,6 +621,20 @@ class M3Simulator(Simulator):
             {"MINM": i["MINM"].strip(), "TRNM": name, "TRDS": t.get("description", "")[:60]}
             for name, t in program["transactions"].items()
         ]
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {"state": self.state, "token_lifetime": self.token_lifetime}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        with self.lock:
+            self.state = snapshot["state"]
+            self.token_lifetime = snapshot.get("token_lifetime", self.token_lifetime)
+
+    def control_action(self, request: Request) -> Response:
+        if request.path == "/_sandbox/ionapi":
+            return json_response(self.ionapi(request.host_url))
+        return super().control_action(request)
 
     def state_summary(self) -> dict[str, Any]:
         return {

@@ -787,6 +787,9 @@ class StripeSimulator(Simulator):
             if action == "dispute":
                 return json_response(self.act(lambda: self.dispute(p["charge"])))
             if action == "webhook_endpoints":
+                self.webhooks.endpoints = [
+                    e for e in self.webhooks.endpoints if e["url"] != p["url"]
+                ]
                 self.webhooks.endpoints.append({"url": p["url"], "secret": p["secret"]})
                 return json_response({"registered": p["url"]})
             if action == "webhook_mode":
@@ -799,6 +802,24 @@ class StripeSimulator(Simulator):
         except KeyError as exc:
             return json_response({"error": f"missing {exc}"}, 400)
         return super().control_action(request)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "objects": self.objects,
+                "events": self.events,
+                "idempotency": self.idempotency,
+                "invoice_sequence": self.invoice_sequence,
+                "endpoints": self.webhooks.endpoints,
+            }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        with self.lock:
+            self.objects = {k: snapshot["objects"].get(k, {}) for k in PREFIX}
+            self.events = snapshot["events"]
+            self.idempotency = snapshot["idempotency"]
+            self.invoice_sequence = snapshot["invoice_sequence"]
+            self.webhooks.endpoints = snapshot["endpoints"]
 
     def state_summary(self) -> dict[str, Any]:
         return {

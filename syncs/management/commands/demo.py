@@ -1,8 +1,9 @@
 """``manage.py demo``: everything a new user needs, in one command.
 
-Migrates, collects static files, creates the admin login (kept in ``var/``), keeps schedules in
-step, starts a django-q2 worker cluster and the web server, prints the admin URL and login, and
-stops the worker when the server stops (Ctrl-C).
+Migrates, collects static files, creates the admin login (kept in ``var/``), starts the sandbox
+simulators (a seeded CloudSuite tenant and a Stripe account whose customers pay now and then),
+creates the three M3 ↔ Stripe integrations, starts a django-q2 worker cluster and the web
+server, prints the admin URL and login, and stops everything on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,17 +14,23 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+
+from syncs.demo import demo_seed
 
 logger = logging.getLogger(__name__)
 
 USERNAME = "admin"
+M3_PORT = int(os.environ.get("DEMO_M3_PORT", "8101"))
+STRIPE_PORT = int(os.environ.get("DEMO_STRIPE_PORT", "8102"))
 
 
 def demo_admin_password() -> str:
@@ -56,19 +63,47 @@ class Command(BaseCommand):
         user.is_staff = user.is_superuser = True
         user.set_password(password)
         user.save()
-        call_command("sync_schedules", verbosity=0)
         url = f"http://{options['host']}:{options['port']}/admin/"
         banner = f"\n  ml-connector demo\n  Admin:  {url}\n  Login:  {USERNAME} / {password}\n"
         if options["setup_only"]:
             self.stdout.write(banner)
             return
         manage = str(Path(settings.BASE_DIR) / "manage.py")
-        worker = subprocess.Popen(  # noqa: S603  (a fixed argv: this Python, this manage.py)
-            [sys.executable, manage, "qcluster"], start_new_session=True
-        )
-        self.stdout.write(banner + "  (Ctrl-C stops the web server and the worker)\n")
+        sandbox = {"m3": f"http://127.0.0.1:{M3_PORT}", "stripe": f"http://127.0.0.1:{STRIPE_PORT}"}
+        children: list[subprocess.Popen] = []
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop cleanly under kill, too
         try:
+            children.append(
+                self._spawn(
+                    [
+                        manage,
+                        "sandbox",
+                        "--seed",
+                        "--autopay",
+                        "20",
+                        "--m3-port",
+                        str(M3_PORT),
+                        "--stripe-port",
+                        str(STRIPE_PORT),
+                    ]
+                )
+            )
+            self._wait_for(sandbox["m3"] + "/_sandbox/state", children[0])
+            self._wait_for(sandbox["stripe"] + "/_sandbox/state", children[0])
+            demo_seed(
+                m3_url=sandbox["m3"],
+                stripe_url=sandbox["stripe"],
+                web_url=f"http://{options['host']}:{options['port']}",
+            )
+            call_command("sync_schedules", verbosity=0)
+            children.append(self._spawn([manage, "qcluster"]))
+            self.stdout.write(
+                banner
+                + f"  Sandbox: CloudSuite (M3) {sandbox['m3']}, Stripe {sandbox['stripe']}\n"
+                + "  Within a couple of minutes: Stripe customers and invoices from the demo\n"
+                + "  tenant, then receipts in CloudSuite as the sandbox's customers pay (see\n"
+                + "  Sync runs and Audit records).  Ctrl-C stops the server, worker and sandbox.\n"
+            )
             call_command(
                 "runserver",
                 f"{options['host']}:{options['port']}",
@@ -76,8 +111,29 @@ class Command(BaseCommand):
                 use_threading=True,
             )
         finally:
-            worker.send_signal(signal.SIGTERM)  # the cluster stops its own children
+            for child in reversed(children):
+                child.send_signal(signal.SIGTERM)  # each stops its own children
+            for child in reversed(children):
+                try:
+                    child.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.pid, signal.SIGKILL)
+
+    @staticmethod
+    def _spawn(argv: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(  # noqa: S603  (this Python, this manage.py)
+            [sys.executable, *argv], start_new_session=True
+        )
+
+    @staticmethod
+    def _wait_for(url: str, child: subprocess.Popen, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if child.poll() is not None:
+                raise CommandError("The sandbox did not start (see the lines above).")
             try:
-                worker.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+                requests.get(url, timeout=1)
+                return
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise CommandError(f"The sandbox did not answer at {url}.")

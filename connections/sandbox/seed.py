@@ -1,0 +1,72 @@
+"""A demo CloudSuite tenant: customers, a chart of accounts and open AR invoices (deterministic)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import date, timedelta
+from decimal import Decimal
+
+from connections.sandbox.m3 import M3State
+
+logger = logging.getLogger(__name__)
+
+CUSTOMERS = [
+    ("C1001", "Acme Stores Ltd", "EUR", "Dublin", "IE"),
+    ("C1002", "Birch & Sons", "GBP", "Leeds", "GB"),
+    ("C1003", "Cedar Retail AB", "SEK", "Uppsala", "SE"),
+    ("C1004", "Delta Foods GmbH", "EUR", "Bremen", "DE"),
+    ("C1005", "Elm Street Bakery", "EUR", "Cork", "IE"),
+    ("C1006", "Fjord Marine AS", "EUR", "Bergen", "NO"),
+    ("C1007", "Grove Hardware", "GBP", "Bristol", "GB"),
+    ("C1008", "Harbour Logistics BV", "EUR", "Rotterdam", "NL"),
+    ("C1009", "Iris Pharma SA", "EUR", "Lyon", "FR"),
+    ("C1010", "Juniper Hotels", "EUR", "Porto", "PT"),
+]
+ACCOUNTS = [
+    ("1510", "Accounts receivable"),
+    ("1930", "Bank EUR (Stripe clearing)"),
+    ("1931", "Bank GBP (Stripe clearing)"),
+    ("1932", "Bank SEK (Stripe clearing)"),
+    ("3010", "Sales"),
+    ("2611", "Output VAT"),
+    ("6570", "Bank and card fees"),
+]
+VAT = {"EUR": Decimal("0.21"), "GBP": Decimal("0.20"), "SEK": Decimal("0.25")}
+
+
+def seed_tenant(state: M3State, *, invoices: int = 24, seed: int = 7) -> None:
+    """Fill an empty tenant (does nothing when it already has customers)."""
+    if state.customers:
+        return
+    rng = random.Random(seed)
+    for cuno, name, currency, town, country in CUSTOMERS:
+        slug = name.split()[0].lower().strip("&")
+        state.put_customer(
+            cuno,
+            CUNM=name,
+            CUCD=currency,
+            TOWN=town,
+            CSCD=country,
+            CUA1=f"{rng.randint(1, 99)} Market Street",
+            MAIL=f"accounts@{slug}.example",
+            PHNO=f"+353 1 {rng.randint(1000000, 9999999)}",
+        )
+    for aitm, name in ACCOUNTS:
+        state.put_account(aitm, name)
+    today = date.today()
+    for n in range(invoices):
+        cuno, _, currency, _, _ = CUSTOMERS[n % len(CUSTOMERS)]
+        net = Decimal(rng.randrange(12000, 480000)) / 100
+        vat = (net * VAT[currency]).quantize(Decimal("0.01"))
+        issued = today - timedelta(days=rng.randint(0, 20))
+        state.add_invoice(
+            cuno,
+            str(70001 + n),
+            net + vat,
+            currency,
+            vat=vat,
+            ivdt=issued.strftime("%Y%m%d"),
+            dudt=(issued + timedelta(days=30)).strftime("%Y%m%d"),
+        )
+    logger.info("Seeded the demo tenant: %d customers, %d invoices", len(CUSTOMERS), invoices)

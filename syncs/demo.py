@@ -1,0 +1,124 @@
+"""Demo set-up: connections to the running sandbox, the three M3 ↔ Stripe integrations, their
+GL mappings and schedules, and the Stripe webhook endpoint.  Safe to run on every start."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+from typing import Any
+
+import requests
+from django.db import transaction
+from django.utils import timezone
+from django_q.models import Schedule
+
+from connections.models import Connection
+from syncs.models import FieldMapping, Integration
+
+logger = logging.getLogger(__name__)
+
+STRIPE_SANDBOX_KEY = "sk_test_sandbox_0123456789abcdef"
+GL_MAPPINGS = [
+    ("stripe_receipts:EUR", "1930", "Stripe clearing, EUR"),
+    ("stripe_receipts:GBP", "1931", "Stripe clearing, GBP"),
+    ("stripe_receipts:SEK", "1932", "Stripe clearing, SEK"),
+    ("stripe_fees", "6570", "Stripe fees"),
+]
+INTEGRATIONS = [
+    (
+        "cloudsuite-customers-to-stripe",
+        "CloudSuite customers → Stripe",
+        "m3_stripe.customers",
+        "m3",
+        "stripe",
+        1,
+        0,
+    ),
+    (
+        "cloudsuite-invoices-to-stripe",
+        "CloudSuite invoices → Stripe",
+        "m3_stripe.invoices",
+        "m3",
+        "stripe",
+        1,
+        40,
+    ),
+    (
+        "stripe-payments-to-cloudsuite",
+        "Stripe payments → CloudSuite receipts",
+        "stripe_m3.payments",
+        "stripe",
+        "m3",
+        5,
+        90,
+    ),
+]
+
+
+def _connection(slug: str, **fields: Any) -> Connection:
+    connection = Connection.objects.filter(slug=slug).first() or Connection(slug=slug)
+    for key, value in fields.items():
+        setattr(connection, key, value)
+    connection.full_clean()
+    connection.save()
+    return connection
+
+
+def demo_seed(*, m3_url: str, stripe_url: str, web_url: str) -> dict[str, Any]:
+    """Create or refresh everything the demo needs; returns the integrations' slugs."""
+    ionapi = requests.get(f"{m3_url}/_sandbox/ionapi", timeout=10).json()
+    with transaction.atomic():
+        m3 = _connection(
+            "cloudsuite-sandbox",
+            name="CloudSuite (sandbox)",
+            kind="infor_m3",
+            credentials=ionapi,
+            settings={"cono": 100, "divi": "AAA"},
+        )
+        existing = Connection.objects.filter(slug="stripe-sandbox").first()
+        secret = ((existing.credentials or {}).get("webhook_secret") if existing else None) or (
+            "whsec_" + secrets.token_urlsafe(24)
+        )
+        stripe = _connection(
+            "stripe-sandbox",
+            name="Stripe (sandbox)",
+            kind="stripe",
+            credentials={"api_key": STRIPE_SANDBOX_KEY, "webhook_secret": secret},
+            settings={"base_url": stripe_url},
+        )
+        sides = {"m3": m3, "stripe": stripe}
+        created = []
+        for slug, name, flow, source, target, minutes, delay in INTEGRATIONS:
+            integration, new = Integration.objects.get_or_create(
+                slug=slug,
+                defaults={
+                    "name": name,
+                    "flow": flow,
+                    "source": sides[source],
+                    "target": sides[target],
+                    "schedule_type": Integration.ScheduleType.INTERVAL,
+                    "interval_minutes": minutes,
+                },
+            )
+            if new:
+                created.append((integration, delay))
+        payments = Integration.objects.get(slug="stripe-payments-to-cloudsuite")
+        for source_value, target_value, note in GL_MAPPINGS:
+            FieldMapping.objects.get_or_create(
+                integration=payments,
+                kind=FieldMapping.Kind.GL_ACCOUNT,
+                source_value=source_value,
+                defaults={"target_value": target_value, "note": note},
+            )
+    # Stagger first runs: customers first, then invoices, then the first payments poll.
+    for integration, delay in created:
+        Schedule.objects.filter(name=f"integration:{integration.pk}").update(
+            next_run=timezone.now() + timedelta(seconds=delay)
+        )
+    requests.post(
+        f"{stripe_url}/_sandbox/webhook_endpoints",
+        timeout=10,
+        json={"url": f"{web_url}/webhooks/stripe/{stripe.slug}/", "secret": secret},
+    )
+    return {"integrations": [i[0] for i in INTEGRATIONS]}
