@@ -115,13 +115,11 @@ class AuditRecordAdmin(ReplayActionsMixin, ReadOnlyAdmin):
     list_display = (
         "created_at",
         "integration",
-        "stream",
         "source_key",
         "target_key",
         "status",
         "seen_via",
         "short_reason",
-        "attempt",
     )
     list_filter = ("status", "integration", "stream", "seen_via", "retryable")
     search_fields = ("source_key", "target_key", "reason")
@@ -131,7 +129,7 @@ class AuditRecordAdmin(ReplayActionsMixin, ReadOnlyAdmin):
 
     @admin.display(description="Reason")
     def short_reason(self, obj: AuditRecord) -> str:
-        return obj.reason[:120]
+        return obj.reason if len(obj.reason) <= 90 else obj.reason[:88] + "…"
 
 
 @admin.register(ReviewItem)

@@ -45,7 +45,7 @@ class Connection(models.Model):
         ordering = ["name"]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.get_kind_display()})"
+        return self.name
 
     @property
     def spec(self) -> KindSpec:

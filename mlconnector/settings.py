@@ -201,5 +201,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
+        "stripe": {"level": "WARNING"},  # it logs every request at INFO
+        "werkzeug": {"level": "WARNING"},  # the sandbox's access log
     },
 }

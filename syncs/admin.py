@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from syncs.flows import flow_choices
+from syncs.flows import FLOWS, flow_choices
 from syncs.models import Cursor, FieldMapping, Integration, SyncRun, WebhookEvent
 from syncs.services import integration_enqueue_run, webhook_events_reprocess
 
@@ -52,7 +52,7 @@ class FieldMappingInline(admin.TabularInline):
 @admin.register(Integration)
 class IntegrationAdmin(admin.ModelAdmin):
     form = IntegrationForm
-    list_display = ("name", "flow", "source", "target", "enabled", "schedule", "last_run")
+    list_display = ("name", "flow_label", "source", "target", "enabled", "schedule", "last_run")
     list_filter = ("enabled", "flow")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
@@ -63,6 +63,11 @@ class IntegrationAdmin(admin.ModelAdmin):
         ("Schedule", {"fields": ["schedule_type", "interval_minutes", "cron"]}),
         ("Settings", {"fields": ["settings"], "classes": ["collapse"]}),
     ]
+
+    @admin.display(description="Flow", ordering="flow")
+    def flow_label(self, obj: Integration) -> str:
+        flow = FLOWS.get(obj.flow)
+        return flow.label if flow else f"{obj.flow} (unknown)"
 
     @admin.display(description="Schedule")
     def schedule(self, obj: Integration) -> str:

@@ -1,0 +1,114 @@
+"""``manage.py sync``, the sandbox server, the demo seed, connection checks, webhook reprocess."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from connections.models import Connection, OAuthToken
+from connections.sandbox.server import start_sandbox
+from connections.sandbox.stripe import sign
+from connections.services import connection_check
+from syncs.demo import demo_seed
+from syncs.models import FieldMapping, Integration, SyncRun, WebhookEvent
+from syncs.services import webhook_events_reprocess, webhook_receive
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Any:
+    box = start_sandbox(state_dir=tmp_path / "sandbox", seed=True)
+    yield box
+    box.stop()
+
+
+def test_the_sandbox_seeds_a_tenant_and_keeps_its_state(tmp_path: Path) -> None:
+    box = start_sandbox(state_dir=tmp_path, seed=True)
+    m3 = box.m3.app
+    assert len(m3.state.customers) == 10 and len(m3.state.ledger) == 24
+    m3.state.put_customer("C9999", CUNM="Added later")
+    box.stop()
+    again = start_sandbox(state_dir=tmp_path, seed=True)  # seeding an existing tenant: no-op
+    try:
+        assert "C9999" in again.m3.app.state.customers and len(again.m3.app.state.ledger) == 24
+    finally:
+        again.stop()
+
+
+def test_demo_seed_creates_the_integrations_once(
+    db: Any, sandbox: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        demo_seed(m3_url=sandbox.m3.url, stripe_url=sandbox.stripe.url, web_url="http://x")
+        demo_seed(m3_url=sandbox.m3.url, stripe_url=sandbox.stripe.url, web_url="http://x")
+    assert Integration.objects.count() == 3 and Connection.objects.count() == 2
+    assert FieldMapping.objects.filter(source_value="stripe_receipts:EUR").count() == 1
+    assert all(i.q_schedule_id for i in Integration.objects.all())
+    stripe = Connection.objects.get(slug="stripe-sandbox")
+    assert sandbox.stripe.app.webhooks.endpoints == [
+        {
+            "url": "http://x/webhooks/stripe/stripe-sandbox/",
+            "secret": stripe.credentials["webhook_secret"],
+        }
+    ]
+    assert connection_check(connection=Connection.objects.get(slug="cloudsuite-sandbox")).ok
+    assert connection_check(connection=stripe).ok
+    stripe.refresh_from_db()
+    assert stripe.status == Connection.Status.OK and stripe.last_checked_at
+
+
+def test_sync_command_prints_a_summary_and_fails_loudly(db: Any, sandbox: Any) -> None:
+    demo_seed(m3_url=sandbox.m3.url, stripe_url=sandbox.stripe.url, web_url="http://x")
+    out = io.StringIO()
+    call_command("sync", "cloudsuite-customers-to-stripe", stdout=out)
+    assert "Succeeded — 10 synced" in out.getvalue()
+    with pytest.raises(CommandError, match="No integration “nope”"):
+        call_command("sync", "nope")
+    broken = Connection.objects.get(slug="cloudsuite-sandbox")  # a wrong service secret
+    broken.credentials = {**sandbox.m3.app.ionapi(sandbox.m3.url), "sask": "wrong-secret"}
+    broken.save()
+    OAuthToken.objects.all().delete()  # force a new token, with the wrong secret
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="The run failed") as info:
+        call_command("sync", "cloudsuite-customers-to-stripe", stdout=out)
+    assert info.value.returncode == 2
+    assert "refused the credentials" in out.getvalue() and "wrong-secret" not in out.getvalue()
+    assert SyncRun.objects.filter(status="failed").count() == 1
+
+
+def test_a_failed_webhook_event_can_be_processed_again(
+    db: Any,
+    make_connection: Any,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    conn = make_connection("stripe")
+    body = json.dumps({"id": "evt_1", "type": "invoice.paid", "data": {"object": {}}})
+    calls: list[int] = []
+
+    def process(*, event: WebhookEvent) -> list:
+        calls.append(event.pk)
+        WebhookEvent.objects.filter(pk=event.pk).update(error="boom")
+        return []
+
+    monkeypatch.setattr("syncs.services.webhook_process", process)
+    with django_capture_on_commit_callbacks(execute=True):
+        event, created = webhook_receive(
+            provider="stripe",
+            connection=conn,
+            event_id="evt_1",
+            event_type="invoice.paid",
+            raw_body=body,
+            headers={"Stripe-Signature": sign(body, "x")},
+        )
+    assert created and calls == [event.pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert webhook_events_reprocess(event_ids=[event.pk]) == 1
+    assert calls == [event.pk, event.pk]
+    WebhookEvent.objects.filter(pk=event.pk).update(processed=True, error="")
+    assert webhook_events_reprocess(event_ids=[event.pk]) == 0
