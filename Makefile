@@ -31,3 +31,6 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/invoice_flow.py

@@ -12,9 +12,14 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from connections.providers.errors import ApiError
 from syncs.flows import FLOWS, flow_choices
 from syncs.models import Cursor, FieldMapping, Integration, SyncRun, WebhookEvent
-from syncs.services import integration_enqueue_run, webhook_events_reprocess
+from syncs.services import (
+    gl_mappings_check,
+    integration_enqueue_run,
+    webhook_events_reprocess,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +62,7 @@ class IntegrationAdmin(admin.ModelAdmin):
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     inlines = [FieldMappingInline]
-    actions = ["run_now"]
+    actions = ["run_now", "check_gl_mappings"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "flow", "source", "target", "enabled"]}),
         ("Schedule", {"fields": ["schedule_type", "interval_minutes", "cron"]}),
@@ -96,6 +101,23 @@ class IntegrationAdmin(admin.ModelAdmin):
             f"Queued {queryset.count()} run(s); watch them under Sync runs.",
             messages.SUCCESS,
         )
+
+    @admin.action(description="Check GL account mappings against the CloudSuite chart")
+    def check_gl_mappings(self, request: HttpRequest, queryset: QuerySet[Integration]) -> None:
+        for integration in queryset:
+            try:
+                known, unknown = gl_mappings_check(integration=integration)
+            except ApiError as exc:
+                self.message_user(request, f"{integration}: {exc.message}", messages.ERROR)
+                continue
+            for line in unknown:
+                self.message_user(request, f"{integration}: {line}", messages.ERROR)
+            if known or not unknown:
+                self.message_user(
+                    request,
+                    f"{integration}: {len(known)} GL mapping(s) found in the chart.",
+                    messages.SUCCESS,
+                )
 
 
 @admin.register(FieldMapping)

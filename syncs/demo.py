@@ -14,6 +14,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from connections.models import Connection
+from syncs.flows.stripe_m3_payments import StripePaymentsToM3
 from syncs.models import FieldMapping, Integration
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,10 @@ def demo_seed(*, m3_url: str, stripe_url: str, web_url: str) -> dict[str, Any]:
     requests.post(
         f"{stripe_url}/_sandbox/webhook_endpoints",
         timeout=10,
-        json={"url": f"{web_url}/webhooks/stripe/{stripe.slug}/", "secret": secret},
+        json={
+            "url": f"{web_url}/webhooks/stripe/{stripe.slug}/",
+            "secret": secret,
+            "enabled_events": list(StripePaymentsToM3.webhook_events),
+        },
     )
     return {"integrations": [i[0] for i in INTEGRATIONS]}

@@ -15,7 +15,7 @@ from django_q.tasks import async_task
 from connections.models import Connection
 from connections.redaction import Redactor
 from syncs.flows import FLOWS
-from syncs.models import Integration, SyncRun, WebhookEvent
+from syncs.models import FieldMapping, Integration, SyncRun, WebhookEvent
 from syncs.runner import Runner
 
 logger = logging.getLogger(__name__)
@@ -172,6 +172,7 @@ def webhook_process(*, event: WebhookEvent) -> list[SyncRun]:
             "source", "target"
         )
         if getattr(FLOWS.get(i.flow), "webhook_provider", None) == event.provider
+        and event.event_type in getattr(FLOWS.get(i.flow), "webhook_events", ())
     ]
     runs, problems = [], []
     for integration in integrations:
@@ -197,3 +198,28 @@ def webhook_events_reprocess(*, event_ids: list[int]) -> int:
     for event in events:
         webhook_enqueue(event=event)
     return len(events)
+
+
+def gl_mappings_check(*, integration: Integration) -> tuple[list[str], list[str]]:
+    """Compare the integration's GL account mappings with the CloudSuite chart (CRS630MI).
+
+    Returns (known, unknown) as readable lines; only the first accounting dimension (AIT1) is
+    checked, since the chart lists accounts by dimension 1.
+    """
+    from connections.providers.registry import client_for
+
+    m3_side = next(
+        (c for c in (integration.target, integration.source) if c.kind == Connection.Kind.INFOR_M3),
+        None,
+    )
+    if m3_side is None:
+        return [], ["This integration does not post to CloudSuite."]
+    chart = {a["AITM"]: a.get("TX40", "") for a in client_for(m3_side).list_accounts()}
+    known, unknown = [], []
+    for mapping in integration.mappings.filter(kind=FieldMapping.Kind.GL_ACCOUNT):
+        account = mapping.target_value.split(";")[0].strip()
+        if account in chart:
+            known.append(f"{mapping.source_value} → {account} ({chart[account]})")
+        else:
+            unknown.append(f"{mapping.source_value} → {account}: not in the CloudSuite chart")
+    return known, unknown

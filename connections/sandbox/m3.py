@@ -140,6 +140,14 @@ class M3State:
         self.ledger.append(entry)
         return entry
 
+    def by_key(self) -> dict[tuple[int, int, int], dict[str, Any]]:
+        """The AR ledger by (YEA4, JRNO, JSNO), rebuilt only when entries were added."""
+        cache = self.__dict__.get("_by_key")
+        if cache is None or cache[0] != len(self.ledger):
+            index = {(e["YEA4"], e["JRNO"], e["JSNO"]): e for e in self.ledger}
+            self.__dict__["_by_key"] = cache = (len(self.ledger), index)
+        return cache[1]
+
     def invoice(self, cuno: str, cino: str, inyr: int | None = None) -> dict[str, Any] | None:
         for entry in self.ledger:
             if (
@@ -469,11 +477,10 @@ class M3Simulator(Simulator):
         ]
 
     def mi_ARS200MI_GetInvoice(self, i: dict[str, str]) -> list[dict[str, Any]]:
-        key = (int(i["YEA4"]), int(i["JRNO"]), int(i["JSNO"]))
-        for entry in self.state.ledger:
-            if (entry["YEA4"], entry["JRNO"], entry["JSNO"]) == key:
-                return [entry]
-        raise MIError("Record does not exist", "JRNO", "XRE0103")
+        entry = self.state.by_key().get((int(i["YEA4"]), int(i["JRNO"]), int(i["JSNO"])))
+        if entry is None:
+            raise MIError("Record does not exist", "JRNO", "XRE0103")
+        return [entry]
 
     # ARS040MI — customer payment batches
     def _batch(self, i: dict[str, str], *, open_only: bool = True) -> dict[str, Any]:

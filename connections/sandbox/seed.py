@@ -35,12 +35,21 @@ ACCOUNTS = [
 VAT = {"EUR": Decimal("0.21"), "GBP": Decimal("0.20"), "SEK": Decimal("0.25")}
 
 
-def seed_tenant(state: M3State, *, invoices: int = 24, seed: int = 7) -> None:
-    """Fill an empty tenant (does nothing when it already has customers)."""
+def seed_tenant(state: M3State, *, invoices: int = 24, customers: int = 0, seed: int = 7) -> None:
+    """Fill an empty tenant (does nothing when it already has customers).
+
+    ``customers`` beyond the ten named ones are generated (for benchmarks).
+    """
     if state.customers:
         return
     rng = random.Random(seed)
-    for cuno, name, currency, town, country in CUSTOMERS:
+    people = list(CUSTOMERS)
+    currencies = ["EUR", "EUR", "GBP", "SEK"]
+    people += [
+        (f"C{2000 + n}", f"Customer {2000 + n}", currencies[n % 4], "Town", "IE")
+        for n in range(max(0, customers - len(CUSTOMERS)))
+    ]
+    for cuno, name, currency, town, country in people:
         slug = name.split()[0].lower().strip("&")
         state.put_customer(
             cuno,
@@ -56,7 +65,7 @@ def seed_tenant(state: M3State, *, invoices: int = 24, seed: int = 7) -> None:
         state.put_account(aitm, name)
     today = date.today()
     for n in range(invoices):
-        cuno, _, currency, _, _ = CUSTOMERS[n % len(CUSTOMERS)]
+        cuno, _, currency, _, _ = people[n % len(people)]
         net = Decimal(rng.randrange(12000, 480000)) / 100
         vat = (net * VAT[currency]).quantize(Decimal("0.01"))
         issued = today - timedelta(days=rng.randint(0, 20))
@@ -69,4 +78,4 @@ def seed_tenant(state: M3State, *, invoices: int = 24, seed: int = 7) -> None:
             ivdt=issued.strftime("%Y%m%d"),
             dudt=(issued + timedelta(days=30)).strftime("%Y%m%d"),
         )
-    logger.info("Seeded the demo tenant: %d customers, %d invoices", len(CUSTOMERS), invoices)
+    logger.info("Seeded the demo tenant: %d customers, %d invoices", len(people), invoices)

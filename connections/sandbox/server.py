@@ -74,6 +74,8 @@ def start_sandbox(
     stripe_port: int = 0,
     state_dir: Path | None = None,
     seed: bool = False,
+    seed_invoices: int = 24,
+    seed_customers: int = 0,
     autopay_seconds: float = 0,
     autopay_share: float = 0.3,
 ) -> Sandbox:
@@ -88,7 +90,7 @@ def start_sandbox(
     stripe: StripeSimulator = sandbox.stripe.app  # type: ignore[assignment]
     if seed:
         with m3.lock:
-            seed_tenant(m3.state)
+            seed_tenant(m3.state, invoices=seed_invoices, customers=seed_customers)
     sandbox.m3.start()
     sandbox.stripe.start()
     if state_dir is not None:

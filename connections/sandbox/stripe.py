@@ -153,6 +153,9 @@ class WebhookDelivery:
         for event in events:
             body = json.dumps(event)
             for endpoint in list(self.endpoints):
+                enabled = endpoint.get("enabled_events") or ["*"]
+                if "*" not in enabled and event["type"] not in enabled:
+                    continue
                 try:
                     answer = requests.post(
                         endpoint["url"],
@@ -188,6 +191,7 @@ class StripeSimulator(Simulator):
         self.fee_percent, self.fee_fixed = fee_percent, fee_fixed
         self.objects: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in PREFIX}
         self.events: list[dict[str, Any]] = []
+        self.pending: list[dict[str, Any]] = []  # raised by the request in progress
         self.idempotency: dict[str, tuple[str, int, str]] = {}
         self.webhooks = WebhookDelivery()
         self.api_requests = 0
@@ -330,7 +334,7 @@ class StripeSimulator(Simulator):
         request: dict[str, Any],
         previous: dict[str, Any] | None = None,
     ) -> None:
-        self.emit(kind, obj, previous, request)["_pending"] = True
+        self.pending.append(self.emit(kind, obj, previous, request))
 
     # -- lists and search -------------------------------------------------------------------
 
@@ -769,9 +773,7 @@ class StripeSimulator(Simulator):
 
     def _take_pending(self) -> list[dict[str, Any]]:
         """Events raised by the change just made, to deliver once it is complete."""
-        events = [e for e in self.events if e.get("_pending")]
-        for event in events:
-            event.pop("_pending")
+        events, self.pending = self.pending, []
         return events
 
     def control_action(self, request: Request) -> Response:
@@ -790,8 +792,21 @@ class StripeSimulator(Simulator):
                 self.webhooks.endpoints = [
                     e for e in self.webhooks.endpoints if e["url"] != p["url"]
                 ]
-                self.webhooks.endpoints.append({"url": p["url"], "secret": p["secret"]})
+                self.webhooks.endpoints.append(
+                    {
+                        "url": p["url"],
+                        "secret": p["secret"],
+                        "enabled_events": p.get("enabled_events") or ["*"],
+                    }
+                )
                 return json_response({"registered": p["url"]})
+            if action == "reset":  # {"keep": ["customer"]} keeps those objects
+                with self.lock:
+                    keep = set(p.get("keep") or [])
+                    self.objects = {k: (v if k in keep else {}) for k, v in self.objects.items()}
+                    self.events, self.idempotency = [], {}
+                    self.api_requests = 0
+                return json_response({"reset": True})
             if action == "webhook_mode":
                 for key in ("duplicate", "reorder", "drop_next"):
                     if key in p:

@@ -112,6 +112,7 @@ class Flow:
     stream: ClassVar[str]
     target: ClassVar[str]  # the ledger's name for the target write, e.g. "m3.receipt"
     webhook_provider: ClassVar[str | None] = None  # events from this provider feed the flow
+    webhook_events: ClassVar[tuple[str, ...]] = ()  # …of these types
     options: dict[str, Any] = field(default_factory=dict)
 
     def extract(self, ctx: FlowContext) -> Iterable[SourceRecord]:

@@ -89,12 +89,11 @@ def movements(stripe: StripeProvider, event: dict[str, Any]) -> list[dict[str, A
         return [_payment(stripe, event, obj["id"])]
     if kind == "charge.succeeded" and obj.get("payment_intent"):
         return [_payment(stripe, event, obj["payment_intent"])]
+    if kind not in ("charge.refunded", "charge.dispute.created"):
+        return []
+    intent = obj.get("payment_intent")
+    invoice = stripe.invoice_for_payment_intent(intent) if intent else None
     if kind == "charge.refunded":
-        invoice = (
-            stripe.invoice_for_payment_intent(obj["payment_intent"])
-            if obj.get("payment_intent")
-            else None
-        )
         return [
             _movement(
                 "refund",
@@ -108,20 +107,13 @@ def movements(stripe: StripeProvider, event: dict[str, Any]) -> list[dict[str, A
             for r in stripe.list_refunds(obj["id"])
             if r.get("status") == "succeeded"
         ]
-    if kind == "charge.dispute.created":
-        invoice = (
-            stripe.invoice_for_payment_intent(obj["payment_intent"])
-            if obj.get("payment_intent")
-            else None
+    return [
+        _movement(
+            "dispute",
+            obj["id"],
+            event,
+            amount=obj["amount"],
+            currency=obj["currency"],
+            invoice=invoice,
         )
-        return [
-            _movement(
-                "dispute",
-                obj["id"],
-                event,
-                amount=obj["amount"],
-                currency=obj["currency"],
-                invoice=invoice,
-            )
-        ]
-    return []
+    ]

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from audit.selectors import ledger_confirmed_keys
+from connections.providers.stripe import EVENT_TYPES
 from syncs.flows.base import Flag, Flow, LoadResult, Mappings, Payload, Posting, Skip, SourceRecord
 from syncs.flows.stripe_events import movements
 from syncs.money import decimal, from_minor
@@ -49,6 +50,7 @@ class StripePaymentsToM3(Flow):
     stream = "payments"
     target = "m3.receipt"
     webhook_provider = "stripe"
+    webhook_events = EVENT_TYPES
 
     def extract(self, ctx: FlowContext) -> Iterator[SourceRecord]:
         stripe, now = ctx.client("source"), int(time.time())

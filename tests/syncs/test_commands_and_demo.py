@@ -50,12 +50,11 @@ def test_demo_seed_creates_the_integrations_once(
     assert FieldMapping.objects.filter(source_value="stripe_receipts:EUR").count() == 1
     assert all(i.q_schedule_id for i in Integration.objects.all())
     stripe = Connection.objects.get(slug="stripe-sandbox")
-    assert sandbox.stripe.app.webhooks.endpoints == [
-        {
-            "url": "http://x/webhooks/stripe/stripe-sandbox/",
-            "secret": stripe.credentials["webhook_secret"],
-        }
-    ]
+    (endpoint,) = sandbox.stripe.app.webhooks.endpoints
+    assert endpoint["url"] == "http://x/webhooks/stripe/stripe-sandbox/"
+    assert endpoint["secret"] == stripe.credentials["webhook_secret"]
+    assert "invoice.paid" in endpoint["enabled_events"]
+    assert "customer.created" not in endpoint["enabled_events"]
     assert connection_check(connection=Connection.objects.get(slug="cloudsuite-sandbox")).ok
     assert connection_check(connection=stripe).ok
     stripe.refresh_from_db()
@@ -112,3 +111,46 @@ def test_a_failed_webhook_event_can_be_processed_again(
     assert calls == [event.pk, event.pk]
     WebhookEvent.objects.filter(pk=event.pk).update(processed=True, error="")
     assert webhook_events_reprocess(event_ids=[event.pk]) == 0
+
+
+def test_events_no_flow_consumes_are_stored_but_run_nothing(
+    db: Any,
+    make_connection: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    conn = make_connection("stripe")
+    payments = Integration(
+        name="p",
+        slug="p",
+        flow="stripe_m3.payments",
+        source=conn,
+        target=make_connection("infor_m3"),
+    )
+    payments.full_clean()
+    payments.save()
+    body = json.dumps({"id": "evt_2", "type": "customer.created", "data": {"object": {}}})
+    with django_capture_on_commit_callbacks(execute=True):
+        event, _ = webhook_receive(
+            provider="stripe",
+            connection=conn,
+            event_id="evt_2",
+            event_type="customer.created",
+            raw_body=body,
+            headers={},
+        )
+    event.refresh_from_db()
+    assert event.processed and event.error == ""
+    assert not SyncRun.objects.exists()
+
+
+def test_gl_mappings_are_checked_against_the_chart(db: Any, sandbox: Any) -> None:
+    from syncs.services import gl_mappings_check
+
+    demo_seed(m3_url=sandbox.m3.url, stripe_url=sandbox.stripe.url, web_url="http://x")
+    payments = Integration.objects.get(slug="stripe-payments-to-cloudsuite")
+    payments.mappings.create(
+        kind="gl_account", source_value="stripe_receipts:USD", target_value="1939;100"
+    )
+    known, unknown = gl_mappings_check(integration=payments)
+    assert "stripe_receipts:EUR → 1930 (Bank EUR (Stripe clearing))" in known
+    assert unknown == ["stripe_receipts:USD → 1939: not in the CloudSuite chart"]

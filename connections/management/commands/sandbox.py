@@ -25,6 +25,15 @@ class Command(BaseCommand):
         parser.add_argument("--m3-port", type=int, default=8101)
         parser.add_argument("--stripe-port", type=int, default=8102)
         parser.add_argument("--seed", action="store_true", help="Seed a demo CloudSuite tenant.")
+        parser.add_argument("--seed-invoices", type=int, default=24)
+        parser.add_argument("--seed-customers", type=int, default=10)
+        parser.add_argument(
+            "--rate-limit",
+            type=int,
+            default=0,
+            metavar="PER_MINUTE",
+            help="Per-client rate limit of both simulators (0: none).",
+        )
         parser.add_argument(
             "--autopay",
             type=float,
@@ -47,7 +56,11 @@ class Command(BaseCommand):
             state_dir=state_dir,
             seed=options["seed"],
             autopay_seconds=options["autopay"],
+            seed_invoices=options["seed_invoices"],
+            seed_customers=options["seed_customers"],
         )
+        for sim in sandbox.simulators.values():
+            sim.rate_limit.per_minute = options["rate_limit"] or None
         self.stdout.write(
             f"Sandbox up: Infor M3 ION API {sandbox.m3.url} (GET /_sandbox/ionapi for the "
             f".ionapi file), Stripe {sandbox.stripe.url} (key {sandbox.stripe.app.api_key})."
