@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from audit.models import AuditRecord, PostingLedger, ReviewItem
+from audit.models import AuditRecord, Collection, PostingLedger, ReviewItem
 from audit.services import records_dismiss, records_enqueue_replay, records_replayable
 from syncs.admin import ReadOnlyAdmin
 
@@ -154,6 +154,44 @@ class ReviewItemAdmin(AuditRecordAdmin):
                 status__in=(AuditRecord.Status.FAILED, AuditRecord.Status.FLAGGED), resolved_at=None
             )
         )
+
+
+@admin.register(Collection)
+class CollectionAdmin(ReadOnlyAdmin):
+    """Which CloudSuite invoices Stripe has collected, and where each receipt was posted."""
+
+    list_display = ("created_at", "invoice", "what", "amount", "receipt", "seen_via")
+    list_filter = ("integration", "seen_via")
+    search_fields = ("reason", "source_key", "target_key")  # the reason names the invoice
+    fields = RECORD_FIELDS
+    readonly_fields = RECORD_FIELDS
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return (
+            super()
+            .get_queryset(request)
+            .filter(integration__flow="stripe_m3.payments", status=AuditRecord.Status.SYNCED)
+            .select_related("ledger")
+        )
+
+    @admin.display(description="CloudSuite invoice")
+    def invoice(self, obj: AuditRecord) -> str:
+        lines = (obj.sent_payload or {}).get("lines") or [{}]
+        return str(lines[0].get("CINO", ""))
+
+    @admin.display(description="Stripe")
+    def what(self, obj: AuditRecord) -> str:
+        kind = (obj.source_payload or {}).get("kind", "")
+        return f"{kind} {obj.source_key}".strip()
+
+    @admin.display(description="Amount")
+    def amount(self, obj: AuditRecord) -> str:
+        lines = (obj.sent_payload or {}).get("lines") or [{}]
+        return f"{lines[0].get('PYAM', '')} {lines[0].get('CUCD', '')}".strip()
+
+    @admin.display(description="Receipt batch", ordering="target_key")
+    def receipt(self, obj: AuditRecord) -> str:
+        return obj.target_key
 
 
 @admin.register(PostingLedger)

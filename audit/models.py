@@ -75,6 +75,15 @@ class ReviewItem(AuditRecord):
         verbose_name_plural = "Review queue"
 
 
+class Collection(AuditRecord):
+    """Payments and refunds Stripe collected and ml-connector posted to CloudSuite (admin only)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "collection"
+        verbose_name_plural = "Collections (Stripe → CloudSuite)"
+
+
 class PostingLedger(models.Model):
     """Exactly-once effects: one row per non-idempotent write, claimed before it is made.
 

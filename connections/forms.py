@@ -65,7 +65,10 @@ class ConnectionForm(forms.ModelForm):
         for field_spec in spec.settings:
             name = SETTING + field_spec.name
             if name in self.fields:
-                self.fields[name].initial = current.get(field_spec.name, field_spec.default)
+                value = current.get(field_spec.name, field_spec.default)
+                if isinstance(value, dict):  # shown as "key = value" lines
+                    value = "\n".join(f"{k} = {v}" for k, v in value.items())
+                self.fields[name].initial = value
         if spec.uses_ionapi and "ionapi_file" in self.fields:
             self.fields["ionapi_file"].required = adding
             if not adding:

@@ -198,6 +198,36 @@ class KindSpec:
         return {s.name: s.default for s in self.settings if s.default is not None}
 
 
+def _programs(value: Any) -> dict[str, str]:
+    """``need = PROGRAM/TRANSACTION`` lines (or a JSON object) → {need: "PROGRAM/TRANSACTION"}."""
+    if isinstance(value, dict):
+        items = list(value.items())
+    else:
+        items = []
+        for line in str(value).splitlines():
+            if line.strip():
+                need, sep, target = line.partition("=")
+                if not sep:
+                    raise ValidationError(f"“{line.strip()}”: write need = PROGRAM/TRANSACTION.")
+                items.append((need, target))
+    from connections.providers.infor_m3 import DEFAULT_PROGRAMS  # (the provider owns them)
+
+    cleaned = {}
+    for need, target in items:
+        if need.strip() not in DEFAULT_PROGRAMS:
+            raise ValidationError(
+                f"“{need.strip()}” is not something ml-connector calls; "
+                f"known: {', '.join(sorted(DEFAULT_PROGRAMS))}."
+            )
+        program, sep, transaction = str(target).strip().partition("/")
+        if not sep or not program.strip() or not transaction.strip():
+            raise ValidationError(
+                f"“{need.strip()}”: write PROGRAM/TRANSACTION, e.g. ARS040MI/AddBatchHead."
+            )
+        cleaned[need.strip()] = f"{program.strip().upper()}/{transaction.strip()}"
+    return cleaned
+
+
 def _stripe_key(value: Any) -> str:
     value = _text(value)
     if not value.startswith(("sk_", "rk_")):
@@ -263,6 +293,19 @@ KINDS: dict[str, KindSpec] = {
                     secret=False,
                     required=False,
                     help="Leave blank for company-level programs.",
+                ),
+                FieldSpec(
+                    "programs",
+                    "Program overrides",
+                    secret=False,
+                    required=False,
+                    clean=_programs,
+                    multiline=True,
+                    help="Only where this tenant differs from the M3 catalogue, one per line: "
+                    "need = PROGRAM/TRANSACTION (e.g. receipts.head = ARS040MI/AddBatchHead). "
+                    "Needs: customers.list, customers.get, accounts.list, invoices.list, "
+                    "invoices.get, receipts.head, receipts.line, receipts.charge, "
+                    "receipts.control, discovery.transactions.",
                 ),
                 *_common_settings(rate_per_minute=300),
             ),

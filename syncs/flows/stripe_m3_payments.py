@@ -144,7 +144,6 @@ class StripePaymentsToM3(Flow):
                 "bank_account": self.options.get("bank_account", ""),
             },
             ledger_key=f"{m['kind']}:{m['id']}",
-            target_key=inv["m3_invoice"],
         )
 
     def load(self, ctx: FlowContext, payload: Payload, posting: Posting | None) -> LoadResult:

@@ -107,3 +107,18 @@ def test_log_lines_are_scrubbed() -> None:
     message = record.getMessage()
     assert "abcdefghijklmnop" not in message and "topsecretvalue" not in message
     assert "sk_live_abcdefghijkl" not in message
+
+
+def test_program_overrides_are_lines_checked_against_what_we_call(db: Any) -> None:
+    conn = Connection(
+        name="x",
+        slug="x",
+        kind="infor_m3",
+        credentials=dict(IONAPI),
+        settings={"programs": "receipts.head = ars040mi/AddBatchHead2"},
+    )
+    conn.full_clean()
+    assert conn.settings["programs"] == {"receipts.head": "ARS040MI/AddBatchHead2"}
+    conn.settings["programs"] = "reciepts.head = ARS040MI/AddBatchHead"
+    with pytest.raises(ValidationError, match="not something ml-connector calls"):
+        conn.full_clean()

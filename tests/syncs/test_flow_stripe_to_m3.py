@@ -275,3 +275,14 @@ def test_the_webhook_endpoint_refuses_bad_signatures(world: World, client: Any) 
     two = sign(body, "whsec_old") + "," + sign(body, secret).split(",")[1]
     ok = client.post(url, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=two)
     assert ok.status_code == 200 and ok.json() == {"received": True, "duplicate": False}
+
+
+def test_collections_show_what_stripe_collected_per_invoice(
+    world: World, admin_client: Any
+) -> None:
+    world.pay("9001", amount=50000)
+    page = admin_client.get("/admin/audit/collection/").content.decode()
+    assert ">9001<" in page and "500.00 EUR" in page and ">PBID 70" in page
+    assert ">9002<" not in page  # not paid
+    found = admin_client.get("/admin/audit/collection/?q=invoice+9001").content.decode()
+    assert "500.00 EUR" in found
