@@ -166,6 +166,9 @@ class Runner:
                 self._process(ctx, mappings, record, replay_of=original)
         except _Abort as exc:
             return self._finish(run, error=str(exc))
+        except Exception as exc:
+            logger.exception("Replay run %s of %s stopped", run.pk, self.integration.slug)
+            return self._finish(run, error=self._describe(exc))
         return self._finish(run)
 
     # -- one record -------------------------------------------------------------------------

@@ -294,3 +294,19 @@ def test_secrets_in_source_records_never_reach_the_audit_trail(mapped: Integrati
     stored = str(record.source_payload)
     assert api_key not in stored and "pi_secret_abc" not in stored
     assert record.source_payload["client_secret"] == "***"
+
+
+def test_an_unexpected_error_during_replay_ends_the_run_as_failed(
+    mapped: Integration, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    SOURCE.append(pay(1))
+    TARGET.refuse.add("ch_1")
+    failed = run(mapped).records.get()
+
+    def broken_claim(**_: Any) -> None:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("syncs.runner.ledger.claim", broken_claim)
+    (replay_run,) = records_replay(record_ids=[failed.pk])
+    assert replay_run.status == SyncRun.Status.FAILED
+    assert "database went away" in replay_run.error_summary and replay_run.finished_at
