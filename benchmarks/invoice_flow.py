@@ -9,7 +9,8 @@ Prints, from one run:
 
 The simulators run in their own process (``manage.py sandbox``) with no rate limit of their own,
 so the measured process holds only the connector.  Usage: ``make bench`` (``BENCH_INVOICES=1000
-make bench`` for a quick look).
+make bench`` for a quick look; ``BENCH_REDIS_URL=redis://127.0.0.1:6379/14`` puts the shared rate
+limiter on Redis).
 """
 
 from __future__ import annotations
@@ -237,13 +238,21 @@ def main() -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "mlconnector.settings"
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("REDIS_URL", None)
+    if os.environ.get("BENCH_REDIS_URL"):  # the shared rate limiter on Redis, as in production
+        os.environ["REDIS_URL"] = os.environ["BENCH_REDIS_URL"]
     import django
 
     django.setup()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    print(f"Invoice flow benchmark: {N} invoices, {CUSTOMERS} customers (SQLite, DB rate limiter)")
+    from django.conf import settings
+
+    backend = settings.MLC["RATE_LIMIT_BACKEND"]
+    print(
+        f"Invoice flow benchmark: {N} invoices, {CUSTOMERS} customers "
+        f"(SQLite, {backend} rate limiter)"
+    )
 
     box = Sandbox(N, CUSTOMERS)
     try:
