@@ -240,6 +240,7 @@ def main() -> None:
     os.environ.pop("REDIS_URL", None)
     if os.environ.get("BENCH_REDIS_URL"):  # the shared rate limiter on Redis, as in production
         os.environ["REDIS_URL"] = os.environ["BENCH_REDIS_URL"]
+        os.environ["RATE_LIMIT_PREFIX"] = f"mlc:bench:{time.time_ns()}:"  # a fresh DB reuses pks
     import django
 
     django.setup()

@@ -187,6 +187,8 @@ MLC = {
     "RUN_STALE_SECONDS": env.int("RUN_STALE_SECONDS", default=900),
     # "db" or "redis"; defaults to redis when REDIS_URL is set.
     "RATE_LIMIT_BACKEND": env.str("RATE_LIMIT_BACKEND", default="redis" if REDIS_URL else "db"),
+    # Redis key prefix of the rate-limit buckets: give each deployment sharing a Redis its own.
+    "RATE_LIMIT_PREFIX": env.str("RATE_LIMIT_PREFIX", default="mlc:rl:"),
 }
 
 LOGGING = {

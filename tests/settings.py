@@ -1,5 +1,7 @@
 """Settings for the test suite: the product's settings with tasks run inline and fixed keys."""
 
+import uuid
+
 from mlconnector.settings import *  # noqa: F403
 from mlconnector.settings import DATABASES, LOGGING, MLC, Q_CLUSTER, VAR_DIR
 
@@ -7,7 +9,12 @@ from mlconnector.settings import DATABASES, LOGGING, MLC, Q_CLUSTER, VAR_DIR
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 FERNET_KEYS = ["test-key-0123456789abcdef0123456789abcdef"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-MLC = {**MLC, "LEDGER_BUSY_WAIT_SECONDS": 20}
+# Rate-limit buckets in Redis outlive a test session: each session gets its own keys.
+MLC = {
+    **MLC,
+    "LEDGER_BUSY_WAIT_SECONDS": 20,
+    "RATE_LIMIT_PREFIX": f"mlc:test:{uuid.uuid4().hex[:12]}:",
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so threads and forked processes share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}

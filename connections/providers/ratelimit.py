@@ -129,8 +129,8 @@ class RedisRateLimiter:
 
 
 @functools.cache
-def _redis_limiter(url: str) -> RedisRateLimiter:
-    return RedisRateLimiter(url)
+def _redis_limiter(url: str, prefix: str) -> RedisRateLimiter:
+    return RedisRateLimiter(url, prefix=prefix)
 
 
 def get_rate_limiter() -> RateLimiter:
@@ -138,5 +138,5 @@ def get_rate_limiter() -> RateLimiter:
     if settings.MLC["RATE_LIMIT_BACKEND"] == "redis":
         if not settings.REDIS_URL:
             raise RuntimeError("RATE_LIMIT_BACKEND=redis needs REDIS_URL.")
-        return _redis_limiter(settings.REDIS_URL)
+        return _redis_limiter(settings.REDIS_URL, settings.MLC["RATE_LIMIT_PREFIX"])
     return DatabaseRateLimiter()

@@ -61,7 +61,8 @@ def test_the_client_follows_the_connection_and_its_shared_rate_limit(
     else:
         import redis
 
-        assert redis.Redis.from_url(settings.REDIS_URL).exists(f"mlc:rl:{key}")
+        prefix = settings.MLC["RATE_LIMIT_PREFIX"]
+        assert redis.Redis.from_url(settings.REDIS_URL).exists(f"{prefix}{key}")
 
 
 def test_a_429_with_retry_after_holds_every_worker_off(

@@ -31,13 +31,14 @@ def _limiter(kind: str) -> Any:
     return RedisRateLimiter(settings.REDIS_URL, prefix=f"mlc:test:{time.time_ns()}:")
 
 
-def _hammer(kind: str, key: str, prefix: str | None, out: Any) -> None:
+def _hammer(kind: str, key: str, prefix: str | None, out: Any, start: Any) -> None:
     """Child process: take PER_PROCESS slots, sleeping as told; report send times."""
     limiter = (
         DatabaseRateLimiter()
         if kind == "db"
         else RedisRateLimiter(settings.REDIS_URL, prefix=prefix)
     )
+    start.wait(30)  # both children begin together, however long each took to start
     sent = []
     for _ in range(PER_PROCESS):
         wait = limiter.acquire(key, per_second=RATE, burst=1, max_wait=30)
@@ -52,8 +53,8 @@ def _two_processes(kind: str) -> list[list[float]]:
     prefix = f"mlc:test:{time.time_ns()}:"
     connections.close_all()  # children must not share the parent's database socket
     ctx = multiprocessing.get_context("fork")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_hammer, args=(kind, key, prefix, out)) for _ in range(2)]
+    out, start = ctx.Queue(), ctx.Barrier(2)
+    procs = [ctx.Process(target=_hammer, args=(kind, key, prefix, out, start)) for _ in range(2)]
     for p in procs:
         p.start()
     results = [out.get(timeout=60) for _ in procs]
