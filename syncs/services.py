@@ -166,14 +166,17 @@ def webhook_enqueue(*, event: WebhookEvent) -> None:
 def webhook_process(*, event: WebhookEvent) -> list[SyncRun]:
     """Run every enabled integration fed by this event's provider and connection."""
     payload = json.loads(event.raw_body)
-    integrations = [
-        i
-        for i in Integration.objects.filter(enabled=True, source=event.connection).select_related(
-            "source", "target"
+
+    def consumes(integration: Integration) -> bool:
+        flow = FLOWS.get(integration.flow)
+        return (
+            flow is not None
+            and flow.webhook_provider == event.provider
+            and event.event_type in flow.webhook_events
         )
-        if getattr(FLOWS.get(i.flow), "webhook_provider", None) == event.provider
-        and event.event_type in getattr(FLOWS.get(i.flow), "webhook_events", ())
-    ]
+
+    candidates = Integration.objects.filter(enabled=True, source=event.connection)
+    integrations = [i for i in candidates.select_related("source", "target") if consumes(i)]
     runs, problems = [], []
     for integration in integrations:
         run = Runner(integration, trigger=SyncRun.Trigger.WEBHOOK).run(event=payload)

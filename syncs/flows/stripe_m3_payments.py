@@ -36,6 +36,11 @@ EVENTS_REACH = 30 * 24 * 3600 - 3600  # Stripe's events list reaches back 30 day
 BATCH_NUMBER_BASE = 7_000_000_000
 
 
+def movement_key(movement: dict[str, Any]) -> str:
+    """The posting ledger's natural key of a money movement: ``payment:pi_…``, ``refund:re_…``."""
+    return f"{movement['kind']}:{movement['id']}"
+
+
 def gl_string(value: str) -> dict[str, str]:
     """``"1930;100;;P1"`` → ``{"AIT1": "1930", "AIT2": "100", "AIT4": "P1"}``."""
     parts = [p.strip() for p in value.split(";")][:7]
@@ -67,15 +72,15 @@ class StripePaymentsToM3(Flow):
         found, keys = [], set()
         for event in events:  # one payment is announced by up to three events: keep the first
             for movement in movements(stripe, event):
-                if (key := f"{movement['kind']}:{movement['id']}") not in keys:
+                if (key := movement_key(movement)) not in keys:
                     keys.add(key)
                     found.append((event, movement))
         posted = ledger_confirmed_keys(
             integration_id=ctx.integration.pk,
             target=self.target,
-            keys=[f"{m['kind']}:{m['id']}" for _, m in found],
+            keys=[movement_key(m) for _, m in found],
         )
-        found = [(e, m) for e, m in found if f"{m['kind']}:{m['id']}" not in posted]
+        found = [(e, m) for e, m in found if movement_key(m) not in posted]
         ctx.set_total(len(found))
         for event, movement in found:
             yield SourceRecord(
@@ -143,7 +148,7 @@ class StripePaymentsToM3(Flow):
                 "batch_type": self.options.get("batch_type", "ST"),
                 "bank_account": self.options.get("bank_account", ""),
             },
-            ledger_key=f"{m['kind']}:{m['id']}",
+            ledger_key=movement_key(m),
         )
 
     def load(self, ctx: FlowContext, payload: Payload, posting: Posting | None) -> LoadResult:
