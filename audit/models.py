@@ -12,7 +12,9 @@ logger = logging.getLogger(__name__)
 class AuditRecord(models.Model):
     """What happened to one source record in one run: the outcome, why, and what was sent.
 
-    Payloads are redacted before they are stored.  Failed and flagged records form the review
+    A record from a webhook event links to the event; it belongs to a run only when the delivery
+    wrote something or failed (a duplicate or a flag needs no run of its own).  Payloads are
+    redacted before they are stored.  Failed and flagged records form the review
     queue until a replay succeeds or a user dismisses them.
     """
 
@@ -23,7 +25,17 @@ class AuditRecord(models.Model):
         FAILED = "failed", "Failed"
         FLAGGED = "flagged", "Flagged for review"
 
-    run = models.ForeignKey("syncs.SyncRun", on_delete=models.PROTECT, related_name="records")
+    run = models.ForeignKey(
+        "syncs.SyncRun", null=True, blank=True, on_delete=models.PROTECT, related_name="records"
+    )
+    event = models.ForeignKey(
+        "syncs.WebhookEvent",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="records",
+        help_text="The webhook event this record came from (when a webhook delivered it).",
+    )
     integration = models.ForeignKey(
         "syncs.Integration", on_delete=models.PROTECT, related_name="audit_records"
     )
@@ -60,10 +72,6 @@ class AuditRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stream} {self.source_key}: {self.get_status_display()}"
-
-    @property
-    def needs_review(self) -> bool:
-        return self.status in (self.Status.FAILED, self.Status.FLAGGED) and not self.resolved_at
 
 
 class ReviewItem(AuditRecord):

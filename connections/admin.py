@@ -6,13 +6,14 @@ import logging
 from typing import Any
 
 from django.contrib import admin, messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html_join
 
 from connections.forms import connection_form_for, form_field_names
-from connections.kinds import KINDS
 from connections.models import Connection, OAuthToken
+from connections.providers.registry import SYSTEMS
 from connections.services import connection_check
 
 logger = logging.getLogger(__name__)
@@ -34,21 +35,51 @@ class ConnectionAdmin(admin.ModelAdmin):
             level = messages.SUCCESS if result.ok else messages.ERROR
             self.message_user(request, f"{connection.name}: {result.message}", level)
 
-    def _kind(self, request: HttpRequest, obj: Connection | None) -> str | None:
-        if obj is not None:
-            return obj.kind
-        kind = request.POST.get("kind") or request.GET.get("kind")
-        return kind if kind in KINDS else None
+    def _kind(self, request: HttpRequest, obj: Connection | None) -> str:
+        kind = obj.kind if obj is not None else request.POST.get("kind") or request.GET.get("kind")
+        return kind if kind in SYSTEMS else next(iter(SYSTEMS))
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        obj = self.get_object(request, object_id)
+        if obj is not None and obj.kind not in SYSTEMS:
+            self.message_user(
+                request,
+                f"“{obj.name}” is a {obj.kind} connection, and ml-connector has no client for "
+                "that system any more: it can only be deleted.",
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(reverse("admin:connections_connection_changelist"))
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Connection | None = None,
+    ) -> HttpResponse:
+        if obj is not None and obj.pk and obj.kind in SYSTEMS:
+            provider = obj.provider_class
+            if provider.sends_webhooks():
+                path = reverse("webhook", args=[obj.kind, obj.slug])
+                context["webhook_url"] = request.build_absolute_uri(path)
+                context["webhook_help"] = provider.webhook_help
+                context["webhook_system"] = provider.label
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
-        if self._kind(request, None) is None:
+        if (request.POST.get("kind") or request.GET.get("kind")) not in SYSTEMS:
             context = {
                 **self.admin_site.each_context(request),
                 "opts": self.model._meta,
                 "title": "Add connection: choose the system",
-                "kinds": [(k, spec.label) for k, spec in KINDS.items()],
+                "kinds": [(k, provider.label) for k, provider in SYSTEMS.items()],
             }
             return TemplateResponse(
                 request, "admin/connections/connection/choose_kind.html", context
@@ -62,11 +93,11 @@ class ConnectionAdmin(admin.ModelAdmin):
         change: bool = False,
         **kwargs: Any,
     ) -> Any:
-        kwargs["form"] = connection_form_for(self._kind(request, obj) or "stripe")
+        kwargs["form"] = connection_form_for(self._kind(request, obj))
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fieldsets(self, request: HttpRequest, obj: Connection | None = None) -> Any:
-        kind = self._kind(request, obj) or "stripe"
+        kind = self._kind(request, obj)
         creds, settings = form_field_names(kind)
         fieldsets: list[Any] = [
             (None, {"fields": ["name", "slug", "kind"]}),

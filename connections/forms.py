@@ -1,7 +1,8 @@
-"""Admin forms for connections, built from each kind's spec.
+"""Admin forms for connections, built from each system's ``ConnectionSpec``.
 
 Secrets are write-only: password inputs that never render the stored value, "leave blank to
-keep" on change.  An Infor connection takes its credentials from an uploaded ``.ionapi`` file.
+keep" on change.  A system whose credentials come as a file (Infor's ``.ionapi``) gets an upload
+field instead of typed-in credentials.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ from typing import Any
 
 from django import forms
 
-from connections.kinds import KINDS, FieldSpec, KindSpec
 from connections.models import Connection
-from connections.providers.ionapi import IonApiError, parse_ionapi
+from connections.providers.base import Provider
+from connections.providers.registry import provider_class
+from connections.providers.spec import ConnectionSpec, FieldSpec
 
 logger = logging.getLogger(__name__)
 
 CRED = "cred__"
 SETTING = "setting__"
+CREDENTIALS_FILE = "credentials_file"
+MAX_UPLOAD_BYTES = 64 * 1024  # a credentials file is a few hundred bytes
 
 
 def _setting_field(spec: FieldSpec) -> forms.Field:
@@ -46,9 +50,9 @@ def _credential_field(spec: FieldSpec) -> forms.Field:
 
 
 class ConnectionForm(forms.ModelForm):
-    """Base form; ``connection_form_for(kind)`` adds the kind's fields."""
+    """Base form; ``connection_form_for(kind)`` adds the system's fields."""
 
-    kind_spec: KindSpec
+    provider: type[Provider]
 
     class Meta:
         model = Connection
@@ -56,10 +60,10 @@ class ConnectionForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        spec = self.kind_spec
+        spec: ConnectionSpec = self.provider.spec
         adding = self.instance.pk is None
         if "kind" in self.fields:
-            self.fields["kind"].initial = spec.kind
+            self.fields["kind"].initial = self.provider.kind
             self.fields["kind"].disabled = True
         current = self.instance.settings or {}
         for field_spec in spec.settings:
@@ -69,12 +73,12 @@ class ConnectionForm(forms.ModelForm):
                 if isinstance(value, dict):  # shown as "key = value" lines
                     value = "\n".join(f"{k} = {v}" for k, v in value.items())
                 self.fields[name].initial = value
-        if spec.uses_ionapi and "ionapi_file" in self.fields:
-            self.fields["ionapi_file"].required = adding
+        if spec.credentials_file and CREDENTIALS_FILE in self.fields:
+            self.fields[CREDENTIALS_FILE].required = adding
             if not adding:
-                self.fields["ionapi_file"].help_text = (
-                    "Upload a new .ionapi file to replace the current credentials; leave empty "
-                    "to keep them."
+                self.fields[CREDENTIALS_FILE].help_text = (
+                    f"Upload a new {spec.credentials_file.label} to replace the current "
+                    "credentials; leave empty to keep them."
                 )
         for field_spec in spec.credentials:
             name = CRED + field_spec.name
@@ -91,21 +95,21 @@ class ConnectionForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         """Gather settings and credentials onto the instance; ``Connection.clean`` validates."""
         cleaned = super().clean()
-        spec = self.kind_spec
-        self.instance.kind = spec.kind
+        spec = self.provider.spec
+        self.instance.kind = self.provider.kind
         settings = dict(self.instance.settings or {})
         for field_spec in spec.settings:
             settings[field_spec.name] = cleaned.get(SETTING + field_spec.name)
         self.instance.settings = settings
 
         credentials: dict[str, str] | None = dict(self.instance.credentials or {})
-        if spec.uses_ionapi:
-            upload = cleaned.get("ionapi_file")
+        if spec.credentials_file:
+            upload = cleaned.get(CREDENTIALS_FILE)
             if upload:
                 try:
-                    credentials = dict(parse_ionapi(upload.read()).values)
-                except IonApiError as exc:
-                    self.add_error("ionapi_file", str(exc))
+                    credentials = spec.credentials_file.parse(upload.read(MAX_UPLOAD_BYTES + 1))
+                except ValueError as exc:
+                    self.add_error(CREDENTIALS_FILE, str(exc))
                     credentials = None  # the file error says it all; nothing else to check
         else:
             for field_spec in spec.credentials:
@@ -117,13 +121,13 @@ class ConnectionForm(forms.ModelForm):
 
 
 def connection_form_for(kind: str) -> type[ConnectionForm]:
-    """A ConnectionForm subclass with the fields of ``kind``."""
-    spec = KINDS[kind]
-    attrs: dict[str, Any] = {"kind_spec": spec}
-    if spec.uses_ionapi:
-        attrs["ionapi_file"] = forms.FileField(
-            label=".ionapi file",
-            help_text="From ION API > Authorized Apps: a backend service app's credentials file.",
+    """A ConnectionForm subclass with the fields of ``kind``'s system."""
+    provider = provider_class(kind)
+    spec = provider.spec
+    attrs: dict[str, Any] = {"provider": provider}
+    if spec.credentials_file:
+        attrs[CREDENTIALS_FILE] = forms.FileField(
+            label=spec.credentials_file.label, help_text=spec.credentials_file.help
         )
     else:
         for field_spec in spec.credentials:
@@ -135,6 +139,9 @@ def connection_form_for(kind: str) -> type[ConnectionForm]:
 
 def form_field_names(kind: str) -> tuple[list[str], list[str]]:
     """(credential field names, setting field names) of ``kind``'s form, for fieldsets."""
-    spec = KINDS[kind]
-    creds = ["ionapi_file"] if spec.uses_ionapi else [CRED + f.name for f in spec.credentials]
+    spec = provider_class(kind).spec
+    if spec.credentials_file:
+        creds = [CREDENTIALS_FILE]
+    else:
+        creds = [CRED + f.name for f in spec.credentials]
     return creds, [SETTING + f.name for f in spec.settings]

@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from connections.fields import EncryptedJSONField, EncryptedTextField
-from connections.kinds import KINDS, KindSpec
+
+if TYPE_CHECKING:
+    from connections.providers.base import Provider
+    from connections.providers.spec import ConnectionSpec
 
 logger = logging.getLogger(__name__)
 
 
+def connection_kinds() -> list[tuple[str, str]]:
+    """The kinds of connection: one per registered system (read when needed, so adding a system
+    needs no migration)."""
+    from connections.providers.registry import kind_choices
+
+    return kind_choices()
+
+
 class Connection(models.Model):
     """One external system account: who we are there (encrypted) and how to reach it."""
-
-    class Kind(models.TextChoices):
-        INFOR_M3 = "infor_m3", "Infor CloudSuite (M3)"
-        IFS_CLOUD = "ifs_cloud", "IFS Cloud"
-        STRIPE = "stripe", "Stripe"
-        CIN7 = "cin7", "Cin7 Core"
-        WISE = "wise", "Wise"
-        STAMPLI_SFTP = "stampli_sftp", "Stampli (SFTP)"
 
     class Status(models.TextChoices):
         UNTESTED = "untested", "Not tested"
@@ -32,7 +35,7 @@ class Connection(models.Model):
 
     name = models.CharField(max_length=120)
     slug = models.SlugField(max_length=80, unique=True)
-    kind = models.CharField(max_length=20, choices=Kind.choices)
+    kind = models.CharField(max_length=20, choices=connection_kinds)
     credentials = EncryptedJSONField(default=dict, editable=False)
     settings = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.UNTESTED)
@@ -48,12 +51,21 @@ class Connection(models.Model):
         return self.name
 
     @property
-    def spec(self) -> KindSpec:
-        return KINDS[self.kind]
+    def provider_class(self) -> type[Provider]:
+        """The registered client class of this connection's system (``LookupError`` if none)."""
+        from connections.providers.registry import provider_class
+
+        return provider_class(self.kind)
+
+    @property
+    def spec(self) -> ConnectionSpec:
+        return self.provider_class.spec
 
     def clean(self) -> None:
-        if self.kind not in KINDS:
-            raise ValidationError({"kind": "Unknown kind of connection."})
+        try:
+            self.provider_class  # noqa: B018  (raises for a kind with no client)
+        except LookupError:
+            raise ValidationError({"kind": "ml-connector has no client for this system."}) from None
         errors: list[str] = []
         try:
             self.settings = self.spec.clean_settings(self.settings or {})
@@ -68,17 +80,18 @@ class Connection(models.Model):
             raise ValidationError(errors)
 
     def setting(self, name: str, default: Any = None) -> Any:
-        """A setting, falling back to the kind's default."""
+        """A setting, falling back to the system's default."""
         if name in (self.settings or {}):
             return self.settings[name]
-        for spec in self.spec.settings:
-            if spec.name == name and spec.default is not None:
-                return spec.default
-        return default
+        spec_default = self.spec.default(name)
+        return spec_default if spec_default is not None else default
 
     def secret_values(self) -> list[str]:
         """Every secret credential value (and any unknown one): what redaction must mask."""
-        public = {f.name for f in self.spec.credentials if not f.secret}
+        try:
+            public = self.spec.public_credentials()
+        except LookupError:
+            public = frozenset()
         return [str(v) for k, v in (self.credentials or {}).items() if k not in public]
 
 

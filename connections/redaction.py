@@ -2,7 +2,11 @@
 
 Two layers: keys that name a secret (``password``, ``client_secret``, ``Authorization`` …) have
 their value replaced wholesale, and text is scrubbed of credential-shaped substrings (bearer
-tokens, Stripe keys, form-encoded secrets) and of the exact secret values a ``Redactor`` knows.
+tokens, form-encoded secrets, PEM keys) and of the exact secret values a ``Redactor`` knows.
+
+What a particular system's secrets look like (Stripe's ``sk_live_…``, an ``.ionapi``'s ``sask``)
+is declared by its provider package; the provider registry adds those patterns here when it is
+loaded (``register``), so this module depends on no provider.
 """
 
 from __future__ import annotations
@@ -18,19 +22,17 @@ MASK = "***"
 
 _SECRET_KEY = re.compile(
     r"(pass(word|wd)?$|secret|token|api[_-]?key|apikey|authori[sz]ation|cookie|signature|"
-    r"private[_-]?key|applicationkey|credential|^cs$|^sask$|^saak$|^ci$|^whsec)",
+    r"private[_-]?key|credential)",
     re.IGNORECASE,
 )
+_SECRET_KEY_NAMES: set[str] = set()  # exact key names systems declare (lower case)
 _TEXT_PATTERNS = [
     # Authorization headers and bearer tokens in any text.
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + MASK),
-    # Stripe secret/restricted keys and webhook secrets.
-    (re.compile(r"\b(sk|rk)_(live|test)_[0-9A-Za-z]{6,}"), r"\1_\2_" + MASK),
-    (re.compile(r"\bwhsec_[0-9A-Za-z+/=]{6,}"), "whsec_" + MASK),
     # key=value pairs in form bodies, query strings and messages.
     (
         re.compile(
-            r"(?i)\b(password|client_secret|refresh_token|access_token|api_key|token|secret|sask)"
+            r"(?i)\b(password|client_secret|refresh_token|access_token|api_key|token|secret)"
             r"(\"?\s*[=:]\s*\"?)([^&\s\",}]+)"
         ),
         r"\1\2" + MASK,
@@ -43,9 +45,20 @@ _TEXT_PATTERNS = [
 ]
 
 
+def register(
+    *, patterns: Iterable[tuple[re.Pattern[str], str]] = (), keys: Iterable[str] = ()
+) -> None:
+    """Add a system's secret shapes: text patterns and exact payload key names."""
+    for pattern in patterns:
+        if pattern not in _TEXT_PATTERNS:
+            _TEXT_PATTERNS.append(pattern)
+    _SECRET_KEY_NAMES.update(k.lower() for k in keys)
+
+
 def is_secret_key(name: str) -> bool:
     """Whether a mapping key names a secret whose value must never be shown."""
-    return bool(_SECRET_KEY.search(str(name)))
+    name = str(name)
+    return name.lower() in _SECRET_KEY_NAMES or bool(_SECRET_KEY.search(name))
 
 
 def scrub_text(text: str) -> str:
@@ -85,6 +98,3 @@ class Redactor:
         if isinstance(obj, str):
             return self.text(obj)
         return obj
-
-
-redact = Redactor()

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from django.views.generic import RedirectView
 
-from syncs.webhooks.stripe import stripe_webhook
+from syncs.webhooks import webhook
 
 logger = logging.getLogger(__name__)
 
@@ -27,5 +27,5 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
-    path("webhooks/stripe/<slug:slug>/", stripe_webhook, name="stripe-webhook"),
+    path("webhooks/<slug:system>/<slug:slug>/", webhook, name="webhook"),
 ]

@@ -13,8 +13,16 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from connections.providers.errors import ApiError
+from syncs.admin_base import ReadOnlyAdmin
 from syncs.flows import FLOWS, flow_choices
-from syncs.models import Cursor, FieldMapping, Integration, SyncRun, WebhookEvent
+from syncs.models import (
+    Cursor,
+    FieldMapping,
+    Integration,
+    SyncRun,
+    WebhookEvent,
+    WebhookProcessing,
+)
 from syncs.services import (
     gl_mappings_check,
     integration_enqueue_run,
@@ -139,19 +147,6 @@ class CursorAdmin(admin.ModelAdmin):
         return False
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """History is never edited by hand."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(SyncRun)
 class SyncRunAdmin(ReadOnlyAdmin):
     list_display = (
@@ -206,29 +201,41 @@ class SyncRunAdmin(ReadOnlyAdmin):
         return format_html('<a href="{}">{} record(s)</a>', url, obj.done)
 
 
+class WebhookProcessingInline(admin.TabularInline):
+    """How each integration fed by the event handled it."""
+
+    model = WebhookProcessing
+    extra = 0
+    fields = ("integration", "state", "attempts", "run", "error", "updated_at")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ReadOnlyAdmin):
     list_display = (
         "received_at",
-        "provider",
+        "system",
         "connection",
         "event_type",
         "event_id",
-        "signature_valid",
-        "seen_via",
+        "occurred_at",
         "processed",
         "attempts",
     )
-    list_filter = ("provider", "signature_valid", "processed", "seen_via")
+    list_filter = ("system", "processed", "event_type")
     search_fields = ("event_id", "event_type")
     actions = ["reprocess"]
+    inlines = [WebhookProcessingInline]
     readonly_fields = (
-        "provider",
+        "system",
         "connection",
         "event_id",
         "event_type",
-        "signature_valid",
-        "seen_via",
+        "occurred_at",
         "processed",
         "processed_at",
         "attempts",
@@ -243,3 +250,6 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
         count = webhook_events_reprocess(event_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"Queued {count} event(s) for processing.", messages.SUCCESS)
+
+
+from syncs import audit_admin  # noqa: E402, F401  (registers the audit trail's pages)

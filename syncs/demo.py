@@ -10,6 +10,7 @@ from typing import Any
 
 import requests
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -66,8 +67,12 @@ def _connection(slug: str, **fields: Any) -> Connection:
     return connection
 
 
-def demo_seed(*, m3_url: str, stripe_url: str, web_url: str) -> dict[str, Any]:
-    """Create or refresh everything the demo needs; returns the integrations' slugs."""
+def demo_seed(*, urls: dict[str, str], web_url: str) -> dict[str, Any]:
+    """Create or refresh everything the demo needs; returns the integrations' slugs.
+
+    ``urls`` are the running simulators' base URLs by name (``m3``, ``stripe``).
+    """
+    m3_url, stripe_url = urls["m3"], urls["stripe"]
     ionapi = requests.get(f"{m3_url}/_sandbox/ionapi", timeout=10).json()
     with transaction.atomic():
         m3 = _connection(
@@ -121,7 +126,7 @@ def demo_seed(*, m3_url: str, stripe_url: str, web_url: str) -> dict[str, Any]:
         f"{stripe_url}/_sandbox/webhook_endpoints",
         timeout=10,
         json={
-            "url": f"{web_url}/webhooks/stripe/{stripe.slug}/",
+            "url": f"{web_url}{reverse('webhook', args=[stripe.kind, stripe.slug])}",
             "secret": secret,
             "enabled_events": list(StripePaymentsToM3.webhook_events),
         },

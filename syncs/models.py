@@ -7,9 +7,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
 
-from connections.models import Connection
+from connections.models import Connection, connection_kinds
 
 logger = logging.getLogger(__name__)
 
@@ -130,11 +129,9 @@ class SyncRun(models.Model):
         SCHEDULE = "schedule", "Schedule"
         MANUAL = "manual", "Manual"
         WEBHOOK = "webhook", "Webhook"
-        POLL = "poll", "Poll"
         REPLAY = "replay", "Replay"
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         PARTIAL = "partial", "Finished with problems"
@@ -143,7 +140,7 @@ class SyncRun(models.Model):
 
     integration = models.ForeignKey(Integration, on_delete=models.PROTECT, related_name="runs")
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     requested_by = models.CharField(max_length=150, blank=True)
     total = models.PositiveIntegerField(null=True, blank=True)
     done = models.PositiveIntegerField(default=0)
@@ -173,24 +170,20 @@ class SyncRun(models.Model):
 
 
 class WebhookEvent(models.Model):
-    """An inbound webhook, stored (raw) before it is acknowledged, processed by a task.
+    """An inbound webhook event, verified and stored (raw) before it is acknowledged.
 
-    Unique per provider, connection and event id among validly signed events only: a forged
-    delivery can never claim a real event's id.
+    Only validly signed, well-formed events are stored, once per system, connection and event
+    id.  ``processed`` says every integration it feeds has handled it; each integration's own
+    outcome is a ``WebhookProcessing`` row, so one integration's failure never re-runs another.
     """
 
-    class Provider(models.TextChoices):
-        STRIPE = "stripe", "Stripe"
-        WISE = "wise", "Wise"
-
-    provider = models.CharField(max_length=20, choices=Provider.choices)
+    system = models.CharField(max_length=20, choices=connection_kinds)
     connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="+")
     event_id = models.CharField(max_length=255)
     event_type = models.CharField(max_length=120, blank=True)
+    occurred_at = models.DateTimeField(null=True, blank=True)
     raw_body = models.TextField()
     headers = models.JSONField(default=dict)
-    signature_valid = models.BooleanField(default=False)
-    seen_via = models.CharField(max_length=10, default="webhook")
     processed = models.BooleanField(default=False)
     processed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -201,11 +194,36 @@ class WebhookEvent(models.Model):
         ordering = ["-received_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["provider", "connection", "event_id"],
-                condition=Q(signature_valid=True),
-                name="uniq_valid_webhook_event",
+                fields=["system", "connection", "event_id"], name="uniq_webhook_event"
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.provider} {self.event_type} {self.event_id}"
+        return f"{self.system} {self.event_type} {self.event_id}"
+
+
+class WebhookProcessing(models.Model):
+    """How one integration handled one webhook event (done, or failed and to be retried)."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="processings")
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    run = models.ForeignKey(
+        SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["event", "integration"], name="uniq_event_integration")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.integration}: {self.get_state_display()}"

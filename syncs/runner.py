@@ -1,17 +1,20 @@
 """The runner: the only writer of SyncRun, AuditRecord, PostingLedger and Cursor.
 
-For each source record: ``map`` (pure) → ``Flag``/``Skip``/``Payload`` → ``load``, with every
+For each source record: ``map`` (pure) → ``Flag``/``Skip``/``Payload`` → load, with every
 non-idempotent write going through the posting ledger:
 
 1. claim the natural key (committed before any remote call);
 2. a claim whose earlier attempt has an unknown outcome asks the target (``find_existing``)
    before posting; a confirmed key is audited as a duplicate and not posted;
-3. post with the ledger's idempotency key;
+3. post with the ledger's idempotency key — a chunk of records in one ``load_many`` call when
+   the target takes many writes per request, each still claimed and confirmed on its own;
 4. confirm with the remote id in the same transaction as the AuditRecord (and the cursor).
 
-A failing record is recorded and the run goes on.  The cursor advances record by record, in the
-record's own transaction, and stops for the rest of the run at the first *retryable* failure, so
-the next run reads that record again; permanent failures are left to replay.
+A failing record is recorded and the run goes on.  Outcomes are written in source order, so the
+cursor advances record by record and stops for the rest of the run at the first *retryable*
+failure: the next run reads that record again; permanent failures are left to replay.  Where
+the read starts comes from the flow's ``ReadWindow`` and the cursor.  A webhook delivery gets a
+SyncRun only when it writes something or fails; otherwise its audit records link to the event.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -31,11 +35,15 @@ from django.utils import timezone
 
 from audit import ledger
 from audit.models import AuditRecord, PostingLedger
+from audit.selectors import ledger_confirmed_keys
+from connections.providers.base import InboundEvent, Provider
 from connections.providers.errors import ApiError, AuthFailed, Rejected
+from connections.providers.registry import client_for
 from connections.redaction import Redactor
 from syncs.flows import (
     Flag,
     Flow,
+    FlowContext,
     LoadResult,
     Mappings,
     Payload,
@@ -44,13 +52,21 @@ from syncs.flows import (
     SourceRecord,
     get_flow,
 )
-from syncs.models import Cursor, FieldMapping, Integration, SyncRun
+from syncs.models import (
+    Cursor,
+    FieldMapping,
+    Integration,
+    SyncRun,
+    WebhookEvent,
+    WebhookProcessing,
+)
 
 logger = logging.getLogger(__name__)
 
 Status = AuditRecord.Status
 PROGRESS_FLUSH_SECONDS = 0.5
 BUSY_POLL_SECONDS = 0.2
+COUNTED = ("synced", "skipped", "duplicate", "failed", "flagged")
 
 
 class _Abort(Exception):
@@ -62,39 +78,55 @@ def _owner() -> str:
 
 
 @dataclass
-class FlowContext:
-    """What a flow may use during a run: the integration, its clients, cursor and settings."""
+class _Outcome:
+    """What happened to one record, ready to be written."""
 
-    integration: Integration
-    run: SyncRun
-    set_total: Callable[[int], None]
-    clients: dict[str, Any] = field(default_factory=dict)
-    final_watermark: str | None = None
+    status: str
+    reason: str
+    payload: Payload | None = None
+    loaded: LoadResult | None = None
+    response: Any = None
+    retryable: bool = False
+    target_key: str = ""
+    ledger_entry: PostingLedger | None = None
+    ledger_op: Callable[[], PostingLedger] | None = None
+    error: Exception | None = None
 
-    @property
-    def settings(self) -> dict[str, Any]:
-        return self.integration.settings or {}
 
-    def cursor(self, stream: str) -> str:
-        """The committed watermark of ``stream`` ("" before the first run)."""
-        row = Cursor.objects.filter(integration=self.integration, stream=stream).first()
-        return row.value if row else ""
+@dataclass
+class _Item:
+    """One record on its way through a chunk."""
 
-    def finish_at(self, watermark: str) -> None:
-        """Move the cursor to ``watermark`` when this run ends with nothing left to re-read."""
-        self.final_watermark = watermark
+    record: SourceRecord
+    replay_of: AuditRecord | None
+    mapped: Payload | Flag | Skip | Exception
+    claim: ledger.Claim | None = None
+    outcome: _Outcome | None = None
 
-    def client(self, side: str) -> Any:
-        """The provider client of the ``source`` or ``target`` connection (built once)."""
-        if side not in self.clients:
-            from connections.providers.registry import client_for
 
-            self.clients[side] = client_for(getattr(self.integration, side))
-        return self.clients[side]
+@dataclass(frozen=True)
+class EventOutcome:
+    """How one integration handled one webhook event."""
+
+    run: SyncRun | None
+    ok: bool
+    error: str = ""
+
+
+@dataclass
+class _Counts:
+    total: int | None = None
+    done: int = 0
+    synced: int = 0
+    skipped: int = 0
+    duplicate: int = 0
+    failed: int = 0
+    flagged: int = 0
+    records: list[int] = field(default_factory=list)  # audit ids written before a run existed
 
 
 class Runner:
-    """Runs one integration's flow over records (extracted, given, or replayed)."""
+    """Runs one integration's flow over records (extracted, from an event, or replayed)."""
 
     def __init__(
         self,
@@ -117,96 +149,146 @@ class Runner:
         self.busy_wait_seconds = settings.MLC.get("LEDGER_BUSY_WAIT_SECONDS", 30)
         self.on_progress = on_progress
         self.run_row: SyncRun | None = None
+        self.event_row: WebhookEvent | None = None
+        self.counts = _Counts()
         self._hold_cursor = False
         self._last_flush = 0.0
+        self._final: list[SourceRecord] = []
 
     # -- entry points -----------------------------------------------------------------------
 
-    def run(
-        self, records: Iterable[SourceRecord] | None = None, *, event: dict[str, Any] | None = None
-    ) -> SyncRun:
-        """Run the flow over ``records``, an inbound ``event``, or what ``flow.extract`` yields."""
-        run = self._start()
-        ctx = self._context(run)
-        mappings = self._mappings()
+    def run(self, records: Iterable[SourceRecord] | None = None) -> SyncRun:
+        """Run the flow over ``records``, or over what ``flow.extract`` yields from its window."""
+        run = self._ensure_run()
+        started = timezone.now()
+        ctx = self._context(self._window_start(started))
         try:
-            if event is not None:
-                source: Iterable[SourceRecord] = self.flow.records_from_event(ctx, event)
-            else:
-                source = records if records is not None else self.flow.extract(ctx)
-            for record in source:
-                self._process(ctx, mappings, record)
-            if ctx.final_watermark is not None and not self._hold_cursor:
-                Cursor.objects.update_or_create(
-                    integration=self.integration,
-                    stream=self.flow.stream,
-                    defaults={"value": ctx.final_watermark},
-                )
+            source = records if records is not None else self.flow.extract(ctx)
+            self._process(ctx, ((record, None) for record in source))
+            if not self._hold_cursor and self.flow.window and self.flow.window.from_run_start:
+                self._move_cursor(str(self.flow.window.unit.format(started)))
+            warning = self._acknowledge(ctx)
         except _Abort as exc:
             return self._finish(run, error=str(exc))
         except Exception as exc:
             logger.exception("Run %s of %s stopped", run.pk, self.integration.slug)
             return self._finish(run, error=self._describe(exc))
-        return self._finish(run)
+        finally:
+            ctx.close()
+        return self._finish(run, warning=warning)
+
+    def run_event(self, event: InboundEvent, *, event_row: WebhookEvent) -> EventOutcome:
+        """Process one stored webhook event; a run is made only if something is written or
+        fails."""
+        self.event_row = event_row
+        ctx = self._context(None)
+        try:
+            records = self.flow.records_from_event(ctx, event)
+            self.counts.total = len(records)
+            self._process(ctx, ((record, None) for record in records))
+        except _Abort as exc:
+            run = self._finish(self._ensure_run(), error=str(exc))
+            return EventOutcome(run, ok=False, error=run.error_summary)
+        except Exception as exc:
+            logger.exception("Event %s for %s stopped", event.id, self.integration.slug)
+            run = self._finish(self._ensure_run(), error=self._describe(exc))
+            return EventOutcome(run, ok=False, error=run.error_summary)
+        finally:
+            ctx.close()
+        run = self._finish(self.run_row) if self.run_row is not None else None
+        failed = self.counts.failed
+        return EventOutcome(run, ok=not failed, error=f"{failed} failed" if failed else "")
 
     def replay(self, originals: Iterable[AuditRecord]) -> SyncRun:
         """Re-run map → load for stored records; each new record links ``replay_of``."""
-        run = self._start()
-        ctx = self._context(run)
-        mappings = self._mappings()
         originals = list(originals)
+        run = self._ensure_run()
         self._set_total(len(originals))
+        ctx = self._context(None)
         try:
-            for original in originals:
-                record = SourceRecord(
-                    source_key=original.source_key,
-                    data=original.source_payload,
-                    seen_via=original.seen_via,
-                )
-                self._process(ctx, mappings, record, replay_of=original)
+            self._process(
+                ctx,
+                (
+                    (
+                        SourceRecord(
+                            source_key=o.source_key, data=o.source_payload, seen_via=o.seen_via
+                        ),
+                        o,
+                    )
+                    for o in originals
+                ),
+            )
         except _Abort as exc:
             return self._finish(run, error=str(exc))
         except Exception as exc:
             logger.exception("Replay run %s of %s stopped", run.pk, self.integration.slug)
             return self._finish(run, error=self._describe(exc))
+        finally:
+            ctx.close()
         return self._finish(run)
 
-    # -- one record -------------------------------------------------------------------------
+    # -- records, chunk by chunk ------------------------------------------------------------
 
     def _process(
-        self,
-        ctx: FlowContext,
-        mappings: Mappings,
-        record: SourceRecord,
-        replay_of: AuditRecord | None = None,
-    ) -> AuditRecord:
-        write = _Writer(self, record, replay_of)
-        try:
-            result = self.flow.map(record, mappings)
-        except Exception as exc:
-            logger.exception("map() failed for %s", record.source_key)
-            return write(Status.FAILED, f"Could not map this record: {self._describe(exc)}")
-        if isinstance(result, Flag):
-            return write(Status.FLAGGED, result.reason)
-        if isinstance(result, Skip):
-            return write(Status.SKIPPED, result.reason)
-        if result.ledger_key is None:
-            return self._load_idempotent(ctx, write, result)
-        return self._load_once(ctx, write, result)
+        self, ctx: FlowContext, records: Iterable[tuple[SourceRecord, AuditRecord | None]]
+    ) -> None:
+        mappings = self._mappings()
+        size = max(1, int(self.flow.chunk_size))
+        chunk: list[_Item] = []
+        keys: set[str] = set()
+        for record, replay_of in records:
+            try:
+                mapped: Payload | Flag | Skip | Exception = self.flow.map(record, mappings)
+            except Exception as exc:
+                logger.exception("map() failed for %s", record.source_key)
+                mapped = exc
+            key = mapped.ledger_key if isinstance(mapped, Payload) else None
+            if key is not None and key in keys:  # the same write twice: after the first lands
+                self._run_chunk(ctx, chunk)
+                chunk, keys = [], set()
+            chunk.append(_Item(record, replay_of, mapped))
+            if key is not None:
+                keys.add(key)
+            if len(chunk) >= size:
+                self._run_chunk(ctx, chunk)
+                chunk, keys = [], set()
+        if chunk:
+            self._run_chunk(ctx, chunk)
 
-    def _load_idempotent(self, ctx: FlowContext, write: _Writer, payload: Payload) -> AuditRecord:
-        try:
-            loaded = self.flow.load(ctx, payload, None)
-        except Exception as exc:
-            return self._failed(write, payload, exc, ledger_op=None)
-        return write(Status.SYNCED, loaded.note, payload=payload, loaded=loaded)
+    def _run_chunk(self, ctx: FlowContext, items: list[_Item]) -> None:
+        to_load: list[_Item] = []
+        for item in items:
+            mapped = item.mapped
+            if isinstance(mapped, Exception):
+                reason = f"Could not map this record: {self._describe(mapped)}"
+                item.outcome = _Outcome(Status.FAILED, reason)
+            elif isinstance(mapped, Flag):
+                item.outcome = _Outcome(Status.FLAGGED, mapped.reason)
+            elif isinstance(mapped, Skip):
+                item.outcome = _Outcome(Status.SKIPPED, mapped.reason)
+            elif mapped.ledger_key is None:
+                to_load.append(item)
+            else:
+                item.outcome = self._claim_for(ctx, item, mapped)
+                if item.outcome is None:
+                    to_load.append(item)
+        if to_load:
+            self._load(ctx, to_load)
+        abort = None
+        for item in items:
+            assert item.outcome is not None
+            self._write(item, item.outcome)
+            if isinstance(item.outcome.error, AuthFailed):
+                abort = item.outcome.error
+        if abort is not None:
+            raise _Abort(f"Stopped: credentials refused — {self._describe(abort)}")
 
-    def _load_once(self, ctx: FlowContext, write: _Writer, payload: Payload) -> AuditRecord:
-        key = str(payload.ledger_key)
-        claim = self._claim(key)
+    def _claim_for(self, ctx: FlowContext, item: _Item, payload: Payload) -> _Outcome | None:
+        """Claim a ledgered write; an outcome when it must not be posted now, else None."""
+        claim = item.claim = self._claim(str(payload.ledger_key))
         entry = claim.entry
         if claim.status is ledger.ClaimStatus.CONFIRMED:
-            return write(
+            return _Outcome(
                 Status.DUPLICATE,
                 f"Already posted ({entry.remote_id or 'remote id unknown'}); not posted again.",
                 payload=payload,
@@ -214,7 +296,7 @@ class Runner:
                 ledger_entry=entry,
             )
         if claim.status is ledger.ClaimStatus.BUSY:
-            return write(
+            return _Outcome(
                 Status.FAILED,
                 "Another worker is posting this record right now; it will be "
                 "checked again by the next run or a replay.",
@@ -222,51 +304,83 @@ class Runner:
                 retryable=True,
                 ledger_entry=entry,
             )
-        if claim.status is ledger.ClaimStatus.RECOVER:
-            try:
-                found = self.flow.find_existing(ctx, payload)
-            except Exception as exc:
-                reason = (
-                    "An earlier attempt may have posted this and the target could not be "
-                    f"asked ({self._describe(exc)}); not posted again."
-                )
-                return write(
-                    Status.FAILED,
-                    reason,
-                    payload=payload,
-                    retryable=True,
-                    ledger_op=lambda: ledger.release(entry, refused=False, error=reason),
-                )
-            if found is not None:
-                return write(
-                    Status.SYNCED,
-                    "Found in the target after an interrupted attempt; not posted again.",
-                    payload=payload,
-                    loaded=found,
-                    ledger_op=lambda: ledger.confirm(entry, remote_id=found.remote_id),
-                )
+        if claim.status is not ledger.ClaimStatus.RECOVER:
+            return None
         try:
-            loaded = self.flow.load(
-                ctx, payload, Posting(entry.idempotency_key, entry.pk, entry.generation)
-            )
+            found = self.flow.find_existing(ctx, payload)
         except Exception as exc:
-            refused = isinstance(exc, Rejected)
-            reason = self._describe(exc)
-            return self._failed(
-                write,
-                payload,
-                exc,
-                ledger_op=lambda: ledger.release(entry, refused=refused, error=reason),
+            reason = (
+                "An earlier attempt may have posted this and the target could not be "
+                f"asked ({self._describe(exc)}); not posted again."
             )
-        note = loaded.note
-        if claim.status is ledger.ClaimStatus.RECOVER:
+            return _Outcome(
+                Status.FAILED,
+                reason,
+                payload=payload,
+                retryable=True,
+                error=exc,
+                ledger_op=lambda: ledger.release(entry, refused=False, error=reason),
+            )
+        if found is None:
+            return None
+        return _Outcome(
+            Status.SYNCED,
+            "Found in the target after an interrupted attempt; not posted again.",
+            payload=payload,
+            loaded=found,
+            ledger_op=lambda: ledger.confirm(entry, remote_id=found.remote_id),
+        )
+
+    def _load(self, ctx: FlowContext, items: list[_Item]) -> None:
+        batch = []
+        for item in items:
+            payload = item.mapped
+            assert isinstance(payload, Payload)
+            entry = item.claim.entry if item.claim else None
+            posting = Posting(entry.idempotency_key, entry.pk, entry.generation) if entry else None
+            batch.append((payload, posting))
+        try:
+            results = self.flow.load_many(ctx, batch)
+            if len(results) != len(batch):
+                raise RuntimeError(f"load_many answered {len(results)} of {len(batch)} writes")
+        except Exception as exc:  # the whole call failed: the same for every write in it
+            results = [exc] * len(batch)
+        for item, (payload, _), result in zip(items, batch, results, strict=True):
+            item.outcome = self._loaded(item, payload, result)
+
+    def _loaded(self, item: _Item, payload: Payload, result: LoadResult | Exception) -> _Outcome:
+        entry = item.claim.entry if item.claim else None
+        if isinstance(result, Exception):
+            if not isinstance(result, ApiError):
+                logger.error("load failed for %s", item.record.source_key, exc_info=result)
+            reason = self._describe(result)
+            refused = isinstance(result, Rejected)
+            return _Outcome(
+                Status.FAILED,
+                reason,
+                payload=payload,
+                retryable=not refused,
+                response=result.summary() if isinstance(result, ApiError) else None,
+                error=result,
+                ledger_op=(
+                    (lambda: ledger.release(entry, refused=refused, error=reason))
+                    if entry is not None
+                    else None
+                ),
+            )
+        note = result.note
+        if item.claim is not None and item.claim.status is ledger.ClaimStatus.RECOVER:
             note = f"Completed after an interrupted attempt. {note}".strip()
-        return write(
+        return _Outcome(
             Status.SYNCED,
             note,
             payload=payload,
-            loaded=loaded,
-            ledger_op=lambda: ledger.confirm(entry, remote_id=loaded.remote_id),
+            loaded=result,
+            ledger_op=(
+                (lambda: ledger.confirm(entry, remote_id=result.remote_id))
+                if entry is not None
+                else None
+            ),
         )
 
     def _claim(self, key: str) -> ledger.Claim:
@@ -274,7 +388,7 @@ class Runner:
         while True:
             claim = ledger.claim(
                 integration_id=self.integration.pk,
-                target=self.flow.target,
+                target=self.flow.ledger_target,
                 natural_key=key,
                 owner=self.owner,
                 lease_seconds=self.lease_seconds,
@@ -283,93 +397,179 @@ class Runner:
                 return claim
             time.sleep(BUSY_POLL_SECONDS)
 
-    def _failed(
-        self,
-        write: _Writer,
-        payload: Payload,
-        exc: Exception,
-        ledger_op: Callable[[], PostingLedger] | None,
-    ) -> AuditRecord:
-        if not isinstance(exc, ApiError):
-            logger.error("load() failed for %s", write.record.source_key, exc_info=exc)
-        retryable = not isinstance(exc, Rejected)
-        response = exc.summary() if isinstance(exc, ApiError) else None
-        audit = write(
-            Status.FAILED,
-            self._describe(exc),
-            payload=payload,
-            retryable=retryable,
-            response=response,
-            ledger_op=ledger_op,
-        )
-        if isinstance(exc, AuthFailed):
-            raise _Abort(f"Stopped: credentials refused — {exc.message}")
+    # -- writing one outcome ----------------------------------------------------------------
+
+    def _write(self, item: _Item, out: _Outcome) -> AuditRecord:
+        """The ledger change, the AuditRecord and the cursor, in one transaction."""
+        record, replay_of, redact = item.record, item.replay_of, self.redact
+        if out.status in (Status.SYNCED, Status.FAILED):
+            self._ensure_run()  # a webhook delivery gets a run once it writes or fails
+        target_key, response = out.target_key, out.response
+        if out.loaded is not None:
+            target_key = target_key or out.loaded.remote_id
+            response = out.loaded.response if response is None else response
+        payload = out.payload
+        with transaction.atomic():
+            ledger_entry = out.ledger_op() if out.ledger_op is not None else out.ledger_entry
+            audit = AuditRecord.objects.create(
+                run=self.run_row,
+                event=self.event_row,
+                integration=self.integration,
+                stream=self.flow.stream,
+                source_key=record.source_key[:255],
+                target_key=(target_key or (payload.target_key if payload else ""))[:255],
+                status=out.status,
+                reason=redact.text(out.reason or ""),
+                retryable=out.retryable,
+                seen_via=record.seen_via or self.trigger,
+                source_payload=redact(record.data),
+                sent_payload=redact(payload.data) if payload is not None else None,
+                response_summary=redact(dict(response)) if response is not None else None,
+                attempt=(replay_of.attempt + 1) if replay_of else 1,
+                replay_of=replay_of,
+                ledger=ledger_entry,
+            )
+            if replay_of is not None:
+                AuditRecord.objects.filter(pk=replay_of.pk, resolved_at=None).update(
+                    resolved_at=timezone.now(),
+                    resolved_by=self.requested_by[:150],
+                    resolution=f"Replayed as record #{audit.pk} ({out.status})",
+                )
+            if out.status == Status.FAILED and out.retryable:
+                self._hold_cursor = True
+            elif record.watermark and not self._hold_cursor:
+                self._move_cursor(record.watermark)
+        if not (out.status == Status.FAILED and out.retryable) and replay_of is None:
+            self._final.append(record)
+        if self.run_row is None:
+            self.counts.records.append(audit.pk)
+        self._count(out.status)
         return audit
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _start(self) -> SyncRun:
-        now = timezone.now()
-        self.run_row = SyncRun.objects.create(
-            integration=self.integration,
-            trigger=self.trigger,
-            status=SyncRun.Status.RUNNING,
-            requested_by=self.requested_by,
-            started_at=now,
-            heartbeat_at=now,
-        )
+    def _ensure_run(self) -> SyncRun:
+        if self.run_row is None:
+            now = timezone.now()
+            counts = self.counts
+            self.run_row = SyncRun.objects.create(
+                integration=self.integration,
+                trigger=self.trigger,
+                status=SyncRun.Status.RUNNING,
+                requested_by=self.requested_by,
+                started_at=now,
+                heartbeat_at=now,
+                total=counts.total,
+                done=counts.done,
+                **{name: getattr(counts, name) for name in COUNTED},
+            )
+            if counts.records:  # records of this delivery written before it needed a run
+                AuditRecord.objects.filter(pk__in=counts.records).update(run=self.run_row)
+                counts.records.clear()
         return self.run_row
 
-    def _context(self, run: SyncRun) -> FlowContext:
-        return FlowContext(integration=self.integration, run=run, set_total=self._set_total)
+    def _context(self, window_start: int | str | None) -> FlowContext:
+        integration, flow = self.integration, self.flow
+
+        def make_client(side: str) -> Provider:
+            return client_for(getattr(integration, side))
+
+        def posted(keys: Sequence[str]) -> set[str]:
+            return ledger_confirmed_keys(
+                integration_id=integration.pk, target=flow.ledger_target, keys=keys
+            )
+
+        def processed_events(event_ids: Sequence[str]) -> set[str]:
+            if not event_ids:
+                return set()
+            return set(
+                WebhookProcessing.objects.filter(
+                    integration=integration,
+                    state=WebhookProcessing.State.DONE,
+                    event__connection_id=integration.source_id,
+                    event__event_id__in=list(event_ids),
+                ).values_list("event__event_id", flat=True)
+            )
+
+        return FlowContext(
+            integration=integration,
+            window_start=window_start,
+            make_client=make_client,
+            set_total=self._set_total,
+            posted=posted,
+            processed_events=processed_events,
+        )
+
+    def _window_start(self, now: Any) -> int | str | None:
+        window = self.flow.window
+        if window is None:
+            return None
+        row = Cursor.objects.filter(integration=self.integration, stream=self.flow.stream).first()
+        override = (self.integration.settings or {}).get("overlap_seconds")
+        overlap = timedelta(seconds=float(override)) if override not in (None, "") else None
+        return window.start(row.value if row else "", now=now, overlap=overlap)
+
+    def _move_cursor(self, value: str) -> None:
+        Cursor.objects.update_or_create(
+            integration=self.integration, stream=self.flow.stream, defaults={"value": value}
+        )
+
+    def _acknowledge(self, ctx: FlowContext) -> str:
+        """Let the source know which records are done; a failure is a warning, not a loss."""
+        if not self._final:
+            return ""
+        try:
+            self.flow.acknowledge(ctx, list(self._final))
+        except Exception as exc:
+            logger.exception("acknowledge() failed for %s", self.integration.slug)
+            return (
+                "Everything read was recorded, but the source could not be told so "
+                f"({self._describe(exc)}); those records will be read again and recognised."
+            )
+        return ""
 
     def _mappings(self) -> Mappings:
         rows = FieldMapping.objects.filter(integration=self.integration)
         return Mappings({(m.kind, m.source_value.strip()): m.target_value for m in rows})
 
     def _set_total(self, total: int) -> None:
-        assert self.run_row is not None
-        self.run_row.total = total
+        self.counts.total = total
         self._flush(force=True)
 
     def _count(self, status: str) -> None:
-        run = self.run_row
-        assert run is not None
-        run.done += 1
-        setattr(run, status, getattr(run, status) + 1)
+        counts = self.counts
+        counts.done += 1
+        setattr(counts, status, getattr(counts, status) + 1)
         self._flush()
-        if self.on_progress is not None:
-            self.on_progress(run)
+        if self.on_progress is not None and self.run_row is not None:
+            self.on_progress(self.run_row)
+
+    def _sync_row(self) -> SyncRun | None:
+        run = self.run_row
+        if run is not None:
+            run.total, run.done = self.counts.total, self.counts.done
+            for name in COUNTED:
+                setattr(run, name, getattr(self.counts, name))
+        return run
 
     def _flush(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self._last_flush < PROGRESS_FLUSH_SECONDS:
+        run = self._sync_row()
+        if run is None or (not force and now - self._last_flush < PROGRESS_FLUSH_SECONDS):
             return
         self._last_flush = now
-        run = self.run_row
-        assert run is not None
         run.heartbeat_at = timezone.now()
-        run.save(
-            update_fields=[
-                "total",
-                "done",
-                "synced",
-                "skipped",
-                "duplicate",
-                "failed",
-                "flagged",
-                "heartbeat_at",
-            ]
-        )
+        run.save(update_fields=["total", "done", *COUNTED, "heartbeat_at"])
 
-    def _finish(self, run: SyncRun, error: str = "") -> SyncRun:
+    def _finish(self, run: SyncRun, error: str = "", warning: str = "") -> SyncRun:
+        self._sync_row()
         if error:
             run.status = SyncRun.Status.FAILED
-        elif run.failed or run.flagged:
+        elif run.failed or run.flagged or warning:
             run.status = SyncRun.Status.PARTIAL
         else:
             run.status = SyncRun.Status.SUCCEEDED
-        run.error_summary = error[:4000]
+        run.error_summary = (error or warning)[:4000]
         run.finished_at = timezone.now()
         run.heartbeat_at = run.finished_at
         if run.total is None:
@@ -392,68 +592,3 @@ class Runner:
         if isinstance(exc, ApiError):
             return self.redact.text(exc.message)
         return self.redact.text(f"{type(exc).__name__}: {exc}")[:2000]
-
-
-class _Writer:
-    """Writes one record's outcome: ledger change, AuditRecord and cursor in one transaction."""
-
-    def __init__(self, runner: Runner, record: SourceRecord, replay_of: AuditRecord | None) -> None:
-        self.runner = runner
-        self.record = record
-        self.replay_of = replay_of
-
-    def __call__(
-        self,
-        status: str,
-        reason: str,
-        *,
-        payload: Payload | None = None,
-        loaded: LoadResult | None = None,
-        response: Any = None,
-        retryable: bool = False,
-        target_key: str = "",
-        ledger_entry: PostingLedger | None = None,
-        ledger_op: Callable[[], PostingLedger] | None = None,
-    ) -> AuditRecord:
-        runner, record, redact = self.runner, self.record, self.runner.redact
-        run = runner.run_row
-        assert run is not None
-        if loaded is not None:
-            target_key = target_key or loaded.remote_id
-            response = loaded.response if response is None else response
-        with transaction.atomic():
-            if ledger_op is not None:
-                ledger_entry = ledger_op()
-            audit = AuditRecord.objects.create(
-                run=run,
-                integration=runner.integration,
-                stream=runner.flow.stream,
-                source_key=record.source_key[:255],
-                target_key=(target_key or (payload.target_key if payload else ""))[:255],
-                status=status,
-                reason=redact.text(reason or ""),
-                retryable=retryable,
-                seen_via=record.seen_via or run.trigger,
-                source_payload=redact(record.data),
-                sent_payload=redact(payload.data) if payload is not None else None,
-                response_summary=redact(dict(response)) if response is not None else None,
-                attempt=(self.replay_of.attempt + 1) if self.replay_of else 1,
-                replay_of=self.replay_of,
-                ledger=ledger_entry,
-            )
-            if self.replay_of is not None:
-                AuditRecord.objects.filter(pk=self.replay_of.pk, resolved_at=None).update(
-                    resolved_at=timezone.now(),
-                    resolved_by=runner.requested_by[:150],
-                    resolution=f"Replayed as record #{audit.pk} ({status})",
-                )
-            if status == Status.FAILED and retryable:
-                runner._hold_cursor = True
-            elif record.watermark and not runner._hold_cursor:
-                Cursor.objects.update_or_create(
-                    integration=runner.integration,
-                    stream=runner.flow.stream,
-                    defaults={"value": record.watermark},
-                )
-        runner._count(status)
-        return audit

@@ -1,9 +1,11 @@
-"""Services for integrations: runs, schedules, and inbound webhook events."""
+"""Services for integrations: runs, schedules, inbound webhook events, replay and review."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
@@ -12,10 +14,14 @@ from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
+from audit.models import AuditRecord
 from connections.models import Connection
+from connections.providers.base import InboundEvent
+from connections.providers.infor_m3 import InforM3
+from connections.providers.registry import client_for
 from connections.redaction import Redactor
 from syncs.flows import FLOWS
-from syncs.models import FieldMapping, Integration, SyncRun, WebhookEvent
+from syncs.models import FieldMapping, Integration, SyncRun, WebhookEvent, WebhookProcessing
 from syncs.runner import Runner
 
 logger = logging.getLogger(__name__)
@@ -121,40 +127,33 @@ WEBHOOK_TASK = "syncs.tasks.process_webhook_event"
 
 
 def webhook_receive(
-    *,
-    provider: str,
-    connection: Connection,
-    event_id: str,
-    event_type: str,
-    raw_body: str,
-    headers: dict[str, str],
+    *, connection: Connection, event: InboundEvent, raw_body: str, headers: dict[str, str]
 ) -> tuple[WebhookEvent, bool]:
     """Store a verified event (before it is acknowledged) and queue its processing.
 
-    Returns (event, created).  A duplicate delivery is not processed again, unless the first
+    Returns (event, created).  A duplicate delivery is not processed again, unless an earlier
     processing failed, in which case it is queued again.
     """
     try:
         with transaction.atomic():
-            event = WebhookEvent.objects.create(
-                provider=provider,
+            row = WebhookEvent.objects.create(
+                system=connection.kind,
                 connection=connection,
-                event_id=event_id,
-                event_type=event_type,
+                event_id=event.id,
+                event_type=event.type,
+                occurred_at=event.occurred_at,
                 raw_body=raw_body,
                 headers=headers,
-                signature_valid=True,
-                seen_via="webhook",
             )
         created = True
     except IntegrityError:
-        event = WebhookEvent.objects.get(
-            provider=provider, connection=connection, event_id=event_id, signature_valid=True
+        row = WebhookEvent.objects.get(
+            system=connection.kind, connection=connection, event_id=event.id
         )
         created = False
-    if created or (not event.processed and event.error):
-        webhook_enqueue(event=event)
-    return event, created
+    if created or (not row.processed and row.error):
+        webhook_enqueue(event=row)
+    return row, created
 
 
 def webhook_enqueue(*, event: WebhookEvent) -> None:
@@ -163,26 +162,57 @@ def webhook_enqueue(*, event: WebhookEvent) -> None:
     transaction.on_commit(lambda: async_task(WEBHOOK_TASK, pk, task_name=f"webhook {pk}"))
 
 
-def webhook_process(*, event: WebhookEvent) -> list[SyncRun]:
-    """Run every enabled integration fed by this event's provider and connection."""
-    payload = json.loads(event.raw_body)
+def webhook_consumers(*, event: WebhookEvent) -> list[Integration]:
+    """The enabled integrations this event feeds (their flow reads its system and type)."""
 
     def consumes(integration: Integration) -> bool:
         flow = FLOWS.get(integration.flow)
         return (
             flow is not None
-            and flow.webhook_provider == event.provider
+            and flow.webhook_system == event.system
             and event.event_type in flow.webhook_events
         )
 
     candidates = Integration.objects.filter(enabled=True, source=event.connection)
-    integrations = [i for i in candidates.select_related("source", "target") if consumes(i)]
-    runs, problems = [], []
-    for integration in integrations:
-        run = Runner(integration, trigger=SyncRun.Trigger.WEBHOOK).run(event=payload)
-        runs.append(run)
-        if run.status == SyncRun.Status.FAILED or run.failed:
-            problems.append(f"run #{run.pk}: {run.error_summary or f'{run.failed} failed'}")
+    return [i for i in candidates.select_related("source", "target") if consumes(i)]
+
+
+def webhook_process(*, event: WebhookEvent) -> list[WebhookProcessing]:
+    """Let every integration the event feeds handle it, each at most once successfully.
+
+    An integration that already handled the event is not run again; one that failed is run
+    again (alone) the next time the event is processed.
+    """
+    inbound = InboundEvent(
+        id=event.event_id,
+        type=event.event_type,
+        occurred_at=event.occurred_at or event.received_at,
+        payload=json.loads(event.raw_body),
+    )
+    results = []
+    for integration in webhook_consumers(event=event):
+        processing, _ = WebhookProcessing.objects.get_or_create(
+            event=event, integration=integration
+        )
+        if processing.state == WebhookProcessing.State.DONE:
+            results.append(processing)
+            continue
+        outcome = Runner(integration, trigger=SyncRun.Trigger.WEBHOOK).run_event(
+            inbound, event_row=event
+        )
+        processing.state = (
+            WebhookProcessing.State.DONE if outcome.ok else WebhookProcessing.State.FAILED
+        )
+        processing.run = outcome.run or processing.run
+        processing.attempts += 1
+        processing.error = outcome.error[:4000]
+        processing.save()
+        results.append(processing)
+    problems = [
+        f"{p.integration}: {p.error or 'failed'}"
+        for p in results
+        if p.state != WebhookProcessing.State.DONE
+    ]
     redact = Redactor(event.connection.secret_values())
     WebhookEvent.objects.filter(pk=event.pk).update(
         processed=not problems,
@@ -190,17 +220,67 @@ def webhook_process(*, event: WebhookEvent) -> list[SyncRun]:
         attempts=event.attempts + 1,
         error=redact.text("; ".join(problems))[:4000],
     )
-    return runs
+    return results
 
 
 def webhook_events_reprocess(*, event_ids: list[int]) -> int:
     """Queue stored events whose processing failed (or never ran) to be processed again."""
-    events = list(
-        WebhookEvent.objects.filter(pk__in=event_ids, processed=False, signature_valid=True)
-    )
+    events = list(WebhookEvent.objects.filter(pk__in=event_ids, processed=False))
     for event in events:
         webhook_enqueue(event=event)
     return len(events)
+
+
+REPLAYABLE = (AuditRecord.Status.FAILED, AuditRecord.Status.FLAGGED)
+
+
+def records_replayable(*, record_ids: Iterable[int]) -> list[AuditRecord]:
+    """The records among ``record_ids`` that can be replayed (failed/flagged, unresolved)."""
+    return list(
+        AuditRecord.objects.filter(
+            pk__in=list(record_ids), status__in=REPLAYABLE, resolved_at=None
+        ).select_related("integration", "integration__source", "integration__target")
+    )
+
+
+def records_replay(*, record_ids: Iterable[int], requested_by: str = "") -> list[SyncRun]:
+    """Replay records now: one replay run per integration; ineligible records are ignored."""
+    by_integration: dict[int, list[AuditRecord]] = defaultdict(list)
+    for record in records_replayable(record_ids=record_ids):
+        by_integration[record.integration_id].append(record)
+    runs = []
+    for records in by_integration.values():
+        runner = Runner(
+            records[0].integration, trigger=SyncRun.Trigger.REPLAY, requested_by=requested_by
+        )
+        runs.append(runner.replay(sorted(records, key=lambda r: r.pk)))
+    return runs
+
+
+def records_enqueue_replay(*, record_ids: Iterable[int], requested_by: str = "") -> int:
+    """Queue a replay of the eligible records for a worker; returns how many were queued."""
+    eligible = [r.pk for r in records_replayable(record_ids=record_ids)]
+    if eligible:
+        transaction.on_commit(
+            lambda: async_task(
+                "syncs.tasks.replay_records",
+                eligible,
+                requested_by,
+                task_name=f"replay {len(eligible)} record(s)",
+            )
+        )
+    return len(eligible)
+
+
+def records_dismiss(*, record_ids: Iterable[int], requested_by: str, note: str) -> int:
+    """Take records out of the review queue without replaying them (the note says why)."""
+    return AuditRecord.objects.filter(
+        pk__in=list(record_ids), status__in=REPLAYABLE, resolved_at=None
+    ).update(
+        resolved_at=timezone.now(),
+        resolved_by=requested_by[:150],
+        resolution=f"Dismissed: {note}"[:255],
+    )
 
 
 def gl_mappings_check(*, integration: Integration) -> tuple[list[str], list[str]]:
@@ -209,10 +289,8 @@ def gl_mappings_check(*, integration: Integration) -> tuple[list[str], list[str]
     Returns (known, unknown) as readable lines; only the first accounting dimension (AIT1) is
     checked, since the chart lists accounts by dimension 1.
     """
-    from connections.providers.registry import client_for
-
     m3_side = next(
-        (c for c in (integration.target, integration.source) if c.kind == Connection.Kind.INFOR_M3),
+        (c for c in (integration.target, integration.source) if c.kind == InforM3.kind),
         None,
     )
     if m3_side is None:

@@ -26,17 +26,17 @@ def run_integration(
 
 def replay_records(record_ids: list[int], requested_by: str = "") -> list[int]:
     """Replay failed/flagged audit records; returns the SyncRun ids created."""
-    from audit.services import records_replay
+    from syncs.services import records_replay
 
     return [run.pk for run in records_replay(record_ids=record_ids, requested_by=requested_by)]
 
 
 def process_webhook_event(event_id: int) -> list[int]:
-    """Process one stored webhook event; returns the SyncRun ids."""
+    """Process one stored webhook event; returns the SyncRun ids it made."""
     from syncs.models import WebhookEvent
     from syncs.services import webhook_process
 
     event = WebhookEvent.objects.select_related("connection").filter(pk=event_id).first()
     if event is None or event.processed:
         return []
-    return [run.pk for run in webhook_process(event=event)]
+    return [p.run_id for p in webhook_process(event=event) if p.run_id]

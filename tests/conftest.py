@@ -11,6 +11,7 @@ import pytest
 from django.db import connection as db_connection
 
 from connections.models import Connection
+from connections.sandbox.server import SIMULATORS
 from syncs.flows import FLOWS
 from syncs.models import Integration
 from tests.sandbox_fixtures import (  # noqa: F401  (fixtures)
@@ -51,18 +52,19 @@ def ionapi_bytes(**overrides: Any) -> bytes:
 
 @pytest.fixture
 def make_connection(db: Any) -> Any:
+    """A saved connection of any registered kind, to its simulator's address (nothing serves
+    there unless the test starts it)."""
+
     def make(kind: str = "stripe", slug: str | None = None, **settings: Any) -> Connection:
-        credentials = {
-            "stripe": {"api_key": "sk_test_abcdefghijklmnop", "webhook_secret": "whsec_testsecret"},
-            "infor_m3": dict(IONAPI),
-            "ifs_cloud": {"client_id": "ifs-client", "client_secret": "ifs-secret-value"},
-        }[kind]
+        (sim_class,) = [c for c in SIMULATORS.values() if c.kind == kind]
+        values = sim_class().connection_values("http://127.0.0.1:9")
+        credentials = dict(IONAPI) if kind == "infor_m3" else values["credentials"]
         conn = Connection(
             name=f"{kind} test",
             slug=slug or f"{kind}-test",
             kind=kind,
             credentials=credentials,
-            settings=settings,
+            settings={**values["settings"], **settings},
         )
         conn.full_clean()
         conn.save()

@@ -8,9 +8,27 @@ from typing import Any
 import pytest
 
 from connections.models import Connection
-from connections.sandbox.base import Served
+from connections.sandbox.base import Served, Simulator
 from connections.sandbox.m3 import M3Simulator
 from connections.sandbox.stripe import StripeSimulator
+
+# Generous enough for a loaded CI machine, short enough that a hang fails fast.
+TEST_SETTINGS = {"max_retry_seconds": 20, "read_timeout": 5}
+
+
+def connect(sim: Simulator, url: str, *, slug: str, name: str, **settings: Any) -> Connection:
+    """A saved connection to ``sim`` served at ``url`` (what the demo would create)."""
+    values = sim.connection_values(url)
+    conn = Connection(
+        name=name,
+        slug=slug,
+        kind=values["kind"],
+        credentials=values["credentials"],
+        settings={**values["settings"], **TEST_SETTINGS, **settings},
+    )
+    conn.full_clean()
+    conn.save()
+    return conn
 
 
 @pytest.fixture
@@ -22,17 +40,7 @@ def m3_sim() -> Iterator[Served]:
 
 @pytest.fixture
 def m3_connection(db: Any, m3_sim: Served) -> Connection:
-    sim: M3Simulator = m3_sim.app  # type: ignore[assignment]
-    conn = Connection(
-        name="CloudSuite sandbox",
-        slug="m3-sandbox",
-        kind="infor_m3",
-        credentials=sim.ionapi(m3_sim.url),
-        settings={"cono": 100, "divi": "AAA", "max_retry_seconds": 20, "read_timeout": 5},
-    )
-    conn.full_clean()
-    conn.save()
-    return conn
+    return connect(m3_sim.app, m3_sim.url, slug="m3-sandbox", name="CloudSuite sandbox")
 
 
 @pytest.fixture
@@ -46,19 +54,6 @@ def stripe_sim() -> Iterator[Served]:
 
 @pytest.fixture
 def stripe_connection(db: Any, stripe_sim: Served) -> Connection:
-    sim: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
-    conn = Connection(
-        name="Stripe sandbox",
-        slug="stripe-sandbox",
-        kind="stripe",
-        credentials={"api_key": sim.api_key, "webhook_secret": "whsec_sandboxsecret0123"},
-        settings={
-            "base_url": stripe_sim.url,
-            "max_retry_seconds": 20,
-            "max_attempts": 3,
-            "read_timeout": 5,
-        },
+    return connect(
+        stripe_sim.app, stripe_sim.url, slug="stripe-sandbox", name="Stripe sandbox", max_attempts=3
     )
-    conn.full_clean()
-    conn.save()
-    return conn

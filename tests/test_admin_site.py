@@ -25,6 +25,9 @@ SECTIONS = [
 ]
 
 
+ROW = {"id": "ch_1", "ts": "2026-11-01", "invoice": "I", "amount_cents": 1, "account": "x"}
+
+
 def test_the_index_shows_every_section(admin_client: Client) -> None:
     page = admin_client.get("/admin/").content.decode()
     for section in SECTIONS:
@@ -37,7 +40,9 @@ def test_the_index_shows_every_section(admin_client: Client) -> None:
 def test_every_changelist_loads(
     admin_client: Client, model_admin: Any, integration: Integration
 ) -> None:
-    SOURCE.append({"id": "ch_1", "ts": "1", "invoice": "I", "amount_cents": 1, "account": "x"})
+    SOURCE.append(
+        {"id": "ch_1", "ts": "2026-11-01", "invoice": "I", "amount_cents": 1, "account": "x"}
+    )
     Runner(integration, trigger="manual").run()
     opts = model_admin.model._meta
     response = admin_client.get(f"/admin/{opts.app_label}/{opts.model_name}/")
@@ -64,7 +69,9 @@ def test_replay_from_the_review_queue_asks_then_replays(
     integration: Integration,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    SOURCE.append({"id": "ch_1", "ts": "1", "invoice": "I", "amount_cents": 100, "account": "40"})
+    SOURCE.append(
+        {"id": "ch_1", "ts": "2026-11-01", "invoice": "I", "amount_cents": 100, "account": "40"}
+    )
     flagged = Runner(integration, trigger="manual").run().records.get()
     url = "/admin/audit/reviewitem/"
     assert "No GL mapping for account 40" in admin_client.get(url).content.decode()
@@ -85,7 +92,9 @@ def test_replay_from_the_review_queue_asks_then_replays(
 
 
 def test_dismiss_needs_a_reason(admin_client: Client, integration: Integration) -> None:
-    SOURCE.append({"id": "ch_1", "ts": "1", "invoice": "I", "amount_cents": 100, "account": "40"})
+    SOURCE.append(
+        {"id": "ch_1", "ts": "2026-11-01", "invoice": "I", "amount_cents": 100, "account": "40"}
+    )
     flagged = Runner(integration, trigger="manual").run().records.get()
     url = "/admin/audit/reviewitem/"
     admin_client.post(

@@ -1,24 +1,36 @@
-"""Provider base class and the explicit provider registry.
+"""The provider base: what every system's client is, whatever its transport.
 
-A provider speaks only its external API: one method per endpoint or domain operation, typed
-errors from the shared ``ApiClient``, and ``check()`` for the admin's "Test connection".  It
-never touches SyncRun, AuditRecord or the ledger.  The registry is ``providers.registry``.
+``Provider`` is transport-neutral: it knows its system (kind, label, credentials and settings
+spec, what its secrets look like), tests the connection (``check``), redacts, raises the typed
+error family of ``errors.py`` and, for systems that send webhooks, verifies them
+(``verify_webhook`` → ``InboundEvent``).  ``HttpProvider`` puts it on the shared ``ApiClient``
+(with OAuth when the system has a token grant); ``sftp.SftpProvider`` puts it on paramiko.
+
+A provider speaks only its external API: it never touches SyncRun, AuditRecord or the ledger.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import requests
 
-from connections.models import Connection
 from connections.providers.http import ApiClient, Auth, ClientConfig
+from connections.providers.oauth import BearerAuth, Grant, TokenManager
 from connections.providers.ratelimit import get_rate_limiter
+from connections.providers.spec import ConnectionSpec
 from connections.redaction import Redactor
+
+if TYPE_CHECKING:
+    from connections.models import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +44,132 @@ class CheckResult:
     details: list[str] = field(default_factory=list)
 
 
-class Provider:
-    """Base of every provider client."""
+@dataclass(frozen=True)
+class InboundEvent:
+    """A verified webhook event: the system's own id for it, its type, when it happened."""
 
-    kind: ClassVar[str]
+    id: str
+    type: str
+    occurred_at: datetime
+    payload: dict[str, Any]
+
+
+class WebhookRejected(Exception):
+    """A webhook delivery that is not a validly signed, well-formed event of the system.
+
+    ``message`` is what the sender is told (nothing about our secrets); ``status`` the HTTP code.
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+MAX_JSON_DEPTH = 64
+
+
+def parse_json_object(raw_body: bytes, *, what: str) -> dict[str, Any]:
+    """Parse a webhook body as a JSON object that can be stored and processed safely.
+
+    Refused (``WebhookRejected``, 400): not UTF-8, not JSON, not an object, nested deeper than
+    ``MAX_JSON_DEPTH``, NUL characters or unpaired surrogates anywhere (PostgreSQL's text and
+    JSON types refuse both), numbers that overflow a float.
+    """
+    try:
+        text = raw_body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WebhookRejected(f"The body is not UTF-8 text, so not {what}.") from None
+    depth = deepest = 0
+    for char in text:  # refuse deep nesting before the parser recurses into it
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                raise WebhookRejected(f"The body is nested too deeply to be {what}.")
+        elif char in "]}":
+            depth -= 1
+    try:
+        payload = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise WebhookRejected(f"The body is not JSON, so not {what}.") from None
+    if not isinstance(payload, dict):
+        raise WebhookRejected(f"The body is not a JSON object, so not {what}.")
+    _check_storable(payload, what)
+    return payload
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_storable(value: Any, what: str) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise WebhookRejected(f"The body holds NUL characters, so it is not {what}.")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise WebhookRejected(
+                    f"The body holds an unpaired surrogate, so it is not {what}."
+                ) from None
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise WebhookRejected(f"The body holds a number out of range, so it is not {what}.")
+
+
+def bounded_text(value: Any, *, limit: int, name: str, what: str) -> str:
+    """A non-empty printable string of at most ``limit`` characters, or ``WebhookRejected``."""
+    if not isinstance(value, str) or not value or len(value) > limit or not value.isprintable():
+        raise WebhookRejected(f"The {name} is missing or malformed, so this is not {what}.")
+    return value
+
+
+class Provider:
+    """Base of every system's client."""
+
+    kind: ClassVar[str]  # the connection kind, e.g. "stripe"
+    label: ClassVar[str]  # what a finance user calls the system
+    spec: ClassVar[ConnectionSpec]
+    # What this system's secrets look like: (pattern, replacement) pairs for free text, and the
+    # names of payload keys whose values are secret (beyond the generic password/token/secret).
+    secret_patterns: ClassVar[tuple[tuple[re.Pattern[str], str], ...]] = ()
+    secret_keys: ClassVar[tuple[str, ...]] = ()
+    # The largest webhook body this system sends; 0 means it sends no webhooks.
+    webhook_max_bytes: ClassVar[int] = 0
+    webhook_help: ClassVar[str] = ""  # where in the system the webhook URL is registered
+    webhook_headers: ClassVar[tuple[str, ...]] = ()  # delivery headers worth keeping
+
+    def __init__(self, connection: Connection, **_: Any) -> None:
+        self.connection = connection
+        self.redactor = Redactor(connection.secret_values())
+
+    def check(self) -> CheckResult:
+        """Authenticate and confirm the account can do what the integrations need."""
+        raise NotImplementedError
+
+    def verify_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> InboundEvent:
+        """Verify a delivery's signature on the raw body and parse it; ``WebhookRejected`` if
+        it is not a validly signed, well-formed event of this system."""
+        raise WebhookRejected(f"{self.label} sends no webhooks.", status=404)
+
+    @classmethod
+    def sends_webhooks(cls) -> bool:
+        return cls.webhook_max_bytes > 0
+
+    def close(self) -> None:
+        """Release connections (sessions, SSH transports)."""
+
+
+class HttpProvider(Provider):
+    """A provider on the shared HTTP core: timeouts, retries, shared rate limit, OAuth."""
 
     def __init__(
         self,
@@ -44,8 +178,7 @@ class Provider:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.connection = connection
-        self.redactor = Redactor(connection.secret_values())
+        super().__init__(connection)
         self.http = ApiClient(
             self.client_config(),
             auth=self.build_auth(),
@@ -59,11 +192,16 @@ class Provider:
     def client_config(self) -> ClientConfig:
         return ClientConfig.from_connection(self.connection)
 
-    def build_auth(self) -> Auth | None:
+    def grant(self) -> Grant | None:
+        """How this system hands out OAuth tokens (None: it does not use OAuth)."""
         return None
+
+    def build_auth(self) -> Auth | None:
+        grant = self.grant()
+        return BearerAuth(TokenManager(self.connection, grant)) if grant else None
 
     def default_headers(self) -> dict[str, str]:
         return {"Accept": "application/json"}
 
-    def check(self) -> CheckResult:
-        raise NotImplementedError
+    def close(self) -> None:
+        self.http.session.close()

@@ -5,8 +5,9 @@ fresh uses it without locking.  A worker that finds it stale takes the row lock
 (``SELECT … FOR UPDATE``), looks again — another worker may have refreshed it meanwhile — and only
 then calls the token endpoint, so however many workers notice at once, one request is made.
 
-Grants: the ION password grant (``.ionapi`` service account), the refresh-token grant (used first
-when a refresh token is held; a rotated refresh token is persisted), and client credentials.
+Each provider package supplies its primary ``Grant`` (the ION password grant from an ``.ionapi``
+file, client credentials for IFS and Wise); the refresh-token grant is used first when a refresh
+token is held, and a rotated refresh token is persisted.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from django.views.decorators.debug import sensitive_variables
 from connections.models import Connection, OAuthToken
 from connections.providers.errors import ApiError, AuthFailed, Rejected
 from connections.providers.http import ApiClient, ClientConfig
-from connections.providers.ionapi import IonApi
 from connections.redaction import Redactor
 
 logger = logging.getLogger(__name__)
@@ -45,18 +45,6 @@ class Grant:
 
     def secrets(self) -> list[str]:
         return [self.client_secret, *(v for k, v in self.form.items() if k == "password")]
-
-
-def password_grant(ionapi: IonApi, *, client_auth: str = "basic") -> Grant:
-    """The ION API service-account grant from an ``.ionapi`` file."""
-    v = ionapi.values
-    return Grant(
-        token_url=ionapi.token_url,
-        client_id=v["ci"],
-        client_secret=v["cs"],
-        form={"grant_type": "password", "username": v["saak"], "password": v["sask"]},
-        client_auth=client_auth,
-    )
 
 
 def client_credentials_grant(
@@ -217,32 +205,3 @@ class BearerAuth:
 
     def on_unauthorized(self, used: str | None) -> None:
         self.manager.invalidate(used)
-
-
-def token_manager_for(connection: Connection, **kwargs: Any) -> TokenManager:
-    """The token manager a connection's kind uses (ION password grant, IFS/Wise client creds)."""
-    from connections.providers.ionapi import parse_ionapi
-
-    creds = connection.credentials or {}
-    if connection.kind == Connection.Kind.INFOR_M3:
-        import json
-
-        ionapi = parse_ionapi(json.dumps(creds))
-        grant = password_grant(ionapi, client_auth=connection.setting("client_auth", "basic"))
-    elif connection.kind == Connection.Kind.IFS_CLOUD:
-        grant = client_credentials_grant(
-            connection.setting("token_url"),
-            creds["client_id"],
-            creds["client_secret"],
-            scope=connection.setting("scope"),
-        )
-    elif connection.kind == Connection.Kind.WISE and creds.get("client_id"):
-        grant = client_credentials_grant(
-            connection.setting("base_url").rstrip("/") + "/oauth/token",
-            creds["client_id"],
-            creds["client_secret"],
-            client_auth="basic",
-        )
-    else:
-        raise ValueError(f"{connection} does not use OAuth.")
-    return TokenManager(connection, grant, **kwargs)

@@ -1,27 +1,56 @@
-"""The provider registry: an explicit dict from connection kind to client class."""
+"""The one list of systems ml-connector can connect to.
+
+Adding a system is a package under ``connections/providers/<system>/`` plus one line in
+``PROVIDERS``.  Everything else derives from this list: the connection kinds (and so the admin's
+"choose the system" page, which offers only systems that have a client), the credential and
+settings forms, the OAuth wiring (a provider's ``grant()``), the secret shapes redaction knows,
+and the webhook routes (``/webhooks/<kind>/<connection-slug>/`` for providers that verify them).
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from connections.models import Connection
+from connections import redaction
 from connections.providers.base import Provider
 from connections.providers.infor_m3 import InforM3
 from connections.providers.stripe import StripeProvider
 
+if TYPE_CHECKING:
+    from connections.models import Connection
+
 logger = logging.getLogger(__name__)
 
-PROVIDERS: dict[str, type[Provider]] = {
-    InforM3.kind: InforM3,
-    StripeProvider.kind: StripeProvider,
-}
+PROVIDERS: tuple[type[Provider], ...] = (
+    InforM3,
+    StripeProvider,
+)
+
+SYSTEMS: dict[str, type[Provider]] = {p.kind: p for p in PROVIDERS}
+
+for _provider in PROVIDERS:
+    redaction.register(patterns=_provider.secret_patterns, keys=_provider.secret_keys)
+
+
+def kind_choices() -> list[tuple[str, str]]:
+    """(kind, label) of every registered system, for model and form choices."""
+    return [(p.kind, p.label) for p in SYSTEMS.values()]
+
+
+def provider_class(kind: str) -> type[Provider]:
+    """The provider class of ``kind``; ``LookupError`` naming the kind when none is registered."""
+    try:
+        return SYSTEMS[kind]
+    except KeyError:
+        raise LookupError(f"No client is registered for {kind} connections.") from None
 
 
 def client_for(connection: Connection, **kwargs: Any) -> Provider:
     """The provider client for ``connection``."""
-    try:
-        cls = PROVIDERS[connection.kind]
-    except KeyError:
-        raise LookupError(f"No client is registered for {connection.kind} connections.") from None
-    return cls(connection, **kwargs)
+    return provider_class(connection.kind)(connection, **kwargs)
+
+
+def webhook_systems() -> list[type[Provider]]:
+    """The systems that send webhooks (each has a route and a verifier)."""
+    return [p for p in SYSTEMS.values() if p.sends_webhooks()]

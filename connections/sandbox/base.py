@@ -107,9 +107,17 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 class Simulator:
-    """Base WSGI app: control endpoints under ``/_sandbox/``, faults, rate limit, counters."""
+    """Base WSGI app: control endpoints under ``/_sandbox/``, faults, rate limit, counters.
+
+    A simulator also says how the demo and the tests connect to it (``connection_values``), how
+    it fills itself with demo data (``seed``), what its users do now and then (``activity``),
+    and how its state is kept across restarts (``snapshot``/``restore``).
+    """
 
     name = "simulator"
+    label = "Simulator"
+    kind = ""  # the kind of connection that reaches it
+    default_port = 0
 
     def __init__(self, *, rate_limit_per_minute: int | None = None) -> None:
         self.lock = threading.RLock()
@@ -173,6 +181,23 @@ class Simulator:
 
     def handle(self, request: Request) -> Response:
         raise NotImplementedError
+
+    def connection_values(self, url: str) -> dict[str, Any]:
+        """The kind, credentials and settings of a connection to this simulator at ``url``."""
+        raise NotImplementedError
+
+    def seed(self, **options: Any) -> None:
+        """Fill an empty simulator with demo data (a no-op when it already has data)."""
+
+    def activity(self, rng: Any) -> str:
+        """Do what the system's users would do now and then; returns what happened ("": none)."""
+        return ""
+
+    def snapshot(self) -> Any:
+        return None
+
+    def restore(self, snapshot: Any) -> None:
+        """Take back a state from ``snapshot``."""
 
 
 class Served:

@@ -177,7 +177,10 @@ class M3State:
 class M3Simulator(Simulator):
     """The ION API gateway and authorization server of one M3 tenant."""
 
-    name = "infor-m3"
+    name = "m3"
+    kind = "infor_m3"
+    label = "CloudSuite (M3 ION API)"
+    default_port = 8101
 
     def __init__(
         self,
@@ -628,6 +631,23 @@ class M3Simulator(Simulator):
             {"MINM": i["MINM"].strip(), "TRNM": name, "TRDS": t.get("description", "")[:60]}
             for name, t in program["transactions"].items()
         ]
+
+    def connection_values(self, url: str) -> dict[str, Any]:
+        return {
+            "kind": "infor_m3",
+            "credentials": self.ionapi(url),
+            "settings": {"cono": self.state.cono, "divi": self.state.divi},
+        }
+
+    def seed(self, **options: Any) -> None:
+        from connections.sandbox.seed import seed_tenant
+
+        with self.lock:
+            seed_tenant(
+                self.state,
+                invoices=int(options.get("invoices", 24)),
+                customers=int(options.get("customers", 10)),
+            )
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:

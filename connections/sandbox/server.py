@@ -1,4 +1,7 @@
-"""Serves the simulators together, keeps their state across restarts, plays paying customers."""
+"""Serves the simulators together, keeps their state across restarts, plays their users.
+
+``SIMULATORS`` is the one list of simulators: adding a system's simulator is one line here.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +9,41 @@ import logging
 import pickle
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from connections.sandbox.base import Served, Simulator
 from connections.sandbox.m3 import M3Simulator
-from connections.sandbox.seed import seed_tenant
 from connections.sandbox.stripe import StripeSimulator
 
 logger = logging.getLogger(__name__)
 
+SIMULATORS: dict[str, type[Simulator]] = {
+    M3Simulator.name: M3Simulator,
+    StripeSimulator.name: StripeSimulator,
+}
+
 
 @dataclass
 class Sandbox:
-    m3: Served
-    stripe: Served
+    """The running simulators, by name."""
+
+    served: dict[str, Served]
     state_dir: Path | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
 
+    def __getitem__(self, name: str) -> Served:
+        return self.served[name]
+
     @property
     def simulators(self) -> dict[str, Simulator]:
-        return {"m3": self.m3.app, "stripe": self.stripe.app}
+        return {name: served.app for name, served in self.served.items()}
+
+    def urls(self) -> dict[str, str]:
+        return {name: served.url for name, served in self.served.items()}
 
     def save(self) -> None:
         if self.state_dir is None:
@@ -37,7 +52,7 @@ class Sandbox:
         for name, sim in self.simulators.items():
             path = self.state_dir / f"{name}.pickle"
             tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(pickle.dumps(sim.snapshot()))  # type: ignore[attr-defined]
+            tmp.write_bytes(pickle.dumps(sim.snapshot()))
             tmp.replace(path)
 
     def load(self) -> None:
@@ -46,7 +61,7 @@ class Sandbox:
         for name, sim in self.simulators.items():
             path = self.state_dir / f"{name}.pickle"
             if path.exists():
-                sim.restore(pickle.loads(path.read_bytes()))  # type: ignore[attr-defined]  # noqa: S301  (our own file)
+                sim.restore(pickle.loads(path.read_bytes()))  # noqa: S301  (our own file)
 
     def every(self, seconds: float, action: Callable[[], object], name: str) -> None:
         def loop() -> None:
@@ -63,45 +78,42 @@ class Sandbox:
     def stop(self) -> None:
         self.stop_event.set()
         self.save()
-        self.m3.stop()
-        self.stripe.stop()
+        for served in self.served.values():
+            served.stop()
 
 
 def start_sandbox(
     *,
     host: str = "127.0.0.1",
-    m3_port: int = 0,
-    stripe_port: int = 0,
+    ports: Mapping[str, int] | None = None,
     state_dir: Path | None = None,
     seed: bool = False,
-    seed_invoices: int = 24,
-    seed_customers: int = 0,
-    autopay_seconds: float = 0,
-    autopay_share: float = 0.3,
+    seed_options: Mapping[str, Any] | None = None,
+    activity_seconds: float = 0,
 ) -> Sandbox:
-    """Start both simulators; optionally seed the tenant and pay invoices now and then."""
+    """Start every simulator (port 0: any free port); optionally seed them and play their
+    users every ``activity_seconds``."""
+    ports = ports or {}
     sandbox = Sandbox(
-        Served(M3Simulator(), host, m3_port),
-        Served(StripeSimulator(), host, stripe_port),
+        {name: Served(cls(), host, ports.get(name, 0)) for name, cls in SIMULATORS.items()},
         state_dir,
     )
     sandbox.load()
-    m3: M3Simulator = sandbox.m3.app  # type: ignore[assignment]
-    stripe: StripeSimulator = sandbox.stripe.app  # type: ignore[assignment]
     if seed:
-        with m3.lock:
-            seed_tenant(m3.state, invoices=seed_invoices, customers=seed_customers)
-    sandbox.m3.start()
-    sandbox.stripe.start()
+        for sim in sandbox.simulators.values():
+            sim.seed(**(seed_options or {}))
+    for served in sandbox.served.values():
+        served.start()
     if state_dir is not None:
         sandbox.every(5, sandbox.save, "save")
-    if autopay_seconds:
+    if activity_seconds:
         rng = random.Random()
 
-        def autopay() -> None:
-            paid = stripe.pay_random_open_invoices(autopay_share, rng)
-            if paid:
-                logger.info("Sandbox customers paid %d Stripe invoice(s)", len(paid))
+        def activity() -> None:
+            for name, sim in sandbox.simulators.items():
+                happened = sim.activity(rng)
+                if happened:
+                    logger.info("Sandbox %s: %s", name, happened)
 
-        sandbox.every(autopay_seconds, autopay, "autopay")
+        sandbox.every(activity_seconds, activity, "activity")
     return sandbox

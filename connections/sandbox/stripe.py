@@ -177,6 +177,10 @@ class StripeSimulator(Simulator):
     """One Stripe account in test mode."""
 
     name = "stripe"
+    kind = "stripe"
+    label = "Stripe"
+    default_port = 8102
+    activity_share = 0.3  # of open invoices paid at each activity tick
 
     def __init__(
         self,
@@ -188,6 +192,7 @@ class StripeSimulator(Simulator):
     ) -> None:
         super().__init__(rate_limit_per_minute=rate_limit_per_minute)
         self.api_key = api_key
+        self.webhook_secret = "whsec_" + secrets.token_urlsafe(18)  # for endpoints added by tests
         self.fee_percent, self.fee_fixed = fee_percent, fee_fixed
         self.objects: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in PREFIX}
         self.events: list[dict[str, Any]] = []
@@ -844,6 +849,17 @@ class StripeSimulator(Simulator):
             "events": len(self.events),
             "webhooks_delivered": len(self.webhooks.delivered),
         }
+
+    def connection_values(self, url: str) -> dict[str, Any]:
+        return {
+            "kind": "stripe",
+            "credentials": {"api_key": self.api_key, "webhook_secret": self.webhook_secret},
+            "settings": {"base_url": url},
+        }
+
+    def activity(self, rng: Any) -> str:
+        paid = self.pay_random_open_invoices(self.activity_share, rng)
+        return f"customers paid {len(paid)} Stripe invoice(s)" if paid else ""
 
     def pay_random_open_invoices(
         self, share: float = 0.5, rng: random.Random | None = None

@@ -7,12 +7,15 @@ import logging
 from syncs.flows.base import (
     Flag,
     Flow,
+    FlowContext,
     LoadResult,
     Mappings,
     Payload,
     Posting,
+    ReadWindow,
     Skip,
     SourceRecord,
+    Unit,
 )
 from syncs.flows.m3_stripe_customers import M3CustomersToStripe
 from syncs.flows.m3_stripe_invoices import M3InvoicesToStripe
@@ -47,12 +50,15 @@ __all__ = [
     "FLOWS",
     "Flag",
     "Flow",
+    "FlowContext",
     "LoadResult",
     "Mappings",
     "Payload",
     "Posting",
+    "ReadWindow",
     "Skip",
     "SourceRecord",
+    "Unit",
     "flow_choices",
     "get_flow",
 ]

@@ -1,30 +1,112 @@
-"""The flow interface: ``extract → map → load``, and the values that pass between them.
+"""The flow contract: ``extract → map → load``, the values that pass between them, and the
+``FlowContext`` a flow works in.
 
-A flow is small and declarative.  ``extract(ctx)`` yields ``SourceRecord``s with a stable
-``source_key``, in watermark order, and must read *inclusively* from the cursor (``>=``): the
-cursor stores the watermark of the last committed record, and records sharing it are seen
-again (the ledger and idempotent writes make that harmless).  ``map(record, mappings)`` is pure
-— no I/O — and returns a ``Payload``, a ``Flag`` (needs a human) or a ``Skip``.
-``load(ctx, payload, posting)`` makes the target write and returns a ``LoadResult``; it
-raises ``Rejected`` only when nothing was applied.  ``posting`` (for ledgered writes) carries the
-idempotency key and a number unique to the ledger entry, for targets that need numeric ids.
-A source whose records carry no watermark of their own (M3 filters by ``LMTS`` but does not
-return it) calls ``ctx.finish_at(watermark)``: the runner commits it after the run, unless a
-retryable failure means the same records must be read again.  ``find_existing(ctx, payload)``
-lets the runner ask the target whether an interrupted post went through.
+A flow is small and declarative:
+
+- ``extract(ctx)`` yields ``SourceRecord``s with a stable ``source_key``, in watermark order,
+  reading from ``ctx.window_start`` — which the runner computes from the cursor and the flow's
+  declared ``ReadWindow`` (replication key, unit, overlap, how far back the source reaches).  The
+  cursor holds the watermark of the last committed record, so a window reads inclusively
+  (``>=``) and records sharing it are seen again: the ledger makes that harmless.
+- ``map(record, mappings)`` is pure — no I/O — and returns a ``Payload``, a ``Flag`` (needs a
+  human) or a ``Skip``.
+- ``load(ctx, payload, posting)`` makes one target write; it raises ``Rejected`` only when
+  nothing was applied.  A target that takes many writes per request overrides ``load_many``
+  (and sets ``chunk_size``): the runner still claims and confirms each record in the ledger.
+- ``find_existing(ctx, payload)`` answers whether an interrupted post went through.
+- ``acknowledge(ctx, records)`` is called after the run with the records whose outcome is
+  committed and final, so a source can archive a file or mark a batch as read.
+
+``ctx.source`` and ``ctx.target`` are the typed clients of the integration's connections.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from connections.providers.base import InboundEvent, Provider
+from connections.providers.errors import AuthFailed
 
 if TYPE_CHECKING:
-    from syncs.runner import FlowContext
+    from syncs.models import Integration
 
 logger = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=Provider)
+T = TypeVar("T", bound=Provider)
+
+
+class Unit(enum.Enum):
+    """How a source expresses its replication key (and so how the cursor stores it)."""
+
+    EPOCH_MS = "epoch_ms"  # milliseconds since 1970 (M3 LMTS; unverified, see the M3 flow)
+    EPOCH_S = "epoch_s"  # seconds since 1970 (Stripe's created)
+    DATE = "yyyymmdd"  # a calendar date (M3 dates)
+    ISO = "iso8601"  # an ISO 8601 timestamp, UTC when it names no zone (Cin7, IFS)
+
+    def format(self, moment: datetime) -> int | str:
+        if self is Unit.EPOCH_MS:
+            return int(moment.timestamp() * 1000)
+        if self is Unit.EPOCH_S:
+            return int(moment.timestamp())
+        if self is Unit.ISO:
+            return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return moment.strftime("%Y%m%d")
+
+    def parse(self, value: str) -> datetime:
+        """A stored cursor value as a moment; ``ValueError`` when it is not of this unit."""
+        if self is Unit.EPOCH_MS:
+            return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+        if self is Unit.EPOCH_S:
+            return datetime.fromtimestamp(int(value), tz=UTC)
+        if self is Unit.ISO:
+            moment = datetime.fromisoformat(value)
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return datetime.strptime(value, "%Y%m%d").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ReadWindow:
+    """Where an incremental read starts: the runner, not the flow, computes it from the cursor.
+
+    ``replication_key`` names the source field the read filters on; ``overlap`` re-reads that
+    far behind the cursor (late writers, clock skew; an integration's ``overlap_seconds`` setting
+    overrides it); ``reach`` is how far back the source can be read at all (the first run starts
+    there, or from the beginning when None).  ``from_run_start``: the source filters by a key it
+    does not return per record, so the run's start is the next cursor, committed when the run
+    ends with nothing to read again.
+    """
+
+    replication_key: str
+    unit: Unit
+    overlap: timedelta = timedelta(minutes=5)
+    reach: timedelta | None = None
+    from_run_start: bool = False
+
+    def start(
+        self, cursor: str, *, now: datetime, overlap: timedelta | None = None
+    ) -> int | str | None:
+        """The first value to read (None: from the beginning)."""
+        floor = now - self.reach if self.reach is not None else None
+        begin: datetime | None = None
+        if cursor:
+            try:
+                begin = self.unit.parse(cursor) - (self.overlap if overlap is None else overlap)
+            except (ValueError, OverflowError, OSError):
+                logger.warning("Cursor %r is not %s: reading from the start", cursor, self.unit)
+        if floor is not None and (begin is None or begin < floor):
+            begin = floor
+        if begin is None:
+            return None
+        if begin.timestamp() < 0:
+            begin = datetime.fromtimestamp(0, tz=UTC)
+        return self.unit.format(begin)
 
 
 @dataclass(frozen=True)
@@ -97,39 +179,101 @@ class Mappings:
     def get(self, kind: str, source_value: Any) -> str | None:
         return self._table.get((kind, str(source_value).strip()))
 
-    def __len__(self) -> int:
-        return len(self._table)
+
+@dataclass
+class FlowContext(Generic[S, T]):
+    """What a flow may use during a run; built by the runner."""
+
+    integration: Integration
+    window_start: int | str | None
+    make_client: Callable[[str], Provider]
+    set_total: Callable[[int], None]
+    posted: Callable[[Sequence[str]], set[str]]
+    processed_events: Callable[[Sequence[str]], set[str]]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.integration.settings or {}
+
+    @cached_property
+    def source(self) -> S:
+        """The client of the integration's source connection."""
+        return self.make_client("source")  # type: ignore[return-value]
+
+    @cached_property
+    def target(self) -> T:
+        """The client of the integration's target connection."""
+        return self.make_client("target")  # type: ignore[return-value]
+
+    def already_posted(self, keys: Iterable[str]) -> set[str]:
+        """Which of these ledger keys the target already holds (confirmed in the ledger)."""
+        return self.posted(list(keys))
+
+    def events_processed(self, event_ids: Iterable[str]) -> set[str]:
+        """Which of these source events a webhook delivery already processed for this flow."""
+        return self.processed_events(list(event_ids))
+
+    def close(self) -> None:
+        for side in ("source", "target"):
+            client = self.__dict__.get(side)
+            if client is not None:
+                client.close()
 
 
 @dataclass
-class Flow:
-    """Base class of every flow; subclasses set the class attributes and the four methods."""
+class Flow(Generic[S, T]):
+    """Base class of every flow; subclasses set the class attributes and the methods."""
 
     key: ClassVar[str]
     label: ClassVar[str]
     source_kind: ClassVar[str]
     target_kind: ClassVar[str]
     stream: ClassVar[str]
-    target: ClassVar[str]  # the ledger's name for the target write, e.g. "m3.receipt"
-    webhook_provider: ClassVar[str | None] = None  # events from this provider feed the flow
+    ledger_target: ClassVar[str]  # the ledger's name for the thing posted, e.g. "m3.receipt"
+    window: ClassVar[ReadWindow | None] = None
+    webhook_system: ClassVar[str | None] = None  # events from this system feed the flow
     webhook_events: ClassVar[tuple[str, ...]] = ()  # …of these types
+    chunk_size: ClassVar[int] = 1  # how many writes ``load_many`` takes at once
     options: dict[str, Any] = field(default_factory=dict)
 
-    def extract(self, ctx: FlowContext) -> Iterable[SourceRecord]:
+    def extract(self, ctx: FlowContext[S, T]) -> Iterable[SourceRecord]:
         raise NotImplementedError
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
         raise NotImplementedError
 
-    def load(self, ctx: FlowContext, payload: Payload, posting: Posting | None) -> LoadResult:
+    def load(self, ctx: FlowContext[S, T], payload: Payload, posting: Posting | None) -> LoadResult:
         raise NotImplementedError
 
-    def records_from_event(self, ctx: FlowContext, event: dict[str, Any]) -> list[SourceRecord]:
-        """Source records for one inbound webhook event (flows with ``webhook_provider``)."""
+    def load_many(
+        self, ctx: FlowContext[S, T], items: Sequence[tuple[Payload, Posting | None]]
+    ) -> list[LoadResult | Exception]:
+        """Write many payloads; one result or exception per item, in order.
+
+        The default writes one at a time.  A target that accepts many writes per request
+        overrides it; an exception for the whole call stands for every item (the runner then
+        asks the target about each before posting again).
+        """
+        results: list[LoadResult | Exception] = []
+        for payload, posting in items:
+            if results and isinstance(results[-1], AuthFailed):
+                results.append(results[-1])  # the credentials are refused: do not hammer
+                continue
+            try:
+                results.append(self.load(ctx, payload, posting))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    def records_from_event(self, ctx: FlowContext[S, T], event: InboundEvent) -> list[SourceRecord]:
+        """Source records for one inbound webhook event (flows with ``webhook_system``)."""
         raise NotImplementedError
 
-    def find_existing(self, ctx: FlowContext, payload: Payload) -> LoadResult | None:
+    def find_existing(self, ctx: FlowContext[S, T], payload: Payload) -> LoadResult | None:
         """Whether the target already holds this write; override for every ledgered flow."""
         raise NotImplementedError(
             f"{type(self).__name__} posts through the ledger but cannot look up an earlier post"
         )
+
+    def acknowledge(self, ctx: FlowContext[S, T], records: Sequence[SourceRecord]) -> None:
+        """Tell the source these records are done (committed, not to be read again)."""

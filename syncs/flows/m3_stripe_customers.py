@@ -1,21 +1,33 @@
 """CloudSuite customers → Stripe customers, matched by the M3 customer number in metadata.
 
 New customers are created once (through the posting ledger, with a Stripe idempotency key);
-existing ones get only the fields that changed.  Reads ``CRS610MI LstByNumber`` from the last
-run's start (``LMTS``, with an overlap window, because M3 does not return LMTS per record).
+existing ones get only the fields that changed.  Reads ``CRS610MI LstByNumber`` changed since
+the last run's start: M3 filters by ``LMTS`` but does not return it per record, so the window
+is ``from_run_start`` (epoch milliseconds — unverified for real tenants — with an overlap).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import Any
 
-from syncs.flows.base import Flag, Flow, LoadResult, Mappings, Payload, Posting, Skip, SourceRecord
-
-if TYPE_CHECKING:
-    from syncs.runner import FlowContext
+from connections.providers.infor_m3 import InforM3
+from connections.providers.stripe import StripeProvider
+from syncs.flows.base import (
+    Flag,
+    Flow,
+    FlowContext,
+    LoadResult,
+    Mappings,
+    Payload,
+    Posting,
+    ReadWindow,
+    Skip,
+    SourceRecord,
+    Unit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -29,27 +41,27 @@ def _clean(value: Any) -> Any:
     return value or None
 
 
-class M3CustomersToStripe(Flow):
+Context = FlowContext[InforM3, StripeProvider]
+
+
+class M3CustomersToStripe(Flow[InforM3, StripeProvider]):
     key = "m3_stripe.customers"
     label = "CloudSuite customers → Stripe customers"
     source_kind = "infor_m3"
     target_kind = "stripe"
     stream = "customers"
-    target = "stripe.customer"
+    ledger_target = "stripe.customer"
+    window = ReadWindow("LMTS", Unit.EPOCH_MS, overlap=timedelta(minutes=5), from_run_start=True)
 
-    def extract(self, ctx: FlowContext) -> Iterator[SourceRecord]:
-        started = int(time.time() * 1000)
-        cursor = ctx.cursor(self.stream)
-        overlap = int(self.options.get("overlap_seconds", 300)) * 1000
-        since = max(0, int(cursor) - overlap) if cursor else None
-        customers = list(ctx.client("source").list_customers(changed_since=since))
+    def extract(self, ctx: Context) -> Iterator[SourceRecord]:
+        since = ctx.window_start
+        customers = list(ctx.source.list_customers(changed_since=int(since) if since else None))
         ctx.set_total(len(customers))
-        existing = ctx.client("target").index_customers(key=METADATA_KEY) if customers else {}
+        existing = ctx.target.index_customers(key=METADATA_KEY) if customers else {}
         for customer in customers:
             current = existing.get(customer["CUNO"])
             snapshot = {k: current.get(k) for k in ("id", "metadata", *FIELDS)} if current else None
             yield SourceRecord(customer["CUNO"], {"m3": customer, "stripe": snapshot})
-        ctx.finish_at(str(started))
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
         m3, current = record.data["m3"], record.data.get("stripe")
@@ -82,8 +94,8 @@ class M3CustomersToStripe(Flow):
             {"id": current["id"], "update": changes}, ledger_key=None, target_key=current["id"]
         )
 
-    def load(self, ctx: FlowContext, payload: Payload, posting: Posting | None) -> LoadResult:
-        stripe = ctx.client("target")
+    def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:
+        stripe = ctx.target
         if "create" in payload.data:
             assert posting is not None
             created = stripe.create_customer(
@@ -97,7 +109,7 @@ class M3CustomersToStripe(Flow):
             "Updated in Stripe: " + ", ".join(sorted(payload.data["update"])) + ".",
         )
 
-    def find_existing(self, ctx: FlowContext, payload: Payload) -> LoadResult | None:
+    def find_existing(self, ctx: Context, payload: Payload) -> LoadResult | None:
         number = payload.data["create"]["metadata"][METADATA_KEY]
-        found = ctx.client("target").find_customer(key=METADATA_KEY, value=number)
+        found = ctx.target.find_customer(key=METADATA_KEY, value=number)
         return LoadResult(found["id"], {"id": found["id"]}) if found else None

@@ -1,7 +1,8 @@
 """Open CloudSuite AR invoices → Stripe invoices, tagged with the M3 invoice number.
 
 Reads ``ARS200MI LstInvByDivi`` (open invoices: TRCD 10, RECO 0) from the last invoice date
-read, with a look-back window, and ``GetInvoice`` in bulk for currency and VAT.  The M3 AR
+read (``IVDT``, with a week's overlap for invoices entered late), and ``GetInvoice`` in bulk
+for currency and VAT.  The M3 AR
 ledger carries totals, not item lines, so a Stripe invoice gets a net line and a VAT line.
 Each invoice is created once (posting ledger + Stripe idempotency keys); an interrupted create
 is found by its metadata and completed rather than created again.
@@ -13,14 +14,23 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
-from audit.selectors import ledger_confirmed_keys
-from syncs.flows.base import Flag, Flow, LoadResult, Mappings, Payload, Posting, Skip, SourceRecord
+from connections.providers.infor_m3 import InforM3
+from connections.providers.stripe import StripeProvider
+from syncs.flows.base import (
+    Flag,
+    Flow,
+    FlowContext,
+    LoadResult,
+    Mappings,
+    Payload,
+    Posting,
+    ReadWindow,
+    Skip,
+    SourceRecord,
+    Unit,
+)
 from syncs.money import decimal, to_minor
-
-if TYPE_CHECKING:
-    from syncs.runner import FlowContext
 
 logger = logging.getLogger(__name__)
 
@@ -31,31 +41,27 @@ def invoice_key(entry: dict[str, str]) -> str:
     return f"invoice:{entry['DIVI']}:{entry['INYR']}:{entry['CINO']}"
 
 
-class M3InvoicesToStripe(Flow):
+Context = FlowContext[InforM3, StripeProvider]
+
+
+class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
     key = "m3_stripe.invoices"
     label = "CloudSuite open AR invoices → Stripe invoices"
     source_kind = "infor_m3"
     target_kind = "stripe"
     stream = "invoices"
-    target = "stripe.invoice"
+    ledger_target = "stripe.invoice"
+    window = ReadWindow("IVDT", Unit.DATE, overlap=timedelta(days=7))
 
-    def extract(self, ctx: FlowContext) -> Iterator[SourceRecord]:
-        m3, stripe = ctx.client("source"), ctx.client("target")
-        cursor = ctx.cursor(self.stream)
-        since = None
-        if cursor:
-            lookback = timedelta(days=int(self.options.get("lookback_days", 7)))
-            since = (datetime.strptime(cursor, "%Y%m%d") - lookback).strftime("%Y%m%d")
+    def extract(self, ctx: Context) -> Iterator[SourceRecord]:
+        m3, stripe = ctx.source, ctx.target
+        since = ctx.window_start
         entries = [
             e
-            for e in m3.list_invoice_entries(since_date=since)
+            for e in m3.list_invoice_entries(since_date=str(since) if since else None)
             if e["TRCD"] == "10" and e["RECO"] == "0"
         ]
-        done = ledger_confirmed_keys(
-            integration_id=ctx.integration.pk,
-            target=self.target,
-            keys=[invoice_key(e) for e in entries],
-        )
+        done = ctx.already_posted(invoice_key(e) for e in entries)
         entries = sorted(
             (e for e in entries if invoice_key(e) not in done),
             key=lambda e: (e["IVDT"], int(e["JRNO"])),
@@ -131,15 +137,15 @@ class M3InvoicesToStripe(Flow):
         }
         return Payload({"invoice": params, "lines": lines}, ledger_key=invoice_key(inv))
 
-    def load(self, ctx: FlowContext, payload: Payload, posting: Posting | None) -> LoadResult:
+    def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:
         assert posting is not None
-        invoice = ctx.client("target").create_invoice(
+        invoice = ctx.target.create_invoice(
             payload.data["invoice"], payload.data["lines"], idempotency_key=posting.idempotency_key
         )
         return self._result(invoice)
 
-    def find_existing(self, ctx: FlowContext, payload: Payload) -> LoadResult | None:
-        stripe, meta = ctx.client("target"), payload.data["invoice"]["metadata"]
+    def find_existing(self, ctx: Context, payload: Payload) -> LoadResult | None:
+        stripe, meta = ctx.target, payload.data["invoice"]["metadata"]
         found = stripe.find_invoice(key="m3_invoice", value=meta["m3_invoice"])
         if found is None or any(
             found["metadata"].get(k) != meta[k] for k in ("m3_invoice_year", "m3_division")

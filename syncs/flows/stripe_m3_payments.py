@@ -16,24 +16,33 @@ steps that were done.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import Any
 
-from audit.selectors import ledger_confirmed_keys
-from connections.providers.stripe import EVENT_TYPES
-from syncs.flows.base import Flag, Flow, LoadResult, Mappings, Payload, Posting, Skip, SourceRecord
+from connections.providers.base import InboundEvent
+from connections.providers.infor_m3 import InforM3
+from connections.providers.stripe import EVENT_TYPES, StripeProvider
+from syncs.flows.base import (
+    Flag,
+    Flow,
+    FlowContext,
+    LoadResult,
+    Mappings,
+    Payload,
+    Posting,
+    ReadWindow,
+    Skip,
+    SourceRecord,
+    Unit,
+)
 from syncs.flows.stripe_events import movements
 from syncs.money import decimal, from_minor
-from syncs.selectors import webhook_events_processed
-
-if TYPE_CHECKING:
-    from syncs.runner import FlowContext
 
 logger = logging.getLogger(__name__)
 
-EVENTS_REACH = 30 * 24 * 3600 - 3600  # Stripe's events list reaches back 30 days
 BATCH_NUMBER_BASE = 7_000_000_000
+Context = FlowContext[StripeProvider, InforM3]
 
 
 def movement_key(movement: dict[str, Any]) -> str:
@@ -47,27 +56,24 @@ def gl_string(value: str) -> dict[str, str]:
     return {f"AIT{n}": part for n, part in enumerate(parts, start=1) if part}
 
 
-class StripePaymentsToM3(Flow):
+class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
     key = "stripe_m3.payments"
     label = "Stripe payments and refunds → CloudSuite receipts"
     source_kind = "stripe"
     target_kind = "infor_m3"
     stream = "payments"
-    target = "m3.receipt"
-    webhook_provider = "stripe"
+    ledger_target = "m3.receipt"
+    # Stripe's events list reaches back 30 days (an hour's margin for clock differences).
+    window = ReadWindow(
+        "created", Unit.EPOCH_S, overlap=timedelta(minutes=5), reach=timedelta(days=30, hours=-1)
+    )
+    webhook_system = "stripe"
     webhook_events = EVENT_TYPES
 
-    def extract(self, ctx: FlowContext) -> Iterator[SourceRecord]:
-        stripe, now = ctx.client("source"), int(time.time())
-        cursor = ctx.cursor(self.stream)
-        overlap = int(self.options.get("overlap_seconds", 300))
-        since = max(now - EVENTS_REACH, int(cursor) - overlap if cursor else 0)
-        events = list(stripe.list_events(since=since))
-        seen = webhook_events_processed(
-            provider="stripe",
-            connection=ctx.integration.source,
-            event_ids=[e["id"] for e in events],
-        )
+    def extract(self, ctx: Context) -> Iterator[SourceRecord]:
+        stripe = ctx.source
+        events = list(stripe.list_events(since=int(ctx.window_start or 0)))
+        seen = ctx.events_processed(e["id"] for e in events)
         events = [e for e in events if e["id"] not in seen]
         found, keys = [], set()
         for event in events:  # one payment is announced by up to three events: keep the first
@@ -75,11 +81,7 @@ class StripePaymentsToM3(Flow):
                 if (key := movement_key(movement)) not in keys:
                     keys.add(key)
                     found.append((event, movement))
-        posted = ledger_confirmed_keys(
-            integration_id=ctx.integration.pk,
-            target=self.target,
-            keys=[movement_key(m) for _, m in found],
-        )
+        posted = ctx.already_posted(movement_key(m) for _, m in found)
         found = [(e, m) for e, m in found if movement_key(m) not in posted]
         ctx.set_total(len(found))
         for event, movement in found:
@@ -87,10 +89,10 @@ class StripePaymentsToM3(Flow):
                 movement["id"], movement, watermark=str(event["created"]), seen_via="poll"
             )
 
-    def records_from_event(self, ctx: FlowContext, event: dict[str, Any]) -> list[SourceRecord]:
+    def records_from_event(self, ctx: Context, event: InboundEvent) -> list[SourceRecord]:
         return [
             SourceRecord(m["id"], m, seen_via="webhook")
-            for m in movements(ctx.client("source"), event)
+            for m in movements(ctx.source, event.payload)
         ]
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
@@ -151,10 +153,10 @@ class StripePaymentsToM3(Flow):
             ledger_key=movement_key(m),
         )
 
-    def load(self, ctx: FlowContext, payload: Payload, posting: Posting | None) -> LoadResult:
+    def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:
         assert posting is not None
         batch = posting.number(int(self.options.get("batch_number_base", BATCH_NUMBER_BASE)))
-        result = ctx.client("target").add_receipt(
+        result = ctx.target.add_receipt(
             batch=batch,
             batch_type=payload.data["batch_type"],
             lines=payload.data["lines"],
@@ -163,5 +165,5 @@ class StripePaymentsToM3(Flow):
         )
         return LoadResult(f"PBID {batch}", result, payload.data["note"])
 
-    def find_existing(self, ctx: FlowContext, payload: Payload) -> LoadResult | None:
+    def find_existing(self, ctx: Context, payload: Payload) -> LoadResult | None:
         return None  # the batch number makes a re-run complete, never duplicate (see above)

@@ -62,16 +62,13 @@ def test_key_rotation_first_key_encrypts_all_decrypt(make_connection: Any, setti
         ("stripe", {"api_key": "pk_test_123456"}, "never a publishable"),
         ("stripe", {}, "Secret key (api_key) is required"),
         ("stripe", {"api_key": "sk_test_1", "apikey": "typo"}, "Unknown credential fields: apikey"),
-        ("wise", {}, "either an API token"),
-        ("stampli_sftp", {}, "either a password or a private key"),
         ("infor_m3", {k: v for k, v in IONAPI.items() if k != "cs"}, "(cs) is required"),
     ],
 )
 def test_credentials_are_validated_per_kind(
     db: Any, kind: str, credentials: dict, message: str
 ) -> None:
-    settings = {"host": "sftp.example.com", "username": "u"} if kind == "stampli_sftp" else {}
-    conn = Connection(name="x", slug="x", kind=kind, credentials=credentials, settings=settings)
+    conn = Connection(name="x", slug="x", kind=kind, credentials=credentials)
     with pytest.raises(ValidationError) as info:
         conn.full_clean()
     assert message in " ".join(info.value.messages)

@@ -10,14 +10,21 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from connections.models import Connection, OAuthToken
+from connections.providers.base import InboundEvent
 from connections.sandbox.server import start_sandbox
 from connections.sandbox.stripe import sign
 from connections.services import connection_check
 from syncs.demo import demo_seed
 from syncs.models import FieldMapping, Integration, SyncRun, WebhookEvent
 from syncs.services import webhook_events_reprocess, webhook_receive
+
+
+def inbound(body: str) -> InboundEvent:
+    event = json.loads(body)
+    return InboundEvent(event["id"], event["type"], timezone.now(), event)
 
 
 @pytest.fixture
@@ -29,13 +36,14 @@ def sandbox(tmp_path: Path) -> Any:
 
 def test_the_sandbox_seeds_a_tenant_and_keeps_its_state(tmp_path: Path) -> None:
     box = start_sandbox(state_dir=tmp_path, seed=True)
-    m3 = box.m3.app
+    m3 = box["m3"].app
     assert len(m3.state.customers) == 10 and len(m3.state.ledger) == 24
     m3.state.put_customer("C9999", CUNM="Added later")
     box.stop()
     again = start_sandbox(state_dir=tmp_path, seed=True)  # seeding an existing tenant: no-op
     try:
-        assert "C9999" in again.m3.app.state.customers and len(again.m3.app.state.ledger) == 24
+        state = again["m3"].app.state
+        assert "C9999" in state.customers and len(state.ledger) == 24
     finally:
         again.stop()
 
@@ -44,13 +52,13 @@ def test_demo_seed_creates_the_integrations_once(
     db: Any, sandbox: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        demo_seed(m3_url=sandbox.m3.url, stripe_url=sandbox.stripe.url, web_url="http://x")
-        demo_seed(m3_url=sandbox.m3.url, stripe_url=sandbox.stripe.url, web_url="http://x")
+        demo_seed(urls=sandbox.urls(), web_url="http://x")
+        demo_seed(urls=sandbox.urls(), web_url="http://x")
     assert Integration.objects.count() == 3 and Connection.objects.count() == 2
     assert FieldMapping.objects.filter(source_value="stripe_receipts:EUR").count() == 1
     assert all(i.q_schedule_id for i in Integration.objects.all())
     stripe = Connection.objects.get(slug="stripe-sandbox")
-    (endpoint,) = sandbox.stripe.app.webhooks.endpoints
+    (endpoint,) = sandbox["stripe"].app.webhooks.endpoints
     assert endpoint["url"] == "http://x/webhooks/stripe/stripe-sandbox/"
     assert endpoint["secret"] == stripe.credentials["webhook_secret"]
     assert "invoice.paid" in endpoint["enabled_events"]
@@ -62,14 +70,14 @@ def test_demo_seed_creates_the_integrations_once(
 
 
 def test_sync_command_prints_a_summary_and_fails_loudly(db: Any, sandbox: Any) -> None:
-    demo_seed(m3_url=sandbox.m3.url, stripe_url=sandbox.stripe.url, web_url="http://x")
+    demo_seed(urls=sandbox.urls(), web_url="http://x")
     out = io.StringIO()
     call_command("sync", "cloudsuite-customers-to-stripe", stdout=out)
     assert "Succeeded — 10 synced" in out.getvalue()
     with pytest.raises(CommandError, match="No integration “nope”"):
         call_command("sync", "nope")
     broken = Connection.objects.get(slug="cloudsuite-sandbox")  # a wrong service secret
-    broken.credentials = {**sandbox.m3.app.ionapi(sandbox.m3.url), "sask": "wrong-secret"}
+    broken.credentials = {**sandbox["m3"].app.ionapi(sandbox["m3"].url), "sask": "wrong-secret"}
     broken.save()
     OAuthToken.objects.all().delete()  # force a new token, with the wrong secret
     out = io.StringIO()
@@ -98,10 +106,8 @@ def test_a_failed_webhook_event_can_be_processed_again(
     monkeypatch.setattr("syncs.services.webhook_process", process)
     with django_capture_on_commit_callbacks(execute=True):
         event, created = webhook_receive(
-            provider="stripe",
             connection=conn,
-            event_id="evt_1",
-            event_type="invoice.paid",
+            event=inbound(body),
             raw_body=body,
             headers={"Stripe-Signature": sign(body, "x")},
         )
@@ -130,14 +136,7 @@ def test_events_no_flow_consumes_are_stored_but_run_nothing(
     payments.save()
     body = json.dumps({"id": "evt_2", "type": "customer.created", "data": {"object": {}}})
     with django_capture_on_commit_callbacks(execute=True):
-        event, _ = webhook_receive(
-            provider="stripe",
-            connection=conn,
-            event_id="evt_2",
-            event_type="customer.created",
-            raw_body=body,
-            headers={},
-        )
+        event, _ = webhook_receive(connection=conn, event=inbound(body), raw_body=body, headers={})
     event.refresh_from_db()
     assert event.processed and event.error == ""
     assert not SyncRun.objects.exists()
@@ -146,7 +145,7 @@ def test_events_no_flow_consumes_are_stored_but_run_nothing(
 def test_gl_mappings_are_checked_against_the_chart(db: Any, sandbox: Any) -> None:
     from syncs.services import gl_mappings_check
 
-    demo_seed(m3_url=sandbox.m3.url, stripe_url=sandbox.stripe.url, web_url="http://x")
+    demo_seed(urls=sandbox.urls(), web_url="http://x")
     payments = Integration.objects.get(slug="stripe-payments-to-cloudsuite")
     payments.mappings.create(
         kind="gl_account", source_value="stripe_receipts:USD", target_value="1939;100"

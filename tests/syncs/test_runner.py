@@ -10,9 +10,9 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditRecord, PostingLedger
-from audit.services import records_replay
 from syncs.models import Cursor, FieldMapping, Integration, SyncRun
 from syncs.runner import Runner
+from syncs.services import records_replay
 from tests.syncs.testflow import SOURCE, TARGET
 
 S = AuditRecord.Status

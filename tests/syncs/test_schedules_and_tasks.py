@@ -28,6 +28,9 @@ def save(integration: Integration, capture: Any, **changes: Any) -> Integration:
     return integration
 
 
+ROW = {"id": "ch_1", "ts": "2026-11-01", "invoice": "I", "amount_cents": 1, "account": "x"}
+
+
 def test_schedule_follows_the_integration(
     integration: Integration, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -101,7 +104,9 @@ def test_a_flow_checks_the_kinds_of_its_connections(integration: Integration) ->
 def test_enqueued_run_executes_in_a_worker(
     integration: Integration, django_capture_on_commit_callbacks: Any
 ) -> None:
-    SOURCE.append({"id": "ch_1", "ts": "1", "invoice": "I", "amount_cents": 1, "account": "x"})
+    SOURCE.append(
+        {"id": "ch_1", "ts": "2026-11-01", "invoice": "I", "amount_cents": 1, "account": "x"}
+    )
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         integration_enqueue_run(integration=integration, requested_by="ana")
     assert len(callbacks) == 1  # nothing is queued before the transaction commits
@@ -127,10 +132,13 @@ def test_a_run_already_going_makes_the_next_one_a_skip(integration: Integration)
     assert integration_run(integration=integration, trigger="manual").status == "succeeded"
 
 
-def test_webhook_event_ids_are_unique_among_valid_signatures_only(make_connection: Any) -> None:
+def test_a_webhook_event_is_stored_once_per_system_connection_and_id(
+    make_connection: Any,
+) -> None:
     conn = make_connection("stripe")
-    common = {"provider": "stripe", "connection": conn, "event_id": "evt_1", "raw_body": "{}"}
-    WebhookEvent.objects.create(**common, signature_valid=False)  # a forgery claims nothing
-    WebhookEvent.objects.create(**common, signature_valid=True)
+    other = make_connection("stripe", slug="stripe-other")
+    common = {"system": "stripe", "event_id": "evt_1", "raw_body": "{}"}
+    WebhookEvent.objects.create(**common, connection=conn)
+    WebhookEvent.objects.create(**common, connection=other)  # another account: its own event
     with pytest.raises(IntegrityError):
-        WebhookEvent.objects.create(**common, signature_valid=True)
+        WebhookEvent.objects.create(**common, connection=conn)

@@ -10,10 +10,22 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 from connections.providers.errors import AuthFailed, OutcomeUnknown, Rejected, Transient
-from syncs.flows import Flag, Flow, LoadResult, Mappings, Payload, Posting, Skip, SourceRecord
+from syncs.flows import (
+    Flag,
+    Flow,
+    LoadResult,
+    Mappings,
+    Payload,
+    Posting,
+    ReadWindow,
+    Skip,
+    SourceRecord,
+    Unit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +90,14 @@ class LedgerTestFlow(Flow):
     source_kind = "stripe"
     target_kind = "infor_m3"
     stream = "payments"
-    target = "fake.receipt"
+    ledger_target = "fake.receipt"
+    window = ReadWindow("ts", Unit.ISO, overlap=timedelta(0))
 
     def extract(self, ctx: Any) -> Iterator[SourceRecord]:
-        since = ctx.cursor(self.stream)
+        since = Unit.ISO.parse(ctx.window_start) if ctx.window_start else None
         # Rows in the integration's settings let another process (a real worker) run the flow.
         rows = sorted(ctx.settings.get("rows") or SOURCE, key=lambda r: r["ts"])
-        rows = [r for r in rows if not since or r["ts"] >= since]
+        rows = [r for r in rows if since is None or Unit.ISO.parse(r["ts"]) >= since]
         ctx.set_total(len(rows))
         for row in rows:
             if row.get("explode"):

@@ -1,7 +1,8 @@
-"""``manage.py sandbox``: serve the M3 and Stripe simulators on loopback until interrupted."""
+"""``manage.py sandbox``: serve every simulator on loopback until interrupted."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import sys
@@ -12,19 +13,36 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from connections.sandbox.server import start_sandbox
+from connections.sandbox.server import SIMULATORS, start_sandbox
 
 logger = logging.getLogger(__name__)
 
 
+def _port(value: str) -> tuple[str, int]:
+    name, sep, port = value.partition("=")
+    if not sep or name not in SIMULATORS or not port.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"write NAME=PORT with NAME one of {', '.join(SIMULATORS)}"
+        )
+    return name, int(port)
+
+
 class Command(BaseCommand):
-    help = "Serve the sandbox simulators (Infor M3 ION API, Stripe) for the demo and manual tests."
+    help = "Serve the sandbox simulators (" + ", ".join(SIMULATORS) + ") for the demo and tests."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--m3-port", type=int, default=8101)
-        parser.add_argument("--stripe-port", type=int, default=8102)
-        parser.add_argument("--seed", action="store_true", help="Seed a demo CloudSuite tenant.")
+        parser.add_argument(
+            "--port",
+            type=_port,
+            action="append",
+            default=[],
+            metavar="NAME=PORT",
+            help="Serve a simulator on another port (defaults: "
+            + ", ".join(f"{n}={c.default_port}" for n, c in SIMULATORS.items())
+            + ").",
+        )
+        parser.add_argument("--seed", action="store_true", help="Seed demo data.")
         parser.add_argument("--seed-invoices", type=int, default=24)
         parser.add_argument("--seed-customers", type=int, default=10)
         parser.add_argument(
@@ -32,14 +50,14 @@ class Command(BaseCommand):
             type=int,
             default=0,
             metavar="PER_MINUTE",
-            help="Per-client rate limit of both simulators (0: none).",
+            help="Per-client rate limit of every simulator (0: none).",
         )
         parser.add_argument(
-            "--autopay",
+            "--activity",
             type=float,
             default=0,
             metavar="SECONDS",
-            help="Every SECONDS, Stripe customers pay some open invoices.",
+            help="Every SECONDS, the simulated users act (Stripe customers pay invoices).",
         )
         parser.add_argument(
             "--state-dir",
@@ -49,22 +67,23 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         state_dir = Path(options["state_dir"]) if options["state_dir"] else None
+        ports = {name: cls.default_port for name, cls in SIMULATORS.items()}
+        ports.update(dict(options["port"]))
         sandbox = start_sandbox(
             host=options["host"],
-            m3_port=options["m3_port"],
-            stripe_port=options["stripe_port"],
+            ports=ports,
             state_dir=state_dir,
             seed=options["seed"],
-            autopay_seconds=options["autopay"],
-            seed_invoices=options["seed_invoices"],
-            seed_customers=options["seed_customers"],
+            seed_options={
+                "invoices": options["seed_invoices"],
+                "customers": options["seed_customers"],
+            },
+            activity_seconds=options["activity"],
         )
         for sim in sandbox.simulators.values():
             sim.rate_limit.per_minute = options["rate_limit"] or None
-        self.stdout.write(
-            f"Sandbox up: Infor M3 ION API {sandbox.m3.url} (GET /_sandbox/ionapi for the "
-            f".ionapi file), Stripe {sandbox.stripe.url} (key {sandbox.stripe.app.api_key})."
-        )
+        lines = [f"  {sim.label}: {sandbox[n].url}" for n, sim in sandbox.simulators.items()]
+        self.stdout.write("Sandbox up:\n" + "\n".join(lines))
         self.stdout.flush()
         stop = {"now": False}
 

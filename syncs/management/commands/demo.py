@@ -24,13 +24,17 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from connections.sandbox.server import SIMULATORS
 from syncs.demo import demo_seed
 
 logger = logging.getLogger(__name__)
 
 USERNAME = "admin"
-M3_PORT = int(os.environ.get("DEMO_M3_PORT", "8101"))
-STRIPE_PORT = int(os.environ.get("DEMO_STRIPE_PORT", "8102"))
+# Each simulator's port: its default, or DEMO_<NAME>_PORT (DEMO_M3_PORT, DEMO_STRIPE_PORT …).
+PORTS = {
+    name: int(os.environ.get(f"DEMO_{name.upper()}_PORT", cls.default_port))
+    for name, cls in SIMULATORS.items()
+}
 
 
 def demo_admin_password() -> str:
@@ -69,37 +73,22 @@ class Command(BaseCommand):
             self.stdout.write(banner)
             return
         manage = str(Path(settings.BASE_DIR) / "manage.py")
-        sandbox = {"m3": f"http://127.0.0.1:{M3_PORT}", "stripe": f"http://127.0.0.1:{STRIPE_PORT}"}
+        sandbox = {name: f"http://127.0.0.1:{port}" for name, port in PORTS.items()}
         children: list[subprocess.Popen] = []
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop cleanly under kill, too
         try:
-            children.append(
-                self._spawn(
-                    [
-                        manage,
-                        "sandbox",
-                        "--seed",
-                        "--autopay",
-                        "20",
-                        "--m3-port",
-                        str(M3_PORT),
-                        "--stripe-port",
-                        str(STRIPE_PORT),
-                    ]
-                )
-            )
-            self._wait_for(sandbox["m3"] + "/_sandbox/state", children[0])
-            self._wait_for(sandbox["stripe"] + "/_sandbox/state", children[0])
-            demo_seed(
-                m3_url=sandbox["m3"],
-                stripe_url=sandbox["stripe"],
-                web_url=f"http://{options['host']}:{options['port']}",
-            )
+            ports = [f"--port={name}={port}" for name, port in PORTS.items()]
+            children.append(self._spawn([manage, "sandbox", "--seed", "--activity", "20", *ports]))
+            for url in sandbox.values():
+                self._wait_for(url + "/_sandbox/state", children[0])
+            demo_seed(urls=sandbox, web_url=f"http://{options['host']}:{options['port']}")
             call_command("sync_schedules", verbosity=0)
             children.append(self._spawn([manage, "qcluster"]))
             self.stdout.write(
                 banner
-                + f"  Sandbox: CloudSuite (M3) {sandbox['m3']}, Stripe {sandbox['stripe']}\n"
+                + "  Sandbox: "
+                + ", ".join(f"{SIMULATORS[n].label} {u}" for n, u in sandbox.items())
+                + "\n"
                 + "  Within a couple of minutes: Stripe customers and invoices from the demo\n"
                 + "  tenant, then receipts in CloudSuite as the sandbox's customers pay (see\n"
                 + "  Sync runs and Audit records).  Ctrl-C stops the server, worker and sandbox.\n"

@@ -18,8 +18,16 @@ from werkzeug import Request, Response
 from connections.models import Connection, OAuthToken
 from connections.providers.errors import AuthFailed
 from connections.providers.http import ApiClient, ClientConfig
-from connections.providers.oauth import BearerAuth, token_manager_for
+from connections.providers.oauth import BearerAuth, TokenManager, client_credentials_grant
+from connections.providers.registry import client_for
 from tests.conftest import IONAPI
+
+
+def token_manager_for(connection: Connection) -> TokenManager:
+    """The token manager a connection's provider wires up (its own grant)."""
+    grant = client_for(connection).grant()
+    assert grant is not None
+    return TokenManager(connection, grant)
 
 
 class TokenEndpoint:
@@ -221,15 +229,18 @@ def test_client_credentials_grant_for_ifs(db: Any, httpserver: HTTPServer) -> No
     path = "/auth/realms/acme/protocol/openid-connect/token"
     httpserver.expect_request(path, method="POST").respond_with_handler(endpoint)
     conn = Connection(
-        name="IFS",
-        slug="ifs",
-        kind="ifs_cloud",
-        credentials={"client_id": "ifs-client", "client_secret": "ifs-secret"},
-        settings={"base_url": httpserver.url_for("/"), "token_url": httpserver.url_for(path)},
+        name="Any",
+        slug="any",
+        kind="stripe",
+        credentials={"api_key": "sk_test_abcdefghijkl"},
+        settings={"base_url": httpserver.url_for("/")},
     )
     conn.full_clean()
     conn.save()
-    assert token_manager_for(conn).access_token() == "ifs-at"
+    grant = client_credentials_grant(
+        httpserver.url_for(path), "ifs-client", "ifs-secret", scope="openid microprofile-jwt"
+    )
+    assert TokenManager(conn, grant).access_token() == "ifs-at"
     assert seen == [
         {
             "grant_type": "client_credentials",

@@ -10,14 +10,17 @@ own retries are off, so nothing is retried twice.  Every POST that creates somet
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import stripe
 
-from connections.providers.base import CheckResult, Provider
+from connections.providers.base import CheckResult, HttpProvider, InboundEvent
 from connections.providers.errors import ApiError
 from connections.providers.http import ApiClient
+from connections.providers.stripe import webhooks
+from connections.providers.stripe.credentials import SPEC
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +75,24 @@ def _plain(obj: Any) -> dict[str, Any]:
     return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
 
 
-class StripeProvider(Provider):
+class StripeProvider(HttpProvider):
     """One Stripe account."""
 
     kind = "stripe"
+    label = "Stripe"
+    spec = SPEC
+    secret_patterns = (
+        (re.compile(r"\b(sk|rk)_(live|test)_[0-9A-Za-z]{6,}"), r"\1_\2_***"),
+        (re.compile(r"\bwhsec_[0-9A-Za-z+/=_-]{6,}"), "whsec_***"),
+    )
+    # Stripe publishes no maximum; its events embed lists of at most ten items and stay far
+    # below this (unverified: raise it if a real event is ever refused with 413).
+    webhook_max_bytes = 512 * 1024
+    webhook_help = "Stripe Dashboard > Developers > Webhooks > Add endpoint"
+    webhook_headers = ("Stripe-Signature",)
+
+    def verify_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> InboundEvent:
+        return webhooks.verify(self.connection.credentials.get("webhook_secret"), raw_body, headers)
 
     def default_headers(self) -> dict[str, str]:
         return {}

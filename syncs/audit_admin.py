@@ -1,4 +1,8 @@
-"""Admin for the audit trail, the review queue (replay, dismiss) and the posting ledger."""
+"""Admin for the audit trail, the review queue (replay, dismiss) and the posting ledger.
+
+It lives in ``syncs`` rather than ``audit`` because its actions call the replay services, and
+``audit`` never imports ``syncs``; the pages are still the audit app's (``/admin/audit/…``).
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,14 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from audit.models import AuditRecord, Collection, PostingLedger, ReviewItem
-from audit.services import records_dismiss, records_enqueue_replay, records_replayable
-from syncs.admin import ReadOnlyAdmin
+from syncs.admin_base import ReadOnlyAdmin
+from syncs.services import records_dismiss, records_enqueue_replay, records_replayable
 
 logger = logging.getLogger(__name__)
 
 RECORD_FIELDS = (
     "run",
+    "event",
     "integration",
     "stream",
     "source_key",

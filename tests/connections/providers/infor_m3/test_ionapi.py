@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connections.providers.ionapi import IonApiError, parse_ionapi
+from connections.providers.infor_m3.ionapi import IonApiError, parse_ionapi
 from tests.conftest import IONAPI, ionapi_bytes
 
 

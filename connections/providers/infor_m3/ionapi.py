@@ -70,6 +70,8 @@ def parse_ionapi(content: bytes | str) -> IonApi:
     content = content.lstrip("\ufeff")
     try:
         data: Any = json.loads(content)
+    except RecursionError:
+        raise IonApiError("This file is not an .ionapi file (it is nested far too deep).") from None
     except json.JSONDecodeError as exc:
         raise IonApiError(
             f"This file is not valid JSON (line {exc.lineno}, column {exc.colno}): "

@@ -1,4 +1,5 @@
-"""The provider registry and a provider's ApiClient: built from the connection, throttled."""
+"""The provider registry (what derives from it) and an HTTP provider's client: built from the
+connection, throttled by the shared rate limiter."""
 
 from __future__ import annotations
 
@@ -6,17 +7,22 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from connections.models import RateLimitBucket
-from connections.providers.base import Provider
+from connections import redaction
+from connections.models import Connection, RateLimitBucket, connection_kinds
+from connections.providers.base import HttpProvider
 from connections.providers.errors import RateLimited
-from connections.providers.registry import PROVIDERS, client_for
+from connections.providers.registry import SYSTEMS, client_for, kind_choices, webhook_systems
+from connections.providers.stripe import StripeProvider
 
 
-class EchoProvider(Provider):
+class EchoProvider(HttpProvider):
     kind = "stripe"
+    label = "Echo"
+    spec = StripeProvider.spec
 
     def ping(self) -> dict[str, Any]:
         return self.http.get("v1/ping").json()
@@ -24,13 +30,30 @@ class EchoProvider(Provider):
 
 @pytest.fixture
 def registered(monkeypatch: pytest.MonkeyPatch) -> type[EchoProvider]:
-    monkeypatch.setitem(PROVIDERS, "stripe", EchoProvider)
+    monkeypatch.setitem(SYSTEMS, "stripe", EchoProvider)
     return EchoProvider
 
 
-def test_an_unregistered_kind_says_so(make_connection: Any) -> None:
-    with pytest.raises(LookupError, match="No client is registered for ifs_cloud"):
-        client_for(make_connection("ifs_cloud", token_url="http://127.0.0.1:9/t"))
+def test_kinds_and_webhook_routes_derive_from_the_registered_systems() -> None:
+    assert kind_choices() == connection_kinds() == [(p.kind, p.label) for p in SYSTEMS.values()]
+    field = Connection._meta.get_field("kind")
+    assert [c for c, _ in field.choices] == list(SYSTEMS)
+    assert [p.kind for p in webhook_systems()] == ["stripe"]
+
+
+def test_every_system_adds_its_secret_shapes_to_redaction() -> None:
+    assert redaction.is_secret_key("sask") and redaction.is_secret_key("CS")
+    assert redaction.scrub_text("key sk_live_abcdef123456") == "key sk_live_***"
+
+
+def test_a_connection_of_a_system_with_no_client_says_so(make_connection: Any) -> None:
+    conn = make_connection("stripe")
+    Connection.objects.filter(pk=conn.pk).update(kind="wise")
+    conn.refresh_from_db()
+    with pytest.raises(LookupError, match="No client is registered for wise"):
+        client_for(conn)
+    with pytest.raises(ValidationError, match="no client for this system"):
+        conn.full_clean()
 
 
 def test_the_client_follows_the_connection_and_its_shared_rate_limit(

@@ -1,6 +1,7 @@
 """Infor CloudSuite (M3) through the ION API gateway: MI programs, single and bulk.
 
-Auth comes from the connection's ``.ionapi`` file (password grant, refresh, re-auth on 401).
+Auth comes from the connection's ``.ionapi`` file (password grant, refresh, re-auth on 401);
+the file is validated when it is uploaded, so here it is read as stored.
 Single calls are ``GET execute/{PROGRAM}/{TRANSACTION};maxrecs=…;returncols=…?CONO=…&FIELD=…``;
 the bulk ``POST execute`` carries many transactions in one request, which counts once against
 the rate limit.  M3 reports errors as HTTP 200 with ``errorMessage``: they become ``MIError``
@@ -10,37 +11,24 @@ the rate limit.  M3 reports errors as HTTP 200 with ``errorMessage``: they becom
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from connections.providers.base import CheckResult, Provider
+from connections.providers.base import CheckResult, HttpProvider
 from connections.providers.errors import ApiError, Rejected
-from connections.providers.http import Auth, ClientConfig
-from connections.providers.ionapi import parse_ionapi
-from connections.providers.oauth import BearerAuth, token_manager_for
+from connections.providers.http import ClientConfig
+from connections.providers.infor_m3.credentials import DEFAULT_PROGRAMS, SPEC
+from connections.providers.infor_m3.ionapi import IonApi
+from connections.providers.oauth import Grant
 
 logger = logging.getLogger(__name__)
 
 API_PATH = "M3/m3api-rest/v2/execute"
 PAGE_SIZE = 500
-# need → (program, transaction): defaults from the M3 catalogue; override per connection.
-DEFAULT_PROGRAMS: dict[str, tuple[str, str]] = {
-    "customers.list": ("CRS610MI", "LstByNumber"),
-    "customers.get": ("CRS610MI", "GetBasicData"),
-    "accounts.list": ("CRS630MI", "LstAccountID"),
-    "invoices.list": ("ARS200MI", "LstInvByDivi"),
-    "invoices.list_by_customer": ("ARS200MI", "LstInvoices"),
-    "invoices.get": ("ARS200MI", "GetInvoice"),
-    "receipts.head": ("ARS040MI", "AddBatchHead"),
-    "receipts.line": ("ARS040MI", "AddBatchLine"),
-    "receipts.charge": ("ARS040MI", "AddBatchCharge"),
-    "receipts.control": ("ARS040MI", "ControlBatch"),
-    "discovery.transactions": ("MRS001MI", "LstTransactions"),
-}
 ALREADY_EXISTS = ("already exists", "already updated")
 
 
@@ -69,18 +57,35 @@ def _trim(record: Mapping[str, Any]) -> dict[str, str]:
     return {k: (v.strip() if isinstance(v, str) else v) for k, v in record.items()}
 
 
-class InforM3(Provider):
+class InforM3(HttpProvider):
     """An M3 tenant's MI programs, on the shared HTTP core."""
 
     kind = "infor_m3"
+    label = "Infor CloudSuite (M3)"
+    spec = SPEC
+    secret_keys = ("ci", "cs", "saak", "sask")  # the .ionapi file's secret keys
+    secret_patterns = (
+        (re.compile(r"(?i)\b(saak|sask)(\"?\s*[=:]\s*\"?)([^&\s\",}]+)"), r"\1\2***"),
+    )
+
+    @property
+    def ionapi(self) -> IonApi:
+        return IonApi(values=dict(self.connection.credentials))
 
     def client_config(self) -> ClientConfig:
-        ionapi = parse_ionapi(json.dumps(self.connection.credentials))
-        base = ionapi.gateway_url.rstrip("/") + "/" + API_PATH + "/"
+        base = self.ionapi.gateway_url.rstrip("/") + "/" + API_PATH + "/"
         return ClientConfig.from_connection(self.connection, base_url=base)
 
-    def build_auth(self) -> Auth:
-        return BearerAuth(token_manager_for(self.connection))
+    def grant(self) -> Grant:
+        """The ION API service-account (password) grant of the ``.ionapi`` file."""
+        v = self.ionapi.values
+        return Grant(
+            token_url=self.ionapi.token_url,
+            client_id=v["ci"],
+            client_secret=v["cs"],
+            form={"grant_type": "password", "username": v["saak"], "password": v["sask"]},
+            client_auth=self.connection.setting("client_auth", "basic"),
+        )
 
     @property
     def cono(self) -> int:

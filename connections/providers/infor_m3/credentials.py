@@ -1,0 +1,134 @@
+"""What an Infor CloudSuite connection needs: its ``.ionapi`` file, company, division, overrides.
+
+The credentials are the tenant's ``.ionapi`` file (uploaded whole); settings say which company
+(CONO) and division (DIVI) to work in and, where a tenant names a program or transaction
+differently from the M3 catalogue, the override (``need = PROGRAM/TRANSACTION``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+from connections.providers.infor_m3.ionapi import parse_ionapi
+from connections.providers.spec import (
+    ConnectionSpec,
+    CredentialsFile,
+    FieldSpec,
+    http_settings,
+    positive_int,
+    url,
+)
+
+logger = logging.getLogger(__name__)
+
+# need → (program, transaction): defaults from the M3 catalogue; override per connection.
+DEFAULT_PROGRAMS: dict[str, tuple[str, str]] = {
+    "customers.list": ("CRS610MI", "LstByNumber"),
+    "customers.get": ("CRS610MI", "GetBasicData"),
+    "accounts.list": ("CRS630MI", "LstAccountID"),
+    "invoices.list": ("ARS200MI", "LstInvByDivi"),
+    "invoices.get": ("ARS200MI", "GetInvoice"),
+    "receipts.head": ("ARS040MI", "AddBatchHead"),
+    "receipts.line": ("ARS040MI", "AddBatchLine"),
+    "receipts.charge": ("ARS040MI", "AddBatchCharge"),
+    "receipts.control": ("ARS040MI", "ControlBatch"),
+    "discovery.transactions": ("MRS001MI", "LstTransactions"),
+}
+
+
+def clean_programs(value: Any) -> dict[str, str]:
+    """``need = PROGRAM/TRANSACTION`` lines (or a JSON object) → {need: "PROGRAM/TRANSACTION"}."""
+    if isinstance(value, dict):
+        items = list(value.items())
+    else:
+        items = []
+        for line in str(value).splitlines():
+            if line.strip():
+                need, sep, target = line.partition("=")
+                if not sep:
+                    raise ValidationError(
+                        f"“{line.strip()[:80]}”: write need = PROGRAM/TRANSACTION."
+                    )
+                items.append((need, target))
+    cleaned = {}
+    for need, target in items:
+        need = str(need).strip()
+        if need not in DEFAULT_PROGRAMS:
+            raise ValidationError(
+                f"“{need[:80]}” is not something ml-connector calls; "
+                f"known: {', '.join(sorted(DEFAULT_PROGRAMS))}."
+            )
+        program, sep, transaction = str(target).strip().partition("/")
+        if not sep or not program.strip().isalnum() or not transaction.strip().isalnum():
+            raise ValidationError(
+                f"“{need}”: write PROGRAM/TRANSACTION, e.g. ARS040MI/AddBatchHead."
+            )
+        cleaned[need] = f"{program.strip().upper()}/{transaction.strip()}"
+    return cleaned
+
+
+# The keys of an .ionapi file (see contracts): which are secret and which are required.
+IONAPI_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("ti", "Tenant", secret=False),
+    FieldSpec("cn", "Application name", secret=False, required=False),
+    FieldSpec("ci", "Client id"),
+    FieldSpec("cs", "Client secret"),
+    FieldSpec("iu", "ION API gateway URL", secret=False, clean=url),
+    FieldSpec("pu", "Authorization server URL", secret=False, clean=url),
+    FieldSpec("oa", "Authorize path", secret=False, required=False),
+    FieldSpec("ot", "Token path", secret=False),
+    FieldSpec("or", "Revoke path", secret=False, required=False),
+    FieldSpec("saak", "Service account access key"),
+    FieldSpec("sask", "Service account secret key"),
+)
+
+SPEC = ConnectionSpec(
+    credentials=IONAPI_FIELDS,
+    credentials_file=CredentialsFile(
+        label=".ionapi file",
+        help="From ION API > Authorized Apps: a backend service app's credentials file.",
+        parse=lambda content: dict(parse_ionapi(content).values),
+    ),
+    allow_extra_credentials=True,  # dt, ev, v: present in real files, meaning unverified
+    settings=(
+        FieldSpec("cono", "Company (CONO)", secret=False, default=100, clean=positive_int),
+        FieldSpec(
+            "divi",
+            "Division (DIVI)",
+            secret=False,
+            required=False,
+            help="Leave blank for company-level programs.",
+        ),
+        FieldSpec(
+            "programs",
+            "Program overrides",
+            secret=False,
+            required=False,
+            clean=clean_programs,
+            multiline=True,
+            help="Only where this tenant differs from the M3 catalogue, one per line: "
+            "need = PROGRAM/TRANSACTION (e.g. receipts.head = ARS040MI/AddBatchHead). "
+            "Needs: " + ", ".join(DEFAULT_PROGRAMS) + ".",
+        ),
+        FieldSpec(
+            "client_auth",
+            "Client authentication",
+            secret=False,
+            default="basic",
+            clean=lambda v: _choice(v, ("basic", "body")),
+            help="How the client id and secret reach the token endpoint: basic (HTTP Basic, "
+            "the usual) or body (form fields, for tenants that ask for it).",
+        ),
+        *http_settings(rate_per_minute=300),
+    ),
+)
+
+
+def _choice(value: Any, allowed: tuple[str, ...]) -> str:
+    value = str(value).strip().lower()
+    if value not in allowed:
+        raise ValidationError(f"Choose one of: {', '.join(allowed)}.")
+    return value

@@ -1,0 +1,239 @@
+"""What a system needs to be configured: its credential fields (secret) and settings (not secret).
+
+Each provider package declares one ``ConnectionSpec``; the admin builds its forms from it and
+``Connection.clean()`` validates against it, so a connection can never be saved with credentials
+its client cannot use.  A system whose credentials come as a file (Infor's ``.ionapi``) declares
+a ``CredentialsFile`` instead of typed-in credential fields.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from django.core.exceptions import ValidationError
+
+logger = logging.getLogger(__name__)
+
+
+def url(value: Any) -> str:
+    """An http(s) URL."""
+    value = text(value)
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValidationError(f"“{value[:200]}” is not an http(s) URL.")
+    return value
+
+
+def positive_int(value: Any) -> int:
+    """A whole number above zero (``"5"`` and ``5`` alike; never ``5.5``, ``nan`` or ``inf``)."""
+    if isinstance(value, bool):
+        raise ValidationError("Must be a whole number.")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValidationError(f"“{value}” is not a whole number.")
+    try:
+        number = int(str(value).strip()) if not isinstance(value, float) else int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValidationError(f"“{str(value)[:40]}” is not a whole number.") from None
+    if number <= 0:
+        raise ValidationError("Must be greater than zero.")
+    if number > 10**12:
+        raise ValidationError("Is far too large.")
+    return number
+
+
+def positive_float(value: Any) -> float:
+    """A finite number above zero."""
+    if isinstance(value, bool):
+        raise ValidationError("Must be a number.")
+    try:
+        number = float(str(value).strip())
+    except (TypeError, ValueError, OverflowError):
+        raise ValidationError(f"“{str(value)[:40]}” is not a number.") from None
+    if not math.isfinite(number):
+        raise ValidationError("Must be a finite number.")
+    if number <= 0:
+        raise ValidationError("Must be greater than zero.")
+    return number
+
+
+def text(value: Any) -> str:
+    """Plain text: no control characters a database or a remote system would refuse."""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ValidationError("Must be text.")
+    value = str(value).strip()
+    if "\x00" in value:
+        raise ValidationError("Must not contain NUL characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("Must be valid text (it holds an unpaired surrogate).") from None
+    return value
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One credential or setting: how it is labelled, whether it is secret, how it is checked."""
+
+    name: str
+    label: str
+    secret: bool = True
+    required: bool = True
+    help: str = ""
+    default: Any = None
+    clean: Callable[[Any], Any] = text
+    multiline: bool = False
+
+
+@dataclass(frozen=True)
+class CredentialsFile:
+    """Credentials uploaded as one file (an ``.ionapi``): ``parse`` raises ``ValueError`` with a
+    message safe to show, or returns the credential values."""
+
+    label: str
+    help: str
+    parse: Callable[[bytes], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """The credential and settings schema of one system."""
+
+    credentials: tuple[FieldSpec, ...]
+    settings: tuple[FieldSpec, ...]
+    credentials_file: CredentialsFile | None = None
+    allow_extra_credentials: bool = False
+    check_credentials: Callable[[dict[str, str]], None] | None = None
+
+    def clean_credentials(self, creds: Mapping[str, Any]) -> dict[str, str]:
+        """Validate credentials; raise ``ValidationError`` naming every problem at once."""
+        if not isinstance(creds, Mapping):
+            raise ValidationError("Credentials must be a set of named values.")
+        errors: list[str] = []
+        cleaned: dict[str, str] = {}
+        known = {f.name for f in self.credentials}
+        for spec in self.credentials:
+            value = creds.get(spec.name)
+            if value in (None, ""):
+                if spec.required:
+                    errors.append(f"{spec.label} ({spec.name}) is required.")
+                continue
+            try:
+                cleaned[spec.name] = spec.clean(value)
+            except ValidationError as exc:
+                errors.append(f"{spec.label} ({spec.name}): {' '.join(exc.messages)}")
+        extra = sorted(set(creds) - known)
+        if extra and not self.allow_extra_credentials:
+            errors.append(f"Unknown credential fields: {', '.join(extra)}.")
+        elif extra:
+            for key in extra:
+                try:
+                    cleaned[key] = text(creds[key])
+                except ValidationError:
+                    continue  # unknown extras we cannot store as text are dropped, not fatal
+        if not errors and self.check_credentials:
+            try:
+                self.check_credentials(cleaned)
+            except ValidationError as exc:
+                errors.extend(exc.messages)
+        if errors:
+            raise ValidationError(errors)
+        return cleaned
+
+    def clean_settings(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate settings and fill in defaults; unknown keys are kept (flows read them)."""
+        if not isinstance(values, Mapping):
+            raise ValidationError("Settings must be a JSON object.")
+        errors: list[str] = []
+        cleaned = dict(values)
+        for spec in self.settings:
+            value = values.get(spec.name)
+            if value in (None, ""):
+                if spec.default is not None:
+                    cleaned[spec.name] = spec.default
+                elif spec.required:
+                    errors.append(f"{spec.label} ({spec.name}) is required.")
+                else:
+                    cleaned.pop(spec.name, None)
+                continue
+            try:
+                cleaned[spec.name] = spec.clean(value)
+            except ValidationError as exc:
+                errors.append(f"{spec.label} ({spec.name}): {' '.join(exc.messages)}")
+        if errors:
+            raise ValidationError(errors)
+        return cleaned
+
+    def default(self, name: str) -> Any:
+        """The default of setting ``name`` (None when it has none)."""
+        return next((s.default for s in self.settings if s.name == name), None)
+
+    def public_credentials(self) -> frozenset[str]:
+        """Credential names that are not secret (an .ionapi's tenant and URLs)."""
+        return frozenset(f.name for f in self.credentials if not f.secret)
+
+
+def http_settings(
+    *, rate_per_minute: int, base_url: str | None = None, burst: int = 10
+) -> tuple[FieldSpec, ...]:
+    """The settings every HTTP system shares: base URL, shared rate limit, timeouts, retries."""
+    specs = []
+    if base_url is not None:
+        specs.append(
+            FieldSpec(
+                "base_url",
+                "Base URL",
+                secret=False,
+                default=base_url,
+                clean=url,
+                help="Point this at a sandbox simulator or at the real tenant.",
+            )
+        )
+    specs += [
+        FieldSpec(
+            "rate_limit_per_minute",
+            "Rate limit (requests per minute)",
+            secret=False,
+            default=rate_per_minute,
+            clean=positive_int,
+            help="Shared by every worker of this deployment.",
+        ),
+        FieldSpec(
+            "rate_limit_burst",
+            "Rate limit burst",
+            secret=False,
+            default=burst,
+            clean=positive_int,
+            help="Requests allowed back to back before pacing starts.",
+        ),
+        FieldSpec(
+            "connect_timeout",
+            "Connect timeout (s)",
+            secret=False,
+            default=5.0,
+            clean=positive_float,
+        ),
+        FieldSpec(
+            "read_timeout", "Read timeout (s)", secret=False, default=30.0, clean=positive_float
+        ),
+        FieldSpec(
+            "max_attempts",
+            "Attempts per request",
+            secret=False,
+            default=5,
+            clean=positive_int,
+            help="Retries on 429, 502-504 and connection errors.",
+        ),
+        FieldSpec(
+            "max_retry_seconds",
+            "Retry time budget (s)",
+            secret=False,
+            default=120.0,
+            clean=positive_float,
+        ),
+    ]
+    return tuple(specs)

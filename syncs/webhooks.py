@@ -1,0 +1,73 @@
+"""The one webhook edge: ``POST /webhooks/<system>/<connection-slug>/``.
+
+For every system that sends webhooks: a body over the system's size limit is refused (413)
+before anything else is done with it; the system's provider verifies the signature on the raw
+body and that it is a well-formed event of that system (400 and nothing stored if not); the
+event is stored — once per system, connection and event id — before it is acknowledged, and
+processed by a django-q2 task.  A duplicate delivery is acknowledged and not processed again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from connections.models import Connection
+from connections.providers.base import WebhookRejected
+from connections.providers.registry import SYSTEMS, client_for
+from syncs.services import webhook_receive
+
+logger = logging.getLogger(__name__)
+
+KEPT_HEADERS = ("Content-Type", "User-Agent")
+MAX_HEADER_CHARS = 1000
+
+
+def _refuse(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+@csrf_exempt
+@require_POST
+def webhook(request: HttpRequest, system: str, slug: str) -> JsonResponse:
+    provider = SYSTEMS.get(system)
+    if provider is None or not provider.sends_webhooks():
+        return _refuse(404, "unknown endpoint")
+    connection = Connection.objects.filter(slug=slug, kind=system).first()
+    if connection is None:
+        return _refuse(404, "unknown endpoint")
+    limit = provider.webhook_max_bytes
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return _refuse(400, "invalid Content-Length")
+    if declared > limit:
+        logger.warning("%s webhook for %s refused: %d bytes", system, slug, declared)
+        return _refuse(413, f"body larger than {limit} bytes")
+    raw_body = request.read(limit + 1)
+    if len(raw_body) > limit:
+        return _refuse(413, f"body larger than {limit} bytes")
+    try:
+        client = client_for(connection)
+    except Exception:
+        logger.exception("%s webhook for %s: the connection cannot be used", system, slug)
+        return _refuse(503, "endpoint not ready")
+    try:
+        event = client.verify_webhook(raw_body, request.headers)
+    except WebhookRejected as exc:
+        logger.warning("%s webhook for %s refused: %s", system, slug, exc.message)
+        return _refuse(exc.status, exc.message)
+    finally:
+        client.close()
+    kept = (*KEPT_HEADERS, *provider.webhook_headers)
+    headers = {h: request.headers[h][:MAX_HEADER_CHARS] for h in kept if h in request.headers}
+    _, created = webhook_receive(
+        connection=connection,
+        event=event,
+        raw_body=raw_body.decode("utf-8"),
+        headers=headers,
+    )
+    return JsonResponse({"received": True, "duplicate": not created})

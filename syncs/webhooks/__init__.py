@@ -1,1 +1,0 @@
-"""Inbound webhooks: verify the signature on the raw body, store, acknowledge, process later."""
