@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from connections import systems
 from connections.fields import EncryptedJSONField, EncryptedTextField
 
 if TYPE_CHECKING:
@@ -20,9 +21,7 @@ logger = logging.getLogger(__name__)
 def connection_kinds() -> list[tuple[str, str]]:
     """The kinds of connection: one per registered system (read when needed, so adding a system
     needs no migration)."""
-    from connections.providers.registry import kind_choices
-
-    return kind_choices()
+    return systems.kind_choices()
 
 
 class Connection(models.Model):
@@ -53,9 +52,7 @@ class Connection(models.Model):
     @property
     def provider_class(self) -> type[Provider]:
         """The registered client class of this connection's system (``LookupError`` if none)."""
-        from connections.providers.registry import provider_class
-
-        return provider_class(self.kind)
+        return systems.provider_class(self.kind)
 
     @property
     def spec(self) -> ConnectionSpec:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from connections import redaction
+from connections import redaction, systems
 from connections.providers.base import Provider
 from connections.providers.infor_m3 import InforM3
 from connections.providers.stripe import StripeProvider
@@ -27,23 +27,13 @@ PROVIDERS: tuple[type[Provider], ...] = (
     StripeProvider,
 )
 
-SYSTEMS: dict[str, type[Provider]] = {p.kind: p for p in PROVIDERS}
+systems.register(*PROVIDERS)
+SYSTEMS = systems.SYSTEMS
+kind_choices = systems.kind_choices
+provider_class = systems.provider_class
 
 for _provider in PROVIDERS:
     redaction.register(patterns=_provider.secret_patterns, keys=_provider.secret_keys)
-
-
-def kind_choices() -> list[tuple[str, str]]:
-    """(kind, label) of every registered system, for model and form choices."""
-    return [(p.kind, p.label) for p in SYSTEMS.values()]
-
-
-def provider_class(kind: str) -> type[Provider]:
-    """The provider class of ``kind``; ``LookupError`` naming the kind when none is registered."""
-    try:
-        return SYSTEMS[kind]
-    except KeyError:
-        raise LookupError(f"No client is registered for {kind} connections.") from None
 
 
 def client_for(connection: Connection, **kwargs: Any) -> Provider:

@@ -6,8 +6,10 @@ import logging
 import random
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from connections.sandbox.m3 import M3State
+if TYPE_CHECKING:
+    from connections.sandbox.m3 import M3State
 
 logger = logging.getLogger(__name__)
 
