@@ -205,5 +205,9 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
         "stripe": {"level": "WARNING"},  # it logs every request at INFO
         "werkzeug": {"level": "WARNING"},  # the sandbox's access log
+        # paramiko logs every failed handshake as an ERROR with a traceback; the SFTP provider
+        # reports each failure itself, in plain words.
+        "paramiko": {"level": "CRITICAL"},
+        "asyncssh": {"level": "WARNING"},  # the sandbox SFTP server logs every connection
     },
 }

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import requests
 
+from connections.providers.errors import ApiError, AuthFailed
 from connections.providers.http import ApiClient, Auth, ClientConfig
 from connections.providers.oauth import BearerAuth, Grant, TokenManager
 from connections.providers.ratelimit import get_rate_limiter
@@ -152,6 +153,21 @@ class Provider:
         self.redactor = Redactor(connection.secret_values())
 
     def check(self) -> CheckResult:
+        """Test the connection: a refusal or an unreachable system is a failed result (with a
+        message safe to show), never an exception."""
+        try:
+            return self.probe()
+        except AuthFailed as exc:
+            message = exc.message
+            if "refused" not in message:
+                message = f"{self.label} refused the credentials ({message})."
+            return CheckResult(False, self.redactor.text(message))
+        except ApiError as exc:
+            return CheckResult(False, self.redactor.text(exc.message))
+        finally:
+            self.close()
+
+    def probe(self) -> CheckResult:
         """Authenticate and confirm the account can do what the integrations need."""
         raise NotImplementedError
 
@@ -179,6 +195,7 @@ class HttpProvider(Provider):
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__(connection)
+        self._sleep = sleep
         self.http = ApiClient(
             self.client_config(),
             auth=self.build_auth(),
@@ -198,7 +215,7 @@ class HttpProvider(Provider):
 
     def build_auth(self) -> Auth | None:
         grant = self.grant()
-        return BearerAuth(TokenManager(self.connection, grant)) if grant else None
+        return BearerAuth(TokenManager(self.connection, grant, sleep=self._sleep)) if grant else None
 
     def default_headers(self) -> dict[str, str]:
         return {"Accept": "application/json"}

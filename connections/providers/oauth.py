@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -73,6 +75,7 @@ class TokenManager:
         http: ApiClient | None = None,
         skew_seconds: float | None = None,
         skew_ratio: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.connection = connection
         self.grant = grant
@@ -84,7 +87,9 @@ class TokenManager:
         )
         redactor = Redactor([*connection.secret_values(), *grant.secrets()])
         self.http = http or ApiClient(
-            ClientConfig.from_connection(connection, base_url=grant.token_url), redactor=redactor
+            ClientConfig.from_connection(connection, base_url=grant.token_url),
+            redactor=redactor,
+            sleep=sleep,
         )
 
     # -- public -----------------------------------------------------------------------------

@@ -313,14 +313,9 @@ class SftpProvider(Provider):
             sftp.posix_rename(path, target)
         return target
 
-    def check(self) -> CheckResult:
+    def probe(self) -> CheckResult:
         """Connect, authenticate and list the folder."""
-        try:
-            files = self.list_files()
-        except ApiError as exc:
-            return CheckResult(False, exc.message)
-        finally:
-            self.close()
+        files = self.list_files()
         return CheckResult(
             True,
             f"Connected to {self.host} as {self.connection.setting('username')}: "

@@ -255,7 +255,7 @@ class InforM3(HttpProvider):
         step("receipts.control", {"PBID": batch})
         return {"batch": batch, "steps": done}
 
-    def check(self) -> CheckResult:
+    def probe(self) -> CheckResult:
         """Authenticate and confirm the tenant exposes every transaction we are set up to use."""
         wanted: dict[str, set[str]] = {}
         for need in DEFAULT_PROGRAMS:

@@ -17,7 +17,6 @@ from typing import Any
 import stripe
 
 from connections.providers.base import CheckResult, HttpProvider, InboundEvent
-from connections.providers.errors import ApiError
 from connections.providers.http import ApiClient
 from connections.providers.stripe import webhooks
 from connections.providers.stripe.credentials import SPEC
@@ -225,9 +224,6 @@ class StripeProvider(HttpProvider):
         events = [_plain(e) for e in page.auto_paging_iter()]
         yield from sorted(events, key=lambda e: (e["created"], e["id"]))
 
-    def check(self) -> CheckResult:
-        try:
-            self.client.v1.customers.list({"limit": 1})
-        except ApiError as exc:
-            return CheckResult(False, exc.message)
+    def probe(self) -> CheckResult:
+        self.client.v1.customers.list({"limit": 1})
         return CheckResult(True, "Connected to Stripe.")
