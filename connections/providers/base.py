@@ -215,7 +215,9 @@ class HttpProvider(Provider):
 
     def build_auth(self) -> Auth | None:
         grant = self.grant()
-        return BearerAuth(TokenManager(self.connection, grant, sleep=self._sleep)) if grant else None
+        if grant is None:
+            return None
+        return BearerAuth(TokenManager(self.connection, grant, sleep=self._sleep))
 
     def default_headers(self) -> dict[str, str]:
         return {"Accept": "application/json"}
