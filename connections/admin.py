@@ -28,7 +28,7 @@ class ConnectionAdmin(admin.ModelAdmin):
     readonly_fields = ("credentials_on_file", "status", "last_checked_at", "last_check_message")
     actions = ["test_connection"]
 
-    @admin.action(description="Test selected connections")
+    @admin.action(description="Test selected connections", permissions=["change"])
     def test_connection(self, request: HttpRequest, queryset: Any) -> None:
         for connection in queryset:
             result = connection_check(connection=connection)

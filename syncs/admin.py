@@ -98,7 +98,7 @@ class IntegrationAdmin(admin.ModelAdmin):
         url = reverse("admin:syncs_syncrun_change", args=[run.pk])
         return format_html('<a href="{}">{}</a>', url, run.get_status_display())
 
-    @admin.action(description="Run selected integrations now")
+    @admin.action(description="Run selected integrations now", permissions=["change"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[Integration]) -> None:
         for integration in queryset:
             integration_enqueue_run(
@@ -110,7 +110,9 @@ class IntegrationAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
-    @admin.action(description="Check GL account mappings against the CloudSuite chart")
+    @admin.action(
+        description="Check GL account mappings against the CloudSuite chart", permissions=["view"]
+    )
     def check_gl_mappings(self, request: HttpRequest, queryset: QuerySet[Integration]) -> None:
         for integration in queryset:
             try:
@@ -246,7 +248,10 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     )
     fields = readonly_fields
 
-    @admin.action(description="Process selected events again (failed or unprocessed only)")
+    @admin.action(
+        description="Process selected events again (failed or unprocessed only)",
+        permissions=["work"],
+    )
     def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
         count = webhook_events_reprocess(event_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"Queued {count} event(s) for processing.", messages.SUCCESS)

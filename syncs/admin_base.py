@@ -12,7 +12,16 @@ logger = logging.getLogger(__name__)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """History is never edited by hand."""
+    """History is never edited by hand.
+
+    Acting on history — replaying a record, dismissing it, processing an event again — is the
+    ``work`` permission: a user who holds the model's Django "change" permission (given by a
+    group) may do it, though no one may edit the rows themselves.
+    """
+
+    def has_work_permission(self, request: HttpRequest) -> bool:
+        opts = self.model._meta
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

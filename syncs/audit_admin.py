@@ -85,7 +85,7 @@ class ReplayActionsMixin:
 
     actions = ["replay", "dismiss"]
 
-    @admin.action(description="Replay selected records")
+    @admin.action(description="Replay selected records", permissions=["work"])
     def replay(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return _ask_then_do(
             self,
@@ -99,7 +99,7 @@ class ReplayActionsMixin:
             done="Queued {count} record(s) for replay.",
         )
 
-    @admin.action(description="Dismiss selected records (no replay)")
+    @admin.action(description="Dismiss selected records (no replay)", permissions=["work"])
     def dismiss(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return _ask_then_do(
             self,

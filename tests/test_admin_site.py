@@ -13,6 +13,7 @@ from syncs.models import Integration, SyncRun
 from syncs.runner import Runner
 from tests.syncs.testflow import SOURCE
 
+OUR_APPS = ("connections", "syncs", "audit")
 SECTIONS = [
     "Connections",
     "Integrations",
@@ -113,3 +114,39 @@ def test_dismiss_needs_a_reason(admin_client: Client, integration: Integration) 
     )
     flagged.refresh_from_db()
     assert flagged.resolution == "Dismissed: paid by cheque" and flagged.resolved_by == "admin"
+
+
+def test_a_view_only_user_sees_no_action_that_changes_anything(
+    db: Any, client: Client, integration: Integration
+) -> None:
+    from django.contrib.auth.models import Permission, User
+
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
+    client.force_login(viewer)
+    SOURCE.append({**ROW, "amount_cents": 100, "account": "40"})
+    flagged = Runner(integration, trigger="manual").run().records.get()
+    page = client.get("/admin/audit/reviewitem/").content.decode()
+    assert flagged.source_key in page and "replay" not in page and "dismiss" not in page
+    refused = client.post(
+        "/admin/audit/reviewitem/",
+        {"action": "replay", "_selected_action": [flagged.pk], "confirmed": "yes"},
+    )
+    assert refused.status_code in (200, 302)
+    assert not AuditRecord.objects.filter(replay_of=flagged).exists()
+    assert "run_now" not in client.get("/admin/syncs/integration/").content.decode()
+    worker = User.objects.create_user("worker", password="pw", is_staff=True)
+    worker.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_reviewitem", "change_reviewitem"])
+    )
+    client.force_login(worker)
+    assert "replay" in client.get("/admin/audit/reviewitem/").content.decode()
+
+
+def test_every_admin_action_declares_its_permission() -> None:
+    ours = [m for m in admin.site._registry.values() if m.opts.app_label in OUR_APPS]
+    assert ours
+    for model_admin in ours:
+        for action in model_admin.actions or []:
+            func = getattr(model_admin, action) if isinstance(action, str) else action
+            assert getattr(func, "allowed_permissions", None), f"{model_admin}.{action}"

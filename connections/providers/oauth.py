@@ -122,14 +122,21 @@ class TokenManager:
     # -- internals --------------------------------------------------------------------------
 
     def _refresh_single_flight(self) -> str:
-        with transaction.atomic():
-            OAuthToken.objects.get_or_create(connection=self.connection)
-            token = OAuthToken.objects.select_for_update().get(connection=self.connection)
-            if self.is_fresh(token):  # another worker refreshed while we waited for the lock
+        try:
+            with transaction.atomic():
+                OAuthToken.objects.get_or_create(connection=self.connection)
+                token = OAuthToken.objects.select_for_update().get(connection=self.connection)
+                if self.is_fresh(token):  # another worker refreshed while we waited for the lock
+                    return token.access_token
+                payload = self._obtain(token)
+                self._store(token, payload)
                 return token.access_token
-            payload = self._obtain(token)
-            self._store(token, payload)
-            return token.access_token
+        except ApiError as exc:  # kept for support (the token page), outside the rolled-back txn
+            OAuthToken.objects.update_or_create(
+                connection=self.connection,
+                defaults={"last_error": self.http.redact.text(exc.message)[:2000]},
+            )
+            raise
 
     @sensitive_variables("refresh_token")
     def _obtain(self, token: OAuthToken) -> dict[str, Any]:

@@ -41,7 +41,6 @@ class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
-        self.injected: list[str] = []
 
     def add(
         self,
@@ -69,7 +68,6 @@ class Faults:
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._faults.remove(fault)
-                    self.injected.append(f"{fault.kind}:{subject}")
                     return fault
         return None
 

@@ -126,7 +126,6 @@ class WebhookDelivery:
         self.reorder = False
         self.drop_next = 0
         self.delivered: list[tuple[str, int]] = []
-        self.dropped: list[str] = []
         self.synchronous = False
         self._lock = threading.Lock()
 
@@ -136,7 +135,6 @@ class WebhookDelivery:
             if self.drop_next:
                 take = min(self.drop_next, len(batch))
                 self.drop_next -= take
-                self.dropped += [e["id"] for e in batch[:take]]
                 batch = batch[take:]
             if self.reorder:
                 batch.reverse()

@@ -187,6 +187,8 @@ def test_refused_credentials_raise_a_clear_error_without_secrets(
     assert "Bad service account" in info.value.message
     assert "wrong-secret-value" not in info.value.message
     assert IONAPI["cs"] not in info.value.message
+    kept = OAuthToken.objects.get(connection=m3).last_error  # for support, on the token page
+    assert "Bad service account" in kept and "wrong-secret-value" not in kept
 
 
 @pytest.mark.django_db(transaction=True)
