@@ -35,7 +35,7 @@ from connections.providers.errors import ApiError, AuthFailed, NotFound, Rejecte
 from connections.providers.spec import (
     ConnectionSpec,
     FieldSpec,
-    positive_float,
+    patience_settings,
     positive_int,
     text,
 )
@@ -99,23 +99,12 @@ def sftp_spec(*extra_settings: FieldSpec, remote_dir: str = "/outbound") -> Conn
                 "Connections to a server presenting another key are refused.",
             ),
             FieldSpec("remote_dir", "Folder", secret=False, default=remote_dir),
-            FieldSpec(
-                "connect_timeout",
-                "Connect timeout (s)",
-                secret=False,
-                default=10.0,
-                clean=positive_float,
-            ),
-            FieldSpec(
-                "read_timeout", "Read timeout (s)", secret=False, default=30.0, clean=positive_float
-            ),
-            FieldSpec(
-                "max_attempts",
-                "Connection attempts",
-                secret=False,
-                default=3,
-                clean=positive_int,
-                help="Attempts to connect when the server is unreachable or drops the connection.",
+            *patience_settings(
+                connect_timeout=10.0,
+                attempts=3,
+                attempts_label="Connection attempts",
+                attempts_help="Attempts to connect when the server is unreachable or drops "
+                "the connection.",
             ),
             *extra_settings,
         ),

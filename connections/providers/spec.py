@@ -177,6 +177,32 @@ class ConnectionSpec:
         return frozenset(f.name for f in self.credentials if not f.secret)
 
 
+def patience_settings(
+    *, connect_timeout: float, attempts: int, attempts_label: str, attempts_help: str
+) -> tuple[FieldSpec, ...]:
+    """How long to wait for a system and how often to try: every transport has these."""
+    return (
+        FieldSpec(
+            "connect_timeout",
+            "Connect timeout (s)",
+            secret=False,
+            default=connect_timeout,
+            clean=positive_float,
+        ),
+        FieldSpec(
+            "read_timeout", "Read timeout (s)", secret=False, default=30.0, clean=positive_float
+        ),
+        FieldSpec(
+            "max_attempts",
+            attempts_label,
+            secret=False,
+            default=attempts,
+            clean=positive_int,
+            help=attempts_help,
+        ),
+    )
+
+
 def http_settings(
     *, rate_per_minute: int, base_url: str | None = None, burst: int = 10
 ) -> tuple[FieldSpec, ...]:
@@ -210,23 +236,11 @@ def http_settings(
             clean=positive_int,
             help="Requests allowed back to back before pacing starts.",
         ),
-        FieldSpec(
-            "connect_timeout",
-            "Connect timeout (s)",
-            secret=False,
-            default=5.0,
-            clean=positive_float,
-        ),
-        FieldSpec(
-            "read_timeout", "Read timeout (s)", secret=False, default=30.0, clean=positive_float
-        ),
-        FieldSpec(
-            "max_attempts",
-            "Attempts per request",
-            secret=False,
-            default=5,
-            clean=positive_int,
-            help="Retries on 429, 502-504 and connection errors.",
+        *patience_settings(
+            connect_timeout=5.0,
+            attempts=5,
+            attempts_label="Attempts per request",
+            attempts_help="Retries on 429, 502-504 and connection errors.",
         ),
         FieldSpec(
             "max_retry_seconds",

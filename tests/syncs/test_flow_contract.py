@@ -144,16 +144,21 @@ class BulkFlow(LedgerTestFlow):
         return super().load_many(ctx, items)
 
 
-@pytest.fixture
-def bulk(integration: Integration, monkeypatch: pytest.MonkeyPatch) -> Integration:
-    monkeypatch.setitem(FLOWS, BulkFlow.key, BulkFlow)
-    BulkFlow.calls, BulkFlow.whole_call_fails = [], None
-    integration.flow = BulkFlow.key
+def use_flow(integration: Integration, flow: type, monkeypatch: pytest.MonkeyPatch) -> Integration:
+    """Point the integration at ``flow`` (registered for this test), with account x mapped."""
+    monkeypatch.setitem(FLOWS, flow.key, flow)
+    integration.flow = flow.key
     integration.save()
     FieldMapping.objects.create(
         integration=integration, kind="gl_account", source_value="x", target_value="1930"
     )
     return integration
+
+
+@pytest.fixture
+def bulk(integration: Integration, monkeypatch: pytest.MonkeyPatch) -> Integration:
+    BulkFlow.calls, BulkFlow.whole_call_fails = [], None
+    return use_flow(integration, BulkFlow, monkeypatch)
 
 
 def payments(*numbers: int, **extra: Any) -> list[dict[str, Any]]:
@@ -245,14 +250,8 @@ class AckFlow(LedgerTestFlow):
 
 @pytest.fixture
 def acking(integration: Integration, monkeypatch: pytest.MonkeyPatch) -> Integration:
-    monkeypatch.setitem(FLOWS, AckFlow.key, AckFlow)
     AckFlow.acknowledged, AckFlow.fail = [], False
-    integration.flow = AckFlow.key
-    integration.save()
-    FieldMapping.objects.create(
-        integration=integration, kind="gl_account", source_value="x", target_value="1930"
-    )
-    return integration
+    return use_flow(integration, AckFlow, monkeypatch)
 
 
 def test_the_source_is_told_which_records_are_done(acking: Integration) -> None:
