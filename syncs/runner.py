@@ -161,8 +161,9 @@ class Runner:
         """Run the flow over ``records``, or over what ``flow.extract`` yields from its window."""
         run = self._ensure_run()
         started = timezone.now()
-        ctx = self._context(self._window_start(started))
+        ctx = self._context(None)
         try:
+            ctx.window_start = self._window_start(started)
             source = records if records is not None else self.flow.extract(ctx)
             self._process(ctx, ((record, None) for record in source))
             if not self._hold_cursor and self.flow.window and self.flow.window.from_run_start:
