@@ -34,17 +34,27 @@ class Claim:
 
 
 def claim(
-    *, integration_id: int, target: str, natural_key: str, owner: str, lease_seconds: float
+    *,
+    integration_id: int,
+    connection_id: int,
+    target: str,
+    natural_key: str,
+    owner: str,
+    lease_seconds: float,
 ) -> Claim:
     """Claim ``natural_key`` for posting (committed at once, before any remote call)."""
     now = timezone.now()
     lease_until = now + timedelta(seconds=lease_seconds)
     with transaction.atomic():
         entry, created = PostingLedger.objects.select_for_update().get_or_create(
-            integration_id=integration_id,
+            connection_id=connection_id,
             target=target,
             natural_key=natural_key,
-            defaults={"lease_owner": owner, "lease_expires_at": lease_until},
+            defaults={
+                "integration_id": integration_id,
+                "lease_owner": owner,
+                "lease_expires_at": lease_until,
+            },
         )
         if created:
             return Claim(ClaimStatus.FRESH, entry)

@@ -95,6 +95,10 @@ class Collection(AuditRecord):
 class PostingLedger(models.Model):
     """Exactly-once effects: one row per non-idempotent write, claimed before it is made.
 
+    Unique on the target connection, what is posted (``target``, e.g. "m3.receipt") and its
+    natural key — not on the integration — so however many integrations feed the same system
+    account, a thing is posted there once.
+
     ``pending`` — claimed; while the lease runs a worker is posting, after it the outcome is
     unknown and the target is asked before posting again.  ``confirmed`` — posted (remote id
     known).  ``failed`` — the target refused; nothing was applied, a replay may claim it again
@@ -107,7 +111,16 @@ class PostingLedger(models.Model):
         FAILED = "failed", "Refused (not posted)"
 
     integration = models.ForeignKey(
-        "syncs.Integration", on_delete=models.PROTECT, related_name="ledger_entries"
+        "syncs.Integration",
+        on_delete=models.PROTECT,
+        related_name="ledger_entries",
+        help_text="The integration that first claimed this posting.",
+    )
+    connection = models.ForeignKey(
+        "connections.Connection",
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The target connection (the system account posted to).",
     )
     target = models.CharField(max_length=80)
     natural_key = models.CharField(max_length=255)
@@ -128,7 +141,7 @@ class PostingLedger(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["integration", "target", "natural_key"], name="uniq_ledger_natural_key"
+                fields=["connection", "target", "natural_key"], name="uniq_ledger_posting"
             )
         ]
 
@@ -140,7 +153,7 @@ class PostingLedger(models.Model):
         """The key sent to targets that support one; a new generation after a refusal."""
         import hashlib
 
-        raw = f"mlc:{self.integration_id}:{self.target}:{self.natural_key}:{self.generation}"
+        raw = f"mlc:{self.connection_id}:{self.target}:{self.natural_key}:{self.generation}"
         if len(raw) <= 200:
             return raw
         return "mlc:" + hashlib.sha256(raw.encode()).hexdigest()

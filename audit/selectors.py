@@ -10,14 +10,14 @@ from audit.models import PostingLedger
 logger = logging.getLogger(__name__)
 
 
-def ledger_confirmed_keys(*, integration_id: int, target: str, keys: Iterable[str]) -> set[str]:
-    """Which of ``keys`` are already posted (confirmed) for this integration and target."""
+def ledger_confirmed_keys(*, connection_id: int, target: str, keys: Iterable[str]) -> set[str]:
+    """Which of ``keys`` are already posted (confirmed) to this target connection."""
     wanted = list(keys)
     confirmed: set[str] = set()
     for start in range(0, len(wanted), 500):
         confirmed |= set(
             PostingLedger.objects.filter(
-                integration_id=integration_id,
+                connection_id=connection_id,
                 target=target,
                 natural_key__in=wanted[start : start + 500],
                 state=PostingLedger.State.CONFIRMED,

@@ -389,6 +389,7 @@ class Runner:
         while True:
             claim = ledger.claim(
                 integration_id=self.integration.pk,
+                connection_id=self.integration.target_id,
                 target=self.flow.ledger_target,
                 natural_key=key,
                 owner=self.owner,
@@ -477,7 +478,7 @@ class Runner:
 
         def posted(keys: Sequence[str]) -> set[str]:
             return ledger_confirmed_keys(
-                integration_id=integration.pk, target=flow.ledger_target, keys=keys
+                connection_id=integration.target_id, target=flow.ledger_target, keys=keys
             )
 
         def processed_events(event_ids: Sequence[str]) -> set[str]:

@@ -254,3 +254,23 @@ def test_collections_show_what_stripe_collected_per_invoice(
     assert ">9002<" not in page  # not paid
     found = admin_client.get("/admin/audit/collection/?q=invoice+9001").content.decode()
     assert "500.00 EUR" in found
+
+
+def test_a_copied_payments_integration_never_posts_a_payment_twice(world: World) -> None:
+    original = world.payments
+    copy = Integration.objects.create(
+        name="Copy", slug="copy", flow=original.flow, source=original.source, target=original.target
+    )
+    for mapping in original.mappings.all():
+        copy.mappings.create(
+            kind=mapping.kind, source_value=mapping.source_value, target_value=mapping.target_value
+        )
+    for cino in ("9001", "9002"):
+        world.pay(cino)  # each webhook feeds both integrations
+    assert sorted(r["CINO"] for r in world.receipts()) == ["9001", "9002"]
+    assert len(world.m3.state.batches) == 2 and len(world.m3.state.gl) == 4  # 2 lines, 2 fees
+    both = AuditRecord.objects.filter(integration__in=[original, copy])
+    assert both.filter(status=S.SYNCED).count() == 2  # whichever integration got there first
+    assert both.filter(status=S.DUPLICATE, integration=copy).exists()
+    Runner(Integration.objects.get(pk=copy.pk), trigger="schedule").run()  # its poll, too
+    assert len(world.receipts()) == 2

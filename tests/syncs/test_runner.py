@@ -147,6 +147,7 @@ def test_a_worker_killed_mid_post_is_recovered_after_its_lease(mapped: Integrati
     TARGET.calls = 0
     PostingLedger.objects.create(
         integration=mapped,
+        connection=mapped.target,
         target="fake.receipt",
         natural_key="ch_1",
         lease_owner="dead:1",
@@ -161,6 +162,7 @@ def test_a_live_lease_held_by_another_worker_is_not_posted_over(mapped: Integrat
     SOURCE.append(pay(1))
     PostingLedger.objects.create(
         integration=mapped,
+        connection=mapped.target,
         target="fake.receipt",
         natural_key="ch_1",
         lease_owner="other:1",
@@ -310,3 +312,18 @@ def test_an_unexpected_error_during_replay_ends_the_run_as_failed(
     (replay_run,) = records_replay(record_ids=[failed.pk])
     assert replay_run.status == SyncRun.Status.FAILED
     assert "database went away" in replay_run.error_summary and replay_run.finished_at
+
+
+def test_two_integrations_over_the_same_connections_post_each_payment_once(
+    mapped: Integration,
+) -> None:
+    copy = Integration.objects.create(
+        name="Copy", slug="copy", flow=mapped.flow, source=mapped.source, target=mapped.target
+    )
+    copy.mappings.create(kind="gl_account", source_value="4000", target_value="1930-AR")
+    SOURCE.extend([pay(1), pay(2), pay(3)])
+    first, second = run(mapped), run(copy)
+    assert (first.synced, second.synced, second.duplicate) == (3, 0, 3)
+    assert all(TARGET.effects(f"ch_{n}") == 1 for n in (1, 2, 3))
+    assert PostingLedger.objects.count() == 3
+    assert set(PostingLedger.objects.values_list("integration", flat=True)) == {mapped.pk}
