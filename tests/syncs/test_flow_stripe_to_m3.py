@@ -271,6 +271,6 @@ def test_a_copied_payments_integration_never_posts_a_payment_twice(world: World)
     assert len(world.m3.state.batches) == 2 and len(world.m3.state.gl) == 4  # 2 lines, 2 fees
     both = AuditRecord.objects.filter(integration__in=[original, copy])
     assert both.filter(status=S.SYNCED).count() == 2  # whichever integration got there first
-    assert both.filter(status=S.DUPLICATE, integration=copy).exists()
+    assert both.filter(status=S.DUPLICATE).count() >= 2  # the other one saw each as posted
     Runner(Integration.objects.get(pk=copy.pk), trigger="schedule").run()  # its poll, too
     assert len(world.receipts()) == 2
