@@ -50,6 +50,7 @@ from syncs.flows import (
     Posting,
     Skip,
     SourceRecord,
+    Superseded,
     get_flow,
 )
 from syncs.models import (
@@ -77,6 +78,10 @@ def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
+def _posting(entry: PostingLedger) -> Posting:
+    return Posting(entry.idempotency_key, entry.pk, entry.generation)
+
+
 @dataclass
 class _Outcome:
     """What happened to one record, ready to be written."""
@@ -102,6 +107,7 @@ class _Item:
     mapped: Payload | Flag | Skip | Exception
     claim: ledger.Claim | None = None
     outcome: _Outcome | None = None
+    superseded: str = ""  # why an earlier attempt's remnant was left and the write made afresh
 
 
 @dataclass(frozen=True)
@@ -287,6 +293,17 @@ class Runner:
     def _claim_for(self, ctx: FlowContext, item: _Item, payload: Payload) -> _Outcome | None:
         """Claim a ledgered write; an outcome when it must not be posted now, else None."""
         claim = item.claim = self._claim(str(payload.ledger_key))
+        outcome = self._claimed(ctx, item, payload, claim)
+        if outcome is None and item.superseded:  # post afresh, under the next generation
+            claim = item.claim = self._claim(str(payload.ledger_key))
+            if claim.status is ledger.ClaimStatus.FRESH:
+                return None
+            outcome = self._claimed(ctx, item, payload, claim)
+        return outcome
+
+    def _claimed(
+        self, ctx: FlowContext, item: _Item, payload: Payload, claim: ledger.Claim
+    ) -> _Outcome | None:
         entry = claim.entry
         if claim.status is ledger.ClaimStatus.CONFIRMED:
             return _Outcome(
@@ -308,7 +325,13 @@ class Runner:
         if claim.status is not ledger.ClaimStatus.RECOVER:
             return None
         try:
-            found = self.flow.find_existing(ctx, payload)
+            found = self.flow.find_existing(ctx, payload, _posting(entry))
+        except Superseded as exc:
+            if item.superseded:  # twice in one go: leave it for the next run
+                raise RuntimeError("an earlier attempt was superseded twice") from exc
+            ledger.release(entry, refused=True, error=exc.note)  # refused: a new generation
+            item.superseded = exc.note
+            return None
         except Exception as exc:
             reason = (
                 "An earlier attempt may have posted this and the target could not be "
@@ -338,8 +361,7 @@ class Runner:
             payload = item.mapped
             assert isinstance(payload, Payload)
             entry = item.claim.entry if item.claim else None
-            posting = Posting(entry.idempotency_key, entry.pk, entry.generation) if entry else None
-            batch.append((payload, posting))
+            batch.append((payload, _posting(entry) if entry else None))
         try:
             results = self.flow.load_many(ctx, batch)
             if len(results) != len(batch):
@@ -370,7 +392,9 @@ class Runner:
                 ),
             )
         note = result.note
-        if item.claim is not None and item.claim.status is ledger.ClaimStatus.RECOVER:
+        if item.superseded:
+            note = f"{item.superseded} {note}".strip()
+        elif item.claim is not None and item.claim.status is ledger.ClaimStatus.RECOVER:
             note = f"Completed after an interrupted attempt. {note}".strip()
         return _Outcome(
             Status.SYNCED,

@@ -15,6 +15,7 @@ from syncs.flows.base import (
     ReadWindow,
     Skip,
     SourceRecord,
+    Superseded,
     Unit,
 )
 from syncs.flows.m3_stripe_customers import M3CustomersToStripe
@@ -58,6 +59,7 @@ __all__ = [
     "ReadWindow",
     "Skip",
     "SourceRecord",
+    "Superseded",
     "Unit",
     "flow_choices",
     "get_flow",

@@ -13,7 +13,8 @@ A flow is small and declarative:
 - ``load(ctx, payload, posting)`` makes one target write; it raises ``Rejected`` only when
   nothing was applied.  A target that takes many writes per request overrides ``load_many``
   (and sets ``chunk_size``): the runner still claims and confirms each record in the ledger.
-- ``find_existing(ctx, payload)`` answers whether an interrupted post went through.
+- ``find_existing(ctx, payload, posting)`` answers whether an interrupted post went through (or
+  raises ``Superseded`` when its remnant must be left and the write made afresh).
 - ``acknowledge(ctx, records)`` is called after the run with the records whose outcome is
   committed and final, so a source can archive a file or mark a batch as read.
 
@@ -161,6 +162,16 @@ class Posting:
         return base + self.ledger_id * slots + self.generation
 
 
+class Superseded(Exception):
+    """From ``find_existing``: an earlier attempt left an incomplete remnant that must not be
+    completed (a step in it cannot be told apart from a repeat) but has no effect on its own;
+    post afresh under a new posting number.  ``note`` tells a person what to clean up."""
+
+    def __init__(self, note: str) -> None:
+        super().__init__(note)
+        self.note = note
+
+
 @dataclass(frozen=True)
 class LoadResult:
     """The outcome of a target write."""
@@ -269,8 +280,12 @@ class Flow(Generic[S, T]):
         """Source records for one inbound webhook event (flows with ``webhook_system``)."""
         raise NotImplementedError
 
-    def find_existing(self, ctx: FlowContext[S, T], payload: Payload) -> LoadResult | None:
-        """Whether the target already holds this write; override for every ledgered flow."""
+    def find_existing(
+        self, ctx: FlowContext[S, T], payload: Payload, posting: Posting
+    ) -> LoadResult | None:
+        """Whether the target already holds the write an earlier attempt (``posting``, the same
+        ledger entry and generation) may have made: its result, None (post it), or
+        ``Superseded`` (post afresh under a new number).  Override for every ledgered flow."""
         raise NotImplementedError(
             f"{type(self).__name__} posts through the ledger but cannot look up an earlier post"
         )

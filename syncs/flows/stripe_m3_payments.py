@@ -8,9 +8,11 @@ dimensions AIT1 to AIT7 separated by ``;``), the Stripe fee as a batch charge wh
 ``stripe_fees`` mapping exists, then control.  Refunds post negative lines.  Disputes,
 overpayments, currency mismatches and payments not linked to an invoice are flagged.
 
-The batch number is unique to the posting (ledger entry and attempt), so re-running a batch
-after an unknown outcome only completes what is missing: M3 answers "already exists" for the
-steps that were done.
+The batch number is unique to the posting (ledger entry and attempt).  After an unknown outcome
+the batch is probed first: a controlled batch is the receipt, posted; an absent one, or an open
+one without a fee, is completed (M3 answers "already exists" for the steps that were done); an
+open one with a fee is left alone — the fee, which has no key, may already be on it — and the
+receipt is posted as a new batch, so a fee is never charged twice.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from syncs.flows.base import (
     ReadWindow,
     Skip,
     SourceRecord,
+    Superseded,
     Unit,
 )
 from syncs.flows.stripe_events import movements
@@ -153,9 +156,12 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
             ledger_key=movement_key(m),
         )
 
+    def _batch(self, posting: Posting) -> int:
+        return posting.number(int(self.options.get("batch_number_base", BATCH_NUMBER_BASE)))
+
     def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:
         assert posting is not None
-        batch = posting.number(int(self.options.get("batch_number_base", BATCH_NUMBER_BASE)))
+        batch = self._batch(posting)
         result = ctx.target.add_receipt(
             batch=batch,
             batch_type=payload.data["batch_type"],
@@ -165,5 +171,20 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
         )
         return LoadResult(f"PBID {batch}", result, payload.data["note"])
 
-    def find_existing(self, ctx: Context, payload: Payload) -> LoadResult | None:
-        return None  # the batch number makes a re-run complete, never duplicate (see above)
+    def find_existing(self, ctx: Context, payload: Payload, posting: Posting) -> LoadResult | None:
+        batch = self._batch(posting)
+        state = ctx.target.receipt_batch_state(
+            batch=batch,
+            batch_type=payload.data["batch_type"],
+            first_line=payload.data["lines"][0],
+            bank_account=payload.data["bank_account"],
+        )
+        if state == "updated":
+            return LoadResult(f"PBID {batch}", {"batch": batch, "steps": ["controlled earlier"]})
+        if state == "open" and payload.data["charges"]:
+            raise Superseded(
+                f"Payment batch {batch} was interrupted before it was controlled, and its Stripe "
+                "fee may already be on it; it has no effect in CloudSuite but should be deleted "
+                "there (ARS040). The receipt was posted again as a new batch."
+            )
+        return None  # absent, or open without a fee: completing this batch is safe

@@ -231,7 +231,7 @@ def test_a_lost_m3_response_after_posting_is_completed_by_the_next_poll(world: W
     assert PostingLedger.objects.get(target="m3.receipt").state == "pending"
     second = world.poll()
     done = second.records.get(status=S.SYNCED)
-    assert done.reason.startswith("Completed after an interrupted attempt")
+    assert done.reason.startswith("Found in the target")  # the batch was controlled: posted
     assert len(world.receipts()) == 1 and len(world.m3.state.batches) == 1
     assert PostingLedger.objects.get(target="m3.receipt").state == "confirmed"
 
@@ -274,3 +274,38 @@ def test_a_copied_payments_integration_never_posts_a_payment_twice(world: World)
     assert both.filter(status=S.DUPLICATE).count() >= 2  # the other one saw each as posted
     Runner(Integration.objects.get(pk=copy.pk), trigger="schedule").run()  # its poll, too
     assert len(world.receipts()) == 2
+
+
+def fees(world: World) -> list[dict[str, Any]]:
+    return [g for g in world.m3.state.gl if g["AIT"] == ["FEE"]]
+
+
+@pytest.mark.parametrize("step", ["AddBatchLine", "AddBatchCharge"])
+def test_a_fee_is_never_charged_twice_after_a_lost_answer(world: World, step: str) -> None:
+    world.stripe.webhooks.drop_next = 100
+    world.m3.faults.add("lose_response", match=f"ARS040MI/{step}")
+    world.pay("9001")
+    first = world.poll()
+    assert first.records.get(status=S.FAILED).retryable
+    assert world.receipts() == []  # the batch was never controlled: nothing posted yet
+    second = world.poll()
+    done = second.records.get(status=S.SYNCED)
+    assert "should be deleted there (ARS040)" in done.reason
+    (receipt,) = world.receipts()
+    assert receipt["CINO"] == "9001" and len(fees(world)) == 1  # one receipt, one fee
+    batches = world.m3.state.batches
+    assert sorted(b["status"] for b in batches.values()) == ["entered", "updated"]
+    (left,) = [b for b in batches.values() if b["status"] == "entered"]
+    assert str(left["PBID"]) in done.reason  # the remnant to delete is named
+    assert world.poll().done == 0 and len(fees(world)) == 1
+
+
+def test_an_interrupted_batch_without_a_fee_is_completed_in_place(world: World) -> None:
+    FieldMapping.objects.filter(source_value="stripe_fees").delete()
+    world.stripe.webhooks.drop_next = 100
+    world.m3.faults.add("lose_response", match="ARS040MI/AddBatchLine")
+    world.pay("9001")
+    world.poll()
+    done = world.poll().records.get(status=S.SYNCED)
+    assert done.reason.startswith("Completed after an interrupted attempt")
+    assert len(world.receipts()) == 1 and len(world.m3.state.batches) == 1

@@ -124,6 +124,6 @@ class LedgerTestFlow(Flow):
         remote_id = TARGET.post(str(payload.ledger_key), payload.data, key)
         return LoadResult(remote_id=remote_id, response={"id": remote_id})
 
-    def find_existing(self, ctx: Any, payload: Payload) -> LoadResult | None:
+    def find_existing(self, ctx: Any, payload: Payload, posting: Posting) -> LoadResult | None:
         remote_id = TARGET.find(str(payload.ledger_key))
         return LoadResult(remote_id=remote_id) if remote_id else None

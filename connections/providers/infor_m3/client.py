@@ -43,6 +43,11 @@ class MIError(Rejected):
     def already_exists(self) -> bool:
         return any(s in self.mi_message.lower() for s in ALREADY_EXISTS)
 
+    @property
+    def already_updated(self) -> bool:
+        """The batch was controlled (updated) already: nothing can be added to it."""
+        return "already updated" in self.mi_message.lower()
+
 
 @dataclass(frozen=True)
 class MIResult:
@@ -230,8 +235,11 @@ class InforM3(HttpProvider):
     ) -> dict[str, Any]:
         """Post a customer payment batch: head, lines, charges, control.
 
-        Safe to run again for the same ``batch`` number: a step M3 answers "already exists"
-        (or "already updated") was done by an earlier attempt, so it counts as done.
+        Head, lines and control can be sent again for the same ``batch``: M3 answers "already
+        exists" (or "already updated") for what an earlier attempt did.  A charge has no key M3
+        could recognise, so it must never be sent twice to one batch: after an interrupted
+        attempt, ask ``receipt_batch_state`` first and post a batch with charges afresh under a
+        new number unless it is absent.
         """
         done: list[str] = []
 
@@ -254,6 +262,44 @@ class InforM3(HttpProvider):
             step("receipts.charge", {"PBID": batch, **charge})
         step("receipts.control", {"PBID": batch})
         return {"batch": batch, "steps": done}
+
+    def receipt_batch_state(
+        self,
+        *,
+        batch: int,
+        batch_type: str,
+        first_line: Mapping[str, Any],
+        bank_account: str = "",
+        accounting_date: str = "",
+    ) -> str:
+        """What an earlier, interrupted ``add_receipt`` left of ``batch``, without adding
+        anything M3 cannot de-duplicate: ``"updated"`` (controlled: the receipt is posted),
+        ``"open"`` (head and first line there, not controlled: nothing is in the ledger yet) or
+        ``"absent"``.
+
+        ARS040MI has no read transaction, so the probe re-sends the head and the first line,
+        which M3 answers "already exists" — or, for a controlled batch, "already updated" — and
+        which are harmless when they do go through: the batch is completed or abandoned next.
+        (The wording of M3's answers is matched as the catalogue gives it: unverified.)
+        """
+        try:
+            self.execute(
+                "receipts.head",
+                {"PBID": batch, "BOPE": batch_type, "BAAN": bank_account, "ACDT": accounting_date},
+                write=True,
+            )
+            return "absent"
+        except MIError as exc:
+            if not exc.already_exists:
+                raise
+        try:
+            self.execute("receipts.line", {"PBID": batch, **first_line}, write=True)
+        except MIError as exc:
+            if exc.already_updated:
+                return "updated"
+            if not exc.already_exists:
+                raise
+        return "open"
 
     def probe(self) -> CheckResult:
         """Authenticate and confirm the tenant exposes every transaction we are set up to use."""
