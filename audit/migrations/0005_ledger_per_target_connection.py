@@ -11,7 +11,9 @@ def target_connections(apps, schema_editor):
     PostingLedger = apps.get_model("audit", "PostingLedger")
     seen = set()
     for entry in PostingLedger.objects.select_related("integration").order_by(
-        "-state", "created_at", "pk"  # confirmed before pending/failed, oldest first
+        "-state",
+        "created_at",
+        "pk",  # confirmed before pending/failed, oldest first
     ):
         entry.connection_id = entry.integration.target_id
         key = (entry.connection_id, entry.target, entry.natural_key)
@@ -22,7 +24,6 @@ def target_connections(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("audit", "0004_auditrecord_event"),
         ("connections", "0002_connection_kind_from_registry"),

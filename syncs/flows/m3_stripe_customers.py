@@ -109,9 +109,7 @@ class M3CustomersToStripe(Flow[InforM3, StripeProvider]):
             "Updated in Stripe: " + ", ".join(sorted(payload.data["update"])) + ".",
         )
 
-    def find_existing(
-        self, ctx: Context, payload: Payload, posting: Posting
-    ) -> LoadResult | None:
+    def find_existing(self, ctx: Context, payload: Payload, posting: Posting) -> LoadResult | None:
         number = payload.data["create"]["metadata"][METADATA_KEY]
         found = ctx.target.find_customer(key=METADATA_KEY, value=number)
         return LoadResult(found["id"], {"id": found["id"]}) if found else None

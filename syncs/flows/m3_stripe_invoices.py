@@ -144,9 +144,7 @@ class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
         )
         return self._result(invoice)
 
-    def find_existing(
-        self, ctx: Context, payload: Payload, posting: Posting
-    ) -> LoadResult | None:
+    def find_existing(self, ctx: Context, payload: Payload, posting: Posting) -> LoadResult | None:
         stripe, meta = ctx.target, payload.data["invoice"]["metadata"]
         found = stripe.find_invoice(key="m3_invoice", value=meta["m3_invoice"])
         if found is None or any(
