@@ -135,14 +135,19 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# django-q2: the ORM broker with nothing configured, Redis when REDIS_URL is set.  A task is not
-# re-run by the broker on failure: the runner records each record's outcome and the user replays.
+# django-q2: the ORM broker with nothing configured, Redis when REDIS_URL is set.
+# - A task that raised is acknowledged, not retried by the broker (ack_failures): the runner has
+#   recorded each record's outcome, the reaper queues unfinished webhook events again, schedules
+#   read again what a failed run left, and people replay the rest.
+# - A task whose worker died (killed, machine lost) is never acknowledged: the broker hands it out
+#   again after `retry` seconds, up to `max_attempts` deliveries.  Every task is safe to run twice
+#   (the posting ledger, one live run per integration, per-integration webhook status).
 Q_CLUSTER = {
     "name": "mlconnector",
     "workers": env.int("Q_WORKERS", default=2),
     "timeout": env.int("Q_TIMEOUT", default=1800),
-    "retry": env.int("Q_TIMEOUT", default=1800) + 300,
-    "max_attempts": 1,
+    "retry": env.int("Q_TIMEOUT", default=1800) + 60,
+    "max_attempts": 3,
     "ack_failures": True,
     "catch_up": False,
     "save_limit": 1000,
@@ -183,8 +188,12 @@ MLC = {
     "TOKEN_REFRESH_SKEW_RATIO": env.float("TOKEN_REFRESH_SKEW_RATIO", default=0.10),
     # How long a posting-ledger claim is held before another worker may take it over.
     "LEDGER_LEASE_SECONDS": env.int("LEDGER_LEASE_SECONDS", default=300),
-    # A running SyncRun without a heartbeat for this long is considered dead.
-    "RUN_STALE_SECONDS": env.int("RUN_STALE_SECONDS", default=900),
+    # A live run writes a heartbeat this often; one silent for RUN_STALE_SECONDS is taken to
+    # have lost its worker, and the reaper closes it as interrupted.
+    "HEARTBEAT_SECONDS": env.int("HEARTBEAT_SECONDS", default=15),
+    "RUN_STALE_SECONDS": env.int("RUN_STALE_SECONDS", default=90),
+    # A webhook event still unprocessed this long after it was queued is queued again.
+    "EVENT_REQUEUE_SECONDS": env.int("EVENT_REQUEUE_SECONDS", default=120),
     # "db" or "redis"; defaults to redis when REDIS_URL is set.
     "RATE_LIMIT_BACKEND": env.str("RATE_LIMIT_BACKEND", default="redis" if REDIS_URL else "db"),
     # Redis key prefix of the rate-limit buckets: give each deployment sharing a Redis its own.

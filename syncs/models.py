@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
 
 from connections.models import Connection, connection_kinds
 
@@ -137,10 +138,11 @@ class SyncRun(models.Model):
         PARTIAL = "partial", "Finished with problems"
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
+        INTERRUPTED = "interrupted", "Interrupted (worker stopped)"
 
     integration = models.ForeignKey(Integration, on_delete=models.PROTECT, related_name="runs")
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.RUNNING)
     requested_by = models.CharField(max_length=150, blank=True)
     total = models.PositiveIntegerField(null=True, blank=True)
     done = models.PositiveIntegerField(default=0)
@@ -158,6 +160,15 @@ class SyncRun(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["integration", "status"])]
+        # Runs that read the source (schedule, manual) go one at a time per integration; webhook
+        # deliveries and replays work on given records and may overlap them.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration"],
+                condition=Q(status="running", trigger__in=("schedule", "manual")),
+                name="one_live_run_per_integration",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.integration} #{self.pk} ({self.get_status_display()})"
@@ -188,6 +199,7 @@ class WebhookEvent(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="Last queued for processing.")
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

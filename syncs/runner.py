@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django import db
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit import ledger
@@ -72,6 +73,42 @@ COUNTED = ("synced", "skipped", "duplicate", "failed", "flagged")
 
 class _Abort(Exception):
     """Stop the run: continuing would only fail every remaining record the same way."""
+
+
+class AlreadyRunning(Exception):
+    """Another run of this integration is live (the database refused a second one)."""
+
+    def __init__(self, live: SyncRun | None) -> None:
+        super().__init__(f"Run #{live.pk if live else '?'} is still in progress.")
+        self.live = live
+
+
+class _Heartbeat:
+    """Keeps a run's heartbeat fresh from a thread while the run is alive, so a long read is
+    never mistaken for a dead worker, and a dead worker's run is recognised within seconds."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.every = float(settings.MLC["HEARTBEAT_SECONDS"])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{run_id}")
+        self._thread.start()
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(self.every):
+                try:
+                    SyncRun.objects.filter(pk=self.run_id, status=SyncRun.Status.RUNNING).update(
+                        heartbeat_at=timezone.now()
+                    )
+                except Exception:
+                    logger.warning("Heartbeat of run %s not written", self.run_id, exc_info=True)
+        finally:
+            db.connection.close()  # this thread's own connection
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _owner() -> str:
@@ -160,6 +197,7 @@ class Runner:
         self._hold_cursor = False
         self._last_flush = 0.0
         self._final: list[SourceRecord] = []
+        self._heartbeat: _Heartbeat | None = None
 
     # -- entry points -----------------------------------------------------------------------
 
@@ -478,17 +516,25 @@ class Runner:
         if self.run_row is None:
             now = timezone.now()
             counts = self.counts
-            self.run_row = SyncRun.objects.create(
-                integration=self.integration,
-                trigger=self.trigger,
-                status=SyncRun.Status.RUNNING,
-                requested_by=self.requested_by,
-                started_at=now,
-                heartbeat_at=now,
-                total=counts.total,
-                done=counts.done,
-                **{name: getattr(counts, name) for name in COUNTED},
-            )
+            try:
+                with transaction.atomic():
+                    self.run_row = SyncRun.objects.create(
+                        integration=self.integration,
+                        trigger=self.trigger,
+                        status=SyncRun.Status.RUNNING,
+                        requested_by=self.requested_by,
+                        started_at=now,
+                        heartbeat_at=now,
+                        total=counts.total,
+                        done=counts.done,
+                        **{name: getattr(counts, name) for name in COUNTED},
+                    )
+            except IntegrityError:  # one live run per integration, enforced by the database
+                live = SyncRun.objects.filter(
+                    integration=self.integration, status=SyncRun.Status.RUNNING
+                ).first()
+                raise AlreadyRunning(live) from None
+            self._heartbeat = _Heartbeat(self.run_row.pk)
             if counts.records:  # records of this delivery written before it needed a run
                 AuditRecord.objects.filter(pk__in=counts.records).update(run=self.run_row)
                 counts.records.clear()
@@ -588,6 +634,8 @@ class Runner:
         run.save(update_fields=["total", "done", *COUNTED, "heartbeat_at"])
 
     def _finish(self, run: SyncRun, error: str = "", warning: str = "") -> SyncRun:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         self._sync_row()
         if error:
             run.status = SyncRun.Status.FAILED

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from django.conf import settings
@@ -22,29 +22,51 @@ from connections.providers.registry import client_for
 from connections.redaction import Redactor
 from syncs.flows import FLOWS
 from syncs.models import FieldMapping, Integration, SyncRun, WebhookEvent, WebhookProcessing
-from syncs.runner import Runner
+from syncs.runner import AlreadyRunning, Runner
 
 logger = logging.getLogger(__name__)
 
 RUN_TASK = "syncs.tasks.run_integration"
 
 
-def integration_live_run(*, integration: Integration) -> SyncRun | None:
-    """A run of ``integration`` that is still going (heartbeat within the stale window)."""
-    fresh_after = timezone.now() - timedelta(seconds=settings.MLC["RUN_STALE_SECONDS"])
-    return (
-        SyncRun.objects.filter(
-            integration=integration, status=SyncRun.Status.RUNNING, heartbeat_at__gte=fresh_after
-        )
-        .exclude(trigger=SyncRun.Trigger.REPLAY)
-        .first()
+def runs_reap(*, integration: Integration | None = None) -> int:
+    """Close runs whose worker stopped (no heartbeat for ``RUN_STALE_SECONDS``) as interrupted.
+
+    Nothing they did is lost: each record's outcome was committed as it went, and the cursor
+    never passed a record that was not, so the next run reads the rest again.
+    """
+    now = timezone.now()
+    stale = SyncRun.objects.filter(
+        status=SyncRun.Status.RUNNING,
+        heartbeat_at__lt=now - timedelta(seconds=settings.MLC["RUN_STALE_SECONDS"]),
     )
+    if integration is not None:
+        stale = stale.filter(integration=integration)
+    count = stale.update(
+        status=SyncRun.Status.INTERRUPTED,
+        finished_at=now,
+        error_summary="The worker running this stopped before it finished. Everything it "
+        "recorded stands; the next run reads the rest again.",
+    )
+    if count:
+        logger.warning("Closed %d run(s) whose worker stopped", count)
+    return count
 
 
-def integration_run(*, integration: Integration, trigger: str, requested_by: str = "") -> SyncRun:
+def integration_run(
+    *,
+    integration: Integration,
+    trigger: str,
+    requested_by: str = "",
+    on_progress: Callable[[SyncRun], None] | None = None,
+) -> SyncRun:
     """Run ``integration`` now, in this process.  A run already going makes this one a skip."""
-    live = integration_live_run(integration=integration)
-    if live is not None:
+    runs_reap(integration=integration)  # a dead worker's run must not block this one
+    try:
+        return Runner(
+            integration, trigger=trigger, requested_by=requested_by, on_progress=on_progress
+        ).run()
+    except AlreadyRunning as busy:
         now = timezone.now()
         return SyncRun.objects.create(
             integration=integration,
@@ -54,9 +76,8 @@ def integration_run(*, integration: Integration, trigger: str, requested_by: str
             started_at=now,
             finished_at=now,
             total=0,
-            error_summary=f"Run #{live.pk} was still in progress.",
+            error_summary=str(busy),
         )
-    return Runner(integration, trigger=trigger, requested_by=requested_by).run()
 
 
 def integration_enqueue_run(
@@ -120,7 +141,26 @@ def schedules_reconcile() -> int:
         count += 1
     known = {f"integration:{pk}" for pk in Integration.objects.values_list("pk", flat=True)}
     Schedule.objects.filter(func=RUN_TASK).exclude(name__in=known).delete()
+    reaper_schedule_ensure()
     return count
+
+
+REAPER_TASK = "syncs.tasks.reap"
+REAPER_SCHEDULE = "mlc:reaper"
+
+
+def reaper_schedule_ensure() -> Schedule:
+    """The every-minute schedule that closes dead runs and requeues unfinished events."""
+    schedule, _ = Schedule.objects.update_or_create(
+        name=REAPER_SCHEDULE,
+        defaults={
+            "func": REAPER_TASK,
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
+    )
+    return schedule
 
 
 WEBHOOK_TASK = "syncs.tasks.process_webhook_event"
@@ -159,7 +199,33 @@ def webhook_receive(
 def webhook_enqueue(*, event: WebhookEvent) -> None:
     """Queue processing of ``event`` once the current transaction commits."""
     pk = event.pk
+    WebhookEvent.objects.filter(pk=pk).update(queued_at=timezone.now())
     transaction.on_commit(lambda: async_task(WEBHOOK_TASK, pk, task_name=f"webhook {pk}"))
+
+
+def webhook_events_requeue() -> int:
+    """Queue again the events nobody finished processing: their task died, the database was
+    down, or a target failed.  Each is retried after ``EVENT_REQUEUE_SECONDS``, then less and
+    less often (doubling up to an hour) while it keeps failing."""
+    now = timezone.now()
+    base = settings.MLC["EVENT_REQUEUE_SECONDS"]
+    count = 0
+    for event in WebhookEvent.objects.filter(
+        processed=False, queued_at__lt=now - timedelta(seconds=base)
+    ).order_by("queued_at")[:500]:
+        wait = min(base * 2 ** max(event.attempts - 1, 0), 3600)
+        if event.queued_at and event.queued_at > now - timedelta(seconds=wait):
+            continue
+        webhook_enqueue(event=event)
+        count += 1
+    if count:
+        logger.info("Queued %d unprocessed webhook event(s) again", count)
+    return count
+
+
+def engine_reap() -> dict[str, int]:
+    """What the reaper schedule runs every minute: nothing is left stuck."""
+    return {"runs_interrupted": runs_reap(), "events_requeued": webhook_events_requeue()}
 
 
 def webhook_consumers(*, event: WebhookEvent) -> list[Integration]:

@@ -40,3 +40,10 @@ def process_webhook_event(event_id: int) -> list[int]:
     if event is None or event.processed:
         return []
     return [p.run_id for p in webhook_process(event=event) if p.run_id]
+
+
+def reap() -> dict[str, int]:
+    """Close runs whose worker died; queue again webhook events nobody finished."""
+    from syncs.services import engine_reap
+
+    return engine_reap()

@@ -12,7 +12,7 @@ from django.utils import timezone
 from audit.models import AuditRecord, PostingLedger
 from syncs.models import Cursor, FieldMapping, Integration, SyncRun
 from syncs.runner import Runner
-from syncs.services import records_replay
+from syncs.services import integration_run, records_replay
 from tests.syncs.testflow import SOURCE, TARGET
 
 S = AuditRecord.Status
@@ -234,37 +234,44 @@ def test_progress_is_recorded(mapped: Integration) -> None:
     assert result.started_at <= result.finished_at
 
 
-def _race(integration_id: int, workers: int, target: Any) -> list[SyncRun]:
-    runs: list[SyncRun] = []
+def _race(integration_ids: list[int], target: Any) -> list[Any]:
+    """Run ``target`` for each integration in its own thread, all released at once."""
+    results: list[Any] = []
     errors: list[BaseException] = []
-    barrier = threading.Barrier(workers)
+    barrier = threading.Barrier(len(integration_ids))
 
-    def work() -> None:
+    def work(integration_id: int) -> None:
         from django.db import connection
 
         try:
             integ = Integration.objects.get(pk=integration_id)
             barrier.wait()
-            runs.append(target(integ))
+            results.append(target(integ))
         except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=work) for _ in range(workers)]
+    threads = [threading.Thread(target=work, args=(pk,)) for pk in integration_ids]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
     assert not errors, errors
-    return runs
+    return results
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_workers_racing_post_each_record_exactly_once(mapped: Integration) -> None:
+def test_two_integrations_racing_into_one_target_post_each_record_exactly_once(
+    mapped: Integration,
+) -> None:
+    copy = Integration.objects.create(
+        name="Copy", slug="copy", flow=mapped.flow, source=mapped.source, target=mapped.target
+    )
+    copy.mappings.create(kind="gl_account", source_value="4000", target_value="1930-AR")
     SOURCE.extend(pay(n) for n in range(1, 7))
     TARGET.delay = 0.05  # a slow ERP widens the window between claim and confirm
-    runs = _race(mapped.pk, 2, lambda integ: Runner(integ, trigger="schedule").run())
+    runs = _race([mapped.pk, copy.pk], lambda integ: Runner(integ, trigger="schedule").run())
     assert all(TARGET.effects(f"ch_{n}") == 1 for n in range(1, 7)), TARGET.posts
     assert TARGET.calls == 6
     outcomes = AuditRecord.objects.filter(run__in=runs)
@@ -274,13 +281,27 @@ def test_two_workers_racing_post_each_record_exactly_once(mapped: Integration) -
 
 
 @pytest.mark.django_db(transaction=True)
+def test_two_runs_of_one_integration_never_overlap(mapped: Integration) -> None:
+    SOURCE.extend(pay(n) for n in range(1, 4))
+    TARGET.delay = 0.1
+    runs = _race(
+        [mapped.pk] * 4,
+        lambda integ: integration_run(integration=integ, trigger="schedule"),
+    )
+    statuses = sorted(r.status for r in runs)
+    assert statuses.count(SyncRun.Status.SUCCEEDED) == 1, statuses
+    assert statuses.count(SyncRun.Status.SKIPPED) == 3
+    assert AuditRecord.objects.count() == 3  # no needless duplicate rows from parallel runs
+
+
+@pytest.mark.django_db(transaction=True)
 def test_replay_clicked_twice_at_once_posts_once(mapped: Integration) -> None:
     SOURCE.append(pay(1))
     TARGET.refuse.add("ch_1")
     failed = Runner(mapped, trigger="manual").run().records.get()
     TARGET.refuse.clear()
     TARGET.delay = 0.1
-    _race(mapped.pk, 2, lambda integ: records_replay(record_ids=[failed.pk]))
+    _race([mapped.pk, mapped.pk], lambda integ: records_replay(record_ids=[failed.pk]))
     assert TARGET.effects("ch_1") == 1
     replays = AuditRecord.objects.filter(replay_of=failed)
     assert sorted(replays.values_list("status", flat=True)) in (

@@ -31,6 +31,9 @@ def save(integration: Integration, capture: Any, **changes: Any) -> Integration:
 ROW = {"id": "ch_1", "ts": "2026-11-01", "invoice": "I", "amount_cents": 1, "account": "x"}
 
 
+RUNS = Schedule.objects.filter(func="syncs.tasks.run_integration")
+
+
 def test_schedule_follows_the_integration(
     integration: Integration, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -47,15 +50,15 @@ def test_schedule_follows_the_integration(
     save(integration, capture, schedule_type="cron", cron="*/10 6-20 * * 1-5")
     schedule.refresh_from_db()
     assert (schedule.schedule_type, schedule.cron) == (Schedule.CRON, "*/10 6-20 * * 1-5")
-    assert Schedule.objects.count() == 1
+    assert RUNS.count() == 1
 
     save(integration, capture, enabled=False)
-    assert integration.q_schedule is None and not Schedule.objects.exists()
+    assert integration.q_schedule is None and not RUNS.exists()
 
     save(integration, capture, enabled=True)
-    assert Schedule.objects.count() == 1
+    assert RUNS.count() == 1
     integration.delete()
-    assert not Schedule.objects.exists()
+    assert not RUNS.exists()
 
 
 def test_reconcile_removes_orphans_and_restores_missing(
@@ -70,9 +73,11 @@ def test_reconcile_removes_orphans_and_restores_missing(
     )
     Schedule.objects.create(name="integration:999", func="syncs.tasks.run_integration")
     Schedule.objects.filter(name=f"integration:{integration.pk}").delete()
+    Schedule.objects.filter(name="mlc:reaper").delete()
     assert schedules_reconcile() == 1
-    assert list(Schedule.objects.values_list("name", flat=True)) == [
-        f"integration:{integration.pk}"
+    assert sorted(Schedule.objects.values_list("name", flat=True)) == [
+        f"integration:{integration.pk}",
+        "mlc:reaper",  # the reaper is always scheduled
     ]
 
 
@@ -142,3 +147,69 @@ def test_a_webhook_event_is_stored_once_per_system_connection_and_id(
     WebhookEvent.objects.create(**common, connection=other)  # another account: its own event
     with pytest.raises(IntegrityError):
         WebhookEvent.objects.create(**common, connection=conn)
+
+
+def test_the_reaper_closes_dead_runs_and_requeues_unfinished_events(
+    integration: Integration, make_connection: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from syncs.services import engine_reap
+
+    old = timezone.now() - timedelta(minutes=10)
+    dead = SyncRun.objects.create(
+        integration=integration, trigger="schedule", status="running", heartbeat_at=old
+    )
+    alive = SyncRun.objects.create(
+        integration=integration, trigger="webhook", status="running", heartbeat_at=timezone.now()
+    )
+    stripe = integration.source
+    common = {"system": "stripe", "connection": stripe, "raw_body": "{}", "event_type": "x"}
+    stuck = WebhookEvent.objects.create(event_id="evt_stuck", queued_at=old, **common)
+    fresh = WebhookEvent.objects.create(event_id="evt_fresh", queued_at=timezone.now(), **common)
+    failing = WebhookEvent.objects.create(  # failed 6 times: next try only after an hour
+        event_id="evt_failing", queued_at=old, attempts=6, **common
+    )
+    done = WebhookEvent.objects.create(event_id="evt_done", queued_at=old, processed=True, **common)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert engine_reap() == {"runs_interrupted": 1, "events_requeued": 1}
+    dead.refresh_from_db()
+    alive.refresh_from_db()
+    assert dead.status == "interrupted" and "stopped before it finished" in dead.error_summary
+    assert alive.status == "running"
+    for event in (stuck, fresh, failing, done):
+        event.refresh_from_db()
+    assert stuck.processed and stuck.attempts == 1  # processed by the task it was queued for
+    assert not fresh.processed and not failing.processed
+
+
+def test_a_dead_run_does_not_block_the_next(integration: Integration) -> None:
+    SyncRun.objects.create(
+        integration=integration,
+        trigger="schedule",
+        status="running",
+        heartbeat_at=timezone.now() - timedelta(minutes=10),
+    )
+    assert integration_run(integration=integration, trigger="manual").status == "succeeded"
+    assert SyncRun.objects.filter(status="interrupted").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_keeps_a_long_run_alive(integration: Integration, settings: Any) -> None:
+    import time
+
+    from tests.syncs.testflow import LedgerTestFlow
+
+    settings.MLC = {**settings.MLC, "HEARTBEAT_SECONDS": 0.1}
+    beats: list[Any] = []
+
+    class SlowRead(LedgerTestFlow):
+        def extract(self, ctx: Any) -> Any:
+            run = SyncRun.objects.get(integration=integration, status="running")
+            beats.append(run.heartbeat_at)
+            time.sleep(0.5)  # a long read, no records yet
+            beats.append(SyncRun.objects.get(pk=run.pk).heartbeat_at)
+            return iter(())
+
+    from syncs.runner import Runner
+
+    Runner(integration, trigger="manual", flow=SlowRead()).run()
+    assert beats[1] > beats[0]

@@ -13,8 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from syncs.models import Integration, SyncRun
-from syncs.runner import Runner
-from syncs.services import integration_live_run
+from syncs.services import integration_run
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +35,6 @@ class Command(BaseCommand):
         if integration is None:
             known = ", ".join(Integration.objects.values_list("slug", flat=True)) or "none"
             raise CommandError(f"No integration “{options['slug']}”. Known: {known}.")
-        live = integration_live_run(integration=integration)
-        if live is not None:
-            raise CommandError(f"Run #{live.pk} of {integration.slug} is still in progress.")
         interactive = sys.stderr.isatty()
 
         def progress(run: SyncRun) -> None:
@@ -49,12 +45,14 @@ class Command(BaseCommand):
             sys.stderr.write(f"\r[{'#' * filled}{'.' * (BAR - filled)}] {run.done}/{total or '?'}")
             sys.stderr.flush()
 
-        run = Runner(
-            integration,
+        run = integration_run(
+            integration=integration,
             trigger=SyncRun.Trigger.MANUAL,
             requested_by="manage.py sync",
             on_progress=progress,
-        ).run()
+        )
+        if run.status == SyncRun.Status.SKIPPED:
+            raise CommandError(f"{run.error_summary} ({integration.slug})")
         if interactive:
             sys.stderr.write("\n")
         self.stdout.write(
