@@ -35,13 +35,21 @@ def _setting_field(spec: FieldSpec) -> forms.Field:
     )
 
 
+class SecretTextarea(forms.Textarea):
+    """A textarea for a secret (a private key): it never renders a value, not even the one just
+    submitted when the form comes back with an error."""
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
 def _credential_field(spec: FieldSpec) -> forms.Field:
     if spec.secret:
         widget: forms.Widget = forms.PasswordInput(
             render_value=False, attrs={"autocomplete": "off"}
         )
         if spec.multiline:
-            widget = forms.Textarea(attrs={"rows": 4, "autocomplete": "off"})
+            widget = SecretTextarea(attrs={"rows": 4, "autocomplete": "off"})
     else:
         widget = forms.TextInput()
     return forms.CharField(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from connections import systems
+from connections import jsonsafe, systems
 from connections.fields import EncryptedJSONField, EncryptedTextField
 
 if TYPE_CHECKING:
@@ -68,6 +68,8 @@ class Connection(models.Model):
             self.settings = self.spec.clean_settings(self.settings or {})
         except ValidationError as exc:
             errors += exc.messages
+        if reason := jsonsafe.problem(self.settings):
+            errors.append(f"These settings cannot be stored: {reason}.")
         if self.credentials is not None:  # None: the form already reported unusable credentials
             try:
                 self.credentials = self.spec.clean_credentials(self.credentials)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from connections import jsonsafe
 from connections.providers.errors import ApiError
 from syncs.admin_base import ReadOnlyAdmin
 from syncs.flows import FLOWS, flow_choices
@@ -32,6 +35,44 @@ from syncs.services import (
 logger = logging.getLogger(__name__)
 
 
+class SettingsField(forms.JSONField):
+    """Integration settings as JSON: a form error, never a crash, for input too large, nested
+    too deeply, or holding what the database cannot store."""
+
+    MAX_CHARS = 64 * 1024
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str):
+            if len(value) > self.MAX_CHARS:
+                raise forms.ValidationError("Settings are limited to 64 KB of JSON.")
+            if jsonsafe.too_deep(value):
+                raise forms.ValidationError("These settings are nested too deeply.")
+        try:
+            parsed = super().to_python(value)
+        except RecursionError:
+            raise forms.ValidationError("These settings are nested too deeply.") from None
+        if parsed in (None, ""):
+            return {}
+        if not isinstance(parsed, dict):
+            raise forms.ValidationError("Settings must be a JSON object: { … }.")
+        if reason := jsonsafe.problem(parsed):
+            raise forms.ValidationError(f"These settings cannot be stored: {reason}.")
+        return parsed
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        """What the page shows after an error: the text as typed whenever it is not safe JSON
+        (Django would parse it again, and crash on deep nesting or a lone surrogate)."""
+        if self.disabled or not isinstance(data, str):
+            return super().bound_data(data, initial)
+        if len(data) > self.MAX_CHARS or jsonsafe.too_deep(data):
+            return InvalidJSONInput(data[: self.MAX_CHARS])
+        try:
+            parsed = json.loads(data, cls=self.decoder)
+        except (ValueError, RecursionError):
+            return InvalidJSONInput(data)
+        return InvalidJSONInput(data) if jsonsafe.problem(parsed) else parsed
+
+
 class IntegrationForm(forms.ModelForm):
     class Meta:
         model = Integration
@@ -50,6 +91,9 @@ class IntegrationForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["settings"] = SettingsField(
+            required=False, help_text=self.fields["settings"].help_text
+        )
         self.fields["flow"] = forms.ChoiceField(
             choices=[("", "---------"), *flow_choices()],
             help_text=self.fields["flow"].help_text,

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from connections import jsonsafe
 from connections.models import Connection, connection_kinds
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ class Integration(models.Model):
                 errors["cron"] = "Not a valid cron expression (minute hour day month weekday)."
         if not isinstance(self.settings, dict):
             errors["settings"] = "Settings must be a JSON object."
+        elif reason := jsonsafe.problem(self.settings):
+            errors["settings"] = f"These settings cannot be stored: {reason}."
         if errors:
             raise ValidationError(errors)
 

@@ -367,7 +367,8 @@ class Runner:
         except Superseded as exc:
             if item.superseded:  # twice in one go: leave it for the next run
                 raise RuntimeError("an earlier attempt was superseded twice") from exc
-            ledger.release(entry, refused=True, error=exc.note)  # refused: a new generation
+            with transaction.atomic():  # refused: the next claim takes a new generation
+                ledger.release(entry, refused=True, error=exc.note)
             item.superseded = exc.note
             return None
         except Exception as exc:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import requests
 
+from connections import jsonsafe
 from connections.providers.errors import ApiError, AuthFailed
 from connections.providers.http import ApiClient, Auth, ClientConfig
 from connections.providers.oauth import BearerAuth, Grant, TokenManager
@@ -67,63 +67,32 @@ class WebhookRejected(Exception):
         self.status = status
 
 
-MAX_JSON_DEPTH = 64
-
-
 def parse_json_object(raw_body: bytes, *, what: str) -> dict[str, Any]:
     """Parse a webhook body as a JSON object that can be stored and processed safely.
 
-    Refused (``WebhookRejected``, 400): not UTF-8, not JSON, not an object, nested deeper than
-    ``MAX_JSON_DEPTH``, NUL characters or unpaired surrogates anywhere (PostgreSQL's text and
-    JSON types refuse both), numbers that overflow a float.
+    Refused (``WebhookRejected``, 400): not UTF-8, not JSON, not an object, nested too deeply,
+    NUL characters or unpaired surrogates anywhere, NaN or infinite numbers.
     """
     try:
         text = raw_body.decode("utf-8")
     except UnicodeDecodeError:
         raise WebhookRejected(f"The body is not UTF-8 text, so not {what}.") from None
-    depth = deepest = 0
-    for char in text:  # refuse deep nesting before the parser recurses into it
-        if char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_JSON_DEPTH:
-                raise WebhookRejected(f"The body is nested too deeply to be {what}.")
-        elif char in "]}":
-            depth -= 1
+    if jsonsafe.too_deep(text):
+        raise WebhookRejected(f"The body is nested too deeply to be {what}.")
     try:
         payload = json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise WebhookRejected(f"The body is not JSON, so not {what}.") from None
     if not isinstance(payload, dict):
         raise WebhookRejected(f"The body is not a JSON object, so not {what}.")
-    _check_storable(payload, what)
+    reason = jsonsafe.problem(payload)
+    if reason:
+        raise WebhookRejected(f"The body is not {what}: {reason}.")
     return payload
 
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
-
-
-def _check_storable(value: Any, what: str) -> None:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str):
-            if "\x00" in item:
-                raise WebhookRejected(f"The body holds NUL characters, so it is not {what}.")
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise WebhookRejected(
-                    f"The body holds an unpaired surrogate, so it is not {what}."
-                ) from None
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise WebhookRejected(f"The body holds a number out of range, so it is not {what}.")
 
 
 def bounded_text(value: Any, *, limit: int, name: str, what: str) -> str:

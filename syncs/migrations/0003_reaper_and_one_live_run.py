@@ -25,7 +25,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(prepare, migrations.RunPython.noop),
         migrations.AddField(
             model_name="webhookevent",
             name="queued_at",
@@ -49,6 +48,7 @@ class Migration(migrations.Migration):
                 max_length=12,
             ),
         ),
+        migrations.RunPython(prepare, migrations.RunPython.noop),  # after the wider column
         migrations.AddConstraint(
             model_name="syncrun",
             constraint=models.UniqueConstraint(
