@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -72,6 +73,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_q",
+    "axes",
     "connections",
     "syncs",
     "audit",
@@ -86,7 +88,21 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # answers a locked-out login (must come last)
 ]
+
+# Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username
+# from one address, that pair is locked out for LOGIN_LOCKOUT_MINUTES (`manage.py axes_reset`
+# unlocks everyone at once).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "mlconnector.urls"
 WSGI_APPLICATION = "mlconnector.wsgi.application"
@@ -217,6 +233,7 @@ LOGGING = {
         # paramiko logs every failed handshake as an ERROR with a traceback; the SFTP provider
         # reports each failure itself, in plain words.
         "paramiko": {"level": "CRITICAL"},
-        "asyncssh": {"level": "WARNING"},  # the sandbox SFTP server logs every connection
+        "asyncssh": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # every login attempt at INFO  # the sandbox SFTP server logs every connection
     },
 }

@@ -150,3 +150,84 @@ def test_every_admin_action_declares_its_permission() -> None:
         for action in model_admin.actions or []:
             func = getattr(model_admin, action) if isinstance(action, str) else action
             assert getattr(func, "allowed_permissions", None), f"{model_admin}.{action}"
+
+
+def _staff(username: str, *, groups: tuple[str, ...] = (), codenames: Any = None) -> Any:
+    from django.contrib.auth.models import Group, Permission, User
+
+    user = User.objects.create_user(username, password="a-long-password-1", is_staff=True)
+    user.groups.set(Group.objects.filter(name__in=groups))
+    if codenames is not None:
+        user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    return User.objects.get(pk=user.pk)  # fresh permission cache
+
+
+def test_a_view_only_user_can_run_no_action_that_acts(db: Any, rf: Any) -> None:
+    from django.contrib.auth.models import Permission
+
+    viewer = _staff("viewer")
+    viewer.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
+    viewer = type(viewer).objects.get(pk=viewer.pk)
+    request = rf.get("/")
+    request.user = viewer
+    for model_admin in admin.site._registry.values():
+        if model_admin.opts.app_label in OUR_APPS:
+            allowed = set(model_admin.get_actions(request))
+            assert allowed <= {"check_gl_mappings"}, (model_admin, allowed)  # a read-only check
+
+
+def test_the_finance_reviewer_reviews_maps_and_replays_but_never_sees_connections(
+    client: Client, integration: Integration
+) -> None:
+    client.force_login(_staff("reviewer", groups=("Finance reviewer",)))
+    assert client.get("/admin/connections/connection/").status_code == 403
+    assert client.get(
+        f"/admin/connections/connection/{integration.source_id}/change/"
+    ).status_code in (403, 302)
+    assert "run_now" not in client.get("/admin/syncs/integration/").content.decode()
+    SOURCE.append({**ROW, "amount_cents": 100, "account": "40"})
+    assert Runner(integration, trigger="manual").run().flagged == 1
+    added = client.post(
+        "/admin/syncs/fieldmapping/add/",
+        {
+            "integration": integration.pk,
+            "kind": "gl_account",
+            "source_value": "40",
+            "target_value": "1930",
+        },
+    )
+    assert added.status_code == 302
+    page = client.get("/admin/audit/reviewitem/").content.decode()
+    assert 'value="replay"' in page and 'value="dismiss"' in page
+    for secret in integration.source.secret_values():
+        assert secret not in page
+
+
+def test_the_integration_admin_manages_connections_and_runs(
+    client: Client, integration: Integration
+) -> None:
+    client.force_login(_staff("ops", groups=("Integration admin",)))
+    assert client.get("/admin/connections/connection/").status_code == 200
+    page = client.get("/admin/syncs/integration/").content.decode()
+    assert 'value="run_now"' in page
+    assert (
+        'value="test_connection"' in client.get("/admin/connections/connection/").content.decode()
+    )
+
+
+def test_admin_login_is_throttled(client: Client, db: Any) -> None:
+    _staff("ana")
+    wrong = {"username": "ana", "password": "guess", "next": "/admin/"}
+    answers = [client.post("/admin/login/?next=/admin/", wrong).status_code for _ in range(6)]
+    assert answers == [200] * 4 + [429] * 2  # the form again with an error; locked at the 5th
+    locked = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": "ana", "password": "a-long-password-1", "next": "/admin/"},
+    )
+    assert locked.status_code == 429  # even the right password, for a while
+    assert "_auth_user_id" not in client.session
+    other = client.post(  # another user from the same address is not locked out
+        "/admin/login/?next=/admin/",
+        {"username": "bo", "password": "whatever", "next": "/admin/"},
+    )
+    assert other.status_code == 200
