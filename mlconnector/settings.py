@@ -233,7 +233,7 @@ LOGGING = {
         # paramiko logs every failed handshake as an ERROR with a traceback; the SFTP provider
         # reports each failure itself, in plain words.
         "paramiko": {"level": "CRITICAL"},
-        "asyncssh": {"level": "WARNING"},
-        "axes": {"level": "WARNING"},  # every login attempt at INFO  # the sandbox SFTP server logs every connection
+        "asyncssh": {"level": "WARNING"},  # the sandbox SFTP server logs every connection
+        "axes": {"level": "WARNING"},  # every login attempt at INFO
     },
 }
