@@ -212,6 +212,8 @@ class Runner:
             self._process(ctx, ((record, None) for record in source))
             if not self._hold_cursor and self.flow.window and self.flow.window.from_run_start:
                 self._move_cursor(str(self.flow.window.unit.format(started)))
+            elif not self._hold_cursor and ctx.read_mark is not None:
+                self._move_cursor(ctx.read_mark)
             warning = self._acknowledge(ctx)
         except _Abort as exc:
             return self._finish(run, error=str(exc))

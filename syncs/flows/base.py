@@ -201,6 +201,7 @@ class FlowContext(Generic[S, T]):
     set_total: Callable[[int], None]
     posted: Callable[[Sequence[str]], set[str]]
     processed_events: Callable[[Sequence[str]], set[str]]
+    read_mark: str | None = None
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -215,6 +216,12 @@ class FlowContext(Generic[S, T]):
     def target(self) -> T:
         """The client of the integration's target connection."""
         return self.make_client("target")  # type: ignore[return-value]
+
+    def mark_read(self, watermark: str) -> None:
+        """Everything up to ``watermark`` was read and needs nothing more from this run: the
+        runner moves the cursor there when the run ends, unless a retryable failure means some
+        of it must be read again."""
+        self.read_mark = watermark
 
     def already_posted(self, keys: Iterable[str]) -> set[str]:
         """Which of these ledger keys the target already holds (confirmed in the ledger)."""

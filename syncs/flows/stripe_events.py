@@ -74,6 +74,39 @@ def _payment(
     )
 
 
+def known_keys(event: dict[str, Any]) -> list[str] | None:
+    """The ledger keys of the movements an event stands for, when the event alone says so
+    (no request needed); None when only Stripe can tell (``invoice.paid``: which payments)."""
+    kind, obj = event["type"], event["data"]["object"]
+    if kind == "payment_intent.succeeded":
+        return [f"payment:{obj['id']}"]
+    if kind == "charge.succeeded":
+        return [f"payment:{obj['payment_intent']}"] if obj.get("payment_intent") else []
+    if kind == "charge.refunded":
+        refunds = (obj.get("refunds") or {}).get("data")
+        if refunds is None or (obj.get("refunds") or {}).get("has_more"):
+            return None
+        return [f"refund:{r['id']}" for r in refunds if r.get("status") == "succeeded"]
+    if kind in ("invoice.paid", "charge.dispute.created"):
+        return None  # which payments an invoice had (or a dispute's flag) needs Stripe
+    return []
+
+
+def keys(stripe: StripeProvider, event: dict[str, Any]) -> list[str] | None:
+    """The ledger keys of an event's movements at the least cost: from the event itself, or
+    for ``invoice.paid`` from one listing of the invoice's payments; None when only the full
+    details can tell (a dispute)."""
+    found = known_keys(event)
+    if found is None and event["type"] == "invoice.paid":
+        payments = stripe.invoice_payments(invoice=event["data"]["object"]["id"])
+        found = [
+            f"payment:{p['payment']['payment_intent']}"
+            for p in payments
+            if p["payment"].get("payment_intent")
+        ]
+    return found
+
+
 def movements(stripe: StripeProvider, event: dict[str, Any]) -> list[dict[str, Any]]:
     """The money movements an event stands for (empty for events of no interest)."""
     kind, obj = event["type"], event["data"]["object"]

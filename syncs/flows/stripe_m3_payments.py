@@ -39,6 +39,7 @@ from syncs.flows.base import (
     Superseded,
     Unit,
 )
+from syncs.flows.stripe_events import keys as event_keys
 from syncs.flows.stripe_events import movements
 from syncs.money import decimal, from_minor
 
@@ -76,15 +77,21 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         stripe = ctx.source
         events = list(stripe.list_events(since=int(ctx.window_start or 0)))
+        if events:  # everything listed is read: the next poll starts there (less the overlap)
+            ctx.mark_read(str(max(e["created"] for e in events)))
         seen = ctx.events_processed(e["id"] for e in events)
         events = [e for e in events if e["id"] not in seen]
+        # Ask the ledger before asking Stripe for details: a quiet poll costs a few requests.
+        cheap = {e["id"]: event_keys(stripe, e) for e in events}
+        posted = ctx.already_posted(k for found in cheap.values() for k in found or ())
+        events = [e for e in events if cheap[e["id"]] is None or not set(cheap[e["id"]]) <= posted]
         found, keys = [], set()
         for event in events:  # one payment is announced by up to three events: keep the first
             for movement in movements(stripe, event):
                 if (key := movement_key(movement)) not in keys:
                     keys.add(key)
                     found.append((event, movement))
-        posted = ctx.already_posted(movement_key(m) for _, m in found)
+        posted |= ctx.already_posted(movement_key(m) for _, m in found)
         found = [(e, m) for e, m in found if movement_key(m) not in posted]
         ctx.set_total(len(found))
         for event, movement in found:

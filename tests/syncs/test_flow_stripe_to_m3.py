@@ -309,3 +309,25 @@ def test_an_interrupted_batch_without_a_fee_is_completed_in_place(world: World) 
     done = world.poll().records.get(status=S.SYNCED)
     assert done.reason.startswith("Completed after an interrupted attempt")
     assert len(world.receipts()) == 1 and len(world.m3.state.batches) == 1
+
+
+def test_a_quiet_poll_costs_a_handful_of_requests(world: World) -> None:
+    stripe = world.payments.source
+    stripe.settings = {**stripe.settings, "rate_limit_per_minute": 600_000}  # not what's tested
+    stripe.save()
+    for n in range(3, 13):
+        world.m3.state.add_invoice("C100", f"90{n:02d}", "100.00", "EUR", dudt="20271231")
+    Runner(Integration.objects.get(slug="m3_stripe-invoices"), trigger="manual").run()
+    world.stripe.webhooks.drop_next = 1000  # every announcement is missed
+    for n in range(1, 13):
+        world.pay(f"90{n:02d}")
+    first = world.poll()
+    assert first.synced == 12 and len(world.receipts()) == 12
+    before = world.stripe.api_requests
+    quiet = world.poll()  # the same events again (the overlap): nothing to post
+    assert quiet.done == 0 and len(world.receipts()) == 12
+    cost = world.stripe.api_requests - before
+    assert cost <= 1 + 12, cost  # the events list, plus one listing per invoice.paid
+    newest = max(e["created"] for e in world.stripe.events)
+    cursor = world.payments.cursors.get(stream="payments").value
+    assert cursor == str(newest)  # past every event it has seen, posted or not
