@@ -138,7 +138,7 @@ else:
     # 0 (a connection per request, closed after it) is right for a threaded server such as
     # runserver under `make demo`, whose threads would each keep an idle connection open.
     # Behind gunicorn with sync workers, CONN_MAX_AGE=60 reuses one connection per worker: size
-    # PostgreSQL's max_connections for (web workers × threads) + (qcluster processes ×
+    # PostgreSQL's max_connections for (web workers times threads) + (qcluster processes times
     # (Q_WORKERS + 2)) per machine, plus headroom (README, Configuration).
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
