@@ -213,6 +213,8 @@ MLC = {
     # have lost its worker, and the reaper closes it as interrupted.
     "HEARTBEAT_SECONDS": env.int("HEARTBEAT_SECONDS", default=15),
     "RUN_STALE_SECONDS": env.int("RUN_STALE_SECONDS", default=90),
+    # `manage.py worker` lets runs in progress finish this long after SIGTERM, then stops them.
+    "WORKER_STOP_SECONDS": env.int("WORKER_STOP_SECONDS", default=20),
     # A webhook event still unprocessed this long after it was queued is queued again.
     "EVENT_REQUEUE_SECONDS": env.int("EVENT_REQUEUE_SECONDS", default=120),
     # "db" or "redis"; defaults to redis when REDIS_URL is set.

@@ -147,6 +147,9 @@ class SyncRun(models.Model):
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.RUNNING)
     requested_by = models.CharField(max_length=150, blank=True)
+    worker = models.CharField(
+        max_length=200, blank=True, help_text="host:pid of the process that ran it."
+    )
     total = models.PositiveIntegerField(null=True, blank=True)
     done = models.PositiveIntegerField(default=0)
     synced = models.PositiveIntegerField(default=0)

@@ -111,8 +111,13 @@ class _Heartbeat:
         self._thread.join(timeout=5)
 
 
+def worker_name(pid: int | None = None) -> str:
+    """This process as runs record it: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
 def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    return f"{worker_name()}:{threading.get_ident()}"
 
 
 def _posting(entry: PostingLedger) -> Posting:
@@ -526,6 +531,7 @@ class Runner:
                         trigger=self.trigger,
                         status=SyncRun.Status.RUNNING,
                         requested_by=self.requested_by,
+                        worker=worker_name(),
                         started_at=now,
                         heartbeat_at=now,
                         total=counts.total,

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
@@ -35,21 +36,29 @@ def runs_reap(*, integration: Integration | None = None) -> int:
     Nothing they did is lost: each record's outcome was committed as it went, and the cursor
     never passed a record that was not, so the next run reads the rest again.
     """
-    now = timezone.now()
     stale = SyncRun.objects.filter(
         status=SyncRun.Status.RUNNING,
-        heartbeat_at__lt=now - timedelta(seconds=settings.MLC["RUN_STALE_SECONDS"]),
+        heartbeat_at__lt=timezone.now() - timedelta(seconds=settings.MLC["RUN_STALE_SECONDS"]),
     )
     if integration is not None:
         stale = stale.filter(integration=integration)
-    count = stale.update(
+    return _interrupt(stale, "The worker running this stopped before it finished.")
+
+
+def runs_interrupt(*, workers: Iterable[str]) -> int:
+    """Close the live runs of these worker processes (``host:pid``), which are being stopped."""
+    live = SyncRun.objects.filter(status=SyncRun.Status.RUNNING, worker__in=list(workers))
+    return _interrupt(live, "The worker running this was stopped before it finished.")
+
+
+def _interrupt(runs: QuerySet[SyncRun], why: str) -> int:
+    count = runs.update(
         status=SyncRun.Status.INTERRUPTED,
-        finished_at=now,
-        error_summary="The worker running this stopped before it finished. Everything it "
-        "recorded stands; the next run reads the rest again.",
+        finished_at=timezone.now(),
+        error_summary=f"{why} Everything it recorded stands; the next run reads the rest again.",
     )
     if count:
-        logger.warning("Closed %d run(s) whose worker stopped", count)
+        logger.warning("Closed %d interrupted run(s): %s", count, why)
     return count
 
 

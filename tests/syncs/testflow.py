@@ -102,6 +102,8 @@ class LedgerTestFlow(Flow):
         for row in rows:
             if row.get("explode"):
                 raise ConnectionError("source went away mid-read")
+            if row.get("sleep"):  # a long read (for stop and heartbeat tests)
+                time.sleep(float(row["sleep"]))
             yield SourceRecord(
                 source_key=row["id"], data=row, watermark=row["ts"], seen_via=row.get("via", "")
             )

@@ -83,7 +83,7 @@ class Command(BaseCommand):
                 self._wait_for(url + "/_sandbox/state", children[0])
             demo_seed(urls=sandbox, web_url=f"http://{options['host']}:{options['port']}")
             call_command("sync_schedules", verbosity=0)
-            children.append(self._spawn([manage, "qcluster"]))
+            children.append(self._spawn([manage, "worker"]))
             self.stdout.write(
                 banner
                 + "  Sandbox: "
