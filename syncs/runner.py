@@ -52,6 +52,7 @@ from syncs.flows import (
     Skip,
     SourceRecord,
     Superseded,
+    Wait,
     get_flow,
 )
 from syncs.models import (
@@ -146,7 +147,7 @@ class _Item:
 
     record: SourceRecord
     replay_of: AuditRecord | None
-    mapped: Payload | Flag | Skip | Exception
+    mapped: Payload | Flag | Wait | Skip | Exception
     claim: ledger.Claim | None = None
     outcome: _Outcome | None = None
     superseded: str = ""  # why an earlier attempt's remnant was left and the write made afresh
@@ -290,7 +291,7 @@ class Runner:
         keys: set[str] = set()
         for record, replay_of in records:
             try:
-                mapped: Payload | Flag | Skip | Exception = self.flow.map(record, mappings)
+                mapped: Payload | Flag | Wait | Skip | Exception = self.flow.map(record, mappings)
             except Exception as exc:
                 logger.exception("map() failed for %s", record.source_key)
                 mapped = exc
@@ -318,6 +319,8 @@ class Runner:
                 item.outcome = _Outcome(Status.FLAGGED, mapped.reason)
             elif isinstance(mapped, Skip):
                 item.outcome = _Outcome(Status.SKIPPED, mapped.reason)
+            elif isinstance(mapped, Wait):
+                item.outcome = _Outcome(Status.FAILED, mapped.reason, retryable=True)
             elif mapped.ledger_key is None:
                 to_load.append(item)
             else:
@@ -506,6 +509,19 @@ class Runner:
                     resolved_at=timezone.now(),
                     resolved_by=self.requested_by[:150],
                     resolution=f"Replayed as record #{audit.pk} ({out.status})",
+                )
+            if out.status in (Status.SYNCED, Status.DUPLICATE):
+                # Earlier failures of this record need no one any more: it is posted now.
+                AuditRecord.objects.filter(
+                    integration=self.integration,
+                    stream=self.flow.stream,
+                    source_key=audit.source_key,
+                    status__in=(Status.FAILED, Status.FLAGGED),
+                    resolved_at=None,
+                ).exclude(pk=audit.pk).update(
+                    resolved_at=timezone.now(),
+                    resolved_by="ml-connector",
+                    resolution=f"Posted later (record #{audit.pk})",
                 )
             if out.status == Status.FAILED and out.retryable:
                 self._hold_cursor = True

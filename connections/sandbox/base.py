@@ -41,6 +41,7 @@ class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
+        self.taken: dict[str, int] = {}  # faults injected so far, by kind
 
     def add(
         self,
@@ -68,6 +69,7 @@ class Faults:
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._faults.remove(fault)
+                    self.taken[fault.kind] = self.taken.get(fault.kind, 0) + 1
                     return fault
         return None
 

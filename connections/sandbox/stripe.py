@@ -271,7 +271,7 @@ class StripeSimulator(Simulator):
             ).response()
         with self.lock:
             self.api_requests += 1
-        return self.apply_fault(request.path, lambda: self._process(request))
+        return self.apply_fault(f"{request.method} {request.path}", lambda: self._process(request))
 
     def _process(self, request: Request) -> Response:
         body = request.get_data(as_text=True)

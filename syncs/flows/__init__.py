@@ -17,6 +17,7 @@ from syncs.flows.base import (
     SourceRecord,
     Superseded,
     Unit,
+    Wait,
 )
 from syncs.flows.m3_stripe_customers import M3CustomersToStripe
 from syncs.flows.m3_stripe_invoices import M3InvoicesToStripe
@@ -61,6 +62,7 @@ __all__ = [
     "SourceRecord",
     "Superseded",
     "Unit",
+    "Wait",
     "flow_choices",
     "get_flow",
 ]

@@ -9,7 +9,7 @@ A flow is small and declarative:
   cursor holds the watermark of the last committed record, so a window reads inclusively
   (``>=``) and records sharing it are seen again: the ledger makes that harmless.
 - ``map(record, mappings)`` is pure — no I/O — and returns a ``Payload``, a ``Flag`` (needs a
-  human) or a ``Skip``.
+  human), a ``Wait`` (not yet: read it again next run) or a ``Skip``.
 - ``load(ctx, payload, posting)`` makes one target write; it raises ``Rejected`` only when
   nothing was applied.  A target that takes many writes per request overrides ``load_many``
   (and sets ``chunk_size``): the runner still claims and confirms each record in the ledger.
@@ -141,6 +141,14 @@ class Flag:
 
 
 @dataclass(frozen=True)
+class Wait:
+    """Not yet: something this record needs is not there yet (its customer, say).  Recorded as
+    a retryable failure, so the cursor holds and the next run reads it again."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Skip:
     """Nothing to do for this record (unchanged, out of scope)."""
 
@@ -257,7 +265,7 @@ class Flow(Generic[S, T]):
     def extract(self, ctx: FlowContext[S, T]) -> Iterable[SourceRecord]:
         raise NotImplementedError
 
-    def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
+    def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         raise NotImplementedError
 
     def load(self, ctx: FlowContext[S, T], payload: Payload, posting: Posting | None) -> LoadResult:

@@ -29,6 +29,7 @@ from syncs.flows.base import (
     Skip,
     SourceRecord,
     Unit,
+    Wait,
 )
 from syncs.money import decimal, to_minor
 
@@ -84,12 +85,12 @@ class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
                     watermark=entry["IVDT"],
                 )
 
-    def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
+    def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         inv, customer = record.data["m3"], record.data.get("stripe_customer")
         if not customer:
-            return Flag(
-                f"Customer {inv['CUNO']} is not in Stripe yet: sync customers, then "
-                "replay this invoice."
+            return Wait(
+                f"Customer {inv['CUNO']} is not in Stripe yet; the invoice is sent once the "
+                "customers have synced (the next runs try again)."
             )
         currency = (inv.get("CUCD") or "").upper()
         if not currency:
