@@ -180,3 +180,25 @@ def test_the_spec_wants_a_password_or_a_key_and_a_readable_host_key(db: Any) -> 
     settings = {"host": "h", "username": "u", "host_key": "not a key"}
     with pytest.raises(ValidationError, match="not a public key"):
         spec.clean_settings(settings)
+
+
+def test_a_private_key_is_never_echoed_back_even_on_a_form_error(admin_client: Any) -> None:
+    key = asyncssh.generate_private_key("ssh-ed25519").export_private_key("openssh").decode()
+    answer = admin_client.post(
+        f"/admin/connections/connection/add/?kind={FilesProvider.kind}",
+        {
+            "name": "Files",
+            "slug": "files",
+            "kind": FilesProvider.kind,
+            "cred__private_key": key,
+            "cred__private_key_passphrase": "secret-passphrase-1",
+            "setting__host": "sftp.example.com",
+            "setting__username": "u",
+            "setting__host_key": "not a key",  # the error that sends the form back
+        },
+    )
+    page = answer.content.decode()
+    assert answer.status_code == 200 and "not a public key" in page
+    body = "".join(key.splitlines()[1:-1])
+    assert body[:40] not in page and "secret-passphrase-1" not in page
+    assert not Connection.objects.filter(slug="files").exists()
