@@ -100,11 +100,13 @@ class Command(BaseCommand):
                 use_threading=True,
             )
         finally:
+            # The worker first (its runs may still call the sandbox), then the sandbox; each
+            # stops its own children, the worker within its grace period.
+            patience = settings.MLC["WORKER_STOP_SECONDS"] + 20
             for child in reversed(children):
-                child.send_signal(signal.SIGTERM)  # each stops its own children
-            for child in reversed(children):
+                child.send_signal(signal.SIGTERM)
                 try:
-                    child.wait(timeout=15)
+                    child.wait(timeout=patience)
                 except subprocess.TimeoutExpired:
                     os.killpg(child.pid, signal.SIGKILL)
 
