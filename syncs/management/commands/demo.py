@@ -30,6 +30,9 @@ from syncs.demo import demo_seed
 logger = logging.getLogger(__name__)
 
 USERNAME = "admin"
+# Ctrl-C should be prompt in a demo: its runs are short, and one still going when the grace is
+# over is closed as interrupted and read again next time (production keeps WORKER_STOP_SECONDS).
+DEMO_GRACE = 5
 # Each simulator's port: its default, or DEMO_<NAME>_PORT (DEMO_M3_PORT, DEMO_STRIPE_PORT …).
 PORTS = {
     name: int(os.environ.get(f"DEMO_{name.upper()}_PORT", cls.default_port))
@@ -83,7 +86,7 @@ class Command(BaseCommand):
                 self._wait_for(url + "/_sandbox/state", children[0])
             demo_seed(urls=sandbox, web_url=f"http://{options['host']}:{options['port']}")
             call_command("sync_schedules", verbosity=0)
-            children.append(self._spawn([manage, "worker"]))
+            children.append(self._spawn([manage, "worker", "--grace", str(DEMO_GRACE)]))
             self.stdout.write(
                 banner
                 + "  Sandbox: "
@@ -102,7 +105,7 @@ class Command(BaseCommand):
         finally:
             # The worker first (its runs may still call the sandbox), then the sandbox; each
             # stops its own children, the worker within its grace period.
-            patience = settings.MLC["WORKER_STOP_SECONDS"] + 20
+            patience = DEMO_GRACE + 20
             for child in reversed(children):
                 child.send_signal(signal.SIGTERM)
                 try:
