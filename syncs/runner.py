@@ -375,8 +375,14 @@ class Runner:
         try:
             found = self.flow.find_existing(ctx, payload, _posting(entry))
         except Superseded as exc:
-            if item.superseded:  # twice in one go: leave it for the next run
-                raise RuntimeError("an earlier attempt was superseded twice") from exc
+            if item.superseded:  # twice in one go (another worker in between): later
+                return _Outcome(
+                    Status.FAILED,
+                    f"{exc.note} It changed again meanwhile; the next run tries again.",
+                    payload=payload,
+                    retryable=True,
+                    ledger_entry=entry,
+                )
             with transaction.atomic():  # refused: the next claim takes a new generation
                 ledger.release(entry, refused=True, error=exc.note)
             item.superseded = exc.note
