@@ -58,6 +58,10 @@ class AuditRecord(models.Model):
     ledger = models.ForeignKey(
         "audit.PostingLedger", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    times_seen = models.PositiveIntegerField(
+        default=1, help_text="How often runs met this record with the same problem."
+    )
+    last_seen_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.CharField(max_length=150, blank=True)
     resolution = models.CharField(max_length=255, blank=True)

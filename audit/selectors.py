@@ -24,3 +24,16 @@ def ledger_confirmed_keys(*, connection_id: int, target: str, keys: Iterable[str
             ).values_list("natural_key", flat=True)
         )
     return confirmed
+
+
+def ledger_known_keys(*, connection_id: int, target: str, keys: Iterable[str]) -> set[str]:
+    """Which of ``keys`` are posted or being posted (confirmed or pending) to this connection."""
+    wanted = list(keys)
+    return set(
+        PostingLedger.objects.filter(
+            connection_id=connection_id,
+            target=target,
+            natural_key__in=wanted,
+            state__in=(PostingLedger.State.CONFIRMED, PostingLedger.State.PENDING),
+        ).values_list("natural_key", flat=True)
+    )

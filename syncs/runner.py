@@ -24,7 +24,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from audit import ledger
 from audit.models import AuditRecord, PostingLedger
-from audit.selectors import ledger_confirmed_keys
+from audit.selectors import ledger_confirmed_keys, ledger_known_keys
 from connections.providers.base import InboundEvent, Provider
 from connections.providers.errors import ApiError, AuthFailed, Rejected
 from connections.providers.registry import client_for
@@ -237,7 +237,8 @@ class Runner:
         ctx = self._context(None)
         try:
             records = self.flow.records_from_event(ctx, event)
-            self.counts.total = len(records)
+            if isinstance(records, Sized):
+                self.counts.total = len(records)
             self._process(ctx, ((record, None) for record in records))
         except _Abort as exc:
             run = self._finish(self._ensure_run(), error=str(exc))
@@ -263,8 +264,11 @@ class Runner:
                 ctx,
                 (
                     (
-                        SourceRecord(
-                            source_key=o.source_key, data=o.source_payload, seen_via=o.seen_via
+                        self.flow.reread(
+                            ctx,
+                            SourceRecord(
+                                source_key=o.source_key, data=o.source_payload, seen_via=o.seen_via
+                            ),
                         ),
                         o,
                     )
@@ -483,6 +487,10 @@ class Runner:
     def _write(self, item: _Item, out: _Outcome) -> AuditRecord:
         """The ledger change, the AuditRecord and the cursor, in one transaction."""
         record, replay_of, redact = item.record, item.replay_of, self.redact
+        if out.status == Status.FLAGGED and replay_of is None:
+            waiting = self._waiting_flag(record, redact.text(out.reason or ""))
+            if waiting is not None:
+                return waiting
         if out.status in (Status.SYNCED, Status.FAILED):
             self._ensure_run()  # a webhook delivery gets a run once it writes or fails
         target_key, response = out.target_key, out.response
@@ -540,6 +548,33 @@ class Runner:
         self._count(out.status)
         return audit
 
+    def _waiting_flag(self, record: SourceRecord, reason: str) -> AuditRecord | None:
+        """The same flag, still in the review queue: note it was seen again, add nothing new."""
+        with transaction.atomic():
+            waiting = (
+                AuditRecord.objects.select_for_update()
+                .filter(
+                    integration=self.integration,
+                    stream=self.flow.stream,
+                    source_key=record.source_key[:255],
+                    status=Status.FLAGGED,
+                    resolved_at=None,
+                    reason=reason,
+                )
+                .order_by("-pk")
+                .first()
+            )
+            if waiting is None:
+                return None
+            waiting.times_seen += 1
+            waiting.last_seen_at = timezone.now()
+            waiting.save(update_fields=["times_seen", "last_seen_at"])
+            if record.watermark and not self._hold_cursor:
+                self._move_cursor(record.watermark)
+        self._final.append(record)
+        self._count(Status.SKIPPED)  # nothing new needs anyone: it is already waiting
+        return waiting
+
     # -- bookkeeping ------------------------------------------------------------------------
 
     def _ensure_run(self) -> SyncRun:
@@ -582,6 +617,11 @@ class Runner:
                 connection_id=integration.target_id, target=flow.ledger_target, keys=keys
             )
 
+        def claimed(keys: Sequence[str]) -> set[str]:
+            return ledger_known_keys(
+                connection_id=integration.target_id, target=flow.ledger_target, keys=keys
+            )
+
         def processed_events(event_ids: Sequence[str]) -> set[str]:
             if not event_ids:
                 return set()
@@ -601,6 +641,7 @@ class Runner:
             set_total=self._set_total,
             posted=posted,
             processed_events=processed_events,
+            claimed=claimed,
         )
 
     def _window_start(self, now: Any) -> int | str | None:

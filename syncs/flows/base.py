@@ -209,6 +209,7 @@ class FlowContext(Generic[S, T]):
     set_total: Callable[[int], None]
     posted: Callable[[Sequence[str]], set[str]]
     processed_events: Callable[[Sequence[str]], set[str]]
+    claimed: Callable[[Sequence[str]], set[str]]
     read_mark: str | None = None
 
     @property
@@ -234,6 +235,10 @@ class FlowContext(Generic[S, T]):
     def already_posted(self, keys: Iterable[str]) -> set[str]:
         """Which of these ledger keys the target already holds (confirmed in the ledger)."""
         return self.posted(list(keys))
+
+    def in_ledger(self, keys: Iterable[str]) -> set[str]:
+        """Which of these ledger keys are posted or being posted right now (by any worker)."""
+        return self.claimed(list(keys))
 
     def events_processed(self, event_ids: Iterable[str]) -> set[str]:
         """Which of these source events a webhook delivery already processed for this flow."""
@@ -304,6 +309,11 @@ class Flow(Generic[S, T]):
         raise NotImplementedError(
             f"{type(self).__name__} posts through the ledger but cannot look up an earlier post"
         )
+
+    def reread(self, ctx: FlowContext[S, T], record: SourceRecord) -> SourceRecord:
+        """A stored record brought up to date before it is replayed (what changed since it was
+        read: an invoice's open amount, say).  The default replays it as it was read."""
+        return record
 
     def acknowledge(self, ctx: FlowContext[S, T], records: Sequence[SourceRecord]) -> None:
         """Tell the source these records are done (committed, not to be read again)."""

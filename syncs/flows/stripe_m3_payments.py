@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -52,6 +53,20 @@ Context = FlowContext[StripeProvider, InforM3]
 def movement_key(movement: dict[str, Any]) -> str:
     """The posting ledger's natural key of a money movement: ``payment:pi_…``, ``refund:re_…``."""
     return f"{movement['kind']}:{movement['id']}"
+
+
+def with_open_amount(ctx: Context, movement: dict[str, Any]) -> dict[str, Any]:
+    """The movement with what CloudSuite still has open on its invoice, read just before it is
+    mapped (so a second payment sees the first one's receipt)."""
+    inv = movement.get("m3") or {}
+    if movement["kind"] != "payment" or not inv.get("m3_invoice") or not inv.get("m3_customer"):
+        return movement
+    if ctx.in_ledger([movement_key(movement)]):  # posted already (or right now): the ledger
+        return movement  # says so; its own receipt must not make it look like an overpayment
+    open_amount = ctx.target.invoice_open_amount(
+        customer=inv["m3_customer"], invoice=inv["m3_invoice"], year=inv.get("m3_invoice_year", "")
+    )
+    return {**movement, "m3_open": None if open_amount is None else str(open_amount)}
 
 
 def gl_string(value: str) -> dict[str, str]:
@@ -94,16 +109,20 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
         posted |= ctx.already_posted(movement_key(m) for _, m in found)
         found = [(e, m) for e, m in found if movement_key(m) not in posted]
         ctx.set_total(len(found))
-        for event, movement in found:
+        for event, movement in found:  # read one by one: each sees the receipts before it
             yield SourceRecord(
-                movement["id"], movement, watermark=str(event["created"]), seen_via="poll"
+                movement["id"],
+                with_open_amount(ctx, movement),
+                watermark=str(event["created"]),
+                seen_via="poll",
             )
 
-    def records_from_event(self, ctx: Context, event: InboundEvent) -> list[SourceRecord]:
-        return [
-            SourceRecord(m["id"], m, seen_via="webhook")
-            for m in movements(ctx.source, event.payload)
-        ]
+    def records_from_event(self, ctx: Context, event: InboundEvent) -> Iterator[SourceRecord]:
+        for movement in movements(ctx.source, event.payload):
+            yield SourceRecord(movement["id"], with_open_amount(ctx, movement), seen_via="webhook")
+
+    def reread(self, ctx: Context, record: SourceRecord) -> SourceRecord:
+        return replace(record, data=with_open_amount(ctx, record.data))
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
         m, inv = record.data, record.data.get("m3") or {}
@@ -131,9 +150,16 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
                 f"for “stripe_receipts” (or “stripe_receipts:{currency}”), then replay."
             )
         total = decimal(inv.get("m3_amount"))
-        if m["kind"] == "payment" and total and amount > total:
+        still_open = decimal(m["m3_open"]) if m.get("m3_open") is not None else total
+        if m["kind"] == "payment" and still_open <= 0:
             return Flag(
-                f"Overpayment: {what} for invoice {inv['m3_invoice']} of {total} {currency}."
+                f"{what}: invoice {inv['m3_invoice']} is already paid in CloudSuite; nothing is "
+                "posted (refund it in Stripe, or apply it by hand)."
+            )
+        if m["kind"] == "payment" and still_open and amount > still_open:
+            return Flag(
+                f"Overpayment: {what} is more than the {still_open} {currency} still open on "
+                f"invoice {inv['m3_invoice']}; nothing is posted."
             )
         line = {
             "TRNO": 1,
@@ -150,8 +176,10 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
                 {"CHAM": str(from_minor(m["fee"], currency)), "CHRI": fee_code, "CUCD": currency}
             )
         note = f"{m['kind'].capitalize()} of {amount} {currency} on invoice {inv['m3_invoice']}"
-        if m["kind"] == "payment" and total and amount < total:
-            note += f" (partial: {total - amount} {currency} still open)"
+        if m["kind"] == "payment" and still_open and amount < still_open:
+            note += f" (partial: {still_open - amount} {currency} still open)"
+        elif m["kind"] == "payment":
+            note += " (the invoice is now paid in full)"
         return Payload(
             {
                 "lines": [line],

@@ -208,7 +208,8 @@ def test_missing_gl_mapping_is_flagged_then_replayed_once(world: World) -> None:
     FieldMapping.objects.filter(source_value="stripe_receipts").delete()
     world.pay("9002")
     flagged = AuditRecord.objects.filter(integration=world.payments, status=S.FLAGGED)
-    assert flagged.count() == 3 and "No GL account is mapped" in flagged.first().reason
+    (item,) = flagged  # three announcements of one payment: one review item, seen three times
+    assert item.times_seen == 3 and "No GL account is mapped" in item.reason
     FieldMapping.objects.create(
         integration=world.payments,
         kind="gl_account",
@@ -331,3 +332,60 @@ def test_a_quiet_poll_costs_a_handful_of_requests(world: World) -> None:
     newest = max(e["created"] for e in world.stripe.events)
     cursor = world.payments.cursors.get(stream="payments").value
     assert cursor == str(newest)  # past every event it has seen, posted or not
+
+
+def pay_outside_stripe_invoice(world: World, cino: str, amount: int) -> None:
+    """A payment made against the CloudSuite invoice directly (a payment link, say)."""
+    meta = {
+        k: world.invoice(cino)["metadata"][k]
+        for k in ("m3_invoice", "m3_invoice_year", "m3_customer", "m3_currency", "m3_amount")
+    }
+    world.stripe.act(lambda: world.stripe.charge(amount=amount, currency="eur", metadata=meta))
+
+
+def test_payments_are_judged_against_what_is_still_open(world: World) -> None:
+    pay_outside_stripe_invoice(world, "9001", 1000)  # 10.00 of 1210.00
+    first = AuditRecord.objects.get(integration=world.payments, status=S.SYNCED)
+    assert "partial: 1200.00 EUR still open" in first.reason
+    pay_outside_stripe_invoice(world, "9001", 121000)  # the full amount again: 10.00 too much
+    over = AuditRecord.objects.get(integration=world.payments, status=S.FLAGGED)
+    assert "more than the 1200.00 EUR still open on invoice 9001" in over.reason
+    assert len(world.receipts()) == 1  # the overpayment is not posted
+    pay_outside_stripe_invoice(world, "9001", 120000)  # the rest
+    rest = AuditRecord.objects.filter(integration=world.payments, status=S.SYNCED).latest("pk")
+    assert "the invoice is now paid in full" in rest.reason
+    invoice = world.m3.state.invoice("C100", "9001")
+    assert world.m3.state.open_amount(invoice) == Decimal("0.00") and invoice["RECO"] == 9
+    pay_outside_stripe_invoice(world, "9001", 500)  # anything more: already paid
+    paid = AuditRecord.objects.filter(integration=world.payments, status=S.FLAGGED).latest("pk")
+    assert "already paid in CloudSuite" in paid.reason and len(world.receipts()) == 2
+
+
+def test_a_replay_judges_the_open_amount_as_it_is_now(world: World) -> None:
+    FieldMapping.objects.filter(source_value="stripe_receipts").delete()
+    pay_outside_stripe_invoice(world, "9002", 30000)  # flagged: no GL mapping
+    (waiting,) = AuditRecord.objects.filter(integration=world.payments, status=S.FLAGGED)
+    assert waiting.source_payload["m3_open"] == "300.00"
+    world.m3.state.put_account("1930", "Bank EUR")
+    FieldMapping.objects.create(
+        integration=world.payments,
+        kind="gl_account",
+        source_value="stripe_receipts",
+        target_value="1930",
+    )
+    entry = world.m3.state.invoice("C100", "9002")  # meanwhile paid in CloudSuite by hand
+    world.m3.state.ledger.append({**entry, "TRCD": 20, "CUAM": Decimal("-300.00"), "JRNO": 99999})
+    (replayed,) = records_replay(record_ids=[waiting.pk])
+    outcome = replayed.records.get()
+    assert outcome.status == S.FLAGGED and "already paid in CloudSuite" in outcome.reason
+    assert [r["JRNO"] for r in world.receipts()] == [99999]  # only the one made by hand
+
+
+def test_a_waiting_flag_is_not_repeated_by_later_runs(world: World) -> None:
+    world.stripe.webhooks.drop_next = 100
+    FieldMapping.objects.filter(source_value="stripe_receipts").delete()
+    world.pay("9001")
+    for _ in range(3):
+        world.poll()
+    (item,) = AuditRecord.objects.filter(integration=world.payments, status=S.FLAGGED)
+    assert item.times_seen >= 2 and item.last_seen_at is not None

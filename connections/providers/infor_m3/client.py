@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -222,6 +223,23 @@ class InforM3(HttpProvider):
             "invoices.get", [{"YEA4": y, "JRNO": j, "JSNO": s} for y, j, s in keys]
         )
         return [r.records[0] if r.records else None for r in results]
+
+    def invoice_open_amount(self, *, customer: str, invoice: str, year: str) -> Decimal | None:
+        """What is still open on an AR invoice: its amount less every receipt posted against it
+        (the customer's AR entries for that invoice, summed).  None when M3 has no such invoice
+        or gives no amount for it."""
+        entries = [
+            e
+            for e in self.execute("invoices.list_by_customer", {"CUNO": customer}, maxrecs=0)
+            if e.get("CINO") == invoice and str(e.get("INYR", "")) == str(year)
+        ]
+        if not any(e.get("TRCD") == "10" for e in entries):
+            return None
+        details = self.get_invoices([(e["YEA4"], e["JRNO"], e["JSNO"]) for e in entries])
+        try:
+            return sum((Decimal(str(d["CUAM"]).strip()) for d in details if d), Decimal(0))
+        except (KeyError, ArithmeticError, ValueError):
+            return None
 
     def add_receipt(
         self,

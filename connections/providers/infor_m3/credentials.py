@@ -30,6 +30,7 @@ DEFAULT_PROGRAMS: dict[str, tuple[str, str]] = {
     "customers.get": ("CRS610MI", "GetBasicData"),
     "accounts.list": ("CRS630MI", "LstAccountID"),
     "invoices.list": ("ARS200MI", "LstInvByDivi"),
+    "invoices.list_by_customer": ("ARS200MI", "LstInvoices"),
     "invoices.get": ("ARS200MI", "GetInvoice"),
     "receipts.head": ("ARS040MI", "AddBatchHead"),
     "receipts.line": ("ARS040MI", "AddBatchLine"),
