@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from connections.providers.infor_m3 import InforM3
 from connections.providers.stripe import StripeProvider
@@ -36,6 +37,24 @@ from syncs.money import decimal, to_minor
 logger = logging.getLogger(__name__)
 
 CHUNK = 50
+
+
+def _amount(value: object) -> Decimal | None:
+    """An ERP amount, or None when it is missing or not a finite number."""
+    if value is None or not str(value).strip():
+        return None
+    try:
+        amount = decimal(value)
+    except ValueError:
+        return None
+    return amount if amount.is_finite() else None
+
+
+def _date(value: object) -> datetime | None:
+    try:
+        return datetime.strptime(str(value).strip(), "%Y%m%d").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def invoice_key(entry: dict[str, str]) -> str:
@@ -95,7 +114,20 @@ class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
         currency = (inv.get("CUCD") or "").upper()
         if not currency:
             return Flag(f"Invoice {inv['CINO']} has no currency in CloudSuite.")
-        total, vat = decimal(inv["CUAM"]), decimal(inv.get("VTAM"))
+        problems = [
+            f"{label} ({field})"
+            for field, label in (("CUAM", "no amount"), ("VTAM", "no VAT amount"))
+            if _amount(inv.get(field)) is None
+        ]
+        due_at = _date(inv.get("DUDT"))
+        if due_at is None:
+            problems.append("no due date (DUDT)")
+        if problems or due_at is None:
+            return Flag(
+                f"Invoice {inv['CINO']} has {' and '.join(problems)} in CloudSuite, so it cannot "
+                "be sent to Stripe: check it in CloudSuite (ARS200), then replay."
+            )
+        total, vat = decimal(inv["CUAM"]), decimal(inv["VTAM"])
         if total <= 0:
             return Skip("Credit notes are not sent to Stripe.")
         try:
@@ -116,7 +148,7 @@ class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
                 )
         except ValueError as exc:
             return Flag(str(exc))
-        due = int(datetime.strptime(inv["DUDT"], "%Y%m%d").replace(tzinfo=UTC).timestamp())
+        due = int(due_at.timestamp())
         earliest = record.data["as_of"] + 86400  # Stripe wants a due date in the future
         metadata = {
             "m3_invoice": inv["CINO"],

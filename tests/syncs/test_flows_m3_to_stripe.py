@@ -12,6 +12,8 @@ from connections.models import Connection
 from connections.sandbox.base import Served
 from connections.sandbox.m3 import M3Simulator
 from connections.sandbox.stripe import StripeSimulator
+from syncs.flows import Flag, Mappings, SourceRecord
+from syncs.flows.m3_stripe_invoices import M3InvoicesToStripe
 from syncs.models import Integration, SyncRun
 from syncs.runner import Runner
 
@@ -210,3 +212,35 @@ def test_amounts_round_trip_exactly() -> None:
     assert to_minor(Decimal("1210.10"), "EUR") == 121010
     assert from_minor(121010, "eur") == Decimal("1210.10")
     assert to_minor(Decimal("1.234"), "KWD") == 1234 and from_minor(5, "JPY") == Decimal("5")
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"VTAM": None}, "no VAT amount (VTAM)"),
+        ({"CUAM": ""}, "no amount (CUAM)"),
+        ({"CUAM": "12,50"}, "no amount (CUAM)"),
+        ({"DUDT": "2026-13-45"}, "no due date (DUDT)"),
+    ],
+)
+def test_an_invoice_with_missing_amounts_is_flagged_not_crashed(
+    change: dict[str, Any], said: str
+) -> None:
+    m3 = {
+        "CINO": "9001",
+        "INYR": "2026",
+        "DIVI": "AAA",
+        "CUNO": "C100",
+        "CUCD": "EUR",
+        "CUAM": "1210.00",
+        "VTAM": "210.00",
+        "DUDT": "20271231",
+        **change,
+    }
+    record = SourceRecord("AAA/2026/9001", {"m3": m3, "as_of": 0, "stripe_customer": "cus_1"})
+    result = M3InvoicesToStripe().map(record, Mappings())
+    assert (
+        isinstance(result, Flag)
+        and said in result.reason
+        and "check it in CloudSuite" in result.reason
+    )
