@@ -22,10 +22,12 @@ logger = logging.getLogger(__name__)
 
 STRIPE_SANDBOX_KEY = "sk_test_sandbox_0123456789abcdef"
 GL_MAPPINGS = [
-    ("stripe_receipts:EUR", "1930", "Stripe clearing, EUR"),
-    ("stripe_receipts:GBP", "1931", "Stripe clearing, GBP"),
-    ("stripe_receipts:SEK", "1932", "Stripe clearing, SEK"),
-    ("stripe_fees", "6570", "Stripe fees"),
+    ("gl_account", "stripe_receipts:EUR", "1930", "Stripe clearing, EUR"),
+    ("gl_account", "stripe_receipts:GBP", "1931", "Stripe clearing, GBP"),
+    ("gl_account", "stripe_receipts:SEK", "1932", "Stripe clearing, SEK"),
+    # A charge code, not an account: CloudSuite books the charge to the account its charge
+    # code is set up with (in the sandbox tenant, the code is the fee account itself).
+    ("charge_code", "stripe_fees", "6570", "Stripe card fees"),
 ]
 INTEGRATIONS = [
     (
@@ -110,10 +112,10 @@ def demo_seed(*, urls: dict[str, str], web_url: str) -> dict[str, Any]:
             if new:
                 created.append((integration, delay))
         payments = Integration.objects.get(slug="stripe-payments-to-cloudsuite")
-        for source_value, target_value, note in GL_MAPPINGS:
+        for kind, source_value, target_value, note in GL_MAPPINGS:
             FieldMapping.objects.get_or_create(
                 integration=payments,
-                kind=FieldMapping.Kind.GL_ACCOUNT,
+                kind=kind,
                 source_value=source_value,
                 defaults={"target_value": target_value, "note": note},
             )

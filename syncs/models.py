@@ -86,6 +86,7 @@ class FieldMapping(models.Model):
         VENDOR = "vendor", "Vendor / supplier"
         CUSTOMER = "customer", "Customer"
         GL_ACCOUNT = "gl_account", "GL account"
+        CHARGE_CODE = "charge_code", "Charge code (CloudSuite CHRI)"
         TAX_CODE = "tax_code", "Tax code"
         CURRENCY = "currency", "Currency"
         PAYMENT_METHOD = "payment_method", "Payment method"

@@ -107,9 +107,12 @@ def test_crashes_and_lost_answers_leave_nothing_missing_doubled_or_stuck(
         for name, (flow, source, target) in flows.items()
     }
     payments = integrations["payments"]
-    for value, account in (("stripe_receipts", "1930"), ("stripe_fees", "6570")):
+    for kind, value, code in (
+        ("gl_account", "stripe_receipts", "1930"),
+        ("charge_code", "stripe_fees", "6570"),
+    ):
         FieldMapping.objects.create(
-            integration=payments, kind="gl_account", source_value=value, target_value=account
+            integration=payments, kind=kind, source_value=value, target_value=code
         )
     stripe.webhooks.endpoints.append(
         {

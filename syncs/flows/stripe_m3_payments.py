@@ -5,8 +5,10 @@ list, which catches whatever a webhook missed; each audit record says which path
 receipt is a payment batch: head, one line against the invoice (CINO/INYR) allocated to the GL
 accounting string of the ``gl_account`` mapping ``stripe_receipts`` (or ``stripe_receipts:EUR``;
 dimensions AIT1 to AIT7 separated by ``;``), the Stripe fee as a batch charge when a
-``stripe_fees`` mapping exists, then control.  Refunds post negative lines.  Disputes,
-overpayments, currency mismatches and payments not linked to an invoice are flagged.
+``charge_code`` mapping ``stripe_fees`` exists (a CloudSuite charge code, CHRI: M3 books the
+charge to the account that code is set up with), then control.  Refunds post negative lines.
+Disputes, overpayments against what is still open, payments on paid invoices, currency
+mismatches and payments not linked to an invoice are flagged.
 
 The batch number is unique to the posting (ledger entry and attempt).  After an unknown outcome
 the batch is probed first: a controlled batch is the receipt, posted; an absent one, or an open
@@ -170,7 +172,7 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
             "PYAM": str(amount if m["kind"] == "payment" else -amount),
             **gl_string(gl),
         }
-        charges, fee_code = [], mappings.get("gl_account", "stripe_fees")
+        charges, fee_code = [], mappings.get("charge_code", "stripe_fees")
         if m["kind"] == "payment" and m.get("fee") and fee_code:
             charges.append(
                 {"CHAM": str(from_minor(m["fee"], currency)), "CHRI": fee_code, "CUCD": currency}

@@ -91,7 +91,7 @@ def world(
         target_value="1930;100",
     )
     FieldMapping.objects.create(
-        integration=payments, kind="gl_account", source_value="stripe_fees", target_value="FEE"
+        integration=payments, kind="charge_code", source_value="stripe_fees", target_value="FEE"
     )
     stripe.webhooks.endpoints.append(
         {
