@@ -253,7 +253,14 @@ class M3Simulator(Simulator):
             self.api_requests += 1
         rest = unquote(path[len(prefix) :])
         if rest in ("", "/") and request.method == "POST":
-            subject = "bulk:" + str((request.get_json(silent=True) or {}).get("program", ""))
+            body = request.get_json(silent=True) or {}
+            program = str(body.get("program", "")) if isinstance(body, dict) else ""
+            items = body.get("transactions") if isinstance(body, dict) else None
+            names = [
+                f"{program}/{t.get('transaction', '')}" for t in items or [] if isinstance(t, dict)
+            ]
+            # "bulk:PROGRAM PROGRAM/Txn …": a fault can aim at the program or at one transaction
+            subject = " ".join([f"bulk:{program}", *names])
             return self.apply_fault(subject, lambda: self._bulk(request))
         if request.method != "GET":
             return json_response({"error": "method not allowed"}, 405)
@@ -547,6 +554,9 @@ class M3Simulator(Simulator):
 
     def mi_ARS040MI_AddBatchCharge(self, i: dict[str, str]) -> list[dict[str, Any]]:
         batch = self._batch(i)
+        code = i.get("CHRI", "").strip()
+        if code and (1, code) not in self.state.accounts:  # here a charge code is its account
+            raise MIError(f"Charge code {code} does not exist", "CHRI", "WCH0103")
         batch["charges"].append(
             {
                 "CHAM": _money(i["CHAM"]),

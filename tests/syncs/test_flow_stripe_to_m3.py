@@ -77,6 +77,7 @@ def world(
     stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
     m3.state.put_customer("C100", CUNM="Acme Stores", CUCD="EUR")
     m3.state.put_account("1930", "Bank EUR")
+    m3.state.put_account("FEE", "Card fees (the charge code FEE)")
     m3.state.add_invoice(
         "C100", "9001", "1210.00", "EUR", vat="210.00", ivdt="20261101", dudt="20271231"
     )

@@ -79,8 +79,10 @@ def test_a_receipt_posts_to_the_ledger_and_gl_and_is_safe_to_repeat(
         "CUCD": "EUR",
         "AIT1": "1930",
     }
+    before = sim.api_requests
     result = m3.add_receipt(batch=7000001, batch_type="ST", lines=[line])
     assert result["steps"] == ["receipts.head", "receipts.line", "receipts.control"]
+    assert sim.api_requests - before == 2  # the batch, then its control
     (receipt,) = sim.state.receipts()
     assert receipt["CUAM"] == Decimal("-1210.00") and sim.state.gl[0]["AIT"][0] == "1930"
     assert sim.state.invoice("C100", "9001")["RECO"] == 9
@@ -112,3 +114,13 @@ def test_check_lists_what_the_tenant_exposes(m3: InforM3) -> None:
     m3.connection.settings["programs"] = {"receipts.head": "ARS040MI/AddBatchHeadX"}
     result = m3.check()
     assert not result.ok and "ARS040MI/AddBatchHeadX is not exposed" in result.details
+
+
+def test_a_refused_fee_leaves_the_batch_uncontrolled(m3: InforM3, m3_sim: Served) -> None:
+    sim = sim_of(m3_sim)
+    line = {"TRNO": 1, "CUNO": "C100", "CINO": "9001", "INYR": 2026, "PYAM": "1210.00"}
+    fee = {"CHAM": "35.39", "CHRI": "NOPE", "CUCD": "EUR"}
+    with pytest.raises(MIError, match="Charge code NOPE does not exist"):
+        m3.add_receipt(batch=7000002, batch_type="ST", lines=[line], charges=[fee])
+    assert sim.state.batches[7000002]["status"] == "entered"  # never controlled: nothing posted
+    assert sim.state.receipts() == []
