@@ -23,6 +23,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from connections.providers.base import InboundEvent
@@ -69,6 +70,15 @@ def with_open_amount(ctx: Context, movement: dict[str, Any]) -> dict[str, Any]:
         customer=inv["m3_customer"], invoice=inv["m3_invoice"], year=inv.get("m3_invoice_year", "")
     )
     return {**movement, "m3_open": None if open_amount is None else str(open_amount)}
+
+
+def _still_open(movement: dict[str, Any], inv: dict[str, str]) -> Decimal | None:
+    """What is open on the invoice: as CloudSuite said just before, else the invoice's amount
+    from Stripe's metadata; None when neither is known (then nothing is judged)."""
+    if movement.get("m3_open") is not None:
+        return decimal(movement["m3_open"])
+    total = decimal(inv.get("m3_amount") or "")
+    return total if total > 0 else None
 
 
 def gl_string(value: str) -> dict[str, str]:
@@ -151,14 +161,13 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
                 "No GL account is mapped for Stripe receipts: add a GL account mapping "
                 f"for “stripe_receipts” (or “stripe_receipts:{currency}”), then replay."
             )
-        total = decimal(inv.get("m3_amount"))
-        still_open = decimal(m["m3_open"]) if m.get("m3_open") is not None else total
-        if m["kind"] == "payment" and still_open <= 0:
+        still_open = _still_open(m, inv)  # None: CloudSuite could not say, nor the invoice
+        if m["kind"] == "payment" and still_open is not None and still_open <= 0:
             return Flag(
                 f"{what}: invoice {inv['m3_invoice']} is already paid in CloudSuite; nothing is "
                 "posted (refund it in Stripe, or apply it by hand)."
             )
-        if m["kind"] == "payment" and still_open and amount > still_open:
+        if m["kind"] == "payment" and still_open is not None and amount > still_open:
             return Flag(
                 f"Overpayment: {what} is more than the {still_open} {currency} still open on "
                 f"invoice {inv['m3_invoice']}; nothing is posted."
@@ -178,9 +187,9 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
                 {"CHAM": str(from_minor(m["fee"], currency)), "CHRI": fee_code, "CUCD": currency}
             )
         note = f"{m['kind'].capitalize()} of {amount} {currency} on invoice {inv['m3_invoice']}"
-        if m["kind"] == "payment" and still_open and amount < still_open:
+        if m["kind"] == "payment" and still_open is not None and amount < still_open:
             note += f" (partial: {still_open - amount} {currency} still open)"
-        elif m["kind"] == "payment":
+        elif m["kind"] == "payment" and still_open is not None:
             note += " (the invoice is now paid in full)"
         return Payload(
             {

@@ -390,3 +390,22 @@ def test_a_waiting_flag_is_not_repeated_by_later_runs(world: World) -> None:
         world.poll()
     (item,) = AuditRecord.objects.filter(integration=world.payments, status=S.FLAGGED)
     assert item.times_seen >= 2 and item.last_seen_at is not None
+
+
+def test_a_payment_is_not_judged_when_nothing_says_what_is_open() -> None:
+    from syncs.flows import Mappings, Payload, SourceRecord
+    from syncs.flows.stripe_m3_payments import StripePaymentsToM3
+
+    movement = {
+        "kind": "payment",
+        "id": "pi_1",
+        "amount": 5000,
+        "currency": "eur",
+        "fee": 0,
+        "m3_open": None,  # CloudSuite could not tell, and Stripe's metadata has no amount
+        "m3": {"m3_invoice": "9001", "m3_invoice_year": "2026", "m3_customer": "C100"},
+    }
+    mappings = Mappings({("gl_account", "stripe_receipts"): "1930"})
+    result = StripePaymentsToM3().map(SourceRecord("pi_1", movement), mappings)
+    assert isinstance(result, Payload), result  # posted, not flagged "already paid"
+    assert "still open" not in result.data["note"] and "paid in full" not in result.data["note"]
