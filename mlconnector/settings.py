@@ -209,6 +209,9 @@ MLC = {
     "TOKEN_REFRESH_SKEW_RATIO": env.float("TOKEN_REFRESH_SKEW_RATIO", default=0.10),
     # How long a posting-ledger claim is held before another worker may take it over.
     "LEDGER_LEASE_SECONDS": env.int("LEDGER_LEASE_SECONDS", default=300),
+    # Records a run keeps in flight to one target when its connection sets no "max_in_flight":
+    # with 150 ms per call and Stripe's 100 requests/s, about 15 keep the limit busy.
+    "MAX_IN_FLIGHT": env.int("MAX_IN_FLIGHT", default=16),
     # A live run writes a heartbeat this often; one silent for RUN_STALE_SECONDS is taken to
     # have lost its worker, and the reaper closes it as interrupted.
     "HEARTBEAT_SECONDS": env.int("HEARTBEAT_SECONDS", default=15),

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence, Sized
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -151,6 +154,157 @@ class _Item:
     claim: ledger.Claim | None = None
     outcome: _Outcome | None = None
     superseded: str = ""  # why an earlier attempt's remnant was left and the write made afresh
+    serial: str | None = None  # the flow's serial key: never loaded beside another with it
+    prepare_failed: bool = False
+
+
+class _Loader:
+    """Runs load calls: inline when one at a time, else on up to ``width`` threads started as
+    needed.  Each thread has its own database connection (the rate limiter and OAuth tokens
+    use it), closed when the loader closes."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self._tasks: queue.SimpleQueue[tuple[Future, Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, fn: Callable[[], Any]) -> Future:
+        future: Future = Future()
+        if self.width <= 1:
+            self._run(future, fn)
+            return future
+        if len(self._threads) < self.width:
+            thread = threading.Thread(
+                target=self._work, daemon=True, name=f"load-{len(self._threads) + 1}"
+            )
+            thread.start()
+            self._threads.append(thread)
+        self._tasks.put((future, fn))
+        return future
+
+    @staticmethod
+    def _run(future: Future, fn: Callable[[], Any]) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # handed to the runner's thread, which decides
+            future.set_exception(exc)
+
+    def _work(self) -> None:
+        try:
+            while (task := self._tasks.get()) is not None:
+                self._run(*task)
+        finally:
+            db.connections.close_all()
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._tasks.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+
+
+class _Pipeline:
+    """One run's records between mapping and writing: decided in order, loaded side by side
+    (at most ``width`` loads in flight), written in order as the oldest ones complete."""
+
+    def __init__(self, runner: Runner, ctx: FlowContext, width: int) -> None:
+        self.runner, self.ctx, self.width = runner, ctx, width
+        self.flow = runner.flow
+        self.loader = _Loader(width)
+        self.order: deque[_Item] = deque()  # decided or loading, not yet written
+        self.batch: list[_Item] = []  # to be loaded together (``load_many`` flows)
+        self.units: dict[Future, list[_Item]] = {}  # loads in flight
+        self.abort: Exception | None = None
+        # How many items may wait, loaded but unwritten, behind a slow oldest one.
+        self.backlog = 4 * width * max(1, int(self.flow.chunk_size)) + 16
+
+    def add(self, record: SourceRecord, replay_of: AuditRecord | None, mappings: Mappings) -> None:
+        flow, runner = self.flow, self.runner
+        serial = flow.serial_key(record)
+        if serial is not None and any(item.serial == serial for item in self.order):
+            self.finish(send=True)  # the earlier one is written before this one is judged
+        item = _Item(record, replay_of, None, serial=serial)  # type: ignore[arg-type]
+        try:
+            record = item.record = flow.prepare(self.ctx, record)
+        except Exception as exc:
+            logger.warning("prepare() failed for %s: %s", record.source_key, exc)
+            item.mapped, item.prepare_failed = exc, True
+        else:
+            try:
+                item.mapped = flow.map(record, mappings)
+            except Exception as exc:
+                logger.exception("map() failed for %s", record.source_key)
+                item.mapped = exc
+        key = item.mapped.ledger_key if isinstance(item.mapped, Payload) else None
+        if key is not None and any(
+            isinstance(other.mapped, Payload) and other.mapped.ledger_key == key
+            for other in self.order
+        ):
+            self.finish(send=True)  # the same write twice: after the first one is written
+        runner._decide(self.ctx, item)
+        self.order.append(item)
+        if item.outcome is None:
+            self.batch.append(item)
+            if len(self.batch) >= max(1, int(flow.chunk_size)):
+                self._send()
+        self._write_ready()
+        while self.units and (len(self.units) >= self.width or len(self.order) > self.backlog):
+            self._wait(first=True)
+
+    def _send(self) -> None:
+        if not self.batch:
+            return
+        items, self.batch = self.batch, []
+        future = self.loader.submit(lambda: self.runner._load_unit(self.ctx, items))
+        self.units[future] = items
+
+    def _wait(self, *, first: bool) -> None:
+        done, _ = wait(list(self.units), return_when=FIRST_COMPLETED if first else ALL_COMPLETED)
+        for future in done:
+            items = self.units.pop(future)
+            try:
+                results: list[LoadResult | Exception] = future.result()
+            except Exception as exc:
+                results = [exc] * len(items)
+            for item, result in zip(items, results, strict=True):
+                payload = item.mapped
+                assert isinstance(payload, Payload)
+                item.outcome = self.runner._loaded(item, payload, result)
+        self._write_ready()
+
+    def _write_ready(self) -> None:
+        """Write the oldest items that have an outcome (one transaction for all of them)."""
+        ready = []
+        while self.order and self.order[0].outcome is not None:
+            ready.append(self.order.popleft())
+        if not ready:
+            return
+        with transaction.atomic():
+            for item in ready:
+                assert item.outcome is not None
+                self.runner._write(item, item.outcome)
+                if isinstance(item.outcome.error, AuthFailed) and self.abort is None:
+                    self.abort = item.outcome.error
+
+    def finish(self, *, send: bool) -> None:
+        """Write everything: load what is waiting (``send``), or record it as not sent."""
+        if send and self.abort is None:
+            self._send()
+        else:
+            for item in self.batch:
+                item.outcome = self.runner._unsent(item)
+            self.batch = []
+        while self.units:
+            self._wait(first=False)
+        self._write_ready()
+
+    def close(self) -> None:
+        self.loader.close()
 
 
 @dataclass(frozen=True)
@@ -284,63 +438,91 @@ class Runner:
             ctx.close()
         return self._finish(run)
 
-    # -- records, chunk by chunk ------------------------------------------------------------
+    # -- records, in flight ------------------------------------------------------------------
+
+    def _in_flight(self) -> int:
+        """How many loads (records, or chunks for ``load_many`` flows) may be in flight."""
+        value = self.integration.target.setting("max_in_flight")
+        if value in (None, ""):
+            value = settings.MLC["MAX_IN_FLIGHT"]
+        return max(1, int(value))
 
     def _process(
         self, ctx: FlowContext, records: Iterable[tuple[SourceRecord, AuditRecord | None]]
     ) -> None:
+        """Map, claim and load each record, keeping up to ``_in_flight()`` loads running, and
+        write every outcome in source order (so the cursor never passes an unwritten record).
+        Whatever stops the run, what was sent is written before it ends."""
         mappings = self._mappings()
-        size = max(1, int(self.flow.chunk_size))
-        chunk: list[_Item] = []
-        keys: set[str] = set()
-        for record, replay_of in records:
-            try:
-                mapped: Payload | Flag | Wait | Skip | Exception = self.flow.map(record, mappings)
-            except Exception as exc:
-                logger.exception("map() failed for %s", record.source_key)
-                mapped = exc
-            key = mapped.ledger_key if isinstance(mapped, Payload) else None
-            if key is not None and key in keys:  # the same write twice: after the first lands
-                self._run_chunk(ctx, chunk)
-                chunk, keys = [], set()
-            chunk.append(_Item(record, replay_of, mapped))
-            if key is not None:
-                keys.add(key)
-            if len(chunk) >= size:
-                self._run_chunk(ctx, chunk)
-                chunk, keys = [], set()
-        if chunk:
-            self._run_chunk(ctx, chunk)
+        pipe = _Pipeline(self, ctx, self._in_flight())
+        try:
+            for record, replay_of in records:
+                if pipe.abort is not None:
+                    break
+                pipe.add(record, replay_of, mappings)
+            pipe.finish(send=pipe.abort is None)
+        except BaseException:
+            pipe.finish(send=False)
+            raise
+        finally:
+            pipe.close()
+        if pipe.abort is not None:
+            raise _Abort(f"Stopped: credentials refused — {self._describe(pipe.abort)}")
 
-    def _run_chunk(self, ctx: FlowContext, items: list[_Item]) -> None:
-        to_load: list[_Item] = []
-        for item in items:
-            mapped = item.mapped
-            if isinstance(mapped, Exception):
+    def _decide(self, ctx: FlowContext, item: _Item) -> None:
+        """Give ``item`` its outcome now, or leave it None: it is to be loaded."""
+        mapped = item.mapped
+        if isinstance(mapped, Exception):
+            if item.prepare_failed:
+                reason = f"Could not read what this record needs: {self._describe(mapped)}"
+                item.outcome = _Outcome(
+                    Status.FAILED, reason, retryable=not isinstance(mapped, Rejected), error=mapped
+                )
+            else:
                 reason = f"Could not map this record: {self._describe(mapped)}"
                 item.outcome = _Outcome(Status.FAILED, reason)
-            elif isinstance(mapped, Flag):
-                item.outcome = _Outcome(Status.FLAGGED, mapped.reason)
-            elif isinstance(mapped, Skip):
-                item.outcome = _Outcome(Status.SKIPPED, mapped.reason)
-            elif isinstance(mapped, Wait):
-                item.outcome = _Outcome(Status.FAILED, mapped.reason, retryable=True)
-            elif mapped.ledger_key is None:
-                to_load.append(item)
-            else:
-                item.outcome = self._claim_for(ctx, item, mapped)
-                if item.outcome is None:
-                    to_load.append(item)
-        if to_load:
-            self._load(ctx, to_load)
-        abort = None
+        elif isinstance(mapped, Flag):
+            item.outcome = _Outcome(Status.FLAGGED, mapped.reason)
+        elif isinstance(mapped, Skip):
+            item.outcome = _Outcome(Status.SKIPPED, mapped.reason)
+        elif isinstance(mapped, Wait):
+            item.outcome = _Outcome(Status.FAILED, mapped.reason, retryable=True)
+        elif mapped.ledger_key is not None:
+            item.outcome = self._claim_for(ctx, item, mapped)
+
+    def _load_unit(self, ctx: FlowContext, items: list[_Item]) -> list[LoadResult | Exception]:
+        """One ``load_many`` call (in a load thread): one result or exception per item."""
+        batch = []
         for item in items:
-            assert item.outcome is not None
-            self._write(item, item.outcome)
-            if isinstance(item.outcome.error, AuthFailed):
-                abort = item.outcome.error
-        if abort is not None:
-            raise _Abort(f"Stopped: credentials refused — {self._describe(abort)}")
+            payload = item.mapped
+            assert isinstance(payload, Payload)
+            entry = item.claim.entry if item.claim else None
+            batch.append((payload, _posting(entry) if entry else None))
+        try:
+            results = self.flow.load_many(ctx, batch)
+            if len(results) != len(batch):
+                raise RuntimeError(f"load_many answered {len(results)} of {len(batch)} writes")
+        except Exception as exc:  # the whole call failed: the same for every write in it
+            results = [exc] * len(batch)
+        return results
+
+    def _unsent(self, item: _Item) -> _Outcome:
+        """The outcome of a claimed record the run stopped before sending."""
+        payload = item.mapped
+        assert isinstance(payload, Payload)
+        entry = item.claim.entry if item.claim else None
+        reason = "The run stopped before this record was sent; the next run sends it."
+        return _Outcome(
+            Status.FAILED,
+            reason,
+            payload=payload,
+            retryable=True,
+            ledger_op=(
+                (lambda: ledger.release(entry, refused=True, error=reason))
+                if entry is not None
+                else None
+            ),
+        )
 
     def _claim_for(self, ctx: FlowContext, item: _Item, payload: Payload) -> _Outcome | None:
         """Claim a ledgered write; an outcome when it must not be posted now, else None."""
@@ -414,22 +596,6 @@ class Runner:
             ledger_op=lambda: ledger.confirm(entry, remote_id=found.remote_id),
         )
 
-    def _load(self, ctx: FlowContext, items: list[_Item]) -> None:
-        batch = []
-        for item in items:
-            payload = item.mapped
-            assert isinstance(payload, Payload)
-            entry = item.claim.entry if item.claim else None
-            batch.append((payload, _posting(entry) if entry else None))
-        try:
-            results = self.flow.load_many(ctx, batch)
-            if len(results) != len(batch):
-                raise RuntimeError(f"load_many answered {len(results)} of {len(batch)} writes")
-        except Exception as exc:  # the whole call failed: the same for every write in it
-            results = [exc] * len(batch)
-        for item, (payload, _), result in zip(items, batch, results, strict=True):
-            item.outcome = self._loaded(item, payload, result)
-
     def _loaded(self, item: _Item, payload: Payload, result: LoadResult | Exception) -> _Outcome:
         entry = item.claim.entry if item.claim else None
         if isinstance(result, Exception):
@@ -451,12 +617,14 @@ class Runner:
                 ),
             )
         note = result.note
+        if result.flag:
+            note = f"{result.flag} {note}".strip()
         if item.superseded:
             note = f"{item.superseded} {note}".strip()
         elif item.claim is not None and item.claim.status is ledger.ClaimStatus.RECOVER:
             note = f"Completed after an interrupted attempt. {note}".strip()
         return _Outcome(
-            Status.SYNCED,
+            Status.FLAGGED if result.flag else Status.SYNCED,
             note,
             payload=payload,
             loaded=result,
@@ -487,7 +655,7 @@ class Runner:
     def _write(self, item: _Item, out: _Outcome) -> AuditRecord:
         """The ledger change, the AuditRecord and the cursor, in one transaction."""
         record, replay_of, redact = item.record, item.replay_of, self.redact
-        if out.status == Status.FLAGGED and replay_of is None:
+        if out.status == Status.FLAGGED and replay_of is None and out.ledger_op is None:
             waiting = self._waiting_flag(record, redact.text(out.reason or ""))
             if waiting is not None:
                 return waiting
@@ -525,14 +693,15 @@ class Runner:
                     resolution=f"Replayed as record #{audit.pk} ({out.status})",
                 )
             if out.status in (Status.SYNCED, Status.DUPLICATE):
-                # Earlier failures of this record need no one any more: it is posted now.
+                # Earlier failures of this record need no one any more: it is posted now (but
+                # a posting that needs finishing by hand stays until a person has done it).
                 AuditRecord.objects.filter(
                     integration=self.integration,
                     stream=self.flow.stream,
                     source_key=audit.source_key,
                     status__in=(Status.FAILED, Status.FLAGGED),
                     resolved_at=None,
-                ).exclude(pk=audit.pk).update(
+                ).exclude(pk=audit.pk).exclude(status=Status.FLAGGED, ledger__isnull=False).update(
                     resolved_at=timezone.now(),
                     resolved_by="ml-connector",
                     resolution=f"Posted later (record #{audit.pk})",

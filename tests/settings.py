@@ -13,6 +13,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MLC = {
     **MLC,
     "LEDGER_BUSY_WAIT_SECONDS": 20,
+    # Loads run inline unless a test asks for more: a load thread has its own database
+    # connection, which cannot see a test's uncommitted rows.  Concurrency tests use
+    # transactional_db and set "max_in_flight" on the target connection.
+    "MAX_IN_FLIGHT": 1,
     "RATE_LIMIT_PREFIX": f"mlc:test:{uuid.uuid4().hex[:12]}:",
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

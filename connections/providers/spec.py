@@ -236,6 +236,15 @@ def http_settings(
             clean=positive_int,
             help="Requests allowed back to back before pacing starts.",
         ),
+        FieldSpec(
+            "max_in_flight",
+            "Records in flight",
+            secret=False,
+            required=False,
+            clean=positive_int,
+            help="How many records a run sends to this system at once (blank: the "
+            "deployment's default, 16). The rate limit still sets the pace.",
+        ),
         *patience_settings(
             connect_timeout=5.0,
             attempts=5,

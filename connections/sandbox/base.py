@@ -7,6 +7,13 @@ Faults are queued and consumed in order by matching requests:
 ``unauthorized``   answer 401 as if the token had been revoked;
 ``slow``           sleep before processing (to trip read timeouts);
 ``lose_response``  process the request, then answer 504 as a gateway that lost the answer.
+
+``POST /_sandbox/conditions`` sets what a real network and a real tenant add:
+``{"latency_ms": 150}`` (every API request answered that much later, as a live API answers in
+100 to 400 ms), ``{"rate_limit_per_minute": 6000, "rate_limit_burst": 100}`` (a token bucket: the
+sustained rate and how many requests may come back to back, as Stripe limits a live account).
+``GET /_sandbox/state`` reports, besides each simulator's own figures, ``max_concurrent`` (the
+most API requests it was serving at once) and ``rate_limited`` (429s answered).
 """
 
 from __future__ import annotations
@@ -80,15 +87,19 @@ class RateLimit:
 
     per_minute: int | None = None
     window_seconds: float = 60.0
+    burst: int | None = None  # set: a token bucket of this size instead of a fixed window
     _windows: dict[str, tuple[float, int]] = field(default_factory=dict)
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     rejected: int = 0
 
     def check(self, client: str) -> float | None:
-        """None when allowed, else seconds until the window resets."""
+        """None when allowed, else seconds until the window resets (or a token is back)."""
         if not self.per_minute:
             return None
         now = time.monotonic()
+        if self.burst:
+            return self._bucket(client, now)
         with self._lock:
             start, count = self._windows.get(client, (now, 0))
             if now - start >= self.window_seconds:
@@ -97,6 +108,19 @@ class RateLimit:
                 self.rejected += 1
                 return max(0.01, self.window_seconds - (now - start))
             self._windows[client] = (start, count + 1)
+        return None
+
+    def _bucket(self, client: str, now: float) -> float | None:
+        assert self.per_minute and self.burst
+        rate = self.per_minute / 60.0
+        with self._lock:
+            tokens, at = self._buckets.get(client, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - at) * rate)
+            if tokens < 1.0:
+                self.rejected += 1
+                self._buckets[client] = (tokens, now)
+                return max(0.01, (1.0 - tokens) / rate)
+            self._buckets[client] = (tokens - 1.0, now)
         return None
 
 
@@ -124,6 +148,9 @@ class Simulator:
         self.faults = Faults()
         self.rate_limit = RateLimit(per_minute=rate_limit_per_minute)
         self.request_count = 0
+        self.latency = 0.0  # seconds added to every API request
+        self.concurrent = 0
+        self.max_concurrent = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
         request = Request(environ)
@@ -139,7 +166,15 @@ class Simulator:
             return self.control(request)
         with self.lock:
             self.request_count += 1
-        return self.handle(request)
+            self.concurrent += 1
+            self.max_concurrent = max(self.max_concurrent, self.concurrent)
+        try:
+            if self.latency:
+                time.sleep(self.latency)
+            return self.handle(request)
+        finally:
+            with self.lock:
+                self.concurrent -= 1
 
     def apply_fault(self, subject: str, process: Callable[[], Response]) -> Response:
         """Run ``process`` under whatever fault is queued for ``subject``."""
@@ -170,8 +205,39 @@ class Simulator:
             self.faults.add(spec.pop("kind", ""), **spec)
             return json_response({"queued": True})
         if request.path == "/_sandbox/state":
-            return json_response(self.state_summary())
+            return json_response(
+                {
+                    **self.state_summary(),
+                    "max_concurrent": self.max_concurrent,
+                    "rate_limited": self.rate_limit.rejected,
+                }
+            )
+        if request.path == "/_sandbox/conditions" and request.method == "POST":
+            spec = request.get_json(force=True, silent=True) or {}
+            try:
+                self.set_conditions(**spec)
+            except (TypeError, ValueError) as exc:
+                return json_response({"error": str(exc)}, 400)
+            return json_response({"conditions": spec})
         return self.control_action(request)
+
+    def set_conditions(
+        self,
+        *,
+        latency_ms: float | None = None,
+        rate_limit_per_minute: int | None = None,
+        rate_limit_burst: int | None = None,
+    ) -> None:
+        """Latency and a rate limit, as a real tenant over a real network would have them."""
+        if latency_ms is not None:
+            self.latency = max(0.0, float(latency_ms)) / 1000.0
+        if rate_limit_per_minute is not None:
+            self.rate_limit = RateLimit(
+                per_minute=int(rate_limit_per_minute) or None,
+                burst=int(rate_limit_burst) if rate_limit_burst else None,
+            )
+        with self.lock:
+            self.max_concurrent = self.concurrent
 
     def control_action(self, request: Request) -> Response:
         return json_response({"error": "unknown sandbox action"}, 404)

@@ -61,26 +61,38 @@ def stripe_id(kind: str) -> str:
 
 
 def parse_form(body: str) -> dict[str, Any]:
-    """Stripe's nested form encoding: ``metadata[k]=v``, ``types[0]=x``, ``expand[]=x``."""
+    """Stripe's nested form encoding: ``metadata[k]=v``, ``types[0]=x``, ``expand[]=x``,
+    ``lines[0][amount]=5``, ``lines[0][metadata][k]=v``."""
     out: dict[str, Any] = {}
     for key, value in parse_qsl(body, keep_blank_values=True):
         parts = re.findall(r"[^\[\]]+|\[\]", key)
-        target: Any = out
+        if not parts:
+            continue
+        target: dict[str, Any] = out
         for i, part in enumerate(parts[:-1]):
-            following = parts[i + 1]
-            is_list = following == "[]" or following.isdigit()
-            target = (
-                target.setdefault(part, [] if is_list else {})
-                if isinstance(target, dict)
-                else target
-            )
-            if is_list:
-                target.append(value)
+            if parts[i + 1] == "[]":
+                target.setdefault(part, {})
+                part_list = target[part]
+                if isinstance(part_list, dict):
+                    part_list[str(len(part_list))] = value
                 break
+            nested = target.setdefault(part, {})
+            if not isinstance(nested, dict):
+                break
+            target = nested
         else:
-            if isinstance(target, dict):
-                target[parts[-1]] = value
-    return out
+            target[parts[-1]] = value
+    return _lists(out)
+
+
+def _lists(value: Any) -> Any:
+    """Dicts keyed 0, 1, 2… (how the form encodes arrays) become lists, in index order."""
+    if not isinstance(value, dict):
+        return value
+    converted = {k: _lists(v) for k, v in value.items()}
+    if converted and all(k.isdigit() for k in converted):
+        return [converted[k] for k in sorted(converted, key=int)]
+    return converted
 
 
 def sign(payload: str, secret: str, timestamp: int | None = None) -> str:
@@ -493,6 +505,8 @@ class StripeSimulator(Simulator):
             return invoice
         if method == "POST" and rest[1:] == ["pay"]:
             return self.pay_invoice(invoice["id"], request=req)
+        if method == "POST" and rest[1:] == ["add_lines"]:
+            return self._add_lines(invoice, p, req)
         if method == "POST" and len(rest) == 1:
             if invoice["status"] != "draft" and set(p) - {"metadata"}:
                 raise StripeError(
@@ -503,6 +517,43 @@ class StripeSimulator(Simulator):
                 )
             invoice["metadata"] = {**invoice["metadata"], **p.get("metadata", {})}
             self._event("invoice.updated", invoice, req)
+        return invoice
+
+    def _add_lines(
+        self, invoice: dict[str, Any], p: dict[str, Any], req: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``POST /v1/invoices/{id}/add_lines``: every line or none (draft invoices only)."""
+        lines = p.get("lines")
+        if not (isinstance(lines, list) and lines and all(isinstance(x, dict) for x in lines)):
+            raise StripeError(
+                400, "invalid_request_error", "Missing required param: lines.", "lines"
+            )
+        if invoice["status"] != "draft":
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                "You can only add lines to draft invoices.",
+                code="invoice_not_editable",
+            )
+        for n, line in enumerate(lines):
+            try:
+                int(line["amount"])
+            except (KeyError, TypeError, ValueError):
+                raise StripeError(
+                    400, "invalid_request_error", "Invalid integer: amount", f"lines[{n}][amount]"
+                ) from None
+        for n, line in enumerate(lines):
+            self._add_item(
+                invoice["customer"],
+                invoice,
+                line,
+                req,
+                currency=invoice["currency"],
+                field=f"lines[{n}][amount]",
+            )
+        if isinstance(p.get("invoice_metadata"), dict):
+            invoice["metadata"] = {**invoice["metadata"], **p["invoice_metadata"]}
+        self._event("invoice.updated", invoice, req)
         return invoice
 
     def api_invoiceitems(
@@ -520,21 +571,40 @@ class StripeSimulator(Simulator):
                 "invoice",
                 "invoice_not_editable",
             )
+        return self._add_item(
+            customer["id"],
+            invoice,
+            p,
+            req,
+            currency=p.get("currency", "usd"),
+        )
+
+    def _add_item(
+        self,
+        customer: str,
+        invoice: dict[str, Any] | None,
+        p: dict[str, Any],
+        req: dict[str, Any],
+        *,
+        currency: str,
+        field: str = "amount",
+    ) -> dict[str, Any]:
+        """An invoice item, and its line on ``invoice`` when it has one."""
         try:
             amount = int(p["amount"])
-        except (KeyError, ValueError):
+        except (KeyError, TypeError, ValueError):
             raise StripeError(
-                400, "invalid_request_error", "Invalid integer: amount", "amount"
+                400, "invalid_request_error", f"Invalid integer: {field}", field
             ) from None
         item = self.new(
             "invoiceitem",
-            customer=customer["id"],
+            customer=customer,
             amount=amount,
-            currency=p.get("currency", "usd"),
+            currency=currency,
             description=p.get("description"),
             invoice=invoice["id"] if invoice else None,
             quantity=1,
-            metadata=p.get("metadata", {}),
+            metadata=p.get("metadata", {}) if isinstance(p.get("metadata"), dict) else {},
             date=self.clock(),
         )
         if invoice is not None:

@@ -121,19 +121,26 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
         posted |= ctx.already_posted(movement_key(m) for _, m in found)
         found = [(e, m) for e, m in found if movement_key(m) not in posted]
         ctx.set_total(len(found))
-        for event, movement in found:  # read one by one: each sees the receipts before it
+        for event, movement in found:
             yield SourceRecord(
-                movement["id"],
-                with_open_amount(ctx, movement),
-                watermark=str(event["created"]),
-                seen_via="poll",
+                movement["id"], movement, watermark=str(event["created"]), seen_via="poll"
             )
 
     def records_from_event(self, ctx: Context, event: InboundEvent) -> Iterator[SourceRecord]:
         for movement in movements(ctx.source, event.payload):
-            yield SourceRecord(movement["id"], with_open_amount(ctx, movement), seen_via="webhook")
+            yield SourceRecord(movement["id"], movement, seen_via="webhook")
 
-    def reread(self, ctx: Context, record: SourceRecord) -> SourceRecord:
+    def serial_key(self, record: SourceRecord) -> str | None:
+        """Movements on one invoice go one after the other: each is judged against what the
+        ones before it left open."""
+        inv = record.data.get("m3") or {}
+        if not inv.get("m3_invoice"):
+            return None
+        return f"{inv.get('m3_customer')}/{inv.get('m3_invoice_year')}/{inv['m3_invoice']}"
+
+    def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
+        """What CloudSuite still has open on the invoice, read once the earlier movements on it
+        are written (the runner sees to that, through ``serial_key``)."""
         return replace(record, data=with_open_amount(ctx, record.data))
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
@@ -215,7 +222,14 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
             charges=payload.data["charges"],
             bank_account=payload.data["bank_account"],
         )
-        return LoadResult(f"PBID {batch}", result, payload.data["note"])
+        flag = ""
+        if result.get("refused"):
+            flag = (
+                f"Payment batch {batch} was posted in CloudSuite, but CloudSuite refused part of "
+                f"it ({'; '.join(result['refused'])}). Add what is missing there by hand (ARS110), "
+                "then dismiss this item: it is not posted again."
+            )
+        return LoadResult(f"PBID {batch}", result, payload.data["note"], flag=flag)
 
     def find_existing(self, ctx: Context, payload: Payload, posting: Posting) -> LoadResult | None:
         batch = self._batch(posting)

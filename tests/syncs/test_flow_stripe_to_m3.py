@@ -282,8 +282,41 @@ def fees(world: World) -> list[dict[str, Any]]:
     return [g for g in world.m3.state.gl if g["AIT"] == ["FEE"]]
 
 
+def two_requests_per_receipt(world: World) -> None:
+    target = world.payments.target
+    target.settings = {**target.settings, "receipt_requests": 2}
+    target.save()
+
+
+def test_a_lost_answer_to_the_one_receipt_request_is_found_posted(world: World) -> None:
+    world.stripe.webhooks.drop_next = 100
+    world.m3.faults.add("lose_response", match="ARS040MI/ControlBatch")
+    world.pay("9001")
+    first = world.poll()
+    assert first.records.get(status=S.FAILED).retryable
+    assert len(world.receipts()) == 1  # posted: only the answer was lost
+    done = world.poll().records.get(status=S.SYNCED)
+    assert done.reason.startswith("Found in the target after an interrupted attempt")
+    assert len(world.receipts()) == 1 and len(fees(world)) == 1
+    assert len(world.m3.state.batches) == 1
+
+
+def test_a_fee_refused_in_a_controlled_batch_goes_to_the_review_queue(world: World) -> None:
+    FieldMapping.objects.filter(source_value="stripe_fees").update(target_value="NOPE")
+    world.pay("9001")
+    (item,) = AuditRecord.objects.filter(integration=world.payments, status=S.FLAGGED)
+    assert "was posted in CloudSuite, but CloudSuite refused part of it" in item.reason
+    assert "Charge code NOPE does not exist" in item.reason
+    assert len(world.receipts()) == 1 and fees(world) == []
+    entry = PostingLedger.objects.get(target="m3.receipt")
+    assert entry.state == PostingLedger.State.CONFIRMED  # never posted again
+    (replayed,) = records_replay(record_ids=[item.pk])
+    assert replayed.records.get().status == S.DUPLICATE and len(world.receipts()) == 1
+
+
 @pytest.mark.parametrize("step", ["AddBatchLine", "AddBatchCharge"])
 def test_a_fee_is_never_charged_twice_after_a_lost_answer(world: World, step: str) -> None:
+    two_requests_per_receipt(world)
     world.stripe.webhooks.drop_next = 100
     world.m3.faults.add("lose_response", match=f"ARS040MI/{step}")
     world.pay("9001")
@@ -303,6 +336,7 @@ def test_a_fee_is_never_charged_twice_after_a_lost_answer(world: World, step: st
 
 
 def test_an_interrupted_batch_without_a_fee_is_completed_in_place(world: World) -> None:
+    two_requests_per_receipt(world)
     FieldMapping.objects.filter(source_value="stripe_fees").delete()
     world.stripe.webhooks.drop_next = 100
     world.m3.faults.add("lose_response", match="ARS040MI/AddBatchLine")

@@ -267,7 +267,9 @@ class InforM3(HttpProvider):
         bank_account: str = "",
         accounting_date: str = "",
     ) -> dict[str, Any]:
-        """Post a customer payment batch: head, lines, charges, control.
+        """Post a customer payment batch: head, lines, charges and control in one bulk request
+        (or, with the connection setting ``receipt_requests`` = 2, the control in a second one,
+        sent only when everything before it went through).
 
         Head, lines and control can be sent again for the same ``batch``: M3 answers "already
         exists" (or "already updated") for what an earlier attempt did.  A charge has no key M3
@@ -281,20 +283,46 @@ class InforM3(HttpProvider):
             *(("receipts.line", {"PBID": batch, **line}) for line in lines),
             *(("receipts.charge", {"PBID": batch, **charge}) for charge in charges),
         ]
-        # Two requests: what makes up the batch, then — only when all of it went through — the
-        # control that posts it.  (In one request M3 would control a batch whose fee or line it
-        # had just refused, since it runs every transaction of a bulk request.)
-        done = self._steps_done(entries)
-        done += self._steps_done([("receipts.control", {"PBID": batch})])
-        return {"batch": batch, "steps": done, "requests": 2}
+        control = ("receipts.control", {"PBID": batch})
+        if int(self.connection.setting("receipt_requests", 1)) >= 2:
+            # What makes up the batch, then — only when all of it went through — the control.
+            done = self._steps_done(entries)
+            done += self._steps_done([control])
+            return {"batch": batch, "steps": done, "requests": 2, "refused": []}
+        # One request: M3 runs every transaction of a bulk request in order, whatever the ones
+        # before it answered.  A refused line or charge with a control that went through means
+        # the batch was posted without it: reported (``refused``) for a person to complete by
+        # hand, never posted again.  A refused control means nothing was posted.
+        steps = [*entries, control]
+        results = self._run_steps(steps)
+        done, refused = [], []
+        for (need, _), result in zip(steps, results, strict=True):
+            if result.error is None:
+                done.append(need)
+            elif result.error.already_exists:
+                done.append(f"{need} (already done)")
+            else:
+                refused.append((need, result.error))
+        if any(need == "receipts.control" for need, _ in refused):
+            raise refused[0][1]  # the first refusal says best why nothing was posted
+        return {
+            "batch": batch,
+            "steps": done,
+            "requests": 1 if len({self.program(n)[0] for n, _ in steps}) == 1 else len(steps),
+            "refused": [f"{self.program(need)[1]}: {err.mi_message}" for need, err in refused],
+        }
+
+    def _run_steps(self, steps: Sequence[tuple[str, Mapping[str, Any]]]) -> list[MIResult]:
+        """``steps`` in one request when they share a program, else one request each (a
+        tenant's overrides can split them)."""
+        if len({self.program(need)[0] for need, _ in steps}) == 1:
+            return self.execute_steps(steps, write=True)
+        return [self.execute_steps([step], write=True)[0] for step in steps]
 
     def _steps_done(self, steps: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
         """Send ``steps`` (in one request when they share a program); "already exists" counts
         as done by an earlier attempt; any other refusal is raised (the first one)."""
-        if len({self.program(need)[0] for need, _ in steps}) == 1:
-            results = self.execute_steps(steps, write=True)
-        else:  # a tenant's overrides split the programs: one request per step
-            results = [self.execute_steps([step], write=True)[0] for step in steps]
+        results = self._run_steps(steps)
         done = []
         for (need, _), result in zip(steps, results, strict=True):
             if result.error is None:

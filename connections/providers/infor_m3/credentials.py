@@ -123,6 +123,17 @@ SPEC = ConnectionSpec(
             help="How the client id and secret reach the token endpoint: basic (HTTP Basic, "
             "the usual) or body (form fields, for tenants that ask for it).",
         ),
+        FieldSpec(
+            "receipt_requests",
+            "Requests per receipt batch",
+            secret=False,
+            default=1,
+            clean=lambda v: int(_choice(v, ("1", "2"))),
+            help="1: head, lines, charges and control in one bulk request (M3 runs them all; "
+            "a line or fee it refuses in a batch it then controls is put in the review queue to "
+            "add by hand). 2: the control in a second request, sent only when everything "
+            "before it went through.",
+        ),
         *http_settings(rate_per_minute=300),
     ),
 )

@@ -141,7 +141,8 @@ class StripeProvider(HttpProvider):
     def create_invoice(
         self, params: Mapping[str, Any], lines: Sequence[Mapping[str, Any]], *, idempotency_key: str
     ) -> dict[str, Any]:
-        """Draft the invoice, attach its items, finalize it: each step with its own key."""
+        """Draft the invoice, add all its lines in one call, finalize it: three calls, each with
+        its own idempotency key."""
         invoice = _plain(
             self.client.v1.invoices.create(
                 dict(params), {"idempotency_key": f"{idempotency_key}:create"}
@@ -156,21 +157,30 @@ class StripeProvider(HttpProvider):
         *,
         idempotency_key: str,
     ) -> dict[str, Any]:
-        """Attach the items a draft lacks and finalize it (also after an interrupted create)."""
+        """Add the lines a draft lacks (one ``add_lines`` call, all of them or none) and finalize
+        it — also after an interrupted create.  Lines carry ``metadata[line]`` so a draft found
+        again shows which are there."""
         if invoice["status"] != "draft":
             return dict(invoice)
         present = {(line.get("metadata") or {}).get("line") for line in invoice["lines"]["data"]}
-        for number, line in enumerate(lines, start=1):
-            if str(number) in present:
-                continue
-            self.client.v1.invoice_items.create(
-                {
+        missing = [
+            {
+                key: value
+                for key, value in {
                     **line,
-                    "customer": invoice["customer"],
-                    "invoice": invoice["id"],
                     "metadata": {**line.get("metadata", {}), "line": str(number)},
-                },
-                {"idempotency_key": f"{idempotency_key}:item:{number}"},
+                }.items()
+                if key != "currency"  # a line takes the invoice's currency
+            }
+            for number, line in enumerate(lines, start=1)
+            if str(number) not in present
+        ]
+        if missing:
+            numbers = ",".join(item["metadata"]["line"] for item in missing)
+            self.client.v1.invoices.add_lines(
+                invoice["id"],
+                {"lines": missing},  # type: ignore[typeddict-item]
+                {"idempotency_key": f"{idempotency_key}:lines:{numbers}"},
             )
         return _plain(
             self.client.v1.invoices.finalize_invoice(

@@ -82,7 +82,7 @@ def test_a_receipt_posts_to_the_ledger_and_gl_and_is_safe_to_repeat(
     before = sim.api_requests
     result = m3.add_receipt(batch=7000001, batch_type="ST", lines=[line])
     assert result["steps"] == ["receipts.head", "receipts.line", "receipts.control"]
-    assert sim.api_requests - before == 2  # the batch, then its control
+    assert sim.api_requests - before == 1  # head, line and control in one bulk request
     (receipt,) = sim.state.receipts()
     assert receipt["CUAM"] == Decimal("-1210.00") and sim.state.gl[0]["AIT"][0] == "1930"
     assert sim.state.invoice("C100", "9001")["RECO"] == 9
@@ -116,8 +116,21 @@ def test_check_lists_what_the_tenant_exposes(m3: InforM3) -> None:
     assert not result.ok and "ARS040MI/AddBatchHeadX is not exposed" in result.details
 
 
-def test_a_refused_fee_leaves_the_batch_uncontrolled(m3: InforM3, m3_sim: Served) -> None:
+def test_a_refused_fee_in_one_request_is_reported_not_lost(m3: InforM3, m3_sim: Served) -> None:
     sim = sim_of(m3_sim)
+    line = {"TRNO": 1, "CUNO": "C100", "CINO": "9001", "INYR": 2026, "PYAM": "1210.00"}
+    fee = {"CHAM": "35.39", "CHRI": "NOPE", "CUCD": "EUR"}
+    result = m3.add_receipt(batch=7000003, batch_type="ST", lines=[line], charges=[fee])
+    # M3 ran the control after refusing the fee: the payment is posted, the fee is not.
+    assert result["refused"] == ["AddBatchCharge: Charge code NOPE does not exist"]
+    assert sim.state.batches[7000003]["status"] == "updated" and len(sim.state.receipts()) == 1
+
+
+def test_with_two_requests_a_refused_fee_leaves_the_batch_uncontrolled(
+    m3: InforM3, m3_sim: Served
+) -> None:
+    sim = sim_of(m3_sim)
+    m3.connection.settings["receipt_requests"] = 2
     line = {"TRNO": 1, "CUNO": "C100", "CINO": "9001", "INYR": 2026, "PYAM": "1210.00"}
     fee = {"CHAM": "35.39", "CHRI": "NOPE", "CUCD": "EUR"}
     with pytest.raises(MIError, match="Charge code NOPE does not exist"):

@@ -68,7 +68,7 @@ def test_an_interrupted_invoice_is_completed_not_duplicated(
         {"amount": 700, "currency": "eur", "description": "B"},
     ]
     sim = sim_of(stripe_sim)
-    sim.faults.add("status", status=400, match="/v1/invoices/", count=1)  # finalize fails
+    sim.faults.add("status", status=400, match="/finalize", count=1)  # finalize fails
     with pytest.raises(Rejected):
         api.create_invoice(
             {"customer": customer["id"], "currency": "eur", "metadata": {"m3_invoice": "77"}},
