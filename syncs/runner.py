@@ -711,7 +711,7 @@ class Runner:
             elif record.watermark and not self._hold_cursor:
                 self._move_cursor(record.watermark)
         if not (out.status == Status.FAILED and out.retryable) and replay_of is None:
-            self._final.append(record)
+            self._keep_final(record)
         if self.run_row is None:
             self.counts.records.append(audit.pk)
         self._count(out.status)
@@ -740,7 +740,7 @@ class Runner:
             waiting.save(update_fields=["times_seen", "last_seen_at"])
             if record.watermark and not self._hold_cursor:
                 self._move_cursor(record.watermark)
-        self._final.append(record)
+        self._keep_final(record)
         self._count(Status.SKIPPED)  # nothing new needs anyone: it is already waiting
         return waiting
 
@@ -826,6 +826,12 @@ class Runner:
         Cursor.objects.update_or_create(
             integration=self.integration, stream=self.flow.stream, defaults={"value": value}
         )
+
+    def _keep_final(self, record: SourceRecord) -> None:
+        """Remember a record for ``acknowledge`` — only for flows that use it, so a large run
+        holds no more than its records in flight."""
+        if type(self.flow).acknowledge is not Flow.acknowledge:
+            self._final.append(record)
 
     def _acknowledge(self, ctx: FlowContext) -> str:
         """Let the source know which records are done; a failure is a warning, not a loss."""

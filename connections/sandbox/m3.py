@@ -36,6 +36,9 @@ METADATA: dict[str, Any] = json.loads(
     (Path(__file__).parent / "data" / "m3-mi-metadata.json").read_text()
 )["programs"]
 DEFAULT_MAXRECS = 100
+# A production grid caps what one transaction returns, maxrecs=0 included, and has no offset to
+# page past it (see the contracts README): read large sets by key ranges.
+GRID_CAP = 1000
 
 
 class MIError(Exception):
@@ -148,8 +151,18 @@ class M3State:
             self.__dict__["_by_key"] = cache = (len(self.ledger), index)
         return cache[1]
 
+    def by_customer(self) -> dict[str, list[dict[str, Any]]]:
+        """The AR ledger by customer, rebuilt only when entries were added."""
+        cache = self.__dict__.get("_by_customer")
+        if cache is None or cache[0] != len(self.ledger):
+            index: dict[str, list[dict[str, Any]]] = {}
+            for e in self.ledger:
+                index.setdefault(e["CUNO"], []).append(e)
+            self.__dict__["_by_customer"] = cache = (len(self.ledger), index)
+        return cache[1]
+
     def invoice(self, cuno: str, cino: str, inyr: int | None = None) -> dict[str, Any] | None:
-        for entry in self.ledger:
+        for entry in self.by_customer().get(cuno, ()):
             if (
                 entry["TRCD"] == 10
                 and entry["CUNO"] == cuno
@@ -163,8 +176,8 @@ class M3State:
         paid = sum(
             (
                 e["CUAM"]
-                for e in self.ledger
-                if e["TRCD"] == 20 and e["CINO"] == invoice["CINO"] and e["CUNO"] == invoice["CUNO"]
+                for e in self.by_customer().get(invoice["CUNO"], ())
+                if e["TRCD"] == 20 and e["CINO"] == invoice["CINO"]
             ),
             Decimal("0"),
         )
@@ -172,6 +185,12 @@ class M3State:
 
     def receipts(self) -> list[dict[str, Any]]:
         return [e for e in self.ledger if e["TRCD"] == 20]
+
+
+def _by_date(entries: Any) -> list[dict[str, Any]]:
+    """AR lists in invoice-date order (then journal number): the order the client's key-range
+    reading relies on (unverified against a real tenant)."""
+    return sorted(entries, key=lambda e: (e["IVDT"], e["JRNO"], e["JSNO"]))
 
 
 class M3Simulator(Simulator):
@@ -203,7 +222,9 @@ class M3Simulator(Simulator):
         self.refresh: dict[str, str] = {}
         self.token_requests = 0
         self.api_requests = 0  # execute requests (single or bulk): what the rate limit counts
+        self.requests_by_program: dict[str, int] = {}  # execute requests that reached a program
         self.mi_calls: list[str] = []
+        self.grid_cap = GRID_CAP
 
     def ionapi(self, base_url: str) -> dict[str, str]:
         """The .ionapi file a tenant admin would download for this sandbox."""
@@ -261,6 +282,7 @@ class M3Simulator(Simulator):
             ]
             # "bulk:PROGRAM PROGRAM/Txn …": a fault can aim at the program or at one transaction
             subject = " ".join([f"bulk:{program}", *names])
+            self._count_program(program)
             return self.apply_fault(subject, lambda: self._bulk(request))
         if request.method != "GET":
             return json_response({"error": "method not allowed"}, 405)
@@ -270,10 +292,15 @@ class M3Simulator(Simulator):
         program, _, program_matrix = segments[0].partition(";")
         transaction, _, matrix = segments[1].partition(";")
         params = dict(p.split("=", 1) for p in f"{program_matrix};{matrix}".split(";") if "=" in p)
+        self._count_program(program)
         return self.apply_fault(
             f"{program}/{transaction}",
             lambda: self._single(request, program, transaction, params),
         )
+
+    def _count_program(self, program: str) -> None:
+        with self.lock:
+            self.requests_by_program[program] = self.requests_by_program.get(program, 0) + 1
 
     def _token(self, request: Request) -> Response:
         client_id, client_secret = request.form.get("client_id"), request.form.get("client_secret")
@@ -357,7 +384,7 @@ class M3Simulator(Simulator):
                     program,
                     str(item.get("transaction", "")),
                     record,
-                    maxrecs=item.get("maxReturnedRecords"),
+                    maxrecs=item.get("maxReturnedRecords", body.get("maxReturnedRecords")),
                     columns=",".join(columns) if columns else None,
                     righttrim=righttrim,
                 )
@@ -417,8 +444,7 @@ class M3Simulator(Simulator):
                 "errorType": "ServerReturnedNOK",
             }
         limit = int(maxrecs) if maxrecs not in (None, "") else DEFAULT_MAXRECS
-        if limit:
-            rows = rows[:limit]
+        rows = rows[: min(limit, self.grid_cap) if limit else self.grid_cap]
         wanted = [c.strip() for c in columns.split(",")] if columns else None
         return {
             "transaction": transaction,
@@ -472,19 +498,22 @@ class M3Simulator(Simulator):
 
     # ARS200MI — AR invoices (the AR ledger)
     def mi_ARS200MI_LstInvoices(self, i: dict[str, str]) -> list[dict[str, Any]]:
-        cuno = i["CUNO"].strip()
-        return [e for e in self.state.ledger if e["CUNO"] == cuno]
+        cuno, ivdt = i["CUNO"].strip(), i.get("IVDT", "").strip()
+        return _by_date(
+            e for e in self.state.by_customer().get(cuno, ()) if not ivdt or e["IVDT"] >= ivdt
+        )
 
     def mi_ARS200MI_LstInvByDivi(self, i: dict[str, str]) -> list[dict[str, Any]]:
         fdiv, tdiv = i.get("FDIV", "").strip(), i.get("TDIV", "").strip() or "~"
         cuno, ivdt = i.get("CUNO", "").strip(), i.get("IVDT", "").strip()
-        return [
+        entries = self.state.by_customer().get(cuno, []) if cuno else self.state.ledger
+        return _by_date(
             e
-            for e in self.state.ledger
+            for e in entries
             if fdiv <= e["DIVI"] <= tdiv
             and (not cuno or e["CUNO"] == cuno)
             and (not ivdt or e["IVDT"] >= ivdt)
-        ]
+        )
 
     def mi_ARS200MI_GetInvoice(self, i: dict[str, str]) -> list[dict[str, Any]]:
         entry = self.state.by_key().get((int(i["YEA4"]), int(i["JRNO"]), int(i["JSNO"])))
@@ -682,4 +711,5 @@ class M3Simulator(Simulator):
             "batches": len(self.state.batches),
             "token_requests": self.token_requests,
             "api_requests": self.api_requests,
+            "requests_by_program": dict(self.requests_by_program),
         }

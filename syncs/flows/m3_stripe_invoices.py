@@ -1,8 +1,8 @@
 """Open CloudSuite AR invoices → Stripe invoices, tagged with the M3 invoice number.
 
-Reads ``ARS200MI LstInvByDivi`` (open invoices: TRCD 10, RECO 0) from the last invoice date
-read (``IVDT``, with a week's overlap for invoices entered late), and ``GetInvoice`` in bulk
-for currency and VAT.  The M3 AR
+Reads ``ARS200MI LstInvByDivi`` (open invoices: TRCD 10, RECO 0) customer by customer in bulk
+requests, from the last invoice date read (``IVDT``, with a week's overlap for invoices entered
+late), and ``GetInvoice`` in bulk for currency and VAT.  The M3 AR
 ledger carries totals, not item lines, so a Stripe invoice gets a net line and a VAT line.
 Each invoice is created once (posting ledger + Stripe idempotency keys); an interrupted create
 is found by its metadata and completed rather than created again.
@@ -74,35 +74,40 @@ class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
     window = ReadWindow("IVDT", Unit.DATE, overlap=timedelta(days=7))
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
+        """Open invoices, a slice of customers at a time (key ranges, never a capped grid):
+        memory holds one slice, whatever the size of the AR ledger.  Records carry no watermark
+        (they come in customer order): the run marks the newest invoice date it read, and the
+        cursor moves there when nothing must be read again."""
         m3, stripe = ctx.source, ctx.target
         since = ctx.window_start
-        entries = [
-            e
-            for e in m3.list_invoice_entries(since_date=str(since) if since else None)
-            if e["TRCD"] == "10" and e["RECO"] == "0"
-        ]
-        done = ctx.already_posted(invoice_key(e) for e in entries)
-        entries = sorted(
-            (e for e in entries if invoice_key(e) not in done),
-            key=lambda e: (e["IVDT"], int(e["JRNO"])),
-        )
-        ctx.set_total(len(entries))
-        customers = stripe.index_customers(key="m3_customer") if entries else {}
+        customers: dict[str, dict] | None = None
         as_of = int(time.time())
-        for start in range(0, len(entries), CHUNK):
-            chunk = entries[start : start + CHUNK]
-            details = m3.get_invoices([(e["YEA4"], e["JRNO"], e["JSNO"]) for e in chunk])
-            for entry, detail in zip(chunk, details, strict=True):
-                customer = customers.get(entry["CUNO"])
-                yield SourceRecord(
-                    f"{entry['DIVI']}/{entry['INYR']}/{entry['CINO']}",
-                    {
-                        "m3": {**entry, **(detail or {})},
-                        "as_of": as_of,
-                        "stripe_customer": customer["id"] if customer else None,
-                    },
-                    watermark=entry["IVDT"],
-                )
+        newest = ""
+        for entries in m3.list_invoice_entries(since_date=str(since) if since else None):
+            newest = max([newest, *(e["IVDT"] for e in entries)])
+            entries = [e for e in entries if e["TRCD"] == "10" and e["RECO"] == "0"]
+            done = ctx.already_posted(invoice_key(e) for e in entries)
+            entries = sorted(
+                (e for e in entries if invoice_key(e) not in done),
+                key=lambda e: (e["IVDT"], int(e["JRNO"])),
+            )
+            if entries and customers is None:
+                customers = stripe.index_customers(key="m3_customer")
+            for start in range(0, len(entries), CHUNK):
+                chunk = entries[start : start + CHUNK]
+                details = m3.get_invoices([(e["YEA4"], e["JRNO"], e["JSNO"]) for e in chunk])
+                for entry, detail in zip(chunk, details, strict=True):
+                    customer = (customers or {}).get(entry["CUNO"])
+                    yield SourceRecord(
+                        f"{entry['DIVI']}/{entry['INYR']}/{entry['CINO']}",
+                        {
+                            "m3": {**entry, **(detail or {})},
+                            "as_of": as_of,
+                            "stripe_customer": customer["id"] if customer else None,
+                        },
+                    )
+        if newest:
+            ctx.mark_read(newest)
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         inv, customer = record.data["m3"], record.data.get("stripe_customer")

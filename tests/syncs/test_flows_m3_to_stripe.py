@@ -75,6 +75,12 @@ def invoices(m3_connection: Connection, stripe_connection: Connection) -> Integr
     return integration("m3_stripe.invoices", m3_connection, stripe_connection)
 
 
+def sync_customers_then_one_arrives(customers: Integration, m3: M3Simulator) -> None:
+    """The customers reach Stripe; then C999 is added in CloudSuite, not yet synced."""
+    run(customers)
+    m3.state.put_customer("C999", CUNM="Late Customer", CUCD="EUR")
+
+
 def by_number(stripe: StripeSimulator) -> dict[str, dict[str, Any]]:
     return {c["metadata"]["m3_customer"]: c for c in stripe.objects["customer"].values()}
 
@@ -111,7 +117,7 @@ def test_open_invoices_become_stripe_invoices_once(
     m3: M3Simulator,
     stripe: StripeSimulator,
 ) -> None:
-    run(customers)
+    sync_customers_then_one_arrives(customers, m3)
     result = run(invoices)
     outcome = {r.source_key: r.status for r in result.records.all()}
     assert outcome == {
@@ -133,8 +139,7 @@ def test_open_invoices_become_stripe_invoices_once(
     assert again.records.filter(status=S.SYNCED).count() == 0
     assert len(stripe.objects["invoice"]) == 2
 
-    m3.state.put_customer("C999", CUNM="Late Customer", CUCD="EUR")  # the customer arrives
-    run(customers)
+    run(customers)  # the new customer reaches Stripe
     posted = run(invoices).records.get(source_key="AAA/2026/9003")
     assert posted.status == S.SYNCED and len(stripe.objects["invoice"]) == 3
     waiting.refresh_from_db()  # no longer in the review queue: it was posted
@@ -166,7 +171,7 @@ def test_a_lost_response_is_retried_safely_with_the_same_idempotency_key(
     m3: M3Simulator,
     stripe: StripeSimulator,
 ) -> None:
-    run(customers)
+    sync_customers_then_one_arrives(customers, m3)
     stripe.faults.add("lose_response", match="/finalize")
     result = run(invoices)
     assert result.synced == 2 and len(stripe.objects["invoice"]) == 2
@@ -179,7 +184,7 @@ def test_an_invoice_interrupted_mid_create_is_completed_by_the_next_run(
     m3: M3Simulator,
     stripe: StripeSimulator,
 ) -> None:
-    run(customers)
+    sync_customers_then_one_arrives(customers, m3)
     stripe.faults.add("lose_response", match="/finalize", count=50)  # every attempt, both
     first = run(invoices)
     interrupted = first.records.filter(status=S.FAILED, retryable=True)

@@ -144,10 +144,14 @@ class InforM3(HttpProvider):
         *,
         write: bool = False,
         returncols: Sequence[str] | None = None,
+        maxrecs: int | None = None,
     ) -> list[MIResult]:
         """Many calls of one transaction in one request (one unit of the rate limit)."""
         return self.execute_steps(
-            [(need, record) for record in records], write=write, returncols=returncols
+            [(need, record) for record in records],
+            write=write,
+            returncols=returncols,
+            maxrecs=maxrecs,
         )
 
     def execute_steps(
@@ -156,6 +160,7 @@ class InforM3(HttpProvider):
         *,
         write: bool = False,
         returncols: Sequence[str] | None = None,
+        maxrecs: int | None = None,
     ) -> list[MIResult]:
         """Transactions of one program in one bulk request, in order, one result each.  M3 runs
         every transaction of the request whatever the ones before it answered."""
@@ -177,6 +182,8 @@ class InforM3(HttpProvider):
                 for (_, transaction), (_, record) in zip(named, steps, strict=True)
             ],
         }
+        if maxrecs is not None:  # per transaction of the request
+            body["maxReturnedRecords"] = maxrecs
         params = {"cono": self.cono, "extendedresult": "true", "righttrim": "true"}
         if self.divi:
             params["divi"] = self.divi
@@ -226,12 +233,84 @@ class InforM3(HttpProvider):
         """The chart of accounts (accounting dimension ``dimension``, AITP)."""
         return self.execute("accounts.list", {"AITP": dimension}, maxrecs=0)
 
-    def list_invoice_entries(self, *, since_date: str | None = None) -> list[dict[str, str]]:
-        """AR ledger entries of the connection's division (invoices and payments)."""
+    def customer_numbers(self) -> Iterator[list[str]]:
+        """Every customer number, a page (``PAGE_SIZE``) at a time, by ``CUNO`` key range."""
+        page: list[str] = []
+        for customer in self.list_customers():
+            page.append(customer["CUNO"])
+            if len(page) >= PAGE_SIZE:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    def list_invoice_entries(
+        self, *, since_date: str | None = None, per_request: int = 50
+    ) -> Iterator[list[dict[str, str]]]:
+        """AR ledger entries of the connection's division, read by key range — customer by
+        customer, ``per_request`` customers in one bulk request — so no grid cap is ever met and
+        memory holds one slice at a time.  Yields each slice's entries."""
         division = self.divi
-        return self.execute(
-            "invoices.list", {"FDIV": division, "TDIV": division, "IVDT": since_date}, maxrecs=0
-        )
+        for numbers in self.customer_numbers():
+            for start in range(0, len(numbers), per_request):
+                chunk = numbers[start : start + per_request]
+                yield self._entries_of(chunk, division=division, since_date=since_date)
+
+    def _entries_of(
+        self, customers: Sequence[str], *, division: str, since_date: str | None
+    ) -> list[dict[str, str]]:
+        """``LstInvByDivi`` for each customer (positive ``maxrecs``); a customer whose answer
+        fills the page may have more, so it is read again from the last invoice date it
+        returned (inclusive, de-duplicated) until an answer is short."""
+        entries: list[dict[str, str]] = []
+        pending = {cuno: since_date or "" for cuno in customers}
+        seen: set[tuple[str, str, str]] = set()
+        while pending:
+            numbers = list(pending)
+            results = self.execute_bulk(
+                "invoices.list",
+                [
+                    {"FDIV": division, "TDIV": division, "CUNO": n, "IVDT": pending[n]}
+                    for n in numbers
+                ],
+                maxrecs=PAGE_SIZE,
+            )
+            again: dict[str, str] = {}
+            for number, result in zip(numbers, results, strict=True):
+                if result.error is not None:
+                    raise result.error
+                fresh = [r for r in result.records if (r["YEA4"], r["JRNO"], r["JSNO"]) not in seen]
+                seen.update((r["YEA4"], r["JRNO"], r["JSNO"]) for r in fresh)
+                entries += fresh
+                if len(result.records) >= PAGE_SIZE:
+                    if not fresh:
+                        logger.warning(
+                            "Customer %s has more than %s AR entries on invoice date %s: the "
+                            "rest cannot be read by this key range",
+                            number,
+                            PAGE_SIZE,
+                            pending[number],
+                        )
+                        continue
+                    again[number] = max(r["IVDT"] for r in result.records)
+            pending = again
+        return entries
+
+    def _customer_entries(self, customer: str) -> list[dict[str, str]]:
+        """All AR entries of one customer (any division), read past the grid cap."""
+        entries: list[dict[str, str]] = []
+        seen: set[tuple[str, str, str]] = set()
+        since = ""
+        while True:
+            page = self.execute(
+                "invoices.list_by_customer", {"CUNO": customer, "IVDT": since}, maxrecs=PAGE_SIZE
+            )
+            fresh = [r for r in page if (r["YEA4"], r["JRNO"], r["JSNO"]) not in seen]
+            seen.update((r["YEA4"], r["JRNO"], r["JSNO"]) for r in fresh)
+            entries += fresh
+            if len(page) < PAGE_SIZE or not fresh:
+                return entries
+            since = max(r["IVDT"] for r in page)
 
     def get_invoices(self, keys: Sequence[tuple[str, str, str]]) -> list[dict[str, str] | None]:
         """GetInvoice for many (YEA4, JRNO, JSNO) keys in one bulk request."""
@@ -246,7 +325,7 @@ class InforM3(HttpProvider):
         or gives no amount for it."""
         entries = [
             e
-            for e in self.execute("invoices.list_by_customer", {"CUNO": customer}, maxrecs=0)
+            for e in self._customer_entries(customer)
             if e.get("CINO") == invoice and str(e.get("INYR", "")) == str(year)
         ]
         if not any(e.get("TRCD") == "10" for e in entries):

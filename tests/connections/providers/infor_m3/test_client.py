@@ -137,3 +137,18 @@ def test_with_two_requests_a_refused_fee_leaves_the_batch_uncontrolled(
         m3.add_receipt(batch=7000002, batch_type="ST", lines=[line], charges=[fee])
     assert sim.state.batches[7000002]["status"] == "entered"  # never controlled: nothing posted
     assert sim.state.receipts() == []
+
+
+def test_a_large_ar_ledger_is_read_whole_past_the_grid_cap(m3: InforM3, m3_sim: Served) -> None:
+    sim = sim_of(m3_sim)
+    for n in range(1200):  # one customer with more entries than a grid returns
+        sim.state.add_invoice("C100", f"A{n}", "10.00", "EUR", ivdt=f"202610{n // 50 + 1:02d}")
+    sim.state.add_invoice("C200", "B1", "10.00", "GBP", ivdt="20261001")
+    before = sim.api_requests
+    entries = [e for chunk in m3.list_invoice_entries() for e in chunk]
+    numbers = [e["CINO"] for e in entries if e["CINO"].startswith(("A", "B"))]
+    assert len(numbers) == len(set(numbers)) == 1201  # nothing lost past the cap, no repeats
+    assert sim.grid_cap == 1000 and sim.api_requests - before <= 6  # key ranges, bulk requests
+    since = [e for chunk in m3.list_invoice_entries(since_date="20261020") for e in chunk]
+    dates = {e["IVDT"] for e in since if e["CINO"].startswith("A")}
+    assert dates == {"20261020", "20261021", "20261022", "20261023", "20261024"}
