@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audit.models import PostingLedger
@@ -82,6 +84,24 @@ def claim(
 
 def confirm(entry: PostingLedger, *, remote_id: str) -> PostingLedger:
     """Mark posted; call inside the transaction that writes the AuditRecord."""
+    now = timezone.now()
+    confirmed = PostingLedger.State.CONFIRMED
+    if (
+        PostingLedger.objects.filter(pk=entry.pk)
+        .exclude(state=confirmed)
+        .update(
+            state=confirmed,
+            remote_id=remote_id or F("remote_id"),
+            confirmed_at=Coalesce(F("confirmed_at"), now),
+            lease_owner="",
+            lease_expires_at=None,
+            last_error="",
+            updated_at=now,
+        )
+    ):  # one statement in the usual case; the row is read back only if it was confirmed already
+        entry.state, entry.remote_id = confirmed, remote_id or entry.remote_id
+        entry.lease_owner, entry.lease_expires_at, entry.last_error = "", None, ""
+        return entry
     locked = PostingLedger.objects.select_for_update().get(pk=entry.pk)
     if locked.state == PostingLedger.State.CONFIRMED and locked.remote_id != remote_id:
         logger.error(

@@ -1,23 +1,36 @@
-"""Benchmark: CloudSuite invoices through the invoice flow into Stripe, against the simulators.
+"""Benchmark: CloudSuite ↔ Stripe at production volume, against the simulators.
 
-Prints, from one run:
-1. the connector's time for N invoices (default 10,000) against a bare loop that makes the same
-   HTTP calls with plain ``requests`` (no ledger, no audit, no retries), as a ratio, and the
-   connector process's peak memory;
-2. with a rate limit configured on the Stripe connection, the share of that limit the flow
-   achieves.
+Prints, from one run (``make bench``), and ends with a summary block of ``name: value`` lines:
 
-The simulators run in their own process (``manage.py sandbox``) with no rate limit of their own,
-so the measured process holds only the connector.  Usage: ``make bench`` (``BENCH_INVOICES=1000
-make bench`` for a quick look; ``BENCH_REDIS_URL=redis://127.0.0.1:6379/14`` puts the shared rate
-limiter on Redis).
+1. ``overhead_ratio`` — the connector's time for N invoices (``BENCH_INVOICES``, default 3,000),
+   one record in flight, against a bare ``requests`` loop making the same HTTP calls (no
+   ledger, no audit, no retries, no rate limiter);
+2. ``limit_share_at_150ms`` — with 150 ms added to every Stripe call and the Stripe connection
+   (and the simulator) limited to 6,000/min, the share of that limit one worker process reaches
+   over 2,000 invoices (``BENCH_RATE_INVOICES``), records in flight side by side;
+   ``stripe_calls_per_invoice`` from the same run;
+3. ``limit_429_after_warmup`` — two worker processes (``manage.py sync``), each with its share of
+   the customers, sharing the 6,000/min limit through Redis: the 429s Stripe answered after the
+   first ``BENCH_WARMUP`` seconds;
+4. ``m3_requests_per_receipt_batch`` — Stripe payments posted as CloudSuite receipts;
+5. ``memory_ratio_10x`` — peak memory of a process syncing 10·M invoices against one syncing M
+   (``BENCH_MEMORY_INVOICES``, default 5,000);
+6. ``webhook_events_per_s`` — signed Stripe events verified, stored and acknowledged by the
+   webhook view, and ``djstripe_webhook_events_per_s``, dj-stripe's view on the same events
+   when dj-stripe is installed in the benchmark's own environment (else "not measured").
+
+The simulators run in their own processes (``manage.py sandbox``), so the measured process holds
+only the connector.  ``BENCH_REDIS_URL`` (default ``redis://127.0.0.1:6379/14``) is the Redis the
+rate limiter shares in part 3; without a Redis there, part 3 says so.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import resource
+import secrets
 import signal
 import socket
 import subprocess
@@ -31,11 +44,20 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-N = int(os.environ.get("BENCH_INVOICES", "10000"))
+N = int(os.environ.get("BENCH_INVOICES", "3000"))
 CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "500"))
-RATE_PER_MINUTE = int(os.environ.get("BENCH_RATE", "1200"))
-RATE_INVOICES = int(os.environ.get("BENCH_RATE_INVOICES", "60"))
+LIMIT = int(os.environ.get("BENCH_RATE", "6000"))  # Stripe's live limit, per minute
+LATENCY_MS = float(os.environ.get("BENCH_LATENCY_MS", "150"))
+RATE_INVOICES = int(os.environ.get("BENCH_RATE_INVOICES", "2000"))
+IN_FLIGHT = int(os.environ.get("BENCH_IN_FLIGHT", "24"))
+WARMUP = float(os.environ.get("BENCH_WARMUP", "5"))
+PAYMENTS = int(os.environ.get("BENCH_PAYMENTS", "200"))
+MEMORY_N = int(os.environ.get("BENCH_MEMORY_INVOICES", "5000"))
+EVENTS = int(os.environ.get("BENCH_EVENTS", "2000"))
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 CHUNK = 50
+PAGE = 500
+UNLIMITED = 10**9
 
 
 def free_port() -> int:
@@ -72,7 +94,7 @@ class Sandbox:
             stdout=subprocess.DEVNULL,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             try:
                 requests.get(f"{self.stripe}/_sandbox/state", timeout=1)
@@ -82,17 +104,34 @@ class Sandbox:
                 time.sleep(0.2)
         raise SystemExit("the sandbox did not start")
 
+    def state(self, which: str = "stripe") -> dict[str, Any]:
+        url = self.stripe if which == "stripe" else self.m3
+        return requests.get(f"{url}/_sandbox/state", timeout=30).json()
+
     def stripe_requests(self) -> int:
-        return requests.get(f"{self.stripe}/_sandbox/state", timeout=10).json()["api_requests"]
+        return self.state()["api_requests"]
+
+    def conditions(self, which: str, **values: Any) -> None:
+        url = self.stripe if which == "stripe" else self.m3
+        requests.post(f"{url}/_sandbox/conditions", json=values, timeout=10).raise_for_status()
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(30)
 
 
-def connector_setup(box: Sandbox, suffix: str, stripe_limit: int) -> dict[str, Any]:
+def connector_setup(
+    box: Sandbox,
+    suffix: str,
+    *,
+    stripe_limit: int,
+    in_flight: int = 1,
+    burst: int = 10,
+    flows: tuple[str, ...] = ("m3_stripe.customers", "m3_stripe.invoices"),
+    invoice_settings: tuple[dict[str, Any], ...] = ({},),
+) -> dict[str, Any]:
     from connections.models import Connection
-    from syncs.models import Integration
+    from syncs.models import FieldMapping, Integration
 
     ionapi = requests.get(f"{box.m3}/_sandbox/ionapi", timeout=10).json()
     m3 = Connection(
@@ -100,7 +139,13 @@ def connector_setup(box: Sandbox, suffix: str, stripe_limit: int) -> dict[str, A
         slug=f"m3-{suffix}",
         kind="infor_m3",
         credentials=ionapi,
-        settings={"cono": 100, "divi": "AAA", "rate_limit_per_minute": 10**9, "read_timeout": 120},
+        settings={
+            "cono": 100,
+            "divi": "AAA",
+            "rate_limit_per_minute": UNLIMITED,
+            "read_timeout": 120,
+            "max_in_flight": in_flight,
+        },
     )
     stripe = Connection(
         name=f"Stripe {suffix}",
@@ -110,24 +155,38 @@ def connector_setup(box: Sandbox, suffix: str, stripe_limit: int) -> dict[str, A
         settings={
             "base_url": box.stripe,
             "rate_limit_per_minute": stripe_limit,
-            "rate_limit_burst": 1 if stripe_limit < 10**9 else 10,
+            "rate_limit_burst": burst,
+            "max_in_flight": in_flight,
+            "read_timeout": 60,
         },
     )
-    integrations = {}
+    integrations: dict[str, Any] = {}
     for conn in (m3, stripe):
         conn.full_clean()
         conn.save()
-    for flow in ("m3_stripe.customers", "m3_stripe.invoices"):
-        integ = Integration(
-            name=f"{flow} {suffix}",
-            slug=f"{flow.replace('.', '-')}-{suffix}",
-            flow=flow,
-            source=m3,
-            target=stripe,
-        )
-        integ.full_clean()
-        integ.save()
-        integrations[flow] = integ
+    for flow in flows:
+        source, target = (stripe, m3) if flow.startswith("stripe_m3") else (m3, stripe)
+        shares = invoice_settings if flow == "m3_stripe.invoices" else ({},)
+        for n, extra in enumerate(shares):
+            key = flow if len(shares) == 1 else f"{flow}#{n}"
+            integ = Integration(
+                name=f"{key} {suffix}",
+                slug=f"{key.replace('.', '-').replace('#', '-')}-{suffix}",
+                flow=flow,
+                source=source,
+                target=target,
+                settings=extra,
+            )
+            integ.full_clean()
+            integ.save()
+            integrations[key] = integ
+            if flow == "stripe_m3.payments":
+                FieldMapping.objects.create(
+                    integration=integ,
+                    kind="gl_account",
+                    source_value="stripe_receipts",
+                    target_value="1930",
+                )
     return integrations
 
 
@@ -150,37 +209,50 @@ def bare_loop(box: Sandbox) -> int:
     ).json()
     m3 = {"Authorization": f"Bearer {token['access_token']}"}
     base = f"{ionapi['iu']}/{ionapi['ti']}/M3/m3api-rest/v2/execute"
-    calls = 2
-    listed = session.get(
-        f"{base}/ARS200MI/LstInvByDivi;maxrecs=0",
-        headers=m3,
-        timeout=120,
-        params={"CONO": 100, "DIVI": "AAA", "FDIV": "AAA", "TDIV": "AAA"},
-    ).json()
-    entries = [{k: v.strip() for k, v in r.items()} for r in listed["results"][0]["records"]]
+    bulk_params = {"cono": 100, "divi": "AAA", "extendedresult": "true", "righttrim": "true"}
+    calls = 1
+
+    def bulk(program: str, transaction: str, records: list[dict[str, Any]]) -> list[Any]:
+        nonlocal calls
+        calls += 1
+        body = {
+            "program": program,
+            "cono": 100,
+            "maxReturnedRecords": PAGE,
+            "transactions": [{"transaction": transaction, "record": r} for r in records],
+        }
+        answer = session.post(base, headers=m3, json=body, timeout=120, params=bulk_params)
+        return [r.get("records") or [] for r in answer.json()["results"]]
+
+    numbers, start = [], ""
+    while True:  # customers by key range
+        calls += 1
+        page = session.get(
+            f"{base}/CRS610MI/LstByNumber;maxrecs={PAGE}",
+            headers=m3,
+            timeout=120,
+            params={"CONO": 100, "DIVI": "AAA", "CUNO": start},
+        ).json()["results"][0]["records"]
+        numbers += [r["CUNO"].strip() for r in page if r["CUNO"].strip() != start or not start]
+        if len(page) < PAGE:
+            break
+        start = page[-1]["CUNO"].strip()
+    entries = []
+    for at in range(0, len(numbers), CHUNK):
+        for records in bulk(
+            "ARS200MI",
+            "LstInvByDivi",
+            [{"FDIV": "AAA", "TDIV": "AAA", "CUNO": n} for n in numbers[at : at + CHUNK]],
+        ):
+            entries += [{k: v.strip() for k, v in r.items()} for r in records]
     entries = [e for e in entries if e["TRCD"] == "10" and e["RECO"] == "0"]
     details = []
-    for start in range(0, len(entries), CHUNK):
-        body = {
-            "program": "ARS200MI",
-            "cono": 100,
-            "transactions": [
-                {
-                    "transaction": "GetInvoice",
-                    "record": {"YEA4": e["YEA4"], "JRNO": e["JRNO"], "JSNO": e["JSNO"]},
-                }
-                for e in entries[start : start + CHUNK]
-            ],
-        }
-        answer = session.post(
-            base,
-            headers=m3,
-            json=body,
-            timeout=120,
-            params={"cono": 100, "divi": "AAA", "extendedresult": "true", "righttrim": "true"},
-        ).json()
-        details += [r["records"][0] for r in answer["results"]]
-        calls += 1
+    for at in range(0, len(entries), CHUNK):
+        keys = [
+            {"YEA4": e["YEA4"], "JRNO": e["JRNO"], "JSNO": e["JSNO"]}
+            for e in entries[at : at + CHUNK]
+        ]
+        details += [r[0] for r in bulk("ARS200MI", "GetInvoice", keys)]
     stripe = {"Authorization": "Bearer sk_test_sandbox_0123456789abcdef"}
     customers, after = {}, None
     while True:
@@ -210,59 +282,34 @@ def bare_loop(box: Sandbox) -> int:
                 "metadata[m3_invoice]": entry["CINO"],
             },
         ).json()
-        for n, amount in enumerate((round((total - vat) * 100), round(vat * 100)), start=1):
-            session.post(
-                f"{box.stripe}/v1/invoiceitems",
-                timeout=30,
-                headers={**stripe, "Idempotency-Key": f"{key}:item:{n}"},
-                data={
-                    "customer": invoice["customer"],
-                    "invoice": invoice["id"],
-                    "amount": amount,
-                    "currency": currency,
-                },
-            )
+        lines = {}
+        for n, amount in enumerate((round((total - vat) * 100), round(vat * 100))):
+            lines[f"lines[{n}][amount]"] = amount
+            lines[f"lines[{n}][metadata][line]"] = n + 1
+        session.post(
+            f"{box.stripe}/v1/invoices/{invoice['id']}/add_lines",
+            timeout=30,
+            headers={**stripe, "Idempotency-Key": key + ":lines"},
+            data=lines,
+        )
         session.post(
             f"{box.stripe}/v1/invoices/{invoice['id']}/finalize",
             timeout=30,
             headers={**stripe, "Idempotency-Key": key + ":finalize"},
         )
-        calls += 4
+        calls += 3
     return calls
 
 
-def main() -> None:
-    os.environ.setdefault("MLC_VAR_DIR", tempfile.mkdtemp(prefix="mlc-bench-"))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "mlconnector.settings"
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.pop("REDIS_URL", None)
-    if os.environ.get("BENCH_REDIS_URL"):  # the shared rate limiter on Redis, as in production
-        os.environ["REDIS_URL"] = os.environ["BENCH_REDIS_URL"]
-        os.environ["RATE_LIMIT_PREFIX"] = f"mlc:bench:{time.time_ns()}:"  # a fresh DB reuses pks
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    from django.conf import settings
-
-    backend = settings.MLC["RATE_LIMIT_BACKEND"]
-    print(
-        f"Invoice flow benchmark: {N} invoices, {CUSTOMERS} customers "
-        f"(SQLite, {backend} rate limiter)"
-    )
-
+def part_overhead(summary: dict[str, Any]) -> None:
     box = Sandbox(N, CUSTOMERS)
     try:
-        flows = connector_setup(box, "fast", 10**9)
+        flows = connector_setup(box, "fast", stripe_limit=UNLIMITED)
         run(flows["m3_stripe.customers"])
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         before = box.stripe_requests()
         started = time.perf_counter()
         result = run(flows["m3_stripe.invoices"])
         connector_seconds = time.perf_counter() - started
-        rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         connector_stripe_calls = box.stripe_requests() - before
         requests.post(f"{box.stripe}/_sandbox/reset", json={"keep": ["customer"]}, timeout=30)
         started = time.perf_counter()
@@ -270,42 +317,318 @@ def main() -> None:
         bare_seconds = time.perf_counter() - started
     finally:
         box.stop()
-
+    ratio = connector_seconds / bare_seconds
+    print(f"1. Local cost: {N} invoices, one in flight, no added latency")
     print(
         f"  connector: {connector_seconds:8.2f} s  ({result.synced} synced, {result.failed} "
         f"failed, {result.flagged} flagged; {connector_stripe_calls} Stripe requests)"
     )
     print(f"  bare loop: {bare_seconds:8.2f} s  ({bare_calls} HTTP requests, no bookkeeping)")
-    print(f"  ratio connector / bare loop: {connector_seconds / bare_seconds:.2f}")
     print(
         f"  per invoice: connector {1000 * connector_seconds / N:.2f} ms, "
-        f"bare {1000 * bare_seconds / N:.2f} ms"
+        f"bare {1000 * bare_seconds / N:.2f} ms; ratio {ratio:.2f}"
     )
-    print(
-        f"  peak RSS of the connector process: {rss_peak / 1024:.0f} MiB "
-        f"(before the invoice run: {rss_before / 1024:.0f} MiB)"
-    )
+    summary["overhead_ratio"] = f"{ratio:.2f}"
 
-    box = Sandbox(RATE_INVOICES, 10)
+
+def part_limit(summary: dict[str, Any]) -> None:
+    box = Sandbox(RATE_INVOICES, CUSTOMERS)
     try:
-        flows = connector_setup(box, "limited", RATE_PER_MINUTE)
+        flows = connector_setup(box, "limited", stripe_limit=LIMIT, in_flight=IN_FLIGHT)
         run(flows["m3_stripe.customers"])
+        box.conditions(
+            "stripe",
+            latency_ms=LATENCY_MS,
+            rate_limit_per_minute=LIMIT,
+            rate_limit_burst=max(1, LIMIT // 60),
+        )
         before = box.stripe_requests()
         started = time.perf_counter()
-        limited = run(flows["m3_stripe.invoices"])
+        result = run(flows["m3_stripe.invoices"])
         elapsed = time.perf_counter() - started
-        calls = box.stripe_requests() - before
+        state = box.state()
     finally:
         box.stop()
+    calls = state["api_requests"] - before
     achieved = calls / elapsed * 60
+    share = 100 * achieved / LIMIT
     print(
-        f"Rate limit: Stripe connection limited to {RATE_PER_MINUTE}/min (burst 1), "
-        f"{RATE_INVOICES} invoices ({limited.synced} synced)"
+        f"2. Stripe at {LATENCY_MS:.0f} ms a call, limited to {LIMIT}/min: {RATE_INVOICES} "
+        f"invoices, one worker process, {IN_FLIGHT} in flight"
     )
     print(
-        f"  {calls} Stripe requests in {elapsed:.1f} s = {achieved:.0f}/min: "
-        f"{100 * achieved / RATE_PER_MINUTE:.1f}% of the configured limit"
+        f"  {result.synced} synced in {elapsed:.1f} s: {calls} Stripe requests = "
+        f"{achieved:.0f}/min, {share:.1f}% of the limit; {state['rate_limited']} answered 429; "
+        f"at most {state['max_concurrent']} requests at once"
     )
+    summary["limit_share_at_150ms"] = f"{share:.1f}"
+    summary["stripe_calls_per_invoice"] = f"{calls / max(1, result.synced):.2f}"
+
+
+def redis_reachable() -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(REDIS, socket_connect_timeout=2).ping())
+    except Exception:
+        return False
+
+
+def part_two_workers(summary: dict[str, Any]) -> None:
+    print(f"3. Two worker processes sharing the {LIMIT}/min limit through Redis")
+    if not redis_reachable():
+        print(f"  not measured: no Redis at {REDIS}")
+        summary["limit_429_after_warmup"] = "not measured (no Redis)"
+        return
+    half = f"C{2000 + (CUSTOMERS - 10) // 2}"
+    box = Sandbox(RATE_INVOICES, CUSTOMERS)
+    env = {**os.environ, "REDIS_URL": REDIS, "RATE_LIMIT_BACKEND": "redis"}
+    try:
+        flows = connector_setup(
+            box,
+            "shared",
+            stripe_limit=LIMIT,
+            in_flight=IN_FLIGHT,
+            invoice_settings=({"customer_to": half}, {"customer_from": half}),
+        )
+        run(flows["m3_stripe.customers"])
+        box.conditions(
+            "stripe",
+            latency_ms=LATENCY_MS,
+            rate_limit_per_minute=LIMIT,
+            rate_limit_burst=max(1, LIMIT // 60),
+        )
+        before = box.stripe_requests()
+        started = time.perf_counter()
+        workers = [
+            subprocess.Popen(  # noqa: S603
+                [sys.executable, str(ROOT / "manage.py"), "sync", flows[key].slug],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for key in ("m3_stripe.invoices#0", "m3_stripe.invoices#1")
+        ]
+        time.sleep(WARMUP)
+        warm = box.state()["rate_limited"]
+        outputs = [w.communicate(timeout=1800)[0].strip() for w in workers]
+        elapsed = time.perf_counter() - started
+        state = box.state()
+    finally:
+        box.stop()
+    calls = state["api_requests"] - before
+    after = state["rate_limited"] - warm
+    for out in outputs:
+        print(f"  {out}")
+    print(
+        f"  {calls} Stripe requests in {elapsed:.1f} s = {calls / elapsed * 60:.0f}/min; "
+        f"429s: {warm} in the first {WARMUP:.0f} s, {after} after"
+    )
+    summary["limit_429_after_warmup"] = str(after)
+
+
+def part_receipts(summary: dict[str, Any]) -> None:
+    box = Sandbox(PAYMENTS, 50)
+    try:
+        flows = connector_setup(
+            box,
+            "receipts",
+            stripe_limit=UNLIMITED,
+            in_flight=8,
+            flows=("m3_stripe.customers", "m3_stripe.invoices", "stripe_m3.payments"),
+        )
+        run(flows["m3_stripe.customers"])
+        run(flows["m3_stripe.invoices"])
+        invoices = requests.get(
+            f"{box.stripe}/v1/invoices",
+            params={"limit": 100, "status": "open"},
+            headers={"Authorization": "Bearer sk_test_sandbox_0123456789abcdef"},
+            timeout=30,
+        ).json()["data"]
+        for invoice in invoices:
+            requests.post(
+                f"{box.stripe}/_sandbox/pay_invoice", json={"invoice": invoice["id"]}, timeout=30
+            ).raise_for_status()
+        before = box.state("m3").get("requests_by_program", {}).get("ARS040MI", 0)
+        result = run(flows["stripe_m3.payments"])
+        after = box.state("m3")
+    finally:
+        box.stop()
+    batches = after.get("requests_by_program", {}).get("ARS040MI", 0) - before
+    per = batches / max(1, result.synced)
+    print(
+        f"4. Receipts: {len(invoices)} Stripe payments → {result.synced} CloudSuite receipt "
+        f"batches in {batches} ARS040MI requests ({per:.2f} per batch)"
+    )
+    summary["m3_requests_per_receipt_batch"] = f"{per:.2f}"
+
+
+def memory_child(invoices: int) -> None:
+    """In a fresh process: sync ``invoices`` invoices, print the peak RSS in KiB."""
+    setup_django()
+    box = Sandbox(invoices, CUSTOMERS)
+    try:
+        flows = connector_setup(box, "memory", stripe_limit=UNLIMITED, in_flight=8)
+        run(flows["m3_stripe.customers"])
+        result = run(flows["m3_stripe.invoices"])
+    finally:
+        box.stop()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"synced": result.synced, "peak_kib": peak}))
+
+
+def part_memory(summary: dict[str, Any]) -> None:
+    peaks = {}
+    for invoices in (MEMORY_N, 10 * MEMORY_N):
+        started = time.perf_counter()
+        out = (
+            subprocess.run(  # noqa: S603
+                [sys.executable, __file__, "--memory-child", str(invoices)],
+                cwd=ROOT,
+                env={**os.environ, "MLC_VAR_DIR": tempfile.mkdtemp(prefix="mlc-bench-mem-")},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        figures = json.loads(out)
+        peaks[invoices] = figures["peak_kib"]
+        print(
+            f"  {invoices} invoices: {figures['synced']} synced, peak RSS "
+            f"{figures['peak_kib'] / 1024:.0f} MiB ({time.perf_counter() - started:.0f} s)"
+        )
+    ratio = peaks[10 * MEMORY_N] / peaks[MEMORY_N]
+    print(f"5. Memory: peak at {10 * MEMORY_N} / at {MEMORY_N} invoices = {ratio:.2f}")
+    summary["memory_ratio_10x"] = f"{ratio:.2f}"
+
+
+def part_webhooks(summary: dict[str, Any]) -> None:
+    from django.test import Client
+
+    from connections.models import Connection
+    from connections.sandbox.stripe import sign
+
+    secret = "whsec_" + secrets.token_hex(12)
+    conn = Connection(
+        name="Stripe webhooks",
+        slug="stripe-webhooks",
+        kind="stripe",
+        credentials={"api_key": "sk_test_sandbox_0123456789abcdef", "webhook_secret": secret},
+        settings={"base_url": "http://127.0.0.1:9"},
+    )
+    conn.full_clean()
+    conn.save()
+    bodies = [json.dumps(event(n)) for n in range(EVENTS)]
+    client = Client(HTTP_HOST="localhost")
+    url = f"/webhooks/stripe/{conn.slug}/"
+    started = time.perf_counter()
+    for body in bodies:
+        response = client.post(
+            url, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=sign(body, secret)
+        )
+        if response.status_code != 200:
+            raise SystemExit(f"the webhook view answered {response.status_code}")
+    ours = EVENTS / (time.perf_counter() - started)
+    print(f"6. Webhook ingestion: {EVENTS} signed events: {ours:.0f} events/s (verify, store, ack)")
+    summary["webhook_events_per_s"] = f"{ours:.0f}"
+    djstripe = djstripe_rate(bodies, secret)
+    summary["djstripe_webhook_events_per_s"] = djstripe
+    print(f"  dj-stripe's webhook view on the same events: {djstripe}")
+
+
+def event(n: int) -> dict[str, Any]:
+    return {
+        "id": f"evt_bench{n:08d}",
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": 1_700_000_000 + n,
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": "charge.succeeded",
+        "data": {
+            "object": {
+                "id": f"ch_bench{n:08d}",
+                "object": "charge",
+                "amount": 1000 + n,
+                "currency": "eur",
+                "paid": True,
+                "status": "succeeded",
+                "metadata": {},
+            }
+        },
+    }
+
+
+def djstripe_rate(bodies: list[str], secret: str) -> str:
+    """dj-stripe's view on the same events, in its own process and environment
+    (``BENCH_DJSTRIPE_PYTHON``: a Python with dj-stripe installed)."""
+    python = os.environ.get("BENCH_DJSTRIPE_PYTHON")
+    if not python:
+        return "not measured (set BENCH_DJSTRIPE_PYTHON to a Python with dj-stripe)"
+    path = Path(tempfile.mkdtemp(prefix="mlc-bench-dj-")) / "events.json"
+    path.write_text(json.dumps({"secret": secret, "bodies": bodies}))
+    out = subprocess.run(  # noqa: S603
+        [python, str(ROOT / "benchmarks" / "djstripe_webhooks.py"), str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode:
+        return f"not measured (dj-stripe run failed: {out.stderr.strip()[-200:]})"
+    return out.stdout.strip().splitlines()[-1]
+
+
+def setup_django() -> None:
+    os.environ.setdefault("MLC_VAR_DIR", tempfile.mkdtemp(prefix="mlc-bench-"))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "mlconnector.settings"
+    os.environ.pop("DATABASE_URL", None)
+    os.environ.pop("REDIS_URL", None)
+    os.environ["RATE_LIMIT_PREFIX"] = f"mlc:bench:{time.time_ns()}:"  # a fresh DB reuses pks
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--memory-child"]:
+        memory_child(int(sys.argv[2]))
+        return
+    setup_django()
+    started = time.perf_counter()
+    print("CloudSuite ↔ Stripe benchmark (SQLite; the database rate limiter unless noted)\n")
+    summary: dict[str, Any] = {}
+    only = set(os.environ.get("BENCH_ONLY", "").split(",")) - {""}
+    parts = {
+        "overhead": part_overhead,
+        "limit": part_limit,
+        "workers": part_two_workers,
+        "receipts": part_receipts,
+        "memory": part_memory,
+        "webhooks": part_webhooks,
+    }
+    for name, part in parts.items():
+        if not only or name in only:
+            part(summary)
+            print()
+    print(f"Summary ({time.perf_counter() - started:.0f} s)")
+    for name in (
+        "overhead_ratio",
+        "limit_share_at_150ms",
+        "limit_429_after_warmup",
+        "stripe_calls_per_invoice",
+        "m3_requests_per_receipt_batch",
+        "memory_ratio_10x",
+        "webhook_events_per_s",
+        "djstripe_webhook_events_per_s",
+    ):
+        print(f"{name}: {summary.get(name, 'not measured')}")
 
 
 if __name__ == "__main__":

@@ -7,13 +7,17 @@ the TAT forward when the remote answers 429 with Retry-After, so every worker ba
 the one that was told.
 
 Backends: the database (default; a row per bucket, updated under a row lock) and Redis (one Lua
-script, clock taken from the Redis server) when ``REDIS_URL`` is set.
+script, clock taken from the Redis server) when ``REDIS_URL`` is set.  Either way a fast
+connection's slots are reserved in batches (``LeasingLimiter``), so the shared write is paid
+once per batch, not once per request.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
+import threading
 import time
 from typing import Protocol
 
@@ -52,7 +56,9 @@ def _gcra(tat: float, now: float, per_second: float, burst: int) -> tuple[float,
 class DatabaseRateLimiter:
     """GCRA state in ``RateLimitBucket`` rows, updated under a row lock."""
 
-    def acquire(self, key: str, *, per_second: float, burst: int, max_wait: float) -> float:
+    def acquire(
+        self, key: str, *, per_second: float, burst: int, max_wait: float, count: int = 1
+    ) -> float:
         from connections.models import RateLimitBucket
 
         with transaction.atomic():
@@ -62,7 +68,7 @@ class DatabaseRateLimiter:
                 raise RateLimited(
                     f"Rate limit for {key}: next slot in {wait:.1f}s", retry_after=wait
                 )
-            bucket.tat = new_tat
+            bucket.tat = new_tat + (count - 1) / per_second
             bucket.save(update_fields=["tat", "updated_at"])
         return wait
 
@@ -81,12 +87,13 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local max_wait = tonumber(ARGV[3])
+local count = tonumber(ARGV[4] or '1')
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local wait = tat - tolerance - now
 if wait < 0 then wait = 0 end
 if wait > max_wait then return {0, tostring(wait)} end
-local new_tat = tat + interval
+local new_tat = tat + interval * count
 redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
 return {1, tostring(wait)}
 """
@@ -114,10 +121,13 @@ class RedisRateLimiter:
         self._acquire = self._redis.register_script(_ACQUIRE_LUA)
         self._penalize = self._redis.register_script(_PENALIZE_LUA)
 
-    def acquire(self, key: str, *, per_second: float, burst: int, max_wait: float) -> float:
+    def acquire(
+        self, key: str, *, per_second: float, burst: int, max_wait: float, count: int = 1
+    ) -> float:
         interval = 1.0 / per_second
         ok, wait = self._acquire(
-            keys=[self._prefix + key], args=[interval, interval * (max(burst, 1) - 1), max_wait]
+            keys=[self._prefix + key],
+            args=[interval, interval * (max(burst, 1) - 1), max_wait, count],
         )
         wait = float(wait)
         if not int(ok):
@@ -126,6 +136,47 @@ class RedisRateLimiter:
 
     def penalize(self, key: str, *, seconds: float) -> None:
         self._penalize(keys=[self._prefix + key], args=[seconds])
+
+
+class LeasingLimiter:
+    """Reserves slots in batches from the shared limiter and hands them out in this process, so
+    a fast connection costs one shared write per batch instead of one per request.
+
+    A lease holds at most ``LEASE_SECONDS`` of the connection's rate (one slot for a slow
+    connection: nothing changes there).  Slots are reserved in the shared state, so the limit
+    across every worker is never exceeded; a slot left unused for longer than the burst
+    tolerance is dropped rather than spent late, so leased slots never add up to a burst."""
+
+    LEASE_SECONDS = 0.2
+    MAX_LEASE = 50
+
+    def __init__(self, inner: RateLimiter) -> None:
+        self.inner = inner
+        self._slots: dict[str, collections.deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str, *, per_second: float, burst: int, max_wait: float) -> float:
+        interval = 1.0 / per_second
+        lease = max(1, min(self.MAX_LEASE, int(per_second * self.LEASE_SECONDS)))
+        if lease == 1:
+            return self.inner.acquire(key, per_second=per_second, burst=burst, max_wait=max_wait)
+        with self._lock:
+            slots = self._slots.setdefault(key, collections.deque())
+            now = time.monotonic()
+            while slots and slots[0] < now - max(interval * max(burst, 1), 0.05):
+                slots.popleft()  # too late to spend without bunching: let it go
+            if not slots:
+                wait = self.inner.acquire(  # type: ignore[call-arg]
+                    key, per_second=per_second, burst=burst, max_wait=max_wait, count=lease
+                )
+                slots.extend(now + wait + i * interval for i in range(lease))
+            slot = slots.popleft()
+        return max(0.0, slot - time.monotonic())
+
+    def penalize(self, key: str, *, seconds: float) -> None:
+        with self._lock:
+            self._slots.pop(key, None)  # what was leased is not to be spent during the penalty
+        self.inner.penalize(key, seconds=seconds)
 
 
 @functools.cache
@@ -138,5 +189,16 @@ def get_rate_limiter() -> RateLimiter:
     if settings.MLC["RATE_LIMIT_BACKEND"] == "redis":
         if not settings.REDIS_URL:
             raise RuntimeError("RATE_LIMIT_BACKEND=redis needs REDIS_URL.")
-        return _redis_limiter(settings.REDIS_URL, settings.MLC["RATE_LIMIT_PREFIX"])
+        return _leasing(_redis_limiter(settings.REDIS_URL, settings.MLC["RATE_LIMIT_PREFIX"]))
+    return _leasing(_database_limiter())
+
+
+@functools.cache
+def _database_limiter() -> DatabaseRateLimiter:
     return DatabaseRateLimiter()
+
+
+@functools.cache
+def _leasing(inner: RateLimiter) -> LeasingLimiter:
+    """One leasing limiter per backend and process: its leased slots are the process's."""
+    return LeasingLimiter(inner)

@@ -2,7 +2,9 @@
 
 Reads ``ARS200MI LstInvByDivi`` (open invoices: TRCD 10, RECO 0) customer by customer in bulk
 requests, from the last invoice date read (``IVDT``, with a week's overlap for invoices entered
-late), and ``GetInvoice`` in bulk for currency and VAT.  The M3 AR
+late), and ``GetInvoice`` in bulk for currency and VAT.  The integration settings
+``customer_from`` / ``customer_to`` bound the customers read, so a large ledger can be shared
+by several integrations whose runs different workers take side by side.  The M3 AR
 ledger carries totals, not item lines, so a Stripe invoice gets a net line and a VAT line.
 Each invoice is created once (posting ledger + Stripe idempotency keys); an interrupted create
 is found by its metadata and completed rather than created again.
@@ -83,7 +85,11 @@ class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
         customers: dict[str, dict] | None = None
         as_of = int(time.time())
         newest = ""
-        for entries in m3.list_invoice_entries(since_date=str(since) if since else None):
+        for entries in m3.list_invoice_entries(
+            since_date=str(since) if since else None,
+            first_customer=str(self.options.get("customer_from") or ""),
+            last_customer=str(self.options.get("customer_to") or ""),
+        ):
             newest = max([newest, *(e["IVDT"] for e in entries)])
             entries = [e for e in entries if e["TRCD"] == "10" and e["RECO"] == "0"]
             done = ctx.already_posted(invoice_key(e) for e in entries)

@@ -17,6 +17,7 @@ from typing import Any
 import stripe
 
 from connections.providers.base import CheckResult, HttpProvider, InboundEvent
+from connections.providers.errors import ApiError
 from connections.providers.http import ApiClient
 from connections.providers.stripe import webhooks
 from connections.providers.stripe.credentials import SPEC
@@ -143,12 +144,24 @@ class StripeProvider(HttpProvider):
     ) -> dict[str, Any]:
         """Draft the invoice, add all its lines in one call, finalize it: three calls, each with
         its own idempotency key."""
-        invoice = _plain(
-            self.client.v1.invoices.create(
-                dict(params), {"idempotency_key": f"{idempotency_key}:create"}
-            )
+        invoice = self._raw(
+            "post", "/v1/invoices", dict(params), idempotency_key=f"{idempotency_key}:create"
         )
         return self.complete_invoice(invoice, lines, idempotency_key=idempotency_key)
+
+    def _raw(
+        self, method: str, path: str, params: Mapping[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        """One call through the library's requestor (its encoding, headers and errors), its
+        answer kept as plain JSON: building ``StripeObject`` trees for a write whose answer is
+        only summarised costs more than the call (a third of the connector's time, profiled)."""
+        response = self.client.raw_request(
+            method, path, **dict(params), idempotency_key=idempotency_key
+        )
+        data = response.data
+        if not isinstance(data, dict):
+            raise ApiError("Stripe answered something that is not a JSON object.")
+        return data
 
     def complete_invoice(
         self,
@@ -177,15 +190,17 @@ class StripeProvider(HttpProvider):
         ]
         if missing:
             numbers = ",".join(item["metadata"]["line"] for item in missing)
-            self.client.v1.invoices.add_lines(
-                invoice["id"],
-                {"lines": missing},  # type: ignore[typeddict-item]
-                {"idempotency_key": f"{idempotency_key}:lines:{numbers}"},
+            self._raw(
+                "post",
+                f"/v1/invoices/{invoice['id']}/add_lines",
+                {"lines": missing},
+                idempotency_key=f"{idempotency_key}:lines:{numbers}",
             )
-        return _plain(
-            self.client.v1.invoices.finalize_invoice(
-                invoice["id"], options={"idempotency_key": f"{idempotency_key}:finalize"}
-            )
+        return self._raw(
+            "post",
+            f"/v1/invoices/{invoice['id']}/finalize",
+            {},
+            idempotency_key=f"{idempotency_key}:finalize",
         )
 
     def get_invoice(self, invoice_id: str) -> dict[str, Any]:
