@@ -45,6 +45,10 @@ _TEXT_PATTERNS = [
 ]
 
 
+_is_secret_key: dict[str, bool] = {}  # key names seen, answered once (payload keys repeat)
+_any_pattern: list[re.Pattern[str]] = []  # every text pattern in one, to skip clean text fast
+
+
 def register(
     *, patterns: Iterable[tuple[re.Pattern[str], str]] = (), keys: Iterable[str] = ()
 ) -> None:
@@ -53,16 +57,43 @@ def register(
         if pattern not in _TEXT_PATTERNS:
             _TEXT_PATTERNS.append(pattern)
     _SECRET_KEY_NAMES.update(k.lower() for k in keys)
+    _is_secret_key.clear()
+    _any_pattern.clear()
 
 
 def is_secret_key(name: str) -> bool:
     """Whether a mapping key names a secret whose value must never be shown."""
     name = str(name)
-    return name.lower() in _SECRET_KEY_NAMES or bool(_SECRET_KEY.search(name))
+    known = _is_secret_key.get(name)
+    if known is None:
+        known = name.lower() in _SECRET_KEY_NAMES or bool(_SECRET_KEY.search(name))
+        if len(_is_secret_key) < 10_000:
+            _is_secret_key[name] = known
+    return known
+
+
+def _combined() -> re.Pattern[str]:
+    """One pattern matching wherever any text pattern would (each with its own flags)."""
+    if not _any_pattern:
+        parts = []
+        for pattern, _ in _TEXT_PATTERNS:
+            source, flags = pattern.pattern, pattern.flags
+            if source.startswith("(?i)"):
+                source, flags = source[4:], flags | re.IGNORECASE
+            letters = "".join(
+                letter
+                for flag, letter in ((re.IGNORECASE, "i"), (re.DOTALL, "s"), (re.MULTILINE, "m"))
+                if flags & flag
+            )
+            parts.append(f"(?{letters}:{source})" if letters else f"(?:{source})")
+        _any_pattern.append(re.compile("|".join(parts)))
+    return _any_pattern[0]
 
 
 def scrub_text(text: str) -> str:
     """Mask credential-shaped substrings in free text."""
+    if not _combined().search(text):
+        return text
     for pattern, replacement in _TEXT_PATTERNS:
         text = pattern.sub(replacement, text)
     return text
@@ -80,8 +111,11 @@ class Redactor:
 
     def text(self, text: str) -> str:
         """Scrub a string."""
+        if len(text) < 4:  # shorter than any secret value or credential-shaped text
+            return text
         for value in self._values:
-            text = text.replace(value, MASK)
+            if value in text:
+                text = text.replace(value, MASK)
         return scrub_text(text)
 
     def __call__(self, obj: Any) -> Any:

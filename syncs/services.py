@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections import defaultdict
@@ -12,6 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django_q.brokers import Broker, get_broker
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
@@ -193,6 +195,7 @@ def webhook_receive(
                 occurred_at=event.occurred_at,
                 raw_body=raw_body,
                 headers=headers,
+                queued_at=timezone.now(),
             )
         created = True
     except IntegrityError:
@@ -200,16 +203,30 @@ def webhook_receive(
             system=connection.kind, connection=connection, event_id=event.id
         )
         created = False
-    if created or (not row.processed and row.error):
+    if created:
+        _enqueue_on_commit(row.pk)
+    elif not row.processed and row.error:
         webhook_enqueue(event=row)
     return row, created
 
 
 def webhook_enqueue(*, event: WebhookEvent) -> None:
     """Queue processing of ``event`` once the current transaction commits."""
-    pk = event.pk
-    WebhookEvent.objects.filter(pk=pk).update(queued_at=timezone.now())
-    transaction.on_commit(lambda: async_task(WEBHOOK_TASK, pk, task_name=f"webhook {pk}"))
+    WebhookEvent.objects.filter(pk=event.pk).update(queued_at=timezone.now())
+    _enqueue_on_commit(event.pk)
+
+
+def _enqueue_on_commit(pk: int) -> None:
+    transaction.on_commit(
+        lambda: async_task(WEBHOOK_TASK, pk, task_name=f"webhook {pk}", broker=_broker())
+    )
+
+
+@functools.cache
+def _broker() -> Broker:
+    """This process's django-q2 broker, made once: ``async_task`` would otherwise make one —
+    and, for Redis, open a connection — for every event (the webhook edge's largest cost)."""
+    return get_broker()
 
 
 def webhook_events_requeue() -> int:

@@ -36,8 +36,9 @@ def webhook(request: HttpRequest, system: str, slug: str) -> JsonResponse:
     provider = SYSTEMS.get(system)
     if provider is None or not provider.sends_webhooks():
         return _refuse(404, "unknown endpoint")
-    connection = Connection.objects.filter(slug=slug, kind=system).first()
-    if connection is None:
+    try:
+        connection = Connection.objects.get(slug=slug, kind=system)
+    except Connection.DoesNotExist:
         return _refuse(404, "unknown endpoint")
     limit = provider.webhook_max_bytes
     try:

@@ -165,15 +165,23 @@ class HttpProvider(Provider):
     ) -> None:
         super().__init__(connection)
         self._sleep = sleep
-        self.http = ApiClient(
-            self.client_config(),
-            auth=self.build_auth(),
-            limiter=get_rate_limiter(),
-            redactor=self.redactor,
-            session=session,
-            sleep=sleep,
-            default_headers=self.default_headers(),
-        )
+        self._session = session
+        self._http: ApiClient | None = None
+
+    @property
+    def http(self) -> ApiClient:
+        """The HTTP client, made on first use (verifying a webhook needs none)."""
+        if self._http is None:
+            self._http = ApiClient(
+                self.client_config(),
+                auth=self.build_auth(),
+                limiter=get_rate_limiter(),
+                redactor=self.redactor,
+                session=self._session,
+                sleep=self._sleep,
+                default_headers=self.default_headers(),
+            )
+        return self._http
 
     def client_config(self) -> ClientConfig:
         return ClientConfig.from_connection(self.connection)
@@ -192,4 +200,5 @@ class HttpProvider(Provider):
         return {"Accept": "application/json"}
 
     def close(self) -> None:
-        self.http.session.close()
+        if self._http is not None:
+            self._http.session.close()

@@ -53,6 +53,7 @@ PREFIX = {
     "event": "evt",
     "balance_transaction": "txn",
     "invoice_payment": "inpay",
+    "payout": "po",
 }
 
 
@@ -211,6 +212,7 @@ class StripeSimulator(Simulator):
         self.webhooks = WebhookDelivery()
         self.api_requests = 0
         self.invoice_sequence = 0
+        self.payout_members: dict[str, list[str]] = {}  # payout id → its balance transactions
         self.clock: Callable[[], int] = lambda: int(time.time())
 
     # -- objects and events -----------------------------------------------------------------
@@ -655,7 +657,36 @@ class StripeSimulator(Simulator):
     def api_balance_transactions(
         self, method: str, rest: list[str], p: dict[str, Any], req: dict[str, Any]
     ) -> Any:
-        return self.get("balance_transaction", rest[0])
+        if rest:
+            return self.get("balance_transaction", rest[0])
+        members = None
+        if p.get("payout"):
+            self.get("payout", p["payout"])  # 404 for an unknown payout, as Stripe answers
+            members = set(self.payout_members.get(p["payout"], ()))
+        items = [
+            t
+            for t in self.objects["balance_transaction"].values()
+            if members is None or t["id"] in members
+        ]
+        page = self._list(items, p, "/v1/balance_transactions")
+        if "data.source" in (p.get("expand") or []):
+            page = {**page, "data": [self._expand_source(t) for t in page["data"]]}
+        return page
+
+    def _expand_source(self, txn: dict[str, Any]) -> dict[str, Any]:
+        source = txn.get("source")
+        if not isinstance(source, str):
+            return txn
+        kind = {"ch": "charge", "re": "refund", "po": "payout"}.get(source.split("_")[0])
+        found = self.objects.get(kind or "", {}).get(source) if kind else None
+        return {**txn, "source": found or source}
+
+    def api_payouts(
+        self, method: str, rest: list[str], p: dict[str, Any], req: dict[str, Any]
+    ) -> Any:
+        if rest:
+            return self.get("payout", rest[0])
+        return self._list(list(self.objects["payout"].values()), p, "/v1/payouts")
 
     def api_refunds(
         self, method: str, rest: list[str], p: dict[str, Any], req: dict[str, Any]
@@ -808,6 +839,18 @@ class StripeSimulator(Simulator):
             status="succeeded",
             reason="requested_by_customer",
         )
+        txn = self.new(
+            "balance_transaction",
+            amount=-amount,
+            currency=charge["currency"],
+            fee=0,
+            net=-amount,
+            type="refund",
+            status="available",
+            fee_details=[],
+            source=refund["id"],
+        )
+        refund["balance_transaction"] = txn["id"]
         previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount"]
@@ -820,6 +863,56 @@ class StripeSimulator(Simulator):
         self._event("charge.refunded", charge, req, previous)
         self._event("refund.created", refund, req)
         return refund
+
+    def payout(self, currency: str | None = None) -> list[dict[str, Any]]:
+        """Pay out, per currency, every charge and refund not paid out yet (an automatic
+        payout): the payout's own balance transaction, ``payout.created`` and ``payout.paid``."""
+        paid_out = {t for members in self.payout_members.values() for t in members}
+        by_currency: dict[str, list[dict[str, Any]]] = {}
+        for txn in self.objects["balance_transaction"].values():
+            if txn["type"] in ("charge", "refund") and txn["id"] not in paid_out:
+                if currency is None or txn["currency"] == currency.lower():
+                    by_currency.setdefault(txn["currency"], []).append(txn)
+        req = {"id": None, "idempotency_key": None}
+        payouts = []
+        for cur, txns in sorted(by_currency.items()):
+            amount = sum(t["net"] for t in txns)
+            if amount <= 0:
+                continue
+            for txn in txns:
+                txn["status"] = "available"
+            now = self.clock()
+            payout = self.new(
+                "payout",
+                amount=amount,
+                currency=cur,
+                arrival_date=now,
+                automatic=True,
+                description="STRIPE PAYOUT",
+                method="standard",
+                source_type="card",
+                status="paid",
+                type="bank_account",
+                reconciliation_status="completed",
+                metadata={},
+            )
+            own = self.new(
+                "balance_transaction",
+                amount=-amount,
+                currency=cur,
+                fee=0,
+                net=-amount,
+                type="payout",
+                status="available",
+                fee_details=[],
+                source=payout["id"],
+            )
+            payout["balance_transaction"] = own["id"]
+            self.payout_members[payout["id"]] = [t["id"] for t in txns] + [own["id"]]
+            self._event("payout.created", {**payout, "status": "pending"}, req)
+            self._event("payout.paid", payout, req, {"status": "in_transit"})
+            payouts.append(payout)
+        return payouts
 
     def dispute(self, charge_id: str) -> dict[str, Any]:
         charge = self.get("charge", charge_id)
@@ -861,6 +954,8 @@ class StripeSimulator(Simulator):
                 return json_response(self.act(lambda: self.refund(p["charge"], p.get("amount"))))
             if action == "dispute":
                 return json_response(self.act(lambda: self.dispute(p["charge"])))
+            if action == "payout":  # {"currency": "eur"} or every currency
+                return json_response({"payouts": self.act(lambda: self.payout(p.get("currency")))})
             if action == "webhook_endpoints":
                 self.webhooks.endpoints = [
                     e for e in self.webhooks.endpoints if e["url"] != p["url"]
@@ -898,6 +993,7 @@ class StripeSimulator(Simulator):
                 "events": self.events,
                 "idempotency": self.idempotency,
                 "invoice_sequence": self.invoice_sequence,
+                "payout_members": self.payout_members,
                 "endpoints": self.webhooks.endpoints,
             }
 
@@ -907,6 +1003,7 @@ class StripeSimulator(Simulator):
             self.events = snapshot["events"]
             self.idempotency = snapshot["idempotency"]
             self.invoice_sequence = snapshot["invoice_sequence"]
+            self.payout_members = snapshot.get("payout_members", {})
             self.webhooks.endpoints = snapshot["endpoints"]
 
     def state_summary(self) -> dict[str, Any]:

@@ -5,6 +5,10 @@ One payment can announce itself three times (``invoice.paid``, ``charge.succeede
 the posting ledger posts it once.  Refunds are keyed by refund id, disputes by dispute id.  The
 CloudSuite invoice comes from the Stripe invoice's metadata (or, for a payment made outside an
 invoice, from the payment's own metadata).
+
+With payout batches (``payouts=True``) payments and refunds are not movements of their own:
+``payout.paid`` is, keyed by payout id, with every charge and refund the payout paid out as its
+parts — so one receipt batch equals one bank deposit.  Disputes are flagged either way.
 """
 
 from __future__ import annotations
@@ -74,10 +78,50 @@ def _payment(
     )
 
 
-def known_keys(event: dict[str, Any]) -> list[str] | None:
+PAYMENT_EVENTS = ("invoice.paid", "payment_intent.succeeded", "charge.succeeded", "charge.refunded")
+
+
+def _part(stripe: StripeProvider, txn: dict[str, Any]) -> dict[str, Any]:
+    """One balance transaction of a payout, as a line of its receipt batch."""
+    source = txn.get("source") if isinstance(txn.get("source"), dict) else {}
+    kind = {"charge": "payment", "payment": "payment", "refund": "refund"}.get(txn["type"])
+    intent = source.get("payment_intent")
+    if kind == "refund" and not intent and source.get("charge"):
+        intent = stripe.get_charge(source["charge"]).get("payment_intent")
+    invoice = stripe.invoice_for_payment_intent(intent) if kind and intent else None
+    return {
+        "kind": kind or "other",
+        "type": txn["type"],
+        "id": (intent if kind == "payment" else source.get("id")) or txn["id"],
+        "amount": abs(int(txn["amount"])),
+        "fee": int(txn.get("fee") or 0),
+        "currency": str(txn["currency"]).lower(),
+        "m3": _m3(invoice, source),
+    }
+
+
+def _payout(stripe: StripeProvider, event: dict[str, Any], payout: dict[str, Any]) -> dict:
+    movement = _movement(
+        "payout",
+        payout["id"],
+        event,
+        amount=payout["amount"],
+        currency=payout["currency"],
+        invoice=None,
+    )
+    movement["arrival_date"] = payout.get("arrival_date")
+    movement["parts"] = [_part(stripe, t) for t in stripe.payout_items(payout["id"])]
+    return movement
+
+
+def known_keys(event: dict[str, Any], *, payouts: bool = False) -> list[str] | None:
     """The ledger keys of the movements an event stands for, when the event alone says so
     (no request needed); None when only Stripe can tell (``invoice.paid``: which payments)."""
     kind, obj = event["type"], event["data"]["object"]
+    if kind == "payout.paid":
+        return [f"payout:{obj['id']}"] if payouts else []
+    if payouts and kind in PAYMENT_EVENTS:
+        return []
     if kind == "payment_intent.succeeded":
         return [f"payment:{obj['id']}"]
     if kind == "charge.succeeded":
@@ -92,11 +136,13 @@ def known_keys(event: dict[str, Any]) -> list[str] | None:
     return []
 
 
-def keys(stripe: StripeProvider, event: dict[str, Any]) -> list[str] | None:
+def keys(
+    stripe: StripeProvider, event: dict[str, Any], *, payouts: bool = False
+) -> list[str] | None:
     """The ledger keys of an event's movements at the least cost: from the event itself, or
     for ``invoice.paid`` from one listing of the invoice's payments; None when only the full
     details can tell (a dispute)."""
-    found = known_keys(event)
+    found = known_keys(event, payouts=payouts)
     if found is None and event["type"] == "invoice.paid":
         payments = stripe.invoice_payments(invoice=event["data"]["object"]["id"])
         found = [
@@ -107,9 +153,15 @@ def keys(stripe: StripeProvider, event: dict[str, Any]) -> list[str] | None:
     return found
 
 
-def movements(stripe: StripeProvider, event: dict[str, Any]) -> list[dict[str, Any]]:
+def movements(
+    stripe: StripeProvider, event: dict[str, Any], *, payouts: bool = False
+) -> list[dict[str, Any]]:
     """The money movements an event stands for (empty for events of no interest)."""
     kind, obj = event["type"], event["data"]["object"]
+    if kind == "payout.paid":
+        return [_payout(stripe, event, obj)] if payouts and obj.get("amount", 0) > 0 else []
+    if payouts and kind in PAYMENT_EVENTS:
+        return []  # posted with the payout that pays it out
     if kind == "invoice.paid":
         return [
             _payment(

@@ -10,6 +10,13 @@ charge to the account that code is set up with), then control.  Refunds post neg
 Disputes, overpayments against what is still open, payments on paid invoices, currency
 mismatches and payments not linked to an invoice are flagged.
 
+With the integration setting ``receipt_batches`` = ``payout`` (for accounts paid out to the bank
+automatically), a receipt batch is a Stripe payout instead: on ``payout.paid`` one batch holds a
+line for every payment (and a negative one for every refund) the payout paid out, and each
+payment's Stripe fee as a charge, so the batch total is the bank deposit the AR team reconciles.
+A payout that holds anything else (an adjustment, a payment not linked to an invoice) or does not
+add up is flagged, never posted in part.
+
 The batch number is unique to the posting (ledger entry and attempt).  After an unknown outcome
 the batch is probed first: a controlled batch is the receipt, posted; an absent one, or an open
 one without a fee, is completed (M3 answers "already exists" for the steps that were done); an
@@ -72,6 +79,25 @@ def with_open_amount(ctx: Context, movement: dict[str, Any]) -> dict[str, Any]:
     return {**movement, "m3_open": None if open_amount is None else str(open_amount)}
 
 
+def with_open_amounts(ctx: Context, payout: dict[str, Any]) -> dict[str, Any]:
+    """A payout with what CloudSuite still has open on each invoice it pays."""
+    if ctx.in_ledger([movement_key(payout)]):
+        return payout
+    known: dict[tuple[str, str, str], Decimal | None] = {}
+    parts = []
+    for part in payout.get("parts") or []:
+        inv = part.get("m3") or {}
+        if part["kind"] == "payment" and inv.get("m3_invoice") and inv.get("m3_customer"):
+            key = (inv["m3_customer"], inv["m3_invoice"], inv.get("m3_invoice_year", ""))
+            if key not in known:
+                known[key] = ctx.target.invoice_open_amount(
+                    customer=key[0], invoice=key[1], year=key[2]
+                )
+            part = {**part, "m3_open": None if known[key] is None else str(known[key])}
+        parts.append(part)
+    return {**payout, "parts": parts}
+
+
 def _still_open(movement: dict[str, Any], inv: dict[str, str]) -> Decimal | None:
     """What is open on the invoice: as CloudSuite said just before, else the invoice's amount
     from Stripe's metadata; None when neither is known (then nothing is judged)."""
@@ -101,20 +127,26 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
     webhook_system = "stripe"
     webhook_events = EVENT_TYPES
 
+    @property
+    def payouts(self) -> bool:
+        """Whether a receipt batch is a Stripe payout (else one batch per payment)."""
+        return str(self.options.get("receipt_batches", "payment")).lower() == "payout"
+
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
-        stripe = ctx.source
-        events = list(stripe.list_events(since=int(ctx.window_start or 0)))
+        stripe, payouts = ctx.source, self.payouts
+        types = ("payout.paid", "charge.dispute.created") if payouts else EVENT_TYPES
+        events = list(stripe.list_events(since=int(ctx.window_start or 0), types=types))
         if events:  # everything listed is read: the next poll starts there (less the overlap)
             ctx.mark_read(str(max(e["created"] for e in events)))
         seen = ctx.events_processed(e["id"] for e in events)
         events = [e for e in events if e["id"] not in seen]
         # Ask the ledger before asking Stripe for details: a quiet poll costs a few requests.
-        cheap = {e["id"]: event_keys(stripe, e) for e in events}
+        cheap = {e["id"]: event_keys(stripe, e, payouts=payouts) for e in events}
         posted = ctx.already_posted(k for found in cheap.values() for k in found or ())
         events = [e for e in events if cheap[e["id"]] is None or not set(cheap[e["id"]]) <= posted]
         found, keys = [], set()
         for event in events:  # one payment is announced by up to three events: keep the first
-            for movement in movements(stripe, event):
+            for movement in movements(stripe, event, payouts=payouts):
                 if (key := movement_key(movement)) not in keys:
                     keys.add(key)
                     found.append((event, movement))
@@ -127,12 +159,14 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
             )
 
     def records_from_event(self, ctx: Context, event: InboundEvent) -> Iterator[SourceRecord]:
-        for movement in movements(ctx.source, event.payload):
+        for movement in movements(ctx.source, event.payload, payouts=self.payouts):
             yield SourceRecord(movement["id"], movement, seen_via="webhook")
 
     def serial_key(self, record: SourceRecord) -> str | None:
         """Movements on one invoice go one after the other: each is judged against what the
-        ones before it left open."""
+        ones before it left open (and payouts, which pay many invoices, one after another)."""
+        if record.data.get("kind") == "payout":
+            return "payouts"
         inv = record.data.get("m3") or {}
         if not inv.get("m3_invoice"):
             return None
@@ -141,9 +175,13 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
     def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
         """What CloudSuite still has open on the invoice, read once the earlier movements on it
         are written (the runner sees to that, through ``serial_key``)."""
+        if record.data.get("kind") == "payout":
+            return replace(record, data=with_open_amounts(ctx, record.data))
         return replace(record, data=with_open_amount(ctx, record.data))
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
+        if record.data.get("kind") == "payout":
+            return self._map_payout(record.data, mappings)
         m, inv = record.data, record.data.get("m3") or {}
         currency = m["currency"].upper()
         amount = from_minor(m["amount"], currency)
@@ -203,6 +241,106 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
                 "lines": [line],
                 "charges": charges,
                 "note": note + ".",
+                "batch_type": self.options.get("batch_type", "ST"),
+                "bank_account": self.options.get("bank_account", ""),
+            },
+            ledger_key=movement_key(m),
+        )
+
+    def _map_payout(self, m: dict[str, Any], mappings: Mappings) -> Payload | Flag:
+        currency = m["currency"].upper()
+        total = from_minor(m["amount"], currency)
+        what = f"Payout {m['id']} of {total} {currency}"
+        parts = m.get("parts") or []
+        others = sorted({p["type"] for p in parts if p["kind"] == "other"})
+        if others:
+            return Flag(
+                f"{what} holds entries that are not payments or refunds ({', '.join(others)}): "
+                "post it by hand in CloudSuite (ARS110); nothing is posted."
+            )
+        unlinked = [p["id"] for p in parts if not (p.get("m3") or {}).get("m3_invoice")]
+        if unlinked:
+            return Flag(
+                f"{what} pays out {len(unlinked)} payment(s) not linked to a CloudSuite invoice "
+                f"({', '.join(unlinked[:3])}{' …' if len(unlinked) > 3 else ''}): nothing is "
+                "posted; post the deposit by hand."
+            )
+        wrong = [
+            p["id"]
+            for p in parts
+            if p["currency"].upper() != currency
+            or (p["m3"].get("m3_currency") and p["m3"]["m3_currency"] != currency)
+        ]
+        if wrong:
+            return Flag(f"{what} pays invoices in another currency ({', '.join(wrong[:3])}).")
+        gl = mappings.get("gl_account", f"stripe_receipts:{currency}") or mappings.get(
+            "gl_account", "stripe_receipts"
+        )
+        if gl is None:
+            return Flag(
+                "No GL account is mapped for Stripe receipts: add a GL account mapping "
+                f"for “stripe_receipts” (or “stripe_receipts:{currency}”), then replay."
+            )
+        fee_code = mappings.get("charge_code", "stripe_fees")
+        fees = sum(p["fee"] for p in parts)
+        if fees and not fee_code:
+            return Flag(
+                f"{what} carries {from_minor(fees, currency)} {currency} of Stripe fees but no "
+                "charge code is mapped for “stripe_fees”, so the batch would not equal the "
+                "deposit: add the charge code mapping, then replay."
+            )
+        paid: dict[tuple[str, str], Decimal] = {}
+        lines, charges = [], []
+        for n, part in enumerate(parts, start=1):
+            inv, amount = part["m3"], from_minor(part["amount"], currency)
+            if part["kind"] == "payment":
+                key = (inv["m3_customer"], inv["m3_invoice"])
+                paid[key] = paid.get(key, Decimal(0)) + amount
+                still_open = _still_open(part, inv)
+                if still_open is not None and paid[key] > still_open:
+                    return Flag(
+                        f"Overpayment: {what} pays {paid[key]} {currency} on invoice "
+                        f"{inv['m3_invoice']}, which has {still_open} {currency} open; "
+                        "nothing is posted."
+                    )
+            lines.append(
+                {
+                    "TRNO": n,
+                    "CUNO": inv["m3_customer"],
+                    "CINO": inv["m3_invoice"],
+                    "INYR": inv.get("m3_invoice_year", ""),
+                    "CUCD": currency,
+                    "PYAM": str(amount if part["kind"] == "payment" else -amount),
+                    **gl_string(gl),
+                }
+            )
+            if part["fee"]:
+                charges.append(
+                    {
+                        "CHAM": str(from_minor(part["fee"], currency)),
+                        "CHRI": fee_code,
+                        "CUCD": currency,
+                    }
+                )
+        net = sum((Decimal(line["PYAM"]) for line in lines), Decimal(0)) - sum(
+            (Decimal(c["CHAM"]) for c in charges), Decimal(0)
+        )
+        if net != total:
+            return Flag(
+                f"{what} does not add up: its payments, refunds and fees come to {net} "
+                f"{currency}; nothing is posted."
+            )
+        payments = sum(1 for p in parts if p["kind"] == "payment")
+        refunds = len(parts) - payments
+        note = (
+            f"{what}: {payments} payment(s), {refunds} refund(s) and "
+            f"{from_minor(fees, currency)} {currency} of fees in one batch, equal to the deposit."
+        )
+        return Payload(
+            {
+                "lines": lines,
+                "charges": charges,
+                "note": note,
                 "batch_type": self.options.get("batch_type", "ST"),
                 "bank_account": self.options.get("bank_account", ""),
             },

@@ -443,3 +443,58 @@ def test_a_payment_is_not_judged_when_nothing_says_what_is_open() -> None:
     result = StripePaymentsToM3().map(SourceRecord("pi_1", movement), mappings)
     assert isinstance(result, Payload), result  # posted, not flagged "already paid"
     assert "still open" not in result.data["note"] and "paid in full" not in result.data["note"]
+
+
+def payout_batches(world: World) -> None:
+    world.payments.settings = {"receipt_batches": "payout"}
+    world.payments.save()
+
+
+def test_a_payout_is_one_receipt_batch_equal_to_the_deposit(world: World) -> None:
+    payout_batches(world)
+    world.pay("9001")  # 1210.00
+    world.pay("9002", amount=10000)  # 100.00 of 300.00
+    charge = world.charge_for("9002")
+    world.stripe.act(lambda: world.stripe.refund(charge["id"], 2000))  # 20.00 back
+    assert world.receipts() == []  # payments wait for the payout that pays them out
+    before = world.m3.requests_by_program.get("ARS040MI", 0)
+
+    (payout,) = world.stripe.act(lambda: world.stripe.payout())
+
+    assert world.m3.requests_by_program["ARS040MI"] - before == 1  # the whole batch, one request
+    (batch,) = world.m3.state.batches.values()
+    assert batch["status"] == "updated"
+    receipts = sorted((r["CINO"], r["CUAM"]) for r in world.receipts())
+    assert receipts == [
+        ("9001", Decimal("-1210.00")),
+        ("9002", Decimal("-100.00")),
+        ("9002", Decimal("20.00")),
+    ]
+    fee_total = sum((f["amount"] for f in fees(world)), Decimal(0))
+    assert fee_total == Decimal("35.39") + Decimal("3.20")  # 2.9% + 0.30 on each payment
+    deposit = Decimal(payout["amount"]) / 100
+    assert Decimal("1210.00") + Decimal("100.00") - Decimal("20.00") - fee_total == deposit
+    (record,) = AuditRecord.objects.filter(integration=world.payments, status=S.SYNCED)
+    assert record.source_key == payout["id"] and "equal to the deposit" in record.reason
+    assert PostingLedger.objects.get(target="m3.receipt").natural_key == f"payout:{payout['id']}"
+
+
+def test_a_missed_payout_is_caught_by_polling_and_posted_once(world: World) -> None:
+    payout_batches(world)
+    world.stripe.webhooks.drop_next = 100
+    world.pay("9001")
+    (_payout,) = world.stripe.act(lambda: world.stripe.payout())
+    assert world.receipts() == []
+    first = world.poll()
+    assert first.synced == 1 and len(world.receipts()) == 1
+    assert world.poll().synced == 0 and len(world.receipts()) == 1
+
+
+def test_a_payout_with_a_payment_not_linked_to_an_invoice_is_flagged(world: World) -> None:
+    payout_batches(world)
+    world.pay("9001")
+    world.stripe.act(lambda: world.stripe.charge(amount=5000, currency="eur", metadata={}))
+    world.stripe.act(lambda: world.stripe.payout())
+    (flag,) = AuditRecord.objects.filter(integration=world.payments, status=S.FLAGGED)
+    assert "not linked to a CloudSuite invoice" in flag.reason
+    assert world.receipts() == [] and world.m3.state.batches == {}

@@ -25,6 +25,7 @@ from connections.providers.stripe.credentials import SPEC
 logger = logging.getLogger(__name__)
 
 EVENT_TYPES = (
+    "payout.paid",
     "invoice.paid",
     "charge.succeeded",
     "charge.refunded",
@@ -238,6 +239,16 @@ class StripeProvider(HttpProvider):
         if not balance_transaction:
             return 0
         return int(self.client.v1.balance_transactions.retrieve(balance_transaction)["fee"])
+
+    def payout_items(self, payout_id: str) -> list[dict[str, Any]]:
+        """The balance transactions an automatic payout paid out, each with its source (the
+        charge or refund) expanded; the payout's own transaction is left out."""
+        listing = self.client.v1.balance_transactions.list(
+            {"payout": payout_id, "limit": 100, "expand": ["data.source"]}
+        )
+        return [
+            t for t in (_plain(i) for i in listing.auto_paging_iter()) if t.get("type") != "payout"
+        ]
 
     def list_events(
         self, *, since: int, types: Sequence[str] = EVENT_TYPES
