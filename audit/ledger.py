@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -82,6 +82,48 @@ def claim(
         return Claim(status, entry)
 
 
+def claim_many(
+    *,
+    integration_id: int,
+    connection_id: int,
+    target: str,
+    natural_keys: list[str],
+    owner: str,
+    lease_seconds: float,
+) -> dict[str, Claim]:
+    """Claim keys never posted before in one transaction (the usual case for a chunk of new
+    records): one insert for all of them.  Keys that exist already — or that another worker
+    inserted meanwhile — are left out of the answer: claim those one by one with ``claim``."""
+    now = timezone.now()
+    lease_until = now + timedelta(seconds=lease_seconds)
+    scope = PostingLedger.objects.filter(connection_id=connection_id, target=target)
+    with transaction.atomic():
+        existing = set(
+            scope.filter(natural_key__in=natural_keys).values_list("natural_key", flat=True)
+        )
+        fresh = [k for k in dict.fromkeys(natural_keys) if k not in existing]
+        if not fresh:
+            return {}
+        PostingLedger.objects.bulk_create(
+            [
+                PostingLedger(
+                    integration_id=integration_id,
+                    connection_id=connection_id,
+                    target=target,
+                    natural_key=key,
+                    lease_owner=owner,
+                    lease_expires_at=lease_until,
+                )
+                for key in fresh
+            ],
+            ignore_conflicts=True,
+        )
+        ours = scope.filter(
+            natural_key__in=fresh, lease_owner=owner, attempts=1, state=PostingLedger.State.PENDING
+        ).filter(created_at__gte=now)
+        return {entry.natural_key: Claim(ClaimStatus.FRESH, entry) for entry in ours}
+
+
 def confirm(entry: PostingLedger, *, remote_id: str) -> PostingLedger:
     """Mark posted; call inside the transaction that writes the AuditRecord."""
     now = timezone.now()
@@ -117,6 +159,47 @@ def confirm(entry: PostingLedger, *, remote_id: str) -> PostingLedger:
     locked.lease_owner, locked.lease_expires_at, locked.last_error = "", None, ""
     locked.save()
     return locked
+
+
+def confirm_many(pairs: list[tuple[PostingLedger, str]]) -> dict[int, PostingLedger]:
+    """``confirm`` for many entries (inside the transaction that writes their audit records):
+    one statement for those still pending; any confirmed meanwhile go through ``confirm``."""
+    if not pairs:
+        return {}
+    if len(pairs) == 1:
+        entry, remote_id = pairs[0]
+        return {entry.pk: confirm(entry, remote_id=remote_id)}
+    by_pk = {entry.pk: (entry, remote_id) for entry, remote_id in pairs}
+    done = set(
+        PostingLedger.objects.filter(
+            pk__in=list(by_pk), state=PostingLedger.State.CONFIRMED
+        ).values_list("pk", flat=True)
+    )
+    result = {pk: confirm(by_pk[pk][0], remote_id=by_pk[pk][1]) for pk in done}
+    pending = [pk for pk in by_pk if pk not in done]
+    if pending:
+        now = timezone.now()
+        PostingLedger.objects.filter(pk__in=pending).exclude(
+            state=PostingLedger.State.CONFIRMED
+        ).update(
+            state=PostingLedger.State.CONFIRMED,
+            remote_id=Case(
+                *(When(pk=pk, then=Value(by_pk[pk][1])) for pk in pending if by_pk[pk][1]),
+                default=F("remote_id"),
+            ),
+            confirmed_at=Coalesce(F("confirmed_at"), now),
+            lease_owner="",
+            lease_expires_at=None,
+            last_error="",
+            updated_at=now,
+        )
+        for pk in pending:
+            entry, remote_id = by_pk[pk]
+            entry.state = PostingLedger.State.CONFIRMED
+            entry.remote_id = remote_id or entry.remote_id
+            entry.lease_owner, entry.lease_expires_at, entry.last_error = "", None, ""
+            result[pk] = entry
+    return result
 
 
 def release(entry: PostingLedger, *, refused: bool, error: str) -> PostingLedger:

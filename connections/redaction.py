@@ -120,6 +120,8 @@ class Redactor:
 
     def __call__(self, obj: Any) -> Any:
         """Return a deep copy of ``obj`` with secrets masked (dicts, lists, strings)."""
+        if isinstance(obj, str):
+            return self.text(obj)
         if isinstance(obj, Mapping):
             return {
                 k: (MASK if is_secret_key(k) and v not in (None, "") else self(v))

@@ -73,6 +73,10 @@ Status = AuditRecord.Status
 PROGRESS_FLUSH_SECONDS = 0.5
 BUSY_POLL_SECONDS = 0.2
 COUNTED = ("synced", "skipped", "duplicate", "failed", "flagged")
+# Outcomes written in bulk (a flag may join a waiting one; a replay resolves its original).
+PLAIN = (Status.SYNCED, Status.DUPLICATE, Status.SKIPPED, Status.FAILED)
+WRITE_BATCH = 25  # outcomes written together (or every PROGRESS_FLUSH_SECONDS)
+CLAIM_BATCH = 20  # new ledger keys claimed together
 
 
 class _Abort(Exception):
@@ -141,6 +145,7 @@ class _Outcome:
     target_key: str = ""
     ledger_entry: PostingLedger | None = None
     ledger_op: Callable[[], PostingLedger] | None = None
+    confirm: tuple[PostingLedger, str] | None = None  # (entry, remote id): posted
     error: Exception | None = None
 
 
@@ -156,6 +161,9 @@ class _Item:
     superseded: str = ""  # why an earlier attempt's remnant was left and the write made afresh
     serial: str | None = None  # the flow's serial key: never loaded beside another with it
     prepare_failed: bool = False
+
+
+DROPPED = _Outcome(Status.SKIPPED, "not sent: the run stopped")  # written nowhere
 
 
 class _Loader:
@@ -209,19 +217,23 @@ class _Loader:
 
 
 class _Pipeline:
-    """One run's records between mapping and writing: decided in order, loaded side by side
-    (at most ``width`` loads in flight), written in order as the oldest ones complete."""
+    """One run's records between mapping and writing: decided in order, new ledger keys
+    claimed a batch at a time, loaded side by side (at most ``width`` loads in flight), and
+    written in order, a batch at a time, as the oldest ones complete."""
 
     def __init__(self, runner: Runner, ctx: FlowContext, width: int) -> None:
         self.runner, self.ctx, self.width = runner, ctx, width
         self.flow = runner.flow
         self.loader = _Loader(width)
         self.order: deque[_Item] = deque()  # decided or loading, not yet written
+        self.claiming: list[_Item] = []  # ledgered writes waiting for their claim
         self.batch: list[_Item] = []  # to be loaded together (``load_many`` flows)
         self.units: dict[Future, list[_Item]] = {}  # loads in flight
         self.abort: Exception | None = None
+        chunk = max(1, int(self.flow.chunk_size))
         # How many items may wait, loaded but unwritten, behind a slow oldest one.
-        self.backlog = 4 * width * max(1, int(self.flow.chunk_size)) + 16
+        self.backlog = max(4 * width * chunk + 16, 2 * (WRITE_BATCH + CLAIM_BATCH))
+        self.last_write = time.monotonic()
 
     def add(self, record: SourceRecord, replay_of: AuditRecord | None, mappings: Mappings) -> None:
         flow, runner = self.flow, self.runner
@@ -246,15 +258,49 @@ class _Pipeline:
             for other in self.order
         ):
             self.finish(send=True)  # the same write twice: after the first one is written
-        runner._decide(self.ctx, item)
         self.order.append(item)
-        if item.outcome is None:
-            self.batch.append(item)
-            if len(self.batch) >= max(1, int(flow.chunk_size)):
-                self._send()
+        if key is not None:
+            self.claiming.append(item)
+            if len(self.claiming) >= CLAIM_BATCH:
+                self._claim()
+        else:
+            runner._decide(self.ctx, item)
+            self._note(item)
+            if item.outcome is None:
+                self._queue(item)
         self._write_ready()
         while self.units and (len(self.units) >= self.width or len(self.order) > self.backlog):
             self._wait(first=True)
+
+    def _note(self, item: _Item) -> None:
+        """Stop sending once the credentials are refused: every other load would fail so."""
+        if item.outcome is not None and isinstance(item.outcome.error, AuthFailed):
+            self.abort = self.abort or item.outcome.error
+
+    def _claim(self) -> None:
+        items, self.claiming = self.claiming, []
+        if not items:
+            return
+        self.runner._claim_batch(self.ctx, items)
+        for item in items:
+            self._note(item)
+            if item.outcome is None:
+                self._queue(item)
+
+    def _queue(self, item: _Item) -> None:
+        if self.abort is not None:
+            self._drop(item)
+            return
+        self.batch.append(item)
+        if len(self.batch) >= max(1, int(self.flow.chunk_size)):
+            self._send()
+
+    def _drop(self, item: _Item) -> None:
+        """Not sent, not recorded: the run stopped first, and the next run reads it again.  Its
+        claim, if it has one, is let go (nothing was posted)."""
+        if item.claim is not None:
+            ledger.release(item.claim.entry, refused=True, error="Not sent: the run stopped.")
+        item.outcome = DROPPED
 
     def _send(self) -> None:
         if not self.batch:
@@ -262,9 +308,14 @@ class _Pipeline:
         items, self.batch = self.batch, []
         future = self.loader.submit(lambda: self.runner._load_unit(self.ctx, items))
         self.units[future] = items
+        if future.done():  # loaded inline: take its outcome now (a refusal stops the rest)
+            self._collect([future])
 
     def _wait(self, *, first: bool) -> None:
         done, _ = wait(list(self.units), return_when=FIRST_COMPLETED if first else ALL_COMPLETED)
+        self._collect(done)
+
+    def _collect(self, done: Iterable[Future]) -> None:
         for future in done:
             items = self.units.pop(future)
             try:
@@ -275,33 +326,39 @@ class _Pipeline:
                 payload = item.mapped
                 assert isinstance(payload, Payload)
                 item.outcome = self.runner._loaded(item, payload, result)
+                self._note(item)
         self._write_ready()
 
-    def _write_ready(self) -> None:
-        """Write the oldest items that have an outcome (one transaction for all of them)."""
-        ready = []
-        while self.order and self.order[0].outcome is not None:
-            ready.append(self.order.popleft())
+    def _write_ready(self, *, force: bool = False) -> None:
+        """Write the oldest items that have an outcome, together: when enough are ready, when
+        the last write is ``PROGRESS_FLUSH_SECONDS`` old, or when ``force``d."""
+        ready = 0
+        for item in self.order:
+            if item.outcome is None:
+                break
+            ready += 1
         if not ready:
             return
-        with transaction.atomic():
-            for item in ready:
-                assert item.outcome is not None
-                self.runner._write(item, item.outcome)
-                if isinstance(item.outcome.error, AuthFailed) and self.abort is None:
-                    self.abort = item.outcome.error
+        stale = time.monotonic() - self.last_write >= PROGRESS_FLUSH_SECONDS
+        if not (force or stale or ready >= WRITE_BATCH):
+            return
+        items = [self.order.popleft() for _ in range(ready)]
+        self.runner._write_many([item for item in items if item.outcome is not DROPPED])
+        self.last_write = time.monotonic()
 
     def finish(self, *, send: bool) -> None:
         """Write everything: load what is waiting (``send``), or record it as not sent."""
         if send and self.abort is None:
+            self._claim()
             self._send()
         else:
-            for item in self.batch:
-                item.outcome = self.runner._unsent(item)
-            self.batch = []
+            for item in [*self.claiming, *self.batch]:
+                if item.outcome is None:
+                    self._drop(item)
+            self.claiming, self.batch = [], []
         while self.units:
             self._wait(first=False)
-        self._write_ready()
+        self._write_ready(force=True)
 
     def close(self) -> None:
         self.loader.close()
@@ -461,7 +518,10 @@ class Runner:
                     break
                 pipe.add(record, replay_of, mappings)
             pipe.finish(send=pipe.abort is None)
-        except BaseException:
+        except Exception:
+            pipe.finish(send=pipe.abort is None)  # the source failed: what is read still goes
+            raise
+        except BaseException:  # the worker is stopping: send nothing more
             pipe.finish(send=False)
             raise
         finally:
@@ -487,8 +547,32 @@ class Runner:
             item.outcome = _Outcome(Status.SKIPPED, mapped.reason)
         elif isinstance(mapped, Wait):
             item.outcome = _Outcome(Status.FAILED, mapped.reason, retryable=True)
-        elif mapped.ledger_key is not None:
-            item.outcome = self._claim_for(ctx, item, mapped)
+
+    def _claim_batch(self, ctx: FlowContext, items: list[_Item]) -> None:
+        """Claim the ledger keys of ``items``: keys never seen before in one go, the rest (a
+        retry, a recovery, another worker's) one by one.  An item gets an outcome when it must
+        not be posted now."""
+        keys = [str(item.mapped.ledger_key) for item in items]  # type: ignore[union-attr]
+        fresh = (
+            ledger.claim_many(
+                integration_id=self.integration.pk,
+                connection_id=self.integration.target_id,
+                target=self.flow.ledger_target,
+                natural_keys=keys,
+                owner=self.owner,
+                lease_seconds=self.lease_seconds,
+            )
+            if len(items) > 1
+            else {}
+        )
+        for item, key in zip(items, keys, strict=True):
+            claim = fresh.pop(key, None)  # a key twice in one batch: the second one waits
+            if claim is not None:
+                item.claim = claim
+                continue
+            payload = item.mapped
+            assert isinstance(payload, Payload)
+            item.outcome = self._claim_for(ctx, item, payload)
 
     def _load_unit(self, ctx: FlowContext, items: list[_Item]) -> list[LoadResult | Exception]:
         """One ``load_many`` call (in a load thread): one result or exception per item."""
@@ -505,24 +589,6 @@ class Runner:
         except Exception as exc:  # the whole call failed: the same for every write in it
             results = [exc] * len(batch)
         return results
-
-    def _unsent(self, item: _Item) -> _Outcome:
-        """The outcome of a claimed record the run stopped before sending."""
-        payload = item.mapped
-        assert isinstance(payload, Payload)
-        entry = item.claim.entry if item.claim else None
-        reason = "The run stopped before this record was sent; the next run sends it."
-        return _Outcome(
-            Status.FAILED,
-            reason,
-            payload=payload,
-            retryable=True,
-            ledger_op=(
-                (lambda: ledger.release(entry, refused=True, error=reason))
-                if entry is not None
-                else None
-            ),
-        )
 
     def _claim_for(self, ctx: FlowContext, item: _Item, payload: Payload) -> _Outcome | None:
         """Claim a ledgered write; an outcome when it must not be posted now, else None."""
@@ -628,11 +694,7 @@ class Runner:
             note,
             payload=payload,
             loaded=result,
-            ledger_op=(
-                (lambda: ledger.confirm(entry, remote_id=result.remote_id))
-                if entry is not None
-                else None
-            ),
+            confirm=(entry, result.remote_id) if entry is not None else None,
         )
 
     def _claim(self, key: str) -> ledger.Claim:
@@ -655,37 +717,17 @@ class Runner:
     def _write(self, item: _Item, out: _Outcome) -> AuditRecord:
         """The ledger change, the AuditRecord and the cursor, in one transaction."""
         record, replay_of, redact = item.record, item.replay_of, self.redact
-        if out.status == Status.FLAGGED and replay_of is None and out.ledger_op is None:
+        posted = out.ledger_op is not None or out.confirm is not None
+        if out.status == Status.FLAGGED and replay_of is None and not posted:
             waiting = self._waiting_flag(record, redact.text(out.reason or ""))
             if waiting is not None:
                 return waiting
         if out.status in (Status.SYNCED, Status.FAILED):
             self._ensure_run()  # a webhook delivery gets a run once it writes or fails
-        target_key, response = out.target_key, out.response
-        if out.loaded is not None:
-            target_key = target_key or out.loaded.remote_id
-            response = out.loaded.response if response is None else response
-        payload = out.payload
         with transaction.atomic():
-            ledger_entry = out.ledger_op() if out.ledger_op is not None else out.ledger_entry
-            audit = AuditRecord.objects.create(
-                run=self.run_row,
-                event=self.event_row,
-                integration=self.integration,
-                stream=self.flow.stream,
-                source_key=record.source_key[:255],
-                target_key=(target_key or (payload.target_key if payload else ""))[:255],
-                status=out.status,
-                reason=redact.text(out.reason or ""),
-                retryable=out.retryable,
-                seen_via=record.seen_via or self.trigger,
-                source_payload=redact(record.data),
-                sent_payload=redact(payload.data) if payload is not None else None,
-                response_summary=redact(dict(response)) if response is not None else None,
-                attempt=(replay_of.attempt + 1) if replay_of else 1,
-                replay_of=replay_of,
-                ledger=ledger_entry,
-            )
+            ledger_entry = self._ledger_change(out)
+            audit = self._audit_row(item, out, ledger_entry)
+            audit.save(force_insert=True)
             if replay_of is not None:
                 AuditRecord.objects.filter(pk=replay_of.pk, resolved_at=None).update(
                     resolved_at=timezone.now(),
@@ -716,6 +758,125 @@ class Runner:
             self.counts.records.append(audit.pk)
         self._count(out.status)
         return audit
+
+    @staticmethod
+    def _ledger_change(out: _Outcome) -> PostingLedger | None:
+        if out.confirm is not None:
+            entry, remote_id = out.confirm
+            return ledger.confirm(entry, remote_id=remote_id)
+        return out.ledger_op() if out.ledger_op is not None else out.ledger_entry
+
+    def _audit_row(
+        self, item: _Item, out: _Outcome, ledger_entry: PostingLedger | None
+    ) -> AuditRecord:
+        """The AuditRecord of one outcome (not saved), every payload redacted."""
+        record, replay_of, redact = item.record, item.replay_of, self.redact
+        target_key, response = out.target_key, out.response
+        if out.loaded is not None:
+            target_key = target_key or out.loaded.remote_id
+            response = out.loaded.response if response is None else response
+        payload = out.payload
+        return AuditRecord(
+            run=self.run_row,
+            event=self.event_row,
+            integration=self.integration,
+            stream=self.flow.stream,
+            source_key=record.source_key[:255],
+            target_key=(target_key or (payload.target_key if payload else ""))[:255],
+            status=out.status,
+            reason=redact.text(out.reason or ""),
+            retryable=out.retryable,
+            seen_via=record.seen_via or self.trigger,
+            source_payload=redact(record.data),
+            sent_payload=redact(payload.data) if payload is not None else None,
+            response_summary=redact(dict(response)) if response is not None else None,
+            attempt=(replay_of.attempt + 1) if replay_of else 1,
+            replay_of=replay_of,
+            ledger=ledger_entry,
+        )
+
+    def _write_many(self, items: Sequence[_Item]) -> None:
+        """Write outcomes in order, in one transaction: runs of plain outcomes (no replay, no
+        flag) as one insert of their audit records and one look for earlier failures to
+        resolve; flags and replays one by one, where they were."""
+        plain: list[_Item] = []
+        with transaction.atomic():
+            for item in items:
+                assert item.outcome is not None
+                if item.replay_of is None and item.outcome.status in PLAIN:
+                    plain.append(item)
+                    continue
+                self._write_plain(plain)
+                plain = []
+                self._write(item, item.outcome)
+            self._write_plain(plain)
+
+    def _write_plain(self, items: Sequence[_Item]) -> None:
+        if not items:
+            return
+        outcomes = [item.outcome for item in items]
+        assert all(out is not None for out in outcomes)
+        if any(out.status in (Status.SYNCED, Status.FAILED) for out in outcomes):  # type: ignore[union-attr]
+            self._ensure_run()
+        confirmed = ledger.confirm_many(
+            [out.confirm for out in outcomes if out is not None and out.confirm is not None]
+        )
+        rows = []
+        for item, out in zip(items, outcomes, strict=True):
+            assert out is not None
+            if out.confirm is not None:
+                entry: PostingLedger | None = confirmed[out.confirm[0].pk]
+            else:
+                entry = self._ledger_change(out)
+            rows.append(self._audit_row(item, out, entry))
+        if db.connection.features.can_return_rows_from_bulk_insert:
+            AuditRecord.objects.bulk_create(rows)
+        else:  # an old SQLite: the ids are needed below
+            for row in rows:
+                row.save(force_insert=True)
+        posted = {
+            row.source_key: row.pk
+            for row in rows
+            if row.status in (Status.SYNCED, Status.DUPLICATE)
+        }
+        if posted:  # earlier failures of these records need no one any more (see _write)
+            earlier = (
+                AuditRecord.objects.filter(
+                    integration=self.integration,
+                    stream=self.flow.stream,
+                    source_key__in=list(posted),
+                    status__in=(Status.FAILED, Status.FLAGGED),
+                    resolved_at=None,
+                )
+                .exclude(pk__in=[row.pk for row in rows])
+                .exclude(status=Status.FLAGGED, ledger__isnull=False)
+                .values_list("source_key", "pk")
+            )
+            by_key: dict[str, list[int]] = {}
+            for key, pk in earlier:
+                by_key.setdefault(key, []).append(pk)
+            for key, pks in by_key.items():
+                AuditRecord.objects.filter(pk__in=pks).update(
+                    resolved_at=timezone.now(),
+                    resolved_by="ml-connector",
+                    resolution=f"Posted later (record #{posted[key]})",
+                )
+        mark = None
+        for item, out in zip(items, outcomes, strict=True):
+            assert out is not None
+            if out.status == Status.FAILED and out.retryable:
+                self._hold_cursor = True
+            elif item.record.watermark and not self._hold_cursor:
+                mark = item.record.watermark
+        if mark is not None:
+            self._move_cursor(mark)
+        for item, out, row in zip(items, outcomes, rows, strict=True):
+            assert out is not None
+            if not (out.status == Status.FAILED and out.retryable):
+                self._keep_final(item.record)
+            if self.run_row is None:
+                self.counts.records.append(row.pk)
+            self._count(out.status)
 
     def _waiting_flag(self, record: SourceRecord, reason: str) -> AuditRecord | None:
         """The same flag, still in the review queue: note it was seen again, add nothing new."""

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Protocol
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import tenacity
@@ -151,14 +152,34 @@ class ApiClient:
         self.sleep = sleep
         self.session = session or self._new_session()
         self.default_headers = {"User-Agent": USER_AGENT, **(default_headers or {})}
+        self._proxies: dict[str, dict[str, str]] = {}
 
     @staticmethod
     def _new_session() -> requests.Session:
+        """A pooled session that reads the environment once, not on every request: proxies
+        (``HTTPS_PROXY``, ``NO_PROXY`` …) per host on first use, the CA bundle
+        (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) now.  (requests re-reads all of
+        ``os.environ`` twice per request otherwise; credentials never come from ``.netrc``.)"""
         session = requests.Session()
+        session.trust_env = False
+        session.verify = (
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        )
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         return session
+
+    def _proxies_for(self, url: str) -> dict[str, str] | None:
+        """The environment's proxies for ``url``'s host, looked up once per host."""
+        if self.session.trust_env:
+            return None  # a session handed in reads the environment itself
+        parts = urlsplit(url)
+        host = f"{parts.scheme}://{parts.netloc}"
+        found = self._proxies.get(host)
+        if found is None:
+            found = self._proxies[host] = requests.utils.get_environ_proxies(url)
+        return found
 
     def url(self, path: str) -> str:
         """Absolute URL for ``path`` relative to the base URL (absolute URLs pass through)."""
@@ -273,7 +294,6 @@ class ApiClient:
         headers: dict[str, str],
         idempotent: bool,
     ) -> requests.Response:
-        safe_url = self.redact.text(url)
         try:
             response = self.session.request(
                 method,
@@ -284,15 +304,18 @@ class ApiClient:
                 headers=headers,
                 timeout=(self.config.connect_timeout, self.config.read_timeout),
                 allow_redirects=False,
+                proxies=self._proxies_for(url),
             )
         except requests.RequestException as exc:
+            safe_url = self.redact.text(url)
             detail = self.redact.text(f"{type(exc).__name__}: {exc}")[:BODY_SNIPPET]
             if idempotent or _never_sent(exc):
                 raise Transient(f"{method} {safe_url} failed: {detail}") from None
             raise OutcomeUnknown(
                 f"{method} {safe_url} may or may not have been applied: {detail}"
             ) from None
-        logger.debug("%s %s -> %s", method, safe_url, response.status_code)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s -> %s", method, self.redact.text(url), response.status_code)
         return response
 
     def _check(self, response: requests.Response, idempotent: bool) -> requests.Response:

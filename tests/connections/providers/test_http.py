@@ -212,3 +212,20 @@ def unused_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_proxies_from_the_environment_are_honoured(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The environment is read once per host, not on every request, but it is still obeyed:
+    # a proxy on loopback receives the request for a host the client never resolves itself.
+    monkeypatch.setenv("HTTP_PROXY", httpserver.url_for("/").rstrip("/"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    seen = sequence(httpserver, "/v1/ping", [Response('{"ok": true}', 200)])
+    api = ApiClient(ClientConfig(base_url="http://api.example.test/", read_timeout=2))
+    assert api.get("v1/ping").json() == {"ok": True}
+    assert seen[0].headers["Host"] == "api.example.test"
+    monkeypatch.setenv("NO_PROXY", "api.example.test")
+    bypassed = ApiClient(ClientConfig(base_url="http://api.example.test/"))
+    assert bypassed._proxies_for("http://api.example.test/v1/ping") == {}
