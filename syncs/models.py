@@ -135,6 +135,7 @@ class SyncRun(models.Model):
         MANUAL = "manual", "Manual"
         WEBHOOK = "webhook", "Webhook"
         REPLAY = "replay", "Replay"
+        PART = "part", "Part of a run"
 
     class Status(models.TextChoices):
         RUNNING = "running", "Running"
@@ -146,6 +147,14 @@ class SyncRun(models.Model):
 
     integration = models.ForeignKey(Integration, on_delete=models.PROTECT, related_name="runs")
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="parts",
+        help_text="The run this one is a part of (a large run split across workers).",
+    )
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.RUNNING)
     requested_by = models.CharField(max_length=150, blank=True)
     worker = models.CharField(
@@ -162,6 +171,11 @@ class SyncRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     error_summary = models.TextField(blank=True)
+    read_mark = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="For a part of a split run: how far it read (its run moves the cursor).",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -36,6 +36,7 @@ from django import db
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from audit import ledger
 from audit.models import AuditRecord, PostingLedger
@@ -77,6 +78,11 @@ COUNTED = ("synced", "skipped", "duplicate", "failed", "flagged")
 PLAIN = (Status.SYNCED, Status.DUPLICATE, Status.SKIPPED, Status.FAILED)
 WRITE_BATCH = 25  # outcomes written together (or every PROGRESS_FLUSH_SECONDS)
 CLAIM_BATCH = 20  # new ledger keys claimed together
+
+
+_UNSET: Any = object()
+PART_TASK = "syncs.tasks.run_part"
+PART_POLL_SECONDS = 1.0
 
 
 class _Abort(Exception):
@@ -396,11 +402,15 @@ class Runner:
         requested_by: str = "",
         flow: Flow | None = None,
         on_progress: Callable[[SyncRun], None] | None = None,
+        parent: SyncRun | None = None,
+        part: dict[str, Any] | None = None,
     ) -> None:
         self.integration = integration
         self.trigger = trigger
         self.requested_by = requested_by
-        self.flow = flow or get_flow(integration.flow)(options=dict(integration.settings or {}))
+        self.parent = parent  # set: this run is one part of ``parent`` (it moves no cursor)
+        options = {**(integration.settings or {}), **(part or {})}
+        self.flow = flow or get_flow(integration.flow)(options=options)
         self.redact = Redactor(
             [*integration.source.secret_values(), *integration.target.secret_values()]
         )
@@ -418,20 +428,34 @@ class Runner:
 
     # -- entry points -----------------------------------------------------------------------
 
-    def run(self, records: Iterable[SourceRecord] | None = None) -> SyncRun:
-        """Run the flow over ``records``, or over what ``flow.extract`` yields from its window."""
+    def run(
+        self, records: Iterable[SourceRecord] | None = None, *, window_start: Any = _UNSET
+    ) -> SyncRun:
+        """Run the flow over ``records``, or over what ``flow.extract`` yields from its window
+        (``window_start``, for a part: where its parent's window starts).  With the integration
+        setting ``workers`` above 1 and a flow that can be split, the run is split: this
+        worker takes the first part, django-q2 workers the others, and the run ends — and
+        moves the cursor — once every part has."""
         run = self._ensure_run()
         started = timezone.now()
         ctx = self._context(None)
+        warning = ""
         try:
-            ctx.window_start = self._window_start(started)
+            if window_start is _UNSET:
+                window_start = self._window_start(started)
+            ctx.window_start = window_start
+            parts = self._split(ctx, run) if records is None and self.parent is None else 0
             source = records if records is not None else self.flow.extract(ctx)
             self._process(ctx, ((record, None) for record in source))
+            if parts:
+                warning = self._await_parts(run, parts, ctx)
+            elif self.parent is not None and ctx.read_mark is not None:
+                run.read_mark = str(ctx.read_mark)[:100]  # for the parent's cursor
             if not self._hold_cursor and self.flow.window and self.flow.window.from_run_start:
                 self._move_cursor(str(self.flow.window.unit.format(started)))
             elif not self._hold_cursor and ctx.read_mark is not None:
                 self._move_cursor(ctx.read_mark)
-            warning = self._acknowledge(ctx)
+            warning = " ".join(filter(None, [warning, self._acknowledge(ctx)]))
         except _Abort as exc:
             return self._finish(run, error=str(exc))
         except Exception as exc:
@@ -440,6 +464,66 @@ class Runner:
         finally:
             ctx.close()
         return self._finish(run, warning=warning)
+
+    def _split(self, ctx: FlowContext, run: SyncRun) -> int:
+        """Queue the other parts of this run for django-q2 workers and take the first one
+        here; returns how many parts were queued (0: the run is not split)."""
+        workers = int((self.integration.settings or {}).get("workers") or 1)
+        if workers < 2:
+            return 0
+        parts = self.flow.partitions(ctx, workers)
+        if len(parts) < 2:
+            return 0
+        for n, part in enumerate(parts[1:], start=2):
+            async_task(
+                PART_TASK,
+                self.integration.pk,
+                run.pk,
+                part,
+                ctx.window_start,
+                task_name=f"run {self.integration.slug} part {n}/{len(parts)}"[:100],
+            )
+        self.flow = type(self.flow)(options={**self.flow.options, **parts[0]})
+        logger.info("Run %s of %s split in %d parts", run.pk, self.integration.slug, len(parts))
+        return len(parts) - 1
+
+    def _await_parts(self, run: SyncRun, expected: int, ctx: FlowContext) -> str:
+        """Wait (heartbeat going) for the queued parts; add up what they did; hold the cursor
+        unless every one finished with nothing to read again.  Returns a warning, if any."""
+        deadline = time.monotonic() + float(settings.MLC["PART_WAIT_SECONDS"])
+        while True:
+            parts = list(SyncRun.objects.filter(parent=run))
+            finished = [p for p in parts if p.status != SyncRun.Status.RUNNING]
+            if len(finished) >= expected or time.monotonic() > deadline:
+                break
+            time.sleep(PART_POLL_SECONDS)
+        for part in finished:
+            self.counts.done += part.done
+            for name in COUNTED:
+                setattr(self.counts, name, getattr(self.counts, name) + getattr(part, name))
+        if self.counts.total is not None:
+            self.counts.total += sum(p.total or 0 for p in finished)
+        ok = (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL)
+        unfinished = expected - len([p for p in finished if p.status in ok])
+        again = AuditRecord.objects.filter(
+            run__in=finished, status=Status.FAILED, retryable=True
+        ).exists()
+        if unfinished or again:
+            self._hold_cursor = True  # the next run reads this window again
+        window = self.flow.window
+        marks = [m for m in [ctx.read_mark, *(p.read_mark for p in finished)] if m]
+        if window is not None and marks:
+            try:  # how far the parts read together: the furthest any of them read
+                ctx.read_mark = max(marks, key=lambda m: window.unit.parse(str(m)))
+            except ValueError:
+                logger.warning("Run %s: parts read to marks of another unit: %s", run.pk, marks)
+        numbers = ", ".join(f"#{p.pk}" for p in parts)
+        if unfinished:
+            return (
+                f"{unfinished} of the {expected + 1} parts of this run did not finish "
+                f"(runs {numbers or 'not started'}); the next run reads their records again."
+            )
+        return ""
 
     def run_event(self, event: InboundEvent, *, event_row: WebhookEvent) -> EventOutcome:
         """Process one stored webhook event; a run is made only if something is written or
@@ -915,6 +999,7 @@ class Runner:
                 with transaction.atomic():
                     self.run_row = SyncRun.objects.create(
                         integration=self.integration,
+                        parent=self.parent,
                         trigger=self.trigger,
                         status=SyncRun.Status.RUNNING,
                         requested_by=self.requested_by,
@@ -984,6 +1069,8 @@ class Runner:
         return window.start(row.value if row else "", now=now, overlap=overlap)
 
     def _move_cursor(self, value: str) -> None:
+        if self.parent is not None:
+            return  # a part: its run moves the cursor once every part is done
         Cursor.objects.update_or_create(
             integration=self.integration, stream=self.flow.stream, defaults={"value": value}
         )

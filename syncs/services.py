@@ -8,6 +8,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -89,6 +90,24 @@ def integration_run(
             total=0,
             error_summary=str(busy),
         )
+
+
+def integration_run_part(
+    *,
+    integration: Integration,
+    parent: SyncRun,
+    part: dict[str, Any],
+    window_start: int | str | None,
+) -> SyncRun:
+    """Run one part of ``parent`` (its records' key range) in this process.  It runs even if
+    the parent is gone: what it posts goes through the ledger like any run."""
+    return Runner(
+        integration,
+        trigger=SyncRun.Trigger.PART,
+        requested_by=parent.requested_by,
+        parent=parent,
+        part=part,
+    ).run(window_start=window_start)
 
 
 def integration_enqueue_run(

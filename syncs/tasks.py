@@ -24,6 +24,24 @@ def run_integration(
     return integration_run(integration=integration, trigger=trigger, requested_by=requested_by).pk
 
 
+def run_part(
+    integration_id: int, parent_id: int, part: dict, window_start: int | str | None
+) -> int | None:
+    """Run one part of a run split across workers; returns its SyncRun id."""
+    from syncs.services import integration_run_part
+
+    integration = (
+        Integration.objects.select_related("source", "target").filter(pk=integration_id).first()
+    )
+    parent = SyncRun.objects.filter(pk=parent_id).first()
+    if integration is None or parent is None:
+        logger.info("Part of run %s: integration %s or run gone", parent_id, integration_id)
+        return None
+    return integration_run_part(
+        integration=integration, parent=parent, part=part, window_start=window_start
+    ).pk
+
+
 def replay_records(record_ids: list[int], requested_by: str = "") -> list[int]:
     """Replay failed/flagged audit records; returns the SyncRun ids created."""
     from syncs.services import records_replay

@@ -332,6 +332,12 @@ class Flow(Generic[S, T]):
             f"{type(self).__name__} posts through the ledger but cannot look up an earlier post"
         )
 
+    def partitions(self, ctx: FlowContext[S, T], count: int) -> list[dict[str, Any]]:
+        """How to split a run into up to ``count`` parts that workers take side by side: the
+        option overrides of each part (key ranges of the source), covering every record once.
+        The default (``[]``): this flow's runs are not split."""
+        return []
+
     def serial_key(self, record: SourceRecord) -> str | None:
         """Records with the same key are loaded one after the other, never side by side (the
         default: every record stands alone)."""

@@ -89,6 +89,7 @@ class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
             since_date=str(since) if since else None,
             first_customer=str(self.options.get("customer_from") or ""),
             last_customer=str(self.options.get("customer_to") or ""),
+            before_customer=str(self.options.get("customer_before") or ""),
         ):
             newest = max([newest, *(e["IVDT"] for e in entries)])
             entries = [e for e in entries if e["TRCD"] == "10" and e["RECO"] == "0"]
@@ -114,6 +115,31 @@ class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
                     )
         if newest:
             ctx.mark_read(newest)
+
+    def partitions(self, ctx: Context, count: int) -> list[dict]:
+        """Contiguous ranges of customer numbers with about as many customers each; each range
+        starts where the one before stops, so a customer added meanwhile is in exactly one."""
+        first = str(self.options.get("customer_from") or "")
+        last = str(self.options.get("customer_to") or "")
+        before = str(self.options.get("customer_before") or "")
+        numbers = [
+            n
+            for page in ctx.source.customer_numbers(first=first, last=last, before=before)
+            for n in page
+        ]
+        count = max(1, min(count, len(numbers)))
+        if count < 2:
+            return []
+        bounds = [numbers[len(numbers) * i // count] for i in range(1, count)]
+        starts, stops = [first, *bounds], [*bounds, ""]
+        return [
+            {
+                "customer_from": start,
+                "customer_to": last if not stop else "",
+                "customer_before": stop or before,
+            }
+            for start, stop in zip(starts, stops, strict=True)
+        ]
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         inv, customer = record.data["m3"], record.data.get("stripe_customer")

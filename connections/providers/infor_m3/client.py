@@ -211,17 +211,23 @@ class InforM3(HttpProvider):
     # -- domain -----------------------------------------------------------------------------
 
     def list_customers(
-        self, *, changed_since: int | None = None, first: str = "", last: str = ""
+        self,
+        *,
+        changed_since: int | None = None,
+        first: str = "",
+        last: str = "",
+        before: str = "",
     ) -> Iterator[dict[str, str]]:
         """Customers changed at or after ``changed_since`` (LMTS), paged by customer number,
-        from ``first`` to ``last`` (inclusive; blank: no bound)."""
+        from ``first`` to ``last`` (inclusive) or up to ``before`` (exclusive); blank: no
+        bound."""
         start = first
         while True:
             page = self.execute(
                 "customers.list", {"CUNO": start, "LMTS": changed_since}, maxrecs=PAGE_SIZE
             )
             for record in page:
-                if last and record["CUNO"] > last:
+                if (last and record["CUNO"] > last) or (before and record["CUNO"] >= before):
                     return
                 if record["CUNO"] != start or start == first:
                     yield record
@@ -238,10 +244,12 @@ class InforM3(HttpProvider):
         """The chart of accounts (accounting dimension ``dimension``, AITP)."""
         return self.execute("accounts.list", {"AITP": dimension}, maxrecs=0)
 
-    def customer_numbers(self, *, first: str = "", last: str = "") -> Iterator[list[str]]:
-        """Customer numbers from ``first`` to ``last``, a page (``PAGE_SIZE``) at a time."""
+    def customer_numbers(
+        self, *, first: str = "", last: str = "", before: str = ""
+    ) -> Iterator[list[str]]:
+        """Customer numbers from ``first`` to ``last`` (or ``before``), a page at a time."""
         page: list[str] = []
-        for customer in self.list_customers(first=first, last=last):
+        for customer in self.list_customers(first=first, last=last, before=before):
             page.append(customer["CUNO"])
             if len(page) >= PAGE_SIZE:
                 yield page
@@ -256,13 +264,16 @@ class InforM3(HttpProvider):
         per_request: int = 50,
         first_customer: str = "",
         last_customer: str = "",
+        before_customer: str = "",
     ) -> Iterator[list[dict[str, str]]]:
         """AR ledger entries of the connection's division, read by key range — customer by
         customer, ``per_request`` customers in one bulk request — so no grid cap is ever met and
         memory holds one slice at a time.  Yields each slice's entries.  ``first_customer`` and
         ``last_customer`` bound the customers read (a share of the ledger for one worker)."""
         division = self.divi
-        for numbers in self.customer_numbers(first=first_customer, last=last_customer):
+        for numbers in self.customer_numbers(
+            first=first_customer, last=last_customer, before=before_customer
+        ):
             for start in range(0, len(numbers), per_request):
                 chunk = numbers[start : start + per_request]
                 yield self._entries_of(chunk, division=division, since_date=since_date)
