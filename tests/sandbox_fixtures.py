@@ -9,6 +9,7 @@ import pytest
 
 from connections.models import Connection
 from connections.sandbox.base import Served, Simulator
+from connections.sandbox.ifs import IfsSimulator
 from connections.sandbox.m3 import M3Simulator
 from connections.sandbox.stripe import StripeSimulator
 
@@ -57,3 +58,15 @@ def stripe_connection(db: Any, stripe_sim: Served) -> Connection:
     return connect(
         stripe_sim.app, stripe_sim.url, slug="stripe-sandbox", name="Stripe sandbox", max_attempts=3
     )
+
+
+@pytest.fixture
+def ifs_sim() -> Iterator[Served]:
+    served = Served(IfsSimulator()).start()
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def ifs_connection(db: Any, ifs_sim: Served) -> Connection:
+    return connect(ifs_sim.app, ifs_sim.url, slug="ifs-sandbox", name="IFS Cloud sandbox")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from connections import redaction, systems
 from connections.providers.base import Provider
+from connections.providers.ifs_cloud import IfsCloud
 from connections.providers.infor_m3 import InforM3
 from connections.providers.stripe import StripeProvider
 
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 PROVIDERS: tuple[type[Provider], ...] = (
     InforM3,
     StripeProvider,
+    IfsCloud,
 )
 
 systems.register(*PROVIDERS)
