@@ -45,8 +45,13 @@ def odata_error(status: int, code: str, message: str) -> Response:
     return json_response({"error": {"code": code, "message": message, "details": []}}, status)
 
 
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$")
+
+
 def _literal(text: str) -> Any:
     text = text.strip()
+    if _DATETIME.match(text):  # Edm.Date / Edm.DateTimeOffset literals are not quoted
+        return text if len(text) == 10 or text.endswith("Z") else text + "Z"
     if text.startswith("'") and text.endswith("'") and len(text) >= 2:
         return text[1:-1].replace("''", "'")
     if text in ("true", "false"):

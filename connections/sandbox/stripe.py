@@ -393,6 +393,11 @@ class StripeSimulator(Simulator):
         self, method: str, rest: list[str], p: dict[str, Any], req: dict[str, Any]
     ) -> Any:
         if method == "POST" and not rest:
+            tax_ids = p.get("tax_id_data") or []
+            if not isinstance(tax_ids, list) or not all(isinstance(t, dict) for t in tax_ids):
+                raise StripeError(
+                    400, "invalid_request_error", "Invalid tax_id_data", "tax_id_data"
+                )
             customer = self.new(
                 "customer",
                 email=p.get("email"),
@@ -404,6 +409,21 @@ class StripeSimulator(Simulator):
                 balance=0,
                 address=p.get("address") or None,
             )
+            customer["tax_ids"] = {
+                "object": "list",
+                "data": [
+                    {
+                        "id": f"txi_{secrets.token_hex(7)}",
+                        "object": "tax_id",
+                        "type": t.get("type"),
+                        "value": t.get("value"),
+                        "customer": customer["id"],
+                    }
+                    for t in tax_ids
+                ],
+                "has_more": False,
+                "url": f"/v1/customers/{customer['id']}/tax_ids",
+            }
             self._event("customer.created", customer, req)
             return customer
         if method == "GET" and rest == ["search"]:

@@ -19,6 +19,7 @@ from syncs.flows.base import (
     Unit,
     Wait,
 )
+from syncs.flows.ifs_stripe_customers import IfsCustomersToStripe
 from syncs.flows.m3_stripe_customers import M3CustomersToStripe
 from syncs.flows.m3_stripe_invoices import M3InvoicesToStripe
 from syncs.flows.stripe_m3_payments import StripePaymentsToM3
@@ -31,6 +32,7 @@ FLOWS: dict[str, type[Flow]] = {
         M3CustomersToStripe,
         M3InvoicesToStripe,
         StripePaymentsToM3,
+        IfsCustomersToStripe,
     )
 }
 

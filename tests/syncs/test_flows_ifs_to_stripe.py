@@ -1,0 +1,98 @@
+"""IFS Cloud → Stripe, end to end: the runner, both clients and both simulators over HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+from audit.models import AuditRecord
+from connections.models import Connection
+from connections.sandbox.base import Served
+from connections.sandbox.ifs import IfsSimulator
+from connections.sandbox.stripe import StripeSimulator
+from syncs.models import Cursor, Integration, SyncRun
+from syncs.runner import Runner
+
+S = AuditRecord.Status
+CUSTOMERS = "CustomerHandling.svc/CustomerInfoSet"
+
+
+@pytest.fixture
+def ifs(ifs_sim: Served) -> IfsSimulator:
+    sim: IfsSimulator = ifs_sim.app  # type: ignore[assignment]
+    for n in range(1, 13):
+        sim.put(
+            CUSTOMERS,
+            CustomerId=f"{10040 + n}",
+            Name=f"Kund {n} AB",
+            Email=f"ap{n}@kund.example",
+            Address1=f"Storgatan {n}",
+            City="Uppsala",
+            ZipCode="75310",
+            Country="SE" if n % 2 else "US",
+            VatNo=f"SE5560{n:06d}01" if n % 2 else "12-3456789",
+            ChangedDate=f"2026-11-{n:02d}T08:00:00Z",
+        )
+    return sim
+
+
+@pytest.fixture
+def customers(ifs_connection: Connection, stripe_connection: Connection) -> Integration:
+    integ = Integration(
+        name="IFS customers",
+        slug="ifs-customers",
+        flow="ifs_stripe.customers",
+        source=ifs_connection,
+        target=stripe_connection,
+        settings={"page_size": 5},
+    )
+    integ.full_clean()
+    integ.save()
+    return integ
+
+
+def run(integ: Integration) -> SyncRun:
+    return Runner(Integration.objects.get(pk=integ.pk), trigger="manual").run()
+
+
+def by_number(stripe: StripeSimulator) -> dict[str, dict]:
+    return {c["metadata"]["ifs_customer"]: c for c in stripe.objects["customer"].values()}
+
+
+def test_customers_sync_incrementally_over_several_pages(
+    customers: Integration, ifs: IfsSimulator, stripe_sim: Served
+) -> None:
+    stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
+    before = ifs.api_requests
+    first = run(customers)
+    assert first.synced == 12 and ifs.api_requests - before == 3  # pages of 5, 5 and 2
+    made = by_number(stripe)
+    kund = made["10041"]
+    assert kund["name"] == "Kund 1 AB" and kund["address"]["city"] == "Uppsala"
+    assert [(t["type"], t["value"]) for t in kund["tax_ids"]["data"]] == [
+        ("eu_vat", "SE556000000101")
+    ]
+    assert made["10042"]["tax_ids"]["data"] == []  # no known tax id type: kept in metadata
+    assert made["10042"]["metadata"]["ifs_tax_id"] == "12-3456789"
+    assert Cursor.objects.get(integration=customers).value == "2026-11-12T08:00:00"
+
+    ifs.put(
+        CUSTOMERS, CustomerId="10043", Name="Kund 3 Holding AB", ChangedDate="2026-11-20T09:30:00Z"
+    )
+    second = run(customers)
+    # Only what changed since the cursor, less the 5-minute overlap, is read: the change, and
+    # the last customer of the first run again (unchanged: nothing sent).
+    assert (second.synced, second.skipped, second.done) == (1, 1, 2)
+    assert by_number(stripe)["10043"]["name"] == "Kund 3 Holding AB"
+    assert len(stripe.objects["customer"]) == 12
+    assert Cursor.objects.get(integration=customers).value == "2026-11-20T09:30:00"
+
+
+def test_a_lost_answer_on_create_does_not_make_a_second_customer(
+    customers: Integration, ifs: IfsSimulator, stripe_sim: Served
+) -> None:
+    stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
+    stripe.faults.add("lose_response", match="POST /v1/customers", count=2)
+    run(customers)
+    run(customers)
+    assert sorted(by_number(stripe)) == [f"{10040 + n}" for n in range(1, 13)]
+    assert len(stripe.objects["customer"]) == 12
