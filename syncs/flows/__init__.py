@@ -22,6 +22,7 @@ from syncs.flows.base import (
 from syncs.flows.ifs_stripe_customers import IfsCustomersToStripe
 from syncs.flows.m3_stripe_customers import M3CustomersToStripe
 from syncs.flows.m3_stripe_invoices import M3InvoicesToStripe
+from syncs.flows.stripe_ifs_notes import StripeOutcomesToIfsNotes
 from syncs.flows.stripe_m3_payments import StripePaymentsToM3
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ FLOWS: dict[str, type[Flow]] = {
         M3InvoicesToStripe,
         StripePaymentsToM3,
         IfsCustomersToStripe,
+        StripeOutcomesToIfsNotes,
     )
 }
 

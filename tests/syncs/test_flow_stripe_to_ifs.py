@@ -1,0 +1,108 @@
+"""Stripe payments and disputes → notes on IFS Cloud invoices: signed webhooks into a live
+server, the poll, ETags, a locked record, and both simulators over HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from audit.models import AuditRecord
+from connections.models import Connection
+from connections.sandbox.base import Served
+from connections.sandbox.ifs import IfsSimulator
+from connections.sandbox.stripe import StripeSimulator
+from syncs.models import Integration, SyncRun, WebhookEvent
+from syncs.runner import Runner
+
+S = AuditRecord.Status
+INVOICES = "CustomerInvoiceHandling.svc/CustomerInvoiceSet"
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@dataclass
+class World:
+    ifs: IfsSimulator
+    stripe: StripeSimulator
+    notes: Integration
+
+    def pay(self, invoice: str, amount: int = 121000) -> dict[str, Any]:
+        meta = {"ifs_invoice": invoice, "ifs_company": "10"}
+        return self.stripe.act(
+            lambda: self.stripe.charge(amount=amount, currency="sek", metadata=meta)
+        )
+
+    def note(self, invoice: str) -> str:
+        found = self.ifs.entity(INVOICES, "10", invoice)
+        assert found is not None
+        return str(found.get("NoteText") or "")
+
+    def poll(self) -> SyncRun:
+        return Runner(Integration.objects.get(pk=self.notes.pk), trigger="schedule").run()
+
+
+@pytest.fixture
+def world(
+    ifs_sim: Served,
+    stripe_sim: Served,
+    ifs_connection: Connection,
+    stripe_connection: Connection,
+    live_server: Any,
+) -> World:
+    ifs: IfsSimulator = ifs_sim.app  # type: ignore[assignment]
+    stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
+    for number in ("1001", "1002"):
+        ifs.put(INVOICES, Company="10", InvoiceId=number, InvoiceAmount=1210.0, NoteText="")
+    notes = Integration(
+        name="Stripe → IFS notes",
+        slug="stripe-ifs-notes",
+        flow="stripe_ifs.notes",
+        source=stripe_connection,
+        target=ifs_connection,
+    )
+    notes.full_clean()
+    notes.save()
+    stripe.webhooks.endpoints.append(
+        {
+            "url": f"{live_server.url}/webhooks/stripe/{stripe_connection.slug}/",
+            "secret": stripe_connection.credentials["webhook_secret"],
+        }
+    )
+    return World(ifs, stripe, notes)
+
+
+def test_a_payment_is_noted_on_the_ifs_invoice_once(world: World) -> None:
+    world.stripe.webhooks.duplicate = True
+    before = world.ifs.entity(INVOICES, "10", "1001")["@odata.etag"]  # type: ignore[index]
+    charge = world.pay("1001")
+    note = world.note("1001")
+    assert note.count(charge["payment_intent"]) == 1 and "Paid in Stripe: 1210.00 SEK" in note
+    assert world.ifs.entity(INVOICES, "10", "1001")["@odata.etag"] != before  # type: ignore[index]
+    assert world.note("1002") == ""
+    assert world.poll().synced == 0  # the poll finds it done
+
+
+def test_a_dispute_is_noted_too(world: World) -> None:
+    charge = world.pay("1002", 50000)
+    world.stripe.act(lambda: world.stripe.dispute(charge["id"]))
+    note = world.note("1002")
+    assert "Paid in Stripe: 500.00 SEK" in note and "Disputed in Stripe: 500.00 SEK" in note
+    assert note.index("Paid") < note.index("Disputed")
+
+
+def test_a_locked_invoice_is_noted_when_it_is_free_again(world: World) -> None:
+    world.ifs.lock_entity(INVOICES, "10", "1001")
+    charge = world.pay("1001")
+    failed = AuditRecord.objects.get(integration=world.notes, status=S.FAILED)
+    assert failed.retryable and "locked" in failed.reason
+    assert world.note("1001") == ""
+    assert WebhookEvent.objects.filter(processed=False).exists()  # queued again later
+    world.ifs.lock_entity(INVOICES, "10", "1001", locked=False)
+    again = world.poll()
+    assert again.synced == 1 and world.note("1001").count(charge["payment_intent"]) == 1
+
+
+def test_a_payment_for_another_system_is_left_alone(world: World) -> None:
+    world.stripe.act(lambda: world.stripe.charge(amount=1000, currency="sek", metadata={}))
+    assert not AuditRecord.objects.filter(integration=world.notes, status=S.SYNCED).exists()
