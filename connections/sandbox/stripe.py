@@ -54,6 +54,8 @@ PREFIX = {
     "balance_transaction": "txn",
     "invoice_payment": "inpay",
     "payout": "po",
+    "price": "price",
+    "product": "prod",
 }
 
 
@@ -529,6 +531,8 @@ class StripeSimulator(Simulator):
             return self.pay_invoice(invoice["id"], request=req)
         if method == "POST" and rest[1:] == ["add_lines"]:
             return self._add_lines(invoice, p, req)
+        if method == "POST" and rest[1:] == ["remove_lines"]:
+            return self._remove_lines(invoice, p, req)
         if method == "POST" and len(rest) == 1:
             if invoice["status"] != "draft" and set(p) - {"metadata"}:
                 raise StripeError(
@@ -558,6 +562,22 @@ class StripeSimulator(Simulator):
                 code="invoice_not_editable",
             )
         for n, line in enumerate(lines):
+            price_id = (
+                (line.get("pricing") or {}).get("price")
+                if isinstance(line.get("pricing"), dict)
+                else None
+            )
+            if price_id:
+                price = self.get("price", price_id)
+                if not price["active"]:
+                    raise StripeError(
+                        400,
+                        "invalid_request_error",
+                        f"The price {price_id} is not active.",
+                        f"lines[{n}][pricing][price]",
+                    )
+                line["amount"] = price["unit_amount"] * int(line.get("quantity") or 1)
+                line["metadata"] = {**(line.get("metadata") or {}), "price": price_id}
             try:
                 int(line["amount"])
             except (KeyError, TypeError, ValueError):
@@ -577,6 +597,76 @@ class StripeSimulator(Simulator):
             invoice["metadata"] = {**invoice["metadata"], **p["invoice_metadata"]}
         self._event("invoice.updated", invoice, req)
         return invoice
+
+    def _remove_lines(
+        self, invoice: dict[str, Any], p: dict[str, Any], req: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``POST /v1/invoices/{id}/remove_lines``: ``lines[i][id]``, ``lines[i][behavior]``."""
+        lines = p.get("lines")
+        if not (isinstance(lines, list) and lines and all(isinstance(x, dict) for x in lines)):
+            raise StripeError(
+                400, "invalid_request_error", "Missing required param: lines.", "lines"
+            )
+        if invoice["status"] != "draft":
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                "You can only remove lines from draft invoices.",
+                code="invoice_not_editable",
+            )
+        present = {line["id"] for line in invoice["lines"]["data"]}
+        wanted = {str(line.get("id")) for line in lines}
+        if not wanted <= present:
+            raise StripeError(
+                400, "invalid_request_error", "No such line item on this invoice.", "lines"
+            )
+        kept = [line for line in invoice["lines"]["data"] if line["id"] not in wanted]
+        invoice["lines"]["data"] = kept
+        self._totals(invoice)
+        self._event("invoice.updated", invoice, req)
+        return invoice
+
+    def api_prices(
+        self, method: str, rest: list[str], p: dict[str, Any], req: dict[str, Any]
+    ) -> Any:
+        if method == "POST" and not rest:
+            try:
+                amount = int(p["unit_amount"])
+            except (KeyError, TypeError, ValueError):
+                raise StripeError(
+                    400, "invalid_request_error", "Invalid integer: unit_amount", "unit_amount"
+                ) from None
+            product_data = p.get("product_data") if isinstance(p.get("product_data"), dict) else {}
+            product = (
+                p.get("product")
+                or self.new("product", name=product_data.get("name") or "Product", active=True)[
+                    "id"
+                ]
+            )
+            return self.new(
+                "price",
+                active=True,
+                currency=str(p.get("currency", "usd")).lower(),
+                unit_amount=amount,
+                product=product,
+                type="one_time",
+                metadata=p.get("metadata") if isinstance(p.get("metadata"), dict) else {},
+            )
+        if method == "GET" and not rest:
+            return self._list(list(self.objects["price"].values()), p, "/v1/prices")
+        price = self.get("price", rest[0])
+        if method == "POST":
+            if "unit_amount" in p or "currency" in p:
+                raise StripeError(
+                    400,
+                    "invalid_request_error",
+                    "A price's amount and currency cannot be changed: create a new price.",
+                )
+            if "active" in p:
+                price["active"] = str(p["active"]).lower() == "true"
+            if isinstance(p.get("metadata"), dict):
+                price["metadata"] = {**price["metadata"], **p["metadata"]}
+        return price
 
     def api_invoiceitems(
         self, method: str, rest: list[str], p: dict[str, Any], req: dict[str, Any]

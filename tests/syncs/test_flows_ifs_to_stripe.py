@@ -96,3 +96,117 @@ def test_a_lost_answer_on_create_does_not_make_a_second_customer(
     run(customers)
     assert sorted(by_number(stripe)) == [f"{10040 + n}" for n in range(1, 13)]
     assert len(stripe.objects["customer"]) == 12
+
+
+INVOICES = "CustomerInvoiceHandling.svc/CustomerInvoiceSet"
+
+
+def lines(*amounts: tuple[str, str]) -> list[dict]:
+    return [
+        {
+            "LineNo": n,
+            "Description": f"Item {n}",
+            "NetAmount": net,
+            "VatAmount": vat,
+            "VatCode": "25",
+        }
+        for n, (net, vat) in enumerate(amounts, start=1)
+    ]
+
+
+@pytest.fixture
+def invoices(
+    customers: Integration,
+    ifs: IfsSimulator,
+    ifs_connection: Connection,
+    stripe_connection: Connection,
+) -> Integration:
+    run(customers)
+    ifs.put(
+        INVOICES,
+        Company="10",
+        InvoiceId="5001",
+        InvoiceNo="CI-5001",
+        Identity="10041",
+        Currency="SEK",
+        DueDate="2027-01-31",
+        ChangedDate="2026-11-21T10:00:00Z",
+        Lines=lines(("1000.00", "250.00"), ("200.00", "50.00")),
+    )
+    integ = Integration(
+        name="IFS invoices",
+        slug="ifs-invoices",
+        flow="ifs_stripe.invoices",
+        source=ifs_connection,
+        target=stripe_connection,
+    )
+    integ.full_clean()
+    integ.save()
+    return integ
+
+
+def stripe_invoice(stripe: StripeSimulator, number: str) -> dict:
+    (found,) = [
+        i for i in stripe.objects["invoice"].values() if i["metadata"].get("ifs_invoice") == number
+    ]
+    return found
+
+
+def test_an_ifs_invoice_becomes_one_draft_even_when_an_answer_is_lost(
+    invoices: Integration, ifs: IfsSimulator, stripe_sim: Served
+) -> None:
+    stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
+    stripe.faults.add("lose_response", match="/add_lines", count=10)  # every try this run
+    first = run(invoices)
+    assert first.failed == 1 and len(stripe.objects["invoice"]) == 1  # made, answer lost
+    stripe.faults.clear()
+    second = run(invoices)
+    assert second.synced == 1
+    draft = stripe_invoice(stripe, "5001")
+    assert draft["status"] == "draft" and draft["metadata"]["ifs_invoice_no"] == "CI-5001"
+    assert sorted(line["amount"] for line in draft["lines"]["data"]) == [20000, 30000, 100000]
+    assert draft["amount_due"] == 150000 and len(stripe.objects["invoice"]) == 1
+    assert all(p["active"] for p in stripe.objects["price"].values())
+
+
+def test_an_amount_change_archives_the_old_price(
+    invoices: Integration, ifs: IfsSimulator, stripe_sim: Served
+) -> None:
+    stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
+    run(invoices)
+    old = {
+        line["metadata"]["line"]: line["metadata"]["ifs_price"]
+        for line in stripe_invoice(stripe, "5001")["lines"]["data"]
+    }
+    ifs.put(
+        INVOICES,
+        Company="10",
+        InvoiceId="5001",
+        ChangedDate="2026-11-21T11:00:00Z",
+        Lines=lines(("1000.00", "250.00"), ("300.00", "75.00")),
+    )
+    changed = run(invoices)
+    assert changed.synced == 1 and "old prices archived" in changed.records.get().reason
+    draft = stripe_invoice(stripe, "5001")
+    assert draft["amount_due"] == 100000 + 30000 + 32500
+    assert stripe.objects["price"][old["2"]]["active"] is False  # prices are immutable
+    assert stripe.objects["price"][old["vat:25"]]["active"] is False
+    assert stripe.objects["price"][old["1"]]["active"] is True  # unchanged line kept
+    assert len(stripe.objects["invoice"]) == 1
+
+
+def test_a_change_after_stripe_finalized_the_invoice_is_flagged(
+    invoices: Integration, ifs: IfsSimulator, stripe_sim: Served
+) -> None:
+    stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
+    run(invoices)
+    stripe_invoice(stripe, "5001")["status"] = "open"  # a person sent it from Stripe
+    ifs.put(
+        INVOICES,
+        Company="10",
+        InvoiceId="5001",
+        ChangedDate="2026-11-21T12:00:00Z",
+        Lines=lines(("900.00", "225.00")),
+    )
+    flagged = run(invoices).records.get()
+    assert flagged.status == S.FLAGGED and "credit note" in flagged.reason

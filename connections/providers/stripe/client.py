@@ -204,6 +204,45 @@ class StripeProvider(HttpProvider):
             idempotency_key=f"{idempotency_key}:finalize",
         )
 
+    def create_draft_invoice(
+        self, params: Mapping[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        """A draft invoice (``auto_advance`` off: it stays a draft until a person sends it)."""
+        params = {**params, "auto_advance": False}
+        return self._raw("post", "/v1/invoices", params, idempotency_key=idempotency_key)
+
+    def create_price(self, params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        return self._raw("post", "/v1/prices", dict(params), idempotency_key=idempotency_key)
+
+    def archive_price(self, price_id: str) -> dict[str, Any]:
+        """Prices are immutable: a changed amount archives the old one (``active`` false)."""
+        return self._raw(
+            "post",
+            f"/v1/prices/{price_id}",
+            {"active": False},
+            idempotency_key=f"archive:{price_id}",
+        )
+
+    def add_invoice_lines(
+        self, invoice_id: str, lines: Sequence[Mapping[str, Any]], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        return self._raw(
+            "post",
+            f"/v1/invoices/{invoice_id}/add_lines",
+            {"lines": [dict(line) for line in lines]},
+            idempotency_key=idempotency_key,
+        )
+
+    def remove_invoice_lines(
+        self, invoice_id: str, line_ids: Sequence[str], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        return self._raw(
+            "post",
+            f"/v1/invoices/{invoice_id}/remove_lines",
+            {"lines": [{"id": line_id, "behavior": "delete"} for line_id in line_ids]},
+            idempotency_key=idempotency_key,
+        )
+
     def get_invoice(self, invoice_id: str) -> dict[str, Any]:
         return _plain(self.client.v1.invoices.retrieve(invoice_id))
 
