@@ -1,5 +1,6 @@
-"""Demo set-up: connections to the running sandbox, the three M3 ↔ Stripe integrations, their
-GL mappings and schedules, and the Stripe webhook endpoint.  Safe to run on every start."""
+"""Demo set-up: connections to the running sandbox, the M3 ↔ Stripe and IFS Cloud ↔ Stripe
+integrations, their GL mappings and schedules, and the Stripe webhook endpoint.  Safe to run on
+every start."""
 
 from __future__ import annotations
 
@@ -57,6 +58,33 @@ INTEGRATIONS = [
         5,
         90,
     ),
+    (
+        "ifs-customers-to-stripe",
+        "IFS Cloud customers → Stripe",
+        "ifs_stripe.customers",
+        "ifs",
+        "stripe",
+        1,
+        10,
+    ),
+    (
+        "ifs-invoices-to-stripe",
+        "IFS Cloud invoices → Stripe drafts",
+        "ifs_stripe.invoices",
+        "ifs",
+        "stripe",
+        1,
+        50,
+    ),
+    (
+        "stripe-outcomes-to-ifs",
+        "Stripe payments and disputes → IFS Cloud notes",
+        "stripe_ifs.notes",
+        "stripe",
+        "ifs",
+        5,
+        100,
+    ),
 ]
 
 
@@ -96,8 +124,19 @@ def demo_seed(*, urls: dict[str, str], web_url: str) -> dict[str, Any]:
             settings={"base_url": stripe_url},
         )
         sides = {"m3": m3, "stripe": stripe}
+        if "ifs" in urls:
+            values = requests.get(f"{urls['ifs']}/_sandbox/connection", timeout=10).json()
+            sides["ifs"] = _connection(
+                "ifs-sandbox",
+                name="IFS Cloud (sandbox)",
+                kind=values["kind"],
+                credentials=values["credentials"],
+                settings=values["settings"],
+            )
         created = []
         for slug, name, flow, source, target, minutes, delay in INTEGRATIONS:
+            if source not in sides or target not in sides:
+                continue
             integration, new = Integration.objects.get_or_create(
                 slug=slug,
                 defaults={
@@ -133,4 +172,4 @@ def demo_seed(*, urls: dict[str, str], web_url: str) -> dict[str, Any]:
             "enabled_events": list(StripePaymentsToM3.webhook_events),
         },
     )
-    return {"integrations": [i[0] for i in INTEGRATIONS]}
+    return {"integrations": [i[0] for i in INTEGRATIONS if i[3] in sides and i[4] in sides]}

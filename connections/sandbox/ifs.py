@@ -296,6 +296,68 @@ class IfsSimulator(Simulator):
             updated = self.put(entity_set, **{**found, **changes})
         return json_response(updated, headers={"ETag": updated["@odata.etag"]})
 
+    def seed(self, **options: Any) -> None:
+        """A small tenant: Swedish and Norwegian customers, each with an invoice (no-op when
+        there is data already)."""
+        with self.lock:
+            if any(self.sets.values()):
+                return
+            people = [
+                ("10041", "Kvarn & Kaffe AB", "SE", "SE556677889901", "Uppsala"),
+                ("10042", "Fjellbryggeriet AS", "NO", "NO987654321MVA", "Bergen"),
+                ("10043", "Lindqvist Bygg AB", "SE", "SE556012345601", "Västerås"),
+                ("10044", "Nordhavn Shipping ApS", "DK", "DK12345678", "Aarhus"),
+            ]
+            for n, (number, name, country, vat, city) in enumerate(people, start=1):
+                changed = f"2026-11-{n:02d}T08:00:00Z"
+                self.put(
+                    "CustomerHandling.svc/CustomerInfoSet",
+                    CustomerId=number,
+                    Name=name,
+                    Email=f"ekonomi@{number}.example",
+                    Address1=f"Hamngatan {n}",
+                    City=city,
+                    ZipCode=f"{75300 + n}",
+                    Country=country,
+                    VatNo=vat,
+                    ChangedDate=changed,
+                )
+                net, vat_amount = 1000 * n, 250 * n
+                self.put(
+                    "CustomerInvoiceHandling.svc/CustomerInvoiceSet",
+                    Company="10",
+                    InvoiceId=f"{5000 + n}",
+                    InvoiceNo=f"CI-{5000 + n}",
+                    Identity=number,
+                    Currency="SEK",
+                    DueDate="2027-01-31",
+                    ChangedDate=f"2026-11-{n:02d}T09:00:00Z",
+                    NoteText="",
+                    Lines=[
+                        {
+                            "LineNo": 1,
+                            "Description": "Consulting",
+                            "NetAmount": f"{net}.00",
+                            "VatAmount": f"{vat_amount}.00",
+                            "VatCode": "25",
+                        }
+                    ],
+                )
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {"sets": self.sets, "client_secret": self.client_secret}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        with self.lock:
+            self.sets = {s: snapshot["sets"].get(s, {}) for s in SETS}
+            self.client_secret = snapshot.get("client_secret", self.client_secret)
+
+    def control_action(self, request: Request) -> Response:
+        if request.path == "/_sandbox/connection":  # what the demo's connection needs
+            return json_response(self.connection_values(request.host_url.rstrip("/")))
+        return super().control_action(request)
+
     def state_summary(self) -> dict[str, Any]:
         return {
             **super().state_summary(),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from connections.sandbox.base import Served, Simulator
+from connections.sandbox.ifs import IfsSimulator
 from connections.sandbox.m3 import M3Simulator
 from connections.sandbox.stripe import StripeSimulator
 
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 SIMULATORS: dict[str, type[Simulator]] = {
     M3Simulator.name: M3Simulator,
     StripeSimulator.name: StripeSimulator,
+    IfsSimulator.name: IfsSimulator,
 }
 
 

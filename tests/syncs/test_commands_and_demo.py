@@ -54,7 +54,7 @@ def test_demo_seed_creates_the_integrations_once(
     with django_capture_on_commit_callbacks(execute=True):
         demo_seed(urls=sandbox.urls(), web_url="http://x")
         demo_seed(urls=sandbox.urls(), web_url="http://x")
-    assert Integration.objects.count() == 3 and Connection.objects.count() == 2
+    assert Integration.objects.count() == 6 and Connection.objects.count() == 3
     assert FieldMapping.objects.filter(source_value="stripe_receipts:EUR").count() == 1
     assert all(i.q_schedule_id for i in Integration.objects.all())
     stripe = Connection.objects.get(slug="stripe-sandbox")
@@ -65,6 +65,7 @@ def test_demo_seed_creates_the_integrations_once(
     assert "customer.created" not in endpoint["enabled_events"]
     assert connection_check(connection=Connection.objects.get(slug="cloudsuite-sandbox")).ok
     assert connection_check(connection=stripe).ok
+    assert connection_check(connection=Connection.objects.get(slug="ifs-sandbox")).ok
     stripe.refresh_from_db()
     assert stripe.status == Connection.Status.OK and stripe.last_checked_at
 

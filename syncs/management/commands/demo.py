@@ -93,8 +93,9 @@ class Command(BaseCommand):
                 + ", ".join(f"{SIMULATORS[n].label} {u}" for n, u in sandbox.items())
                 + "\n"
                 + "  Within a couple of minutes: Stripe customers and invoices from the demo\n"
-                + "  tenant, then receipts in CloudSuite as the sandbox's customers pay (see\n"
-                + "  Sync runs and Audit records).  Ctrl-C stops the server, worker and sandbox.\n"
+                + "  CloudSuite tenant, then receipts in CloudSuite as the sandbox's customers\n"
+                + "  pay; IFS Cloud customers and draft invoices in Stripe too (see Sync runs\n"
+                + "  and Audit records).  Ctrl-C stops the server, worker and sandbox.\n"
             )
             call_command(
                 "runserver",
