@@ -89,6 +89,7 @@ class Sandbox:
                 str(customers),
                 f"--port=m3={self.m3_port}",
                 f"--port=stripe={self.stripe_port}",
+                f"--port=ifs={free_port()}",  # not measured, but never on a port in use
             ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
