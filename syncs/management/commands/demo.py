@@ -78,7 +78,10 @@ class Command(BaseCommand):
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         sandbox = {name: f"http://127.0.0.1:{port}" for name, port in PORTS.items()}
         children: list[subprocess.Popen] = []
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop cleanly under kill, too
+        # Stop cleanly under kill, and when the terminal goes away (its window closed): the
+        # sandbox and worker run in sessions of their own and would otherwise live on.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.signal(signal.SIGHUP, lambda *_: sys.exit(0))
         try:
             ports = [f"--port={name}={port}" for name, port in PORTS.items()]
             children.append(self._spawn([manage, "sandbox", "--seed", "--activity", "20", *ports]))
