@@ -107,6 +107,9 @@ class Command(BaseCommand):
                 use_threading=True,
             )
         finally:
+            # Nothing interrupts the clean-up: a terminal that goes away signals more than once.
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)
             # The worker first (its runs may still call the sandbox), then the sandbox; each
             # stops its own children, the worker within its grace period.
             patience = DEMO_GRACE + 20
