@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from connections import jsonsafe
 from connections.providers.errors import ApiError
@@ -228,6 +228,7 @@ class SyncRunAdmin(ReadOnlyAdmin):
         "heartbeat_at",
         "error_summary",
         "audit_records",
+        "split",
     )
     fields = readonly_fields
 
@@ -240,6 +241,25 @@ class SyncRunAdmin(ReadOnlyAdmin):
         return format_html(
             '<progress max="100" value="{}" title="{}%"></progress> {}', percent, percent, label
         )
+
+    @admin.display(description="Split across workers")
+    def split(self, obj: SyncRun) -> str:
+        """The parts of a split run, or the run a part belongs to."""
+        if obj.parent_id:
+            url = reverse("admin:syncs_syncrun_change", args=[obj.parent_id])
+            return format_html('Part of <a href="{}">run #{}</a>', url, obj.parent_id)
+        parts = list(obj.parts.order_by("pk").values_list("pk", "status"))
+        if not parts:
+            return "Not split"
+        links = format_html_join(
+            ", ",
+            '<a href="{}">#{}</a> ({})',
+            (
+                (reverse("admin:syncs_syncrun_change", args=[pk]), pk, SyncRun.Status(st).label)
+                for pk, st in parts
+            ),
+        )
+        return format_html("This worker took the first part; other parts: {}", links)
 
     @admin.display(description="Audit records")
     def audit_records(self, obj: SyncRun) -> str:

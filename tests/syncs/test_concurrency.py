@@ -185,6 +185,7 @@ def test_a_run_split_across_workers_posts_every_invoice_once(
     sims: tuple[M3Simulator, StripeSimulator],
     m3_connection: Connection,
     stripe_connection: Connection,
+    admin_client: Any,
 ) -> None:
     m3, stripe = sims
     for n in range(4, 12):
@@ -213,6 +214,10 @@ def test_a_run_split_across_workers_posts_every_invoice_once(
     created = [i["metadata"]["m3_invoice"] for i in stripe.objects["invoice"].values()]
     assert sorted(created) == [str(8000 + n) for n in range(36)]  # each once, none missed
     assert Cursor.objects.get(integration=invoices).value == "20261128"
+    page = admin_client.get(f"/admin/syncs/syncrun/{result.pk}/change/").content.decode()
+    assert "other parts:" in page and f"#{parts[0].pk}" in page
+    page = admin_client.get(f"/admin/syncs/syncrun/{parts[0].pk}/change/").content.decode()
+    assert f"run #{result.pk}" in page
 
 
 def test_a_split_run_whose_part_must_read_again_holds_the_cursor(
