@@ -24,15 +24,14 @@ from syncs.flows.base import (
     Flag,
     Flow,
     FlowContext,
-    LoadResult,
     Mappings,
     Payload,
-    Posting,
     ReadWindow,
     Skip,
     SourceRecord,
     Unit,
 )
+from syncs.flows.stripe_customers import StripeCustomerWrites, snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +54,6 @@ TAX_ID_TYPES = {**dict.fromkeys(EU, "eu_vat"), "GB": "gb_vat", "NO": "no_vat", "
 Context = FlowContext[IfsCloud, StripeProvider]
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        value = {k: v for k, v in value.items() if v not in (None, "")}
-    return value or None
-
-
 def _moment(value: Any) -> str | None:
     """An IFS date/time as the cursor keeps it (ISO 8601, UTC, no zone letter)."""
     if not value:
@@ -71,13 +64,14 @@ def _moment(value: Any) -> str | None:
         return None
 
 
-class IfsCustomersToStripe(Flow[IfsCloud, StripeProvider]):
+class IfsCustomersToStripe(StripeCustomerWrites, Flow[IfsCloud, StripeProvider]):
     key = "ifs_stripe.customers"
     label = "IFS Cloud customers → Stripe customers"
     source_kind = "ifs_cloud"
     target_kind = "stripe"
     stream = "customers"
     ledger_target = "stripe.customer"
+    metadata_key = METADATA_KEY
     window = ReadWindow("ChangedDate", Unit.ISO, overlap=timedelta(minutes=5))
 
     @property
@@ -98,15 +92,9 @@ class IfsCustomersToStripe(Flow[IfsCloud, StripeProvider]):
             if existing is None:  # one listing of Stripe's customers, once there is work
                 existing = ctx.target.index_customers(key=METADATA_KEY)
             number = str(row.get(KEY_FIELD) or "")
-            current = existing.get(number)
-            snapshot = (
-                {k: current.get(k) for k in ("id", "metadata", "name", "email", "phone", "address")}
-                if current
-                else None
-            )
             yield SourceRecord(
                 number or "(no customer id)",
-                {"ifs": row, "stripe": snapshot},
+                {"ifs": row, "stripe": snapshot(existing.get(number))},
                 watermark=_moment(row.get(changed)),
             )
 
@@ -129,42 +117,16 @@ class IfsCustomersToStripe(Flow[IfsCloud, StripeProvider]):
             "phone": ifs.get(f["phone"]),
             "address": address,
         }
-        wanted = {k: _clean(v) for k, v in wanted.items()}
         tax_id = str(ifs.get(f["tax_id"]) or "").strip()
-        metadata = {METADATA_KEY: number, **({"ifs_tax_id": tax_id} if tax_id else {})}
-        if current is None:
-            create: dict[str, Any] = {k: v for k, v in wanted.items() if v is not None}
-            tax_type = TAX_ID_TYPES.get(country or "")
-            if tax_id and tax_type:
-                create["tax_id_data"] = [{"type": tax_type, "value": tax_id}]
-            return Payload(
-                {"create": {**create, "metadata": metadata}}, ledger_key=f"ifs-customer:{number}"
-            )
-        changes = {k: v or "" for k, v in wanted.items() if _clean(current.get(k)) != v}
-        if any((current.get("metadata") or {}).get(k) != v for k, v in metadata.items()):
-            changes["metadata"] = metadata
-        if not changes:
-            return Skip("Unchanged in Stripe.")
-        return Payload(
-            {"id": current["id"], "update": changes}, ledger_key=None, target_key=current["id"]
+        tax_type = TAX_ID_TYPES.get(country or "")
+        return self.customer_payload(
+            wanted=wanted,
+            metadata={METADATA_KEY: number, **({"ifs_tax_id": tax_id} if tax_id else {})},
+            current=current,
+            ledger_key=f"ifs-customer:{number}",
+            on_create=(
+                {"tax_id_data": [{"type": tax_type, "value": tax_id}]}
+                if tax_id and tax_type
+                else None
+            ),
         )
-
-    def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:
-        stripe = ctx.target
-        if "create" in payload.data:
-            assert posting is not None
-            created = stripe.create_customer(
-                payload.data["create"], idempotency_key=posting.idempotency_key
-            )
-            return LoadResult(created["id"], {"id": created["id"]}, "Created in Stripe.")
-        updated = stripe.update_customer(payload.data["id"], payload.data["update"])
-        return LoadResult(
-            updated["id"],
-            {"id": updated["id"]},
-            "Updated in Stripe: " + ", ".join(sorted(payload.data["update"])) + ".",
-        )
-
-    def find_existing(self, ctx: Context, payload: Payload, posting: Posting) -> LoadResult | None:
-        number = payload.data["create"]["metadata"][METADATA_KEY]
-        found = ctx.target.find_customer(key=METADATA_KEY, value=number)
-        return LoadResult(found["id"], {"id": found["id"]}) if found else None
