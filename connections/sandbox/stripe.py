@@ -545,10 +545,9 @@ class StripeSimulator(Simulator):
             self._event("invoice.updated", invoice, req)
         return invoice
 
-    def _add_lines(
-        self, invoice: dict[str, Any], p: dict[str, Any], req: dict[str, Any]
-    ) -> dict[str, Any]:
-        """``POST /v1/invoices/{id}/add_lines``: every line or none (draft invoices only)."""
+    @staticmethod
+    def _line_params(invoice: dict[str, Any], p: dict[str, Any], what: str) -> list[dict]:
+        """The ``lines`` of a bulk line request, on a draft invoice only."""
         lines = p.get("lines")
         if not (isinstance(lines, list) and lines and all(isinstance(x, dict) for x in lines)):
             raise StripeError(
@@ -558,9 +557,16 @@ class StripeSimulator(Simulator):
             raise StripeError(
                 400,
                 "invalid_request_error",
-                "You can only add lines to draft invoices.",
+                f"You can only {what} draft invoices.",
                 code="invoice_not_editable",
             )
+        return lines
+
+    def _add_lines(
+        self, invoice: dict[str, Any], p: dict[str, Any], req: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``POST /v1/invoices/{id}/add_lines``: every line or none (draft invoices only)."""
+        lines = self._line_params(invoice, p, "add lines to")
         for n, line in enumerate(lines):
             price_id = (
                 (line.get("pricing") or {}).get("price")
@@ -602,18 +608,7 @@ class StripeSimulator(Simulator):
         self, invoice: dict[str, Any], p: dict[str, Any], req: dict[str, Any]
     ) -> dict[str, Any]:
         """``POST /v1/invoices/{id}/remove_lines``: ``lines[i][id]``, ``lines[i][behavior]``."""
-        lines = p.get("lines")
-        if not (isinstance(lines, list) and lines and all(isinstance(x, dict) for x in lines)):
-            raise StripeError(
-                400, "invalid_request_error", "Missing required param: lines.", "lines"
-            )
-        if invoice["status"] != "draft":
-            raise StripeError(
-                400,
-                "invalid_request_error",
-                "You can only remove lines from draft invoices.",
-                code="invoice_not_editable",
-            )
+        lines = self._line_params(invoice, p, "remove lines from")
         present = {line["id"] for line in invoice["lines"]["data"]}
         wanted = {str(line.get("id")) for line in lines}
         if not wanted <= present:
