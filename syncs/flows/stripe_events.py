@@ -14,11 +14,30 @@ parts — so one receipt batch equals one bank deposit.  Disputes are flagged ei
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from connections.providers.stripe import StripeProvider
+from syncs.flows.base import FlowContext, ReadWindow, Unit
 
 logger = logging.getLogger(__name__)
+
+# Stripe's events list reaches back 30 days (an hour's margin for clock differences).
+EVENTS_WINDOW = ReadWindow(
+    "created", Unit.EPOCH_S, overlap=timedelta(minutes=5), reach=timedelta(days=30, hours=-1)
+)
+
+
+def new_events(ctx: FlowContext[StripeProvider, Any], types: Sequence[str]) -> list[dict]:
+    """Stripe's events of ``types`` in the read window that no webhook delivery has processed
+    for this flow, oldest first; everything listed is marked read."""
+    events = list(ctx.source.list_events(since=int(ctx.window_start or 0), types=types))
+    if events:  # the next poll starts there (less the overlap)
+        ctx.mark_read(str(max(e["created"] for e in events)))
+    seen = ctx.events_processed(e["id"] for e in events)
+    return [e for e in events if e["id"] not in seen]
+
 
 M3_KEYS = ("m3_invoice", "m3_invoice_year", "m3_customer", "m3_currency", "m3_amount")
 

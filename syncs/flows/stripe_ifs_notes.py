@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from connections.providers.base import InboundEvent
@@ -30,11 +30,10 @@ from syncs.flows.base import (
     Mappings,
     Payload,
     Posting,
-    ReadWindow,
     Skip,
     SourceRecord,
-    Unit,
 )
+from syncs.flows.stripe_events import EVENTS_WINDOW, new_events
 from syncs.money import from_minor
 
 logger = logging.getLogger(__name__)
@@ -81,18 +80,12 @@ class StripeOutcomesToIfsNotes(Flow[StripeProvider, IfsCloud]):
     target_kind = "ifs_cloud"
     stream = "notes"
     ledger_target = "ifs.invoice_note"
-    window = ReadWindow(
-        "created", Unit.EPOCH_S, overlap=timedelta(minutes=5), reach=timedelta(days=30, hours=-1)
-    )
+    window = EVENTS_WINDOW
     webhook_system = "stripe"
     webhook_events = EVENTS
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
-        events = list(ctx.source.list_events(since=int(ctx.window_start or 0), types=EVENTS))
-        if events:
-            ctx.mark_read(str(max(e["created"] for e in events)))
-        seen = ctx.events_processed(e["id"] for e in events)
-        events = [e for e in events if e["id"] not in seen]
+        events = new_events(ctx, EVENTS)
         posted = ctx.already_posted(f"note:{e['data']['object']['id']}" for e in events)
         for event in events:
             if f"note:{event['data']['object']['id']}" in posted:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -44,14 +43,12 @@ from syncs.flows.base import (
     Mappings,
     Payload,
     Posting,
-    ReadWindow,
     Skip,
     SourceRecord,
     Superseded,
-    Unit,
 )
+from syncs.flows.stripe_events import EVENTS_WINDOW, movements, new_events
 from syncs.flows.stripe_events import keys as event_keys
-from syncs.flows.stripe_events import movements
 from syncs.money import decimal, from_minor
 
 logger = logging.getLogger(__name__)
@@ -120,10 +117,7 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
     target_kind = "infor_m3"
     stream = "payments"
     ledger_target = "m3.receipt"
-    # Stripe's events list reaches back 30 days (an hour's margin for clock differences).
-    window = ReadWindow(
-        "created", Unit.EPOCH_S, overlap=timedelta(minutes=5), reach=timedelta(days=30, hours=-1)
-    )
+    window = EVENTS_WINDOW
     webhook_system = "stripe"
     webhook_events = EVENT_TYPES
 
@@ -135,11 +129,7 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         stripe, payouts = ctx.source, self.payouts
         types = ("payout.paid", "charge.dispute.created") if payouts else EVENT_TYPES
-        events = list(stripe.list_events(since=int(ctx.window_start or 0), types=types))
-        if events:  # everything listed is read: the next poll starts there (less the overlap)
-            ctx.mark_read(str(max(e["created"] for e in events)))
-        seen = ctx.events_processed(e["id"] for e in events)
-        events = [e for e in events if e["id"] not in seen]
+        events = new_events(ctx, types)
         # Ask the ledger before asking Stripe for details: a quiet poll costs a few requests.
         cheap = {e["id"]: event_keys(stripe, e, payouts=payouts) for e in events}
         posted = ctx.already_posted(k for found in cheap.values() for k in found or ())
