@@ -818,29 +818,7 @@ class Runner:
                     resolved_by=self.requested_by[:150],
                     resolution=f"Replayed as record #{audit.pk} ({out.status})",
                 )
-            if out.status in (Status.SYNCED, Status.DUPLICATE):
-                # Earlier failures of this record need no one any more: it is posted now (but
-                # a posting that needs finishing by hand stays until a person has done it).
-                AuditRecord.objects.filter(
-                    integration=self.integration,
-                    stream=self.flow.stream,
-                    source_key=audit.source_key,
-                    status__in=(Status.FAILED, Status.FLAGGED),
-                    resolved_at=None,
-                ).exclude(pk=audit.pk).exclude(status=Status.FLAGGED, ledger__isnull=False).update(
-                    resolved_at=timezone.now(),
-                    resolved_by="ml-connector",
-                    resolution=f"Posted later (record #{audit.pk})",
-                )
-            if out.status == Status.FAILED and out.retryable:
-                self._hold_cursor = True
-            elif record.watermark and not self._hold_cursor:
-                self._move_cursor(record.watermark)
-        if not (out.status == Status.FAILED and out.retryable) and replay_of is None:
-            self._keep_final(record)
-        if self.run_row is None:
-            self.counts.records.append(audit.pk)
-        self._count(out.status)
+            self._settle([item], [audit])
         return audit
 
     @staticmethod
@@ -918,12 +896,18 @@ class Runner:
         else:  # an old SQLite: the ids are needed below
             for row in rows:
                 row.save(force_insert=True)
+        self._settle(items, rows)
+
+    def _settle(self, items: Sequence[_Item], rows: Sequence[AuditRecord]) -> None:
+        """After written audit records: earlier failures of records now posted are resolved
+        (not a posting that needs finishing by hand: that stays until a person has done it),
+        the cursor moves past them unless one must be read again, and they are counted."""
         posted = {
             row.source_key: row.pk
             for row in rows
             if row.status in (Status.SYNCED, Status.DUPLICATE)
         }
-        if posted:  # earlier failures of these records need no one any more (see _write)
+        if posted:
             earlier = (
                 AuditRecord.objects.filter(
                     integration=self.integration,
@@ -946,21 +930,19 @@ class Runner:
                     resolution=f"Posted later (record #{posted[key]})",
                 )
         mark = None
-        for item, out in zip(items, outcomes, strict=True):
-            assert out is not None
-            if out.status == Status.FAILED and out.retryable:
+        for item, row in zip(items, rows, strict=True):
+            if row.status == Status.FAILED and row.retryable:
                 self._hold_cursor = True
             elif item.record.watermark and not self._hold_cursor:
                 mark = item.record.watermark
         if mark is not None:
             self._move_cursor(mark)
-        for item, out, row in zip(items, outcomes, rows, strict=True):
-            assert out is not None
-            if not (out.status == Status.FAILED and out.retryable):
+        for item, row in zip(items, rows, strict=True):
+            if not (row.status == Status.FAILED and row.retryable) and item.replay_of is None:
                 self._keep_final(item.record)
             if self.run_row is None:
                 self.counts.records.append(row.pk)
-            self._count(out.status)
+            self._count(row.status)
 
     def _waiting_flag(self, record: SourceRecord, reason: str) -> AuditRecord | None:
         """The same flag, still in the review queue: note it was seen again, add nothing new."""

@@ -54,7 +54,7 @@ TAX_ID_TYPES = {**dict.fromkeys(EU, "eu_vat"), "GB": "gb_vat", "NO": "no_vat", "
 Context = FlowContext[IfsCloud, StripeProvider]
 
 
-def _moment(value: Any) -> str | None:
+def as_cursor_moment(value: Any) -> str | None:
     """An IFS date/time as the cursor keeps it (ISO 8601, UTC, no zone letter)."""
     if not value:
         return None
@@ -95,7 +95,7 @@ class IfsCustomersToStripe(StripeCustomerWrites, Flow[IfsCloud, StripeProvider])
             yield SourceRecord(
                 number or "(no customer id)",
                 {"ifs": row, "stripe": snapshot(existing.get(number))},
-                watermark=_moment(row.get(changed)),
+                watermark=as_cursor_moment(row.get(changed)),
             )
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:

@@ -42,7 +42,7 @@ from syncs.flows.base import (
     Wait,
 )
 from syncs.flows.ifs_stripe_customers import METADATA_KEY as CUSTOMER_KEY
-from syncs.flows.ifs_stripe_customers import _moment
+from syncs.flows.ifs_stripe_customers import as_cursor_moment
 from syncs.money import decimal, to_minor
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class IfsInvoicesToStripe(Flow[IfsCloud, StripeProvider]):
                     "posted": bool(found) and bool(ctx.already_posted([invoice_key(row)])),
                     "as_of": int(datetime.now(tz=UTC).timestamp()),
                 },
-                watermark=_moment(row.get(changed)),
+                watermark=as_cursor_moment(row.get(changed)),
             )
 
     def _lines(self, row: dict[str, Any], currency: str) -> list[dict[str, Any]] | str:

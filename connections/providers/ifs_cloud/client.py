@@ -25,7 +25,6 @@ import requests
 
 from connections.providers.base import CheckResult, HttpProvider
 from connections.providers.errors import ApiError, NotFound, Rejected, Transient
-from connections.providers.http import ClientConfig
 from connections.providers.ifs_cloud.credentials import (
     DEFAULT_CHANGE_FIELDS,
     DEFAULT_ENTITIES,
@@ -70,9 +69,6 @@ class IfsCloud(HttpProvider):
     kind = "ifs_cloud"
     label = "IFS Cloud"
     spec = SPEC
-
-    def client_config(self) -> ClientConfig:
-        return ClientConfig.from_connection(self.connection)
 
     def grant(self) -> Grant:
         base = str(self.connection.setting("base_url")).rstrip("/")
