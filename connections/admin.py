@@ -12,9 +12,9 @@ from django.urls import reverse
 from django.utils.html import format_html_join
 
 from connections.forms import connection_form_for, form_field_names
-from connections.models import Connection, OAuthToken
+from connections.models import Connection, KeyRotation, OAuthToken
 from connections.providers.registry import SYSTEMS
-from connections.services import connection_check
+from connections.services import connection_check, stripe_key_rotate
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +25,14 @@ class ConnectionAdmin(admin.ModelAdmin):
     list_filter = ("kind", "status")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
-    readonly_fields = ("credentials_on_file", "status", "last_checked_at", "last_check_message")
-    actions = ["test_connection"]
+    readonly_fields = (
+        "credentials_on_file",
+        "status",
+        "last_checked_at",
+        "last_check_message",
+        "recent_key_rotations",
+    )
+    actions = ["test_connection", "rotate_key"]
 
     @admin.action(description="Test selected connections", permissions=["change"])
     def test_connection(self, request: HttpRequest, queryset: Any) -> None:
@@ -34,6 +40,25 @@ class ConnectionAdmin(admin.ModelAdmin):
             result = connection_check(connection=connection)
             level = messages.SUCCESS if result.ok else messages.ERROR
             self.message_user(request, f"{connection.name}: {result.message}", level)
+
+    @admin.action(description="Rotate the Stripe API key now", permissions=["change"])
+    def rotate_key(self, request: HttpRequest, queryset: Any) -> None:
+        for connection in queryset:
+            if connection.kind != "stripe":
+                self.message_user(
+                    request,
+                    f"{connection.name}: only a Stripe connection's key can be rotated here.",
+                    messages.WARNING,
+                )
+                continue
+            rotation = stripe_key_rotate(
+                connection=connection, requested_by=request.user.get_username()
+            )
+            level = {
+                KeyRotation.Status.DONE: messages.SUCCESS,
+                KeyRotation.Status.PENDING: messages.WARNING,
+            }.get(rotation.status, messages.ERROR)
+            self.message_user(request, f"{connection.name}: {rotation.message}", level)
 
     def _kind(self, request: HttpRequest, obj: Connection | None) -> str:
         kind = obj.kind if obj is not None else request.POST.get("kind") or request.GET.get("kind")
@@ -109,7 +134,24 @@ class ConnectionAdmin(admin.ModelAdmin):
             fieldsets.append(
                 ("Status", {"fields": ["status", "last_checked_at", "last_check_message"]})
             )
+            if obj.kind == "stripe":
+                fieldsets.append(("Key rotations", {"fields": ["recent_key_rotations"]}))
         return fieldsets
+
+    @admin.display(description="Latest")
+    def recent_key_rotations(self, obj: Connection) -> str:
+        rows = [
+            (
+                f"{r.started_at:%Y-%m-%d %H:%M:%S %Z}",
+                r.get_status_display(),
+                r.message or "—",
+            )
+            for r in obj.key_rotations.order_by("-started_at")[:5]
+        ]
+        return (
+            format_html_join("", "<div><b>{}</b> · {} — {}</div>", rows)
+            or "Never rotated by ml-connector."
+        )
 
     @admin.display(description="Credentials")
     def credentials_on_file(self, obj: Connection) -> str:
@@ -144,4 +186,45 @@ class OAuthTokenAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(KeyRotation)
+class KeyRotationAdmin(admin.ModelAdmin):
+    """Every rotation of a Stripe key: when, by whom, the key ids and how it ended (never a
+    secret)."""
+
+    list_display = (
+        "connection",
+        "status",
+        "started_at",
+        "finished_at",
+        "old_key_id",
+        "new_key_id",
+        "old_key_expires_at",
+        "requested_by",
+    )
+    list_filter = ("status", "connection")
+    fields = (
+        "connection",
+        "status",
+        "requested_by",
+        "started_at",
+        "finished_at",
+        "attempts",
+        "old_key_id",
+        "new_key_id",
+        "grace_minutes",
+        "old_key_expires_at",
+        "message",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

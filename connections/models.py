@@ -132,3 +132,47 @@ class RateLimitBucket(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class KeyRotation(models.Model):
+    """One rotation of a connection's API key: asked for, then finished or failed.
+
+    While it is pending it holds the one-off private key the new secret is encrypted to
+    (encrypted at rest) and the idempotency key of the request, so a rotation whose answer was
+    lost is asked for again — the same rotation, not a second one — and its secret still read.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Under way"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="key_rotations"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    requested_by = models.CharField(max_length=150, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    old_key_id = models.CharField(max_length=100, blank=True)
+    new_key_id = models.CharField(max_length=100, blank=True)
+    old_key_expires_at = models.DateTimeField(null=True, blank=True)
+    grace_minutes = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    idempotency_key = models.CharField(max_length=64, editable=False)
+    private_key = EncryptedTextField(blank=True, default="", editable=False)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection"],
+                condition=models.Q(status="pending"),
+                name="one_pending_key_rotation_per_connection",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Key rotation of {self.connection} ({self.get_status_display()})"

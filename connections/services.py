@@ -1,15 +1,20 @@
-"""Services for connections: testing a connection, re-encrypting secrets with the first key."""
+"""Services for connections: testing a connection, re-encrypting secrets with the first key,
+rotating a Stripe secret key on the schedule its connection sets."""
 
 from __future__ import annotations
 
 import logging
+import uuid
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
+from django_q.models import Schedule
 
-from connections.models import Connection, OAuthToken
+from connections.models import Connection, KeyRotation, OAuthToken
 from connections.providers.base import CheckResult
-from connections.providers.errors import ApiError
+from connections.providers.errors import ApiError, OutcomeUnknown
+from connections.providers.stripe import StripeProvider, keys
 from connections.redaction import Redactor
 
 logger = logging.getLogger(__name__)
@@ -55,3 +60,190 @@ def connection_check(*, connection: Connection) -> CheckResult:
     return CheckResult(
         result.ok, redact.text(result.message), [redact.text(d) for d in result.details]
     )
+
+
+# -- Stripe key rotation ----------------------------------------------------------------------
+
+ROTATION_TASK = "connections.tasks.rotate_due_keys"
+ROTATION_SCHEDULE = "mlc:key-rotation"
+ROTATION_LEASE = timedelta(minutes=5)  # how long one worker may hold a rotation under way
+RETRY_FAILED_AFTER = timedelta(days=1)  # a refused rotation is tried again a day later
+R = KeyRotation.Status
+
+
+def key_rotation_schedule_ensure() -> Schedule:
+    """The schedule that rotates keys when their connection says they are due (every 15 min)."""
+    schedule, _ = Schedule.objects.update_or_create(
+        name=ROTATION_SCHEDULE,
+        defaults={
+            "func": ROTATION_TASK,
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 15,
+            "repeats": -1,
+        },
+    )
+    return schedule
+
+
+def stripe_key_rotation_due(*, connection: Connection, now: datetime | None = None) -> bool:
+    """Whether the connection's schedule asks for a rotation now (or one is left unfinished)."""
+    now = now or timezone.now()
+    if connection.kind != "stripe":
+        return False
+    latest = connection.key_rotations.order_by("-started_at").first()
+    if latest is not None and latest.status == R.PENDING:  # unfinished: resumed, schedule or not
+        return latest.lease_until is None or latest.lease_until <= now
+    days = connection.setting("rotate_every_days")
+    if not days or not connection.setting("api_key_id"):
+        return False
+    if latest is None:
+        return connection.created_at + timedelta(days=int(days)) <= now
+    if latest.status == R.FAILED:
+        return (latest.finished_at or latest.started_at) + RETRY_FAILED_AFTER <= now
+    last_done = connection.key_rotations.filter(status=R.DONE).order_by("-finished_at").first()
+    since = last_done.finished_at if last_done and last_done.finished_at else latest.started_at
+    return since + timedelta(days=int(days)) <= now
+
+
+def stripe_keys_rotate_due() -> dict[str, int]:
+    """What the rotation schedule runs: every Stripe connection whose key is due."""
+    counts = {"rotated": 0, "not_finished": 0, "failed": 0}
+    for connection in Connection.objects.filter(kind="stripe").order_by("pk"):
+        if not stripe_key_rotation_due(connection=connection):
+            continue
+        rotation = stripe_key_rotate(connection=connection, requested_by="schedule")
+        counts[
+            {R.DONE: "rotated", R.PENDING: "not_finished", R.FAILED: "failed"}[rotation.status]
+        ] += 1
+    return counts
+
+
+def _claim_rotation(
+    connection: Connection, requested_by: str, now: datetime
+) -> tuple[KeyRotation, bool]:
+    """The rotation under way for ``connection`` (made now if there is none) and whether this
+    worker now holds its lease (False: another worker is rotating right now)."""
+    with transaction.atomic():
+        locked = Connection.objects.select_for_update().get(pk=connection.pk)
+        rotation = KeyRotation.objects.filter(connection=locked, status=R.PENDING).first()
+        if rotation is not None and rotation.lease_until and rotation.lease_until > now:
+            return rotation, False
+        if rotation is None:
+            private, _public = keys.new_key_pair()
+            rotation = KeyRotation(
+                connection=locked,
+                requested_by=requested_by[:150],
+                old_key_id=str(locked.setting("api_key_id") or ""),
+                grace_minutes=int(locked.setting("rotation_grace_minutes") or 1440),
+                idempotency_key=f"mlc-rotate-{uuid.uuid4().hex}",
+                private_key=private,
+            )
+        rotation.lease_until = now + ROTATION_LEASE
+        rotation.attempts += 1
+        rotation.save()
+        return rotation, True
+
+
+def _close_rotation(rotation: KeyRotation, status: str, message: str, **fields: object) -> None:
+    rotation.status = status
+    rotation.message = message
+    rotation.lease_until = None
+    if status != R.PENDING:
+        rotation.finished_at = timezone.now()
+        rotation.private_key = ""  # the new secret is stored or lost: nothing left to read
+    for name, value in fields.items():
+        setattr(rotation, name, value)
+    rotation.save()
+
+
+def stripe_key_rotate(*, connection: Connection, requested_by: str = "") -> KeyRotation:
+    """Rotate the connection's Stripe secret key: a new key is made, its secret stored in
+    place of the old one, and the old key keeps working for the connection's grace period so
+    that runs under way finish with it (and a run that meets the expired key picks up the new
+    one).  Safe to call from many workers at once, and again after a lost answer: the same
+    rotation is asked for with the same idempotency key and one-off key pair."""
+    if connection.kind != "stripe":
+        raise ValueError("Only a Stripe connection's key can be rotated.")
+    now = timezone.now()
+    rotation, mine = _claim_rotation(connection, requested_by, now)
+    if not mine:
+        return rotation
+    if not rotation.old_key_id:
+        _close_rotation(
+            rotation,
+            R.FAILED,
+            "The connection has no API key id (ak_…): add it to the connection's settings, "
+            "then rotate again.",
+        )
+        return rotation
+    expires = rotation.started_at + timedelta(minutes=rotation.grace_minutes)
+    client = StripeProvider(connection)
+    redact = Redactor(connection.secret_values())
+    try:
+        answer = client.rotate_api_key(
+            rotation.old_key_id,
+            expire_current_in_minutes=rotation.grace_minutes,
+            public_key_pem=keys.public_of(rotation.private_key),
+            public_key_id=f"mlc-rotation-{rotation.pk}",
+            idempotency_key=rotation.idempotency_key,
+        )
+        secret = keys.read_secret(answer, rotation.private_key)
+        new_id = str(answer.get("id") or "").strip()
+        works = client.key_works(secret)
+    except (OutcomeUnknown, ApiError) as exc:
+        if isinstance(exc, OutcomeUnknown) or exc.retryable:
+            _close_rotation(
+                rotation,
+                R.PENDING,
+                "Not finished: Stripe could not be reached or did not answer "
+                f"({redact.text(exc.message)[:300]}). It is asked again on the next check — the "
+                "same rotation, not a second one.",
+            )
+            return rotation
+        _close_rotation(
+            rotation,
+            R.FAILED,
+            f"Stripe refused to rotate the key: {redact.text(exc.message)[:400]}. The current "
+            "key is unchanged.",
+        )
+        return rotation
+    except keys.SecretUnreadable as exc:
+        _close_rotation(
+            rotation,
+            R.FAILED,
+            f"Stripe made a new key but ml-connector could not read its secret ({exc}). The old "
+            f"key stops working at {expires:%Y-%m-%d %H:%M:%S %Z}: create a key in the Stripe "
+            "Dashboard and enter it on this connection before then.",
+            old_key_expires_at=expires,
+        )
+        return rotation
+    finally:
+        client.close()
+    if not works or not new_id:
+        _close_rotation(
+            rotation,
+            R.FAILED,
+            "Stripe made a new key but it was refused when tried. The old key stops working at "
+            f"{expires:%Y-%m-%d %H:%M:%S %Z}: check the keys in the Stripe Dashboard.",
+            old_key_expires_at=expires,
+            new_key_id=new_id[:100],
+        )
+        return rotation
+    with transaction.atomic():
+        locked = Connection.objects.select_for_update().get(pk=connection.pk)
+        locked.credentials = {**(locked.credentials or {}), "api_key": secret}
+        locked.settings = {**(locked.settings or {}), "api_key_id": new_id}
+        locked.save(update_fields=["credentials", "settings", "updated_at"])
+        _close_rotation(
+            rotation,
+            R.DONE,
+            f"New key {new_id} stored; the old key {rotation.old_key_id} keeps working until "
+            f"{expires:%Y-%m-%d %H:%M:%S %Z}.",
+            new_key_id=new_id[:100],
+            old_key_expires_at=expires,
+        )
+    connection.refresh_from_db(fields=["credentials", "settings"])
+    logger.info(
+        "Rotated the Stripe key of %s (%s → %s)", connection.slug, rotation.old_key_id, new_id
+    )
+    return rotation

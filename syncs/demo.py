@@ -21,7 +21,6 @@ from syncs.models import FieldMapping, Integration
 
 logger = logging.getLogger(__name__)
 
-STRIPE_SANDBOX_KEY = "sk_test_sandbox_0123456789abcdef"
 GL_MAPPINGS = [
     ("gl_account", "stripe_receipts:EUR", "1930", "Stripe clearing, EUR"),
     ("gl_account", "stripe_receipts:GBP", "1931", "Stripe clearing, GBP"),
@@ -66,6 +65,15 @@ INTEGRATIONS = [
         "stripe",
         1,
         10,
+    ),
+    (
+        "ifs-orders-to-stripe",
+        "IFS Cloud customer orders → Stripe customers",
+        "ifs_stripe.orders",
+        "ifs",
+        "stripe",
+        1,
+        30,
     ),
     (
         "ifs-invoices-to-stripe",
@@ -116,12 +124,20 @@ def demo_seed(*, urls: dict[str, str], web_url: str) -> dict[str, Any]:
         secret = ((existing.credentials or {}).get("webhook_secret") if existing else None) or (
             "whsec_" + secrets.token_urlsafe(24)
         )
+        # The sandbox's newest key (a rotation from the admin survives a restart of the demo),
+        # rotated every 30 days with an hour's grace.
+        account = requests.get(f"{stripe_url}/_sandbox/connection", timeout=10).json()
         stripe = _connection(
             "stripe-sandbox",
             name="Stripe (sandbox)",
             kind="stripe",
-            credentials={"api_key": STRIPE_SANDBOX_KEY, "webhook_secret": secret},
-            settings={"base_url": stripe_url},
+            credentials={"api_key": account["credentials"]["api_key"], "webhook_secret": secret},
+            settings={
+                **(existing.settings if existing else {}),
+                **account["settings"],
+                "rotate_every_days": 30,
+                "rotation_grace_minutes": 60,
+            },
         )
         sides = {"m3": m3, "stripe": stripe}
         if "ifs" in urls:

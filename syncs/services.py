@@ -24,6 +24,7 @@ from connections.providers.base import InboundEvent
 from connections.providers.infor_m3 import InforM3
 from connections.providers.registry import client_for
 from connections.redaction import Redactor
+from connections.services import key_rotation_schedule_ensure
 from syncs.flows import FLOWS
 from syncs.models import FieldMapping, Integration, SyncRun, WebhookEvent, WebhookProcessing
 from syncs.runner import AlreadyRunning, Runner
@@ -172,6 +173,7 @@ def schedules_reconcile() -> int:
     known = {f"integration:{pk}" for pk in Integration.objects.values_list("pk", flat=True)}
     Schedule.objects.filter(func=RUN_TASK).exclude(name__in=known).delete()
     reaper_schedule_ensure()
+    key_rotation_schedule_ensure()
     return count
 
 

@@ -108,6 +108,7 @@ class ConnectionSpec:
     credentials_file: CredentialsFile | None = None
     allow_extra_credentials: bool = False
     check_credentials: Callable[[dict[str, str]], None] | None = None
+    check_settings: Callable[[dict[str, Any]], None] | None = None  # settings that go together
 
     def clean_credentials(self, creds: Mapping[str, Any]) -> dict[str, str]:
         """Validate credentials; raise ``ValidationError`` naming every problem at once."""
@@ -164,6 +165,11 @@ class ConnectionSpec:
                 cleaned[spec.name] = spec.clean(value)
             except ValidationError as exc:
                 errors.append(f"{spec.label} ({spec.name}): {' '.join(exc.messages)}")
+        if not errors and self.check_settings:
+            try:
+                self.check_settings(cleaned)
+            except ValidationError as exc:
+                errors.extend(exc.messages)
         if errors:
             raise ValidationError(errors)
         return cleaned

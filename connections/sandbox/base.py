@@ -240,6 +240,8 @@ class Simulator:
             self.max_concurrent = self.concurrent
 
     def control_action(self, request: Request) -> Response:
+        if request.path == "/_sandbox/connection":  # what the demo's connection needs
+            return json_response(self.connection_values(request.host_url.rstrip("/")))
         return json_response({"error": "unknown sandbox action"}, 404)
 
     def state_summary(self) -> dict[str, Any]:

@@ -297,8 +297,8 @@ class IfsSimulator(Simulator):
         return json_response(updated, headers={"ETag": updated["@odata.etag"]})
 
     def seed(self, **options: Any) -> None:
-        """A small tenant: Swedish and Norwegian customers, each with an invoice (no-op when
-        there is data already)."""
+        """A small tenant: Swedish, Norwegian and Danish customers, each with a customer order
+        and an invoice (no-op when there is data already)."""
         with self.lock:
             if any(self.sets.values()):
                 return
@@ -321,6 +321,16 @@ class IfsSimulator(Simulator):
                     Country=country,
                     VatNo=vat,
                     ChangedDate=changed,
+                )
+                self.put(
+                    "CustomerOrderHandling.svc/CustomerOrderSet",
+                    OrderNo=f"C{100 + n}",
+                    CustomerNo=number,
+                    Contract="SE01",
+                    Objstate="Cancelled" if n == 4 else "Released",
+                    CurrencyCode="SEK",
+                    CustomerPoNo=f"PO-{7700 + n}",
+                    ChangedDate=f"2026-11-{n:02d}T08:30:00Z",
                 )
                 net, vat_amount = 1000 * n, 250 * n
                 self.put(
@@ -352,11 +362,6 @@ class IfsSimulator(Simulator):
         with self.lock:
             self.sets = {s: snapshot["sets"].get(s, {}) for s in SETS}
             self.client_secret = snapshot.get("client_secret", self.client_secret)
-
-    def control_action(self, request: Request) -> Response:
-        if request.path == "/_sandbox/connection":  # what the demo's connection needs
-            return json_response(self.connection_values(request.host_url.rstrip("/")))
-        return super().control_action(request)
 
     def state_summary(self) -> dict[str, Any]:
         return {

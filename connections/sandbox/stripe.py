@@ -11,10 +11,18 @@ Webhooks are delivered to registered endpoints, signed ``Stripe-Signature: t=…
 HMAC-SHA256 of ``"{t}.{body}"``; delivery can be made to duplicate, reorder or drop events.
 Sandbox actions (``POST /_sandbox/pay_invoice``, ``/refund``, ``/dispute``, ``/charge``) stand in
 for a customer paying, a refund and a dispute.
+
+API keys are objects of the v2 IAM API: ``POST /v2/iam/api_keys/{id}/rotate`` (JSON body,
+``expire_current_key_in_minutes`` at most 10080, ``public_key.pem_key`` an RSA key of 2048 bits or
+more, required for a secret key) makes a new key whose secret comes back as a compact JWE
+encrypted to that public key (``secret_key.encrypted_secret``; ``RSA-OAEP-256`` + ``A256GCM``,
+unverified: Stripe does not publish its choice) and, as for every test-mode key, in plain as
+``secret_key.token``; the rotated key keeps working until it expires, then is answered 401.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import hmac
@@ -31,6 +39,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import requests
+from jwcrypto import jwe, jwk
+from jwcrypto.common import JWException
 from werkzeug.wrappers import Request, Response
 
 from connections.sandbox.base import Simulator, json_response
@@ -41,6 +51,7 @@ TEMPLATES: dict[str, Any] = json.loads(
     (Path(__file__).parent / "data" / "stripe-objects.json").read_text()
 )["resources"]
 API_VERSION = "2025-03-31.basil"
+MAX_KEY_GRACE_MINUTES = 10080
 EVENTS_REACH_SECONDS = 30 * 24 * 3600
 PREFIX = {
     "customer": "cus",
@@ -57,6 +68,10 @@ PREFIX = {
     "price": "price",
     "product": "prod",
 }
+
+
+def base64_url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def stripe_id(kind: str) -> str:
@@ -204,7 +219,15 @@ class StripeSimulator(Simulator):
         fee_fixed: int = 30,
     ) -> None:
         super().__init__(rate_limit_per_minute=rate_limit_per_minute)
-        self.api_key = api_key
+        self.api_keys: dict[str, dict[str, Any]] = {
+            "ak_sandbox_initial": {
+                "id": "ak_sandbox_initial",
+                "name": "ml-connector",
+                "secret": api_key,
+                "created": int(time.time()),
+                "expires_at": None,
+            }
+        }
         self.webhook_secret = "whsec_" + secrets.token_urlsafe(18)  # for endpoints added by tests
         self.fee_percent, self.fee_fixed = fee_percent, fee_fixed
         self.objects: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in PREFIX}
@@ -268,16 +291,145 @@ class StripeSimulator(Simulator):
             )
         return obj
 
+    # -- API keys ---------------------------------------------------------------------------
+
+    def _live(self, key: dict[str, Any]) -> bool:
+        return key["expires_at"] is None or key["expires_at"] > self.clock()
+
+    @property
+    def api_key(self) -> str:
+        """The newest key that still works (what a new connection is given)."""
+        live = [k for k in self.api_keys.values() if self._live(k)]
+        return max(live, key=lambda k: k["created"])["secret"] if live else ""
+
+    @property
+    def api_key_id(self) -> str:
+        return next((k["id"] for k in self.api_keys.values() if k["secret"] == self.api_key), "")
+
+    def _authenticate(self, auth: str) -> StripeError | None:
+        secret = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else ""
+        shown = secret[:8] + "****" if secret else "none"
+        key = next((k for k in self.api_keys.values() if k["secret"] == secret), None)
+        if key is None:
+            return StripeError(401, "invalid_request_error", f"Invalid API Key provided: {shown}")
+        if not self._live(key):
+            return StripeError(401, "invalid_request_error", f"Expired API Key provided: {shown}")
+        return None
+
+    def _key_view(self, key: dict[str, Any]) -> dict[str, Any]:
+        """A v2 API key object, without its secret."""
+        iso = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(key["created"]))
+        expires = key["expires_at"]
+        return {
+            "id": key["id"],
+            "object": "v2.iam.api_key",
+            "type": "secret_key",
+            "name": key.get("name"),
+            "note": None,
+            "status": "active" if self._live(key) else "expired",
+            "created": iso,
+            "expires_at": (
+                time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(expires)) if expires else None
+            ),
+            "ip_allowlist": [],
+            "last_used": None,
+            "livemode": False,
+            "managed_by": None,
+            "publishable_key": None,
+            "secret_key": {"secret_token_redacted": key["secret"][:8] + "…" + key["secret"][-4:]},
+        }
+
+    def api_v2_keys(self, method: str, rest: list[str], p: dict[str, Any]) -> Any:
+        if method == "GET" and not rest:
+            return {
+                "data": [self._key_view(k) for k in self.api_keys.values()],
+                "next_page_url": None,
+                "previous_page_url": None,
+            }
+        key = self.api_keys.get(rest[0]) if rest else None
+        if key is None:
+            raise StripeError(404, "invalid_request_error", "No such API key.", code="not_found")
+        if method == "GET" and len(rest) == 1:
+            return self._key_view(key)
+        if method != "POST" or rest[1:] != ["rotate"]:
+            raise StripeError(404, "invalid_request_error", "Unrecognized request URL.")
+        if not self._live(key):
+            raise StripeError(400, "invalid_request_error", "An expired API key cannot be rotated.")
+        minutes = p.get("expire_current_key_in_minutes", 0)
+        if isinstance(minutes, bool) or not isinstance(minutes, int):
+            raise StripeError(
+                400, "invalid_request_error", "expire_current_key_in_minutes must be an integer."
+            )
+        if not 0 <= minutes <= MAX_KEY_GRACE_MINUTES:
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                "expire_current_key_in_minutes must be between 0 and 10080 (7 days).",
+            )
+        public = self._public_key(p.get("public_key"))
+        secret = "sk_test_" + secrets.token_hex(24)
+        new = {
+            "id": "ak_" + secrets.token_hex(12),
+            "name": key.get("name"),
+            "secret": secret,
+            "created": max(self.clock(), key["created"] + 1),
+            "expires_at": None,
+        }
+        self.api_keys[new["id"]] = new
+        key["expires_at"] = self.clock() + minutes * 60
+        sealed = jwe.JWE(
+            secret.encode(),
+            protected={"alg": "RSA-OAEP-256", "enc": "A256GCM", "kid": public[1] or "key"},
+        )
+        sealed.add_recipient(public[0])
+        view = self._key_view(new)
+        view["secret_key"] = {
+            **view["secret_key"],
+            "token": secret,  # test-mode keys carry it in plain too
+            "encrypted_secret": {
+                "ciphertext": sealed.serialize(compact=True),
+                "format": "jwe_compact",
+                "recipient_key_id": public[1],
+            },
+        }
+        return view
+
+    @staticmethod
+    def _public_key(value: Any) -> tuple[jwk.JWK, str | None]:
+        pem = value.get("pem_key") if isinstance(value, dict) else None
+        if not isinstance(pem, dict) or not isinstance(pem.get("data"), str):
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                "A public_key with a pem_key is required to rotate a secret key.",
+                param="public_key",
+            )
+        if pem.get("algorithm") != "RSA":
+            raise StripeError(400, "invalid_request_error", "pem_key.algorithm must be RSA.")
+        try:
+            key = jwk.JWK.from_pem(pem["data"].encode())
+        except (JWException, ValueError, TypeError):
+            raise StripeError(
+                400, "invalid_request_error", "pem_key.data is not a PEM public key."
+            ) from None
+        if key.get("kty") != "RSA" or key.has_private:
+            raise StripeError(
+                400, "invalid_request_error", "pem_key.data must be an RSA public key."
+            )
+        bits = len(base64_url_decode(key.get("n", ""))) * 8
+        if bits < 2048:
+            raise StripeError(
+                400, "invalid_request_error", "The RSA key must be 2048 bits or more."
+            )
+        return key, (str(value["id"]) if value.get("id") else None)
+
     # -- HTTP -------------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
-        auth = request.headers.get("Authorization", "")
-        if auth != f"Bearer {self.api_key}":
-            shown = auth.removeprefix("Bearer ")[:8] + "****" if auth else "none"
-            return StripeError(
-                401, "invalid_request_error", f"Invalid API Key provided: {shown}"
-            ).response()
-        wait = self.rate_limit.check(self.api_key)
+        refused = self._authenticate(request.headers.get("Authorization", ""))
+        if refused is not None:
+            return refused.response()
+        wait = self.rate_limit.check("account")
         if wait is not None:
             return StripeError(
                 429,
@@ -291,11 +443,21 @@ class StripeSimulator(Simulator):
 
     def _process(self, request: Request) -> Response:
         body = request.get_data(as_text=True)
-        params = (
-            parse_form(body)
-            if request.method == "POST"
-            else parse_form(request.query_string.decode())
-        )
+        if request.path.startswith("/v2/") and request.method == "POST":
+            try:
+                params = json.loads(body) if body.strip() else {}
+            except ValueError:
+                params = None
+            if not isinstance(params, dict):
+                return StripeError(
+                    400, "invalid_request_error", "The body must be a JSON object."
+                ).response()
+        else:
+            params = (
+                parse_form(body)
+                if request.method == "POST"
+                else parse_form(request.query_string.decode())
+            )
         key = request.headers.get("Idempotency-Key")
         fingerprint = f"{request.method} {request.path} {body}"
         if request.method == "POST" and key:
@@ -336,6 +498,8 @@ class StripeSimulator(Simulator):
 
     def route(self, method: str, path: str, params: dict[str, Any], key: str | None) -> Any:
         parts = path.strip("/").split("/")
+        if parts[:3] == ["v2", "iam", "api_keys"]:
+            return self.api_v2_keys(method, parts[3:], params)
         if parts[0] != "v1" or len(parts) < 2:
             raise StripeError(404, "invalid_request_error", f"Unrecognized request URL ({path})")
         resource, rest = parts[1], parts[2:]
@@ -1100,6 +1264,7 @@ class StripeSimulator(Simulator):
                 "invoice_sequence": self.invoice_sequence,
                 "payout_members": self.payout_members,
                 "endpoints": self.webhooks.endpoints,
+                "api_keys": self.api_keys,
             }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
@@ -1110,6 +1275,7 @@ class StripeSimulator(Simulator):
             self.invoice_sequence = snapshot["invoice_sequence"]
             self.payout_members = snapshot.get("payout_members", {})
             self.webhooks.endpoints = snapshot["endpoints"]
+            self.api_keys = snapshot.get("api_keys") or self.api_keys
 
     def state_summary(self) -> dict[str, Any]:
         return {
@@ -1124,7 +1290,7 @@ class StripeSimulator(Simulator):
         return {
             "kind": "stripe",
             "credentials": {"api_key": self.api_key, "webhook_secret": self.webhook_secret},
-            "settings": {"base_url": url},
+            "settings": {"base_url": url, "api_key_id": self.api_key_id},
         }
 
     def activity(self, rng: Any) -> str:

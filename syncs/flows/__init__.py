@@ -21,6 +21,7 @@ from syncs.flows.base import (
 )
 from syncs.flows.ifs_stripe_customers import IfsCustomersToStripe
 from syncs.flows.ifs_stripe_invoices import IfsInvoicesToStripe
+from syncs.flows.ifs_stripe_orders import IfsOrdersToStripe
 from syncs.flows.m3_stripe_customers import M3CustomersToStripe
 from syncs.flows.m3_stripe_invoices import M3InvoicesToStripe
 from syncs.flows.stripe_ifs_notes import StripeOutcomesToIfsNotes
@@ -35,6 +36,7 @@ FLOWS: dict[str, type[Flow]] = {
         M3InvoicesToStripe,
         StripePaymentsToM3,
         IfsCustomersToStripe,
+        IfsOrdersToStripe,
         IfsInvoicesToStripe,
         StripeOutcomesToIfsNotes,
     )

@@ -99,3 +99,23 @@ def test_secrets_are_write_only_and_blank_keeps_them(staff: Client, make_connect
     form["cred__api_key"] = "pk_live_oops"
     response = staff.post(url, form)
     assert response.status_code == 200 and "never a publishable" in response.content.decode()
+
+
+def test_rotate_the_stripe_key_from_the_admin(staff: Client, stripe_connection: Any) -> None:
+    old = stripe_connection.credentials["api_key"]
+    page = staff.post(
+        "/admin/connections/connection/",
+        {"action": "rotate_key", "_selected_action": [stripe_connection.pk]},
+        follow=True,
+    )
+    text = page.content.decode()
+    assert page.status_code == 200 and "New key ak_" in text and "keeps working until" in text
+    stripe_connection.refresh_from_db()
+    new = stripe_connection.credentials["api_key"]
+    assert new != old and new not in text and old not in text  # no secret is ever shown
+    change = staff.get(f"/admin/connections/connection/{stripe_connection.pk}/change/")
+    assert "Key rotations" in change.content.decode() and new not in change.content.decode()
+    listing = staff.get("/admin/connections/keyrotation/")
+    assert listing.status_code == 200 and stripe_connection.settings["api_key_id"] in (
+        listing.content.decode()
+    )

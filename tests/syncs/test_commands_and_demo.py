@@ -16,7 +16,7 @@ from connections.models import Connection, OAuthToken
 from connections.providers.base import InboundEvent
 from connections.sandbox.server import start_sandbox
 from connections.sandbox.stripe import sign
-from connections.services import connection_check
+from connections.services import connection_check, stripe_key_rotate
 from syncs.demo import demo_seed
 from syncs.models import FieldMapping, Integration, SyncRun, WebhookEvent
 from syncs.services import webhook_events_reprocess, webhook_receive
@@ -54,7 +54,7 @@ def test_demo_seed_creates_the_integrations_once(
     with django_capture_on_commit_callbacks(execute=True):
         demo_seed(urls=sandbox.urls(), web_url="http://x")
         demo_seed(urls=sandbox.urls(), web_url="http://x")
-    assert Integration.objects.count() == 6 and Connection.objects.count() == 3
+    assert Integration.objects.count() == 7 and Connection.objects.count() == 3
     assert FieldMapping.objects.filter(source_value="stripe_receipts:EUR").count() == 1
     assert all(i.q_schedule_id for i in Integration.objects.all())
     stripe = Connection.objects.get(slug="stripe-sandbox")
@@ -68,6 +68,13 @@ def test_demo_seed_creates_the_integrations_once(
     assert connection_check(connection=Connection.objects.get(slug="ifs-sandbox")).ok
     stripe.refresh_from_db()
     assert stripe.status == Connection.Status.OK and stripe.last_checked_at
+    # A key rotated from the admin survives the next start of the demo.
+    assert stripe.setting("rotate_every_days") == 30
+    assert stripe_key_rotate(connection=stripe).status == "done"
+    demo_seed(urls=sandbox.urls(), web_url="http://x")
+    stripe.refresh_from_db()
+    assert stripe.credentials["api_key"] == sandbox["stripe"].app.api_key
+    assert connection_check(connection=stripe).ok
 
 
 def test_sync_command_prints_a_summary_and_fails_loudly(db: Any, sandbox: Any) -> None:

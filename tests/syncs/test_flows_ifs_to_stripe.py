@@ -6,6 +6,7 @@ import pytest
 
 from audit.models import AuditRecord
 from connections.models import Connection
+from connections.providers.stripe import StripeProvider
 from connections.sandbox.base import Served
 from connections.sandbox.ifs import IfsSimulator
 from connections.sandbox.stripe import StripeSimulator
@@ -210,3 +211,119 @@ def test_a_change_after_stripe_finalized_the_invoice_is_flagged(
     )
     flagged = run(invoices).records.get()
     assert flagged.status == S.FLAGGED and "credit note" in flagged.reason
+
+
+ORDERS = "CustomerOrderHandling.svc/CustomerOrderSet"
+
+
+@pytest.fixture
+def orders(ifs_connection: Connection, stripe_connection: Connection) -> Integration:
+    integ = Integration(
+        name="IFS orders",
+        slug="ifs-orders",
+        flow="ifs_stripe.orders",
+        source=ifs_connection,
+        target=stripe_connection,
+        settings={"page_size": 2},
+    )
+    integ.full_clean()
+    integ.save()
+    return integ
+
+
+def order(ifs: IfsSimulator, number: str, customer: str, when: str, state: str = "Released"):
+    return ifs.put(ORDERS, OrderNo=number, CustomerNo=customer, Objstate=state, ChangedDate=when)
+
+
+def test_orders_bring_their_customers_into_stripe_once(
+    orders: Integration, customers: Integration, ifs: IfsSimulator, stripe_sim: Served
+) -> None:
+    stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
+    order(ifs, "CO-1", "10041", "2026-11-25T08:00:00Z")
+    order(ifs, "CO-2", "10041", "2026-11-25T08:01:00Z")  # the same customer again
+    order(ifs, "CO-3", "10042", "2026-11-25T08:02:00Z", state="Cancelled")  # passed over
+    order(ifs, "CO-4", "10044", "2026-11-25T08:03:00Z")
+    order(ifs, "CO-5", "99999", "2026-11-25T08:04:00Z")  # IFS has no such customer
+    first = run(orders)
+    assert (first.synced, first.flagged) == (2, 1)
+    assert sorted(by_number(stripe)) == ["10041", "10044"]
+    made = by_number(stripe)["10044"]
+    assert made["name"] == "Kund 4 AB" and made["email"] == "ap4@kund.example"
+    flagged = first.records.get(status=S.FLAGGED)
+    assert "CO-5" in flagged.reason and "99999" in flagged.reason
+    assert Cursor.objects.get(integration=orders, stream="orders").value == "2026-11-25T08:04:00"
+
+    # The customers flow finds them made (same ledger key): nothing is created twice.
+    full = run(customers)
+    assert full.synced == 10 and len(stripe.objects["customer"]) == 12
+
+    # A new order of a customer Stripe has already needs nothing and adds no audit row (the
+    # overlap reads the flagged order again: seen again, not a second review item).
+    order(ifs, "CO-6", "10044", "2026-11-26T09:00:00Z")
+    quiet = run(orders)
+    assert (quiet.synced, quiet.flagged) == (0, 0) and len(stripe.objects["customer"]) == 12
+    assert not quiet.records.filter(source_key="10044").exists()
+    assert AuditRecord.objects.filter(status=S.FLAGGED, source_key="99999").count() == 1
+    assert Cursor.objects.get(integration=orders, stream="orders").value == "2026-11-26T09:00:00"
+
+
+def test_an_order_and_the_customer_run_racing_make_one_customer(
+    orders: Integration,
+    customers: Integration,
+    ifs: IfsSimulator,
+    stripe_sim: Served,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The order flow's view of Stripe is stale (the customer run made the customer after the
+    order flow listed Stripe's customers): the shared ledger key stops a second create."""
+    stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
+    order(ifs, "CO-7", "10045", "2026-11-27T08:00:00Z")
+    run(customers)
+    stale = {k: v for k, v in by_number(stripe).items() if k != "10045"}
+    monkeypatch.setattr(StripeProvider, "index_customers", lambda self, key: stale)
+    raced = run(orders)
+    assert (raced.duplicate, raced.synced) == (1, 0)
+    assert len(stripe.objects["customer"]) == 12
+
+
+def test_a_key_rotated_mid_run_fails_nothing(
+    transactional_db: None,
+    customers: Integration,
+    ifs: IfsSimulator,
+    stripe_sim: Served,
+    stripe_connection: Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The schedule rotates the Stripe key while a run is under way, and the old key expires
+    before the run ends: the run's clients (four load threads) pick up the new key on their
+    next 401."""
+    from connections.services import stripe_key_rotate
+    from syncs.flows.ifs_stripe_customers import IfsCustomersToStripe
+
+    stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
+    Connection.objects.filter(pk=stripe_connection.pk).update(
+        settings={**stripe_connection.settings, "rotation_grace_minutes": 1, "max_in_flight": 4}
+    )
+    original = IfsCustomersToStripe.extract
+    rotated: list[str] = []
+
+    def extract(self, ctx):  # type: ignore[no-untyped-def]
+        for n, record in enumerate(original(self, ctx)):
+            if n == 6:  # half the customers are on their way with the old key
+                elsewhere = Connection.objects.get(pk=stripe_connection.pk)  # another worker
+                rotated.append(stripe_key_rotate(connection=elsewhere).status)
+                now = stripe.clock()
+                stripe.clock = lambda now=now: now + 120  # …which has expired by now
+            yield record
+
+    monkeypatch.setattr(IfsCustomersToStripe, "extract", extract)
+    old_key = stripe_connection.credentials["api_key"]
+    done = run(customers)
+    assert rotated == ["done"]
+    assert (done.status, done.synced, done.failed) == ("succeeded", 12, 0)
+    assert len(stripe.objects["customer"]) == 12
+    assert stripe._authenticate(f"Bearer {old_key}") is not None  # revoked
+    assert any("using its successor" in r.message for r in caplog.records)
+    stripe_connection.refresh_from_db()
+    assert stripe_connection.credentials["api_key"] == stripe.api_key != old_key

@@ -73,11 +73,12 @@ def test_reconcile_removes_orphans_and_restores_missing(
     )
     Schedule.objects.create(name="integration:999", func="syncs.tasks.run_integration")
     Schedule.objects.filter(name=f"integration:{integration.pk}").delete()
-    Schedule.objects.filter(name="mlc:reaper").delete()
+    Schedule.objects.filter(name__startswith="mlc:").delete()
     assert schedules_reconcile() == 1
     assert sorted(Schedule.objects.values_list("name", flat=True)) == [
         f"integration:{integration.pk}",
-        "mlc:reaper",  # the reaper is always scheduled
+        "mlc:key-rotation",  # key rotation checks are always scheduled
+        "mlc:reaper",  # and so is the reaper
     ]
 
 

@@ -5,6 +5,10 @@ The library builds requests and objects; its transport is our ``ApiClient`` (a c
 (``Retry-After``, full jitter, time budget), timeouts, redaction and typed errors.  The library's
 own retries are off, so nothing is retried twice.  Every POST that creates something carries an
 ``Idempotency-Key`` from the posting ledger.
+
+The secret key is applied by ``StoredKeyAuth``: on a 401 it reads the connection's key again, so
+a run that began before the key was rotated carries on with the new key once the old one has
+expired, instead of failing.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from typing import Any
 import stripe
 
 from connections.providers.base import CheckResult, HttpProvider, InboundEvent
-from connections.providers.errors import ApiError
-from connections.providers.http import ApiClient
-from connections.providers.stripe import webhooks
+from connections.providers.errors import ApiError, AuthFailed
+from connections.providers.http import ApiClient, Auth
+from connections.providers.stripe import keys, webhooks
 from connections.providers.stripe.credentials import SPEC
 
 logger = logging.getLogger(__name__)
@@ -59,7 +63,6 @@ class _Transport(stripe.HTTPClient):
             url,
             data=post_data,
             headers=headers,
-            auth=False,
             idempotent=method != "POST" or "Idempotency-Key" in headers,
         )
         return response.content, response.status_code, response.headers
@@ -69,6 +72,35 @@ class _Transport(stripe.HTTPClient):
 
     def close(self) -> None:
         self.api.session.close()
+
+
+class StoredKeyAuth:
+    """The connection's secret key as the bearer.  After a 401 it looks whether that key was
+    rotated away (a finished rotation of its key id): if so it takes the stored successor, so a
+    run that began before a rotation carries on once the old key has expired.  A key that was
+    never rotated stays refused (a wrong key being tested is not swapped for the stored one)."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.key = str(connection.credentials.get("api_key") or "")
+        self.key_id = str((connection.settings or {}).get("api_key_id") or "")
+
+    def apply(self, headers: dict[str, str]) -> str | None:
+        headers["Authorization"] = f"Bearer {self.key}"
+        return self.key
+
+    def on_unauthorized(self, used: str | None) -> None:
+        if used != self.key or not self.key_id or self.connection.pk is None:
+            return  # another thread already moved on, or this key was never rotated by us
+        rotations = self.connection.key_rotations.filter(status="done", old_key_id=self.key_id)
+        if not rotations.exists():
+            return
+        stored = type(self.connection)._default_manager.filter(pk=self.connection.pk).first()
+        fresh = str((stored.credentials if stored else {}).get("api_key") or "")
+        if fresh and fresh != self.key:
+            logger.info("Stripe refused the rotated key of %s: using its successor", stored)
+            self.key = fresh
+            self.key_id = str((stored.settings or {}).get("api_key_id") or "")
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -97,6 +129,9 @@ class StripeProvider(HttpProvider):
 
     def default_headers(self) -> dict[str, str]:
         return {}
+
+    def build_auth(self) -> Auth:
+        return StoredKeyAuth(self.connection)
 
     @property
     def client(self) -> stripe.StripeClient:
@@ -298,6 +333,45 @@ class StripeProvider(HttpProvider):
         )
         events = [_plain(e) for e in page.auto_paging_iter()]
         yield from sorted(events, key=lambda e: (e["created"], e["id"]))
+
+    # -- the key itself -----------------------------------------------------------------------
+
+    def rotate_api_key(
+        self,
+        key_id: str,
+        *,
+        expire_current_in_minutes: int,
+        public_key_pem: str,
+        public_key_id: str,
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        """Rotate the secret key ``key_id`` (Stripe's v2 API): the answer is the new key, its
+        secret encrypted to ``public_key_pem``; the current key stops working after
+        ``expire_current_in_minutes``.  The same idempotency key after a lost answer asks for
+        the same rotation again, not a second one."""
+        return self._raw(
+            "post",
+            f"/v2/iam/api_keys/{key_id}/rotate",
+            {
+                "expire_current_key_in_minutes": int(expire_current_in_minutes),
+                "public_key": keys.public_key_param(public_key_pem, public_key_id),
+            },
+            idempotency_key=idempotency_key,
+        )
+
+    def key_works(self, secret: str) -> bool:
+        """Whether Stripe accepts ``secret`` (one read, outside this client's own key)."""
+        try:
+            self.http.request(
+                "GET",
+                "/v1/customers",
+                params={"limit": 1},
+                headers={"Authorization": f"Bearer {secret}"},
+                auth=False,
+            )
+        except AuthFailed:
+            return False
+        return True
 
     def probe(self) -> CheckResult:
         self.client.v1.customers.list({"limit": 1})
