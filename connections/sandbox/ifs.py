@@ -5,7 +5,8 @@ Follows ``../shared/contracts/README.md`` (IFS Cloud): entity sets under
 key ``Set(Key='value')``, ``$filter`` (``eq ne gt ge lt le`` joined by ``and``), ``$orderby``,
 ``$select``, ``$top``/``$skip`` (refused without ``$orderby``; at most 5,000 a page),
 ``@odata.nextLink`` when ``next_links`` is on, ``@odata.etag`` that changes on every write,
-``PATCH`` that needs ``If-Match`` (``ODP_MISSING_PRECONDITION``) and answers 412 to a stale one,
+``PATCH`` that needs ``If-Match`` (``ODP_MISSING_PRECONDITION``) and answers 412 to a stale one
+(``edit_after_read`` stands for a person changing a record just after it was read),
 423 for a locked entity, OData error bodies, ``$metadata``, short tokens (``expires_in`` 180), a
 rate limit answered with 429, a stale metadata cache (``stale_metadata``: 500
 ``MI_MODIFIED_ERROR``), and the shared faults.
@@ -100,6 +101,9 @@ class IfsSimulator(Simulator):
         self.api_requests = 0
         self.next_links = False  # answer with @odata.nextLink instead of leaving paging to $skip
         self.stale_metadata = 0  # the next N API calls answer 500 MI_MODIFIED_ERROR
+        # A person editing a record just after it is read: (set, key) → changes, applied once
+        # right after the next GET of that record (so the reader's ETag is stale).
+        self.edit_after_read: dict[tuple[str, tuple[Any, ...]], dict[str, Any]] = {}
 
     # -- state ------------------------------------------------------------------------------
 
@@ -204,6 +208,9 @@ class IfsSimulator(Simulator):
         if request.method == "GET":
             with self.lock:
                 found = self.sets[entity_set].get(key)
+                edit = self.edit_after_read.pop((entity_set, key), None)
+                if found is not None and edit is not None:
+                    self.put(entity_set, **{**found, **edit})
             if found is None:
                 return odata_error(404, "ODP_NOT_FOUND", "The record does not exist.")
             return json_response(found, headers={"ETag": found["@odata.etag"]})

@@ -106,3 +106,15 @@ def test_a_locked_invoice_is_noted_when_it_is_free_again(world: World) -> None:
 def test_a_payment_for_another_system_is_left_alone(world: World) -> None:
     world.stripe.act(lambda: world.stripe.charge(amount=1000, currency="sek", metadata={}))
     assert not AuditRecord.objects.filter(integration=world.notes, status=S.SYNCED).exists()
+
+
+def test_a_person_editing_the_invoice_meanwhile_keeps_their_edit(world: World) -> None:
+    """The invoice changes in IFS between the flow's read and its write: IFS answers 412 to
+    the stale ETag, the flow reads it again and writes once more — the person's edit stays."""
+    key = (INVOICES, ("10", "1001"))
+    world.ifs.edit_after_read[key] = {"NoteText": "Customer called about delivery."}
+    charge = world.pay("1001")
+    note = world.note("1001")
+    assert note.startswith("Customer called about delivery.")
+    assert note.count(charge["payment_intent"]) == 1 and key not in world.ifs.edit_after_read
+    assert AuditRecord.objects.filter(integration=world.notes, status=S.SYNCED).count() == 1
