@@ -21,6 +21,8 @@ from tests.sandbox_fixtures import (  # noqa: F401  (fixtures)
     m3_sim,
     stripe_connection,
     stripe_sim,
+    wise_connection,
+    wise_sim,
 )
 from tests.syncs.testflow import SOURCE, TARGET, LedgerTestFlow
 

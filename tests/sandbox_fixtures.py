@@ -12,6 +12,7 @@ from connections.sandbox.base import Served, Simulator
 from connections.sandbox.ifs import IfsSimulator
 from connections.sandbox.m3 import M3Simulator
 from connections.sandbox.stripe import StripeSimulator
+from connections.sandbox.wise import WiseSimulator
 
 # Generous enough for a loaded CI machine, short enough that a hang fails fast.
 TEST_SETTINGS = {"max_retry_seconds": 20, "read_timeout": 5}
@@ -70,3 +71,17 @@ def ifs_sim() -> Iterator[Served]:
 @pytest.fixture
 def ifs_connection(db: Any, ifs_sim: Served) -> Connection:
     return connect(ifs_sim.app, ifs_sim.url, slug="ifs-sandbox", name="IFS Cloud sandbox")
+
+
+@pytest.fixture
+def wise_sim() -> Iterator[Served]:
+    sim = WiseSimulator()
+    sim.synchronous = True  # deliveries happen before the sandbox action returns
+    served = Served(sim).start()
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def wise_connection(db: Any, wise_sim: Served) -> Connection:
+    return connect(wise_sim.app, wise_sim.url, slug="wise-sandbox", name="Wise sandbox")

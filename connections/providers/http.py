@@ -354,15 +354,27 @@ class ApiClient:
         return self.redact(body)
 
     def error_message(self, response: requests.Response, detail: Any) -> str:
-        """A short human message from an error body (providers know their error shapes)."""
-        if isinstance(detail, dict):
-            for key in ("message", "error_description", "errorMessage", "error", "Exception"):
-                value = detail.get(key)
-                if isinstance(value, dict):
-                    value = value.get("message") or value.get("code")
-                if value:
-                    return str(value)[:BODY_SNIPPET]
+        """A short human message from an error body: one object, or a list of them (Cin7's
+        ``[{"Exception": …}]``, Wise's ``{"errors": [{"message": …}]}``)."""
+        if isinstance(detail, dict) and isinstance(detail.get("errors"), list):
+            detail = detail["errors"]
+        items = detail if isinstance(detail, list) else [detail]
+        messages = [m for m in (self._one_message(item) for item in items) if m]
+        if messages:
+            return "; ".join(dict.fromkeys(messages))[:BODY_SNIPPET]
         return str(detail)[:BODY_SNIPPET] if detail else response.reason or "error"
+
+    @staticmethod
+    def _one_message(item: Any) -> str:
+        if not isinstance(item, dict):
+            return ""
+        for key in ("message", "error_description", "errorMessage", "error", "Exception"):
+            value = item.get(key)
+            if isinstance(value, dict):
+                value = value.get("message") or value.get("code")
+            if value:
+                return str(value)
+        return ""
 
     # -- retry policy -----------------------------------------------------------------------
 

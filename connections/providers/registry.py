@@ -17,6 +17,7 @@ from connections.providers.base import Provider
 from connections.providers.ifs_cloud import IfsCloud
 from connections.providers.infor_m3 import InforM3
 from connections.providers.stripe import StripeProvider
+from connections.providers.wise import WiseProvider
 
 if TYPE_CHECKING:
     from connections.models import Connection
@@ -27,6 +28,7 @@ PROVIDERS: tuple[type[Provider], ...] = (
     InforM3,
     StripeProvider,
     IfsCloud,
+    WiseProvider,
 )
 
 systems.register(*PROVIDERS)

@@ -18,6 +18,7 @@ from connections.sandbox.base import Served, Simulator
 from connections.sandbox.ifs import IfsSimulator
 from connections.sandbox.m3 import M3Simulator
 from connections.sandbox.stripe import StripeSimulator
+from connections.sandbox.wise import WiseSimulator
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ SIMULATORS: dict[str, type[Simulator]] = {
     M3Simulator.name: M3Simulator,
     StripeSimulator.name: StripeSimulator,
     IfsSimulator.name: IfsSimulator,
+    WiseSimulator.name: WiseSimulator,
 }
 
 

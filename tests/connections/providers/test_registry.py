@@ -38,7 +38,7 @@ def test_kinds_and_webhook_routes_derive_from_the_registered_systems() -> None:
     assert kind_choices() == connection_kinds() == [(p.kind, p.label) for p in SYSTEMS.values()]
     field = Connection._meta.get_field("kind")
     assert [c for c, _ in field.choices] == list(SYSTEMS)
-    assert [p.kind for p in webhook_systems()] == ["stripe"]
+    assert [p.kind for p in webhook_systems()] == ["stripe", "wise"]
 
 
 def test_every_system_adds_its_secret_shapes_to_redaction() -> None:
@@ -48,9 +48,9 @@ def test_every_system_adds_its_secret_shapes_to_redaction() -> None:
 
 def test_a_connection_of_a_system_with_no_client_says_so(make_connection: Any) -> None:
     conn = make_connection("stripe")
-    Connection.objects.filter(pk=conn.pk).update(kind="wise")
+    Connection.objects.filter(pk=conn.pk).update(kind="cin7")
     conn.refresh_from_db()
-    with pytest.raises(LookupError, match="No client is registered for wise"):
+    with pytest.raises(LookupError, match="No client is registered for cin7"):
         client_for(conn)
     with pytest.raises(ValidationError, match="no client for this system"):
         conn.full_clean()

@@ -1,0 +1,109 @@
+"""Wise webhook verification: an RSA-SHA256 (PKCS#1 v1.5) signature of the raw body, base64 in
+``X-Signature-SHA256``, checked with Wise's public key — never an HMAC — then the event's shape.
+
+Wise's published keys for the sandbox and live environments are the defaults (a connection may
+override its key).  The event id is the delivery's ``X-Delivery-Id`` (a retried delivery keeps
+it); when a delivery has none, the SHA-256 of the body stands in for it.  When the event happened
+is ``data.occurred_at`` (``sent_at`` when a schema lacks it).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from connections.providers.base import (
+    InboundEvent,
+    WebhookRejected,
+    bounded_text,
+    parse_json_object,
+)
+
+logger = logging.getLogger(__name__)
+
+WHAT = "a Wise event"
+# Wise's published webhook signing keys (docs.wise.com, Webhooks > Event handling).
+PUBLISHED_KEYS = {
+    "live": """-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAvO8vXV+JksBzZAY6GhSO
+XdoTCfhXaaiZ+qAbtaDBiu2AGkGVpmEygFmWP4Li9m5+Ni85BhVvZOodM9epgW3F
+bA5Q1SexvAF1PPjX4JpMstak/QhAgl1qMSqEevL8cmUeTgcMuVWCJmlge9h7B1CS
+D4rtlimGZozG39rUBDg6Qt2K+P4wBfLblL0k4C4YUdLnpGYEDIth+i8XsRpFlogx
+CAFyH9+knYsDbR43UJ9shtc42Ybd40Afihj8KnYKXzchyQ42aC8aZ/h5hyZ28yVy
+Oj3Vos0VdBIs/gAyJ/4yyQFCXYte64I7ssrlbGRaco4nKF3HmaNhxwyKyJafz19e
+HwIDAQAB
+-----END PUBLIC KEY-----
+""",
+    "sandbox": """-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAwpb91cEYuyJNQepZAVfP
+ZIlPZfNUefH+n6w9SW3fykqKu938cR7WadQv87oF2VuT+fDt7kqeRziTmPSUhqPU
+ys/V2Q1rlfJuXbE+Gga37t7zwd0egQ+KyOEHQOpcTwKmtZ81ieGHynAQzsn1We3j
+wt760MsCPJ7GMT141ByQM+yW1Bx+4SG3IGjXWyqOWrcXsxAvIXkpUD/jK/L958Cg
+nZEgz0BSEh0QxYLITnW1lLokSx/dTianWPFEhMC9BgijempgNXHNfcVirg1lPSyg
+z7KqoKUN0oHqWLr2U1A+7kqrl6O2nx3CKs1bj1hToT1+p4kcMoHXA7kA+VBLUpEs
+VwIDAQAB
+-----END PUBLIC KEY-----
+""",
+}
+SIGNATURE_HEADER = "X-Signature-SHA256"
+DELIVERY_HEADER = "X-Delivery-Id"
+
+
+@functools.lru_cache(maxsize=16)
+def _load(pem: str) -> rsa.RSAPublicKey:
+    key = serialization.load_pem_public_key(pem.encode())
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError("not an RSA public key")
+    return key
+
+
+def _moment(value: object) -> datetime | None:
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    for key, value in headers.items():
+        if key.lower() == name.lower():
+            return value
+    return ""
+
+
+def verify(public_pem: str, raw_body: bytes, headers: Mapping[str, str]) -> InboundEvent:
+    """The event in ``raw_body`` if Wise signed it with the key ``public_pem`` belongs to."""
+    signature = _header(headers, SIGNATURE_HEADER).strip()
+    if not signature:
+        raise WebhookRejected(f"No {SIGNATURE_HEADER} header: not a signed Wise delivery.")
+    try:
+        decoded = base64.b64decode(signature, validate=True)
+        _load(public_pem).verify(decoded, raw_body, padding.PKCS1v15(), hashes.SHA256())
+    except (binascii.Error, ValueError, InvalidSignature):
+        raise WebhookRejected(f"The {SIGNATURE_HEADER} signature does not match.") from None
+    event = parse_json_object(raw_body, what=WHAT)
+    event_type = bounded_text(event.get("event_type"), limit=120, name="event type", what=WHAT)
+    data = event.get("data")
+    if not isinstance(data, dict):
+        raise WebhookRejected(f"The event carries no data object, so it is not {WHAT}.")
+    occurred = _moment(data.get("occurred_at")) or _moment(event.get("sent_at"))
+    if occurred is None:
+        raise WebhookRejected(f"The event has no valid occurred_at or sent_at, so not {WHAT}.")
+    delivery = _header(headers, DELIVERY_HEADER).strip()
+    if delivery:
+        delivery = bounded_text(delivery, limit=100, name="delivery id", what=WHAT)
+    else:
+        delivery = "body-sha256:" + hashlib.sha256(raw_body).hexdigest()
+    return InboundEvent(id=delivery, type=event_type, occurred_at=occurred, payload=event)

@@ -1,0 +1,585 @@
+"""A stateful Wise (Platform API) simulator.
+
+Follows ``../shared/contracts/README.md`` (Wise): ``POST /oauth/token`` (client credentials, HTTP
+Basic; 12-hour tokens) or a personal API token; ``GET /v2/profiles``; recipients created with
+``POST /v1/accounts`` (checked as Wise checks them: currency, type, holder name, legal type and
+the bank details of the type — an IBAN's checksum, a sort code and account number), listed with
+``GET /v2/accounts`` by ``seekPosition``/``seekPositionForNext`` (null on the last page) and
+deleted with ``DELETE /v2/accounts/{id}`` (immutable: nothing else changes one); quotes
+``POST /v3/profiles/{id}/quotes`` (a UUID, the rate held 30 minutes); transfers read with
+``GET /v1/transfers`` (``limit`` at most 100) and by id.
+
+A person's side is sandbox actions: ``/_sandbox/transfer`` makes a transfer from a quote,
+``/_sandbox/transfer_state`` moves it on.  Every state change is delivered to the registered
+webhook endpoints as Wise delivers them: ``transfers#state-change`` (schema 2.0.0) signed with
+RSA-SHA256 PKCS#1 v1.5 by this simulator's own key (``X-Signature-SHA256``, base64), with an
+``X-Delivery-Id``; deliveries can be duplicated, reordered or badly signed.  Errors are
+``{"errors": [{"code", "message", "path"}]}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import logging
+import re
+import secrets
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import requests
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from werkzeug.wrappers import Request, Response
+
+from connections.sandbox.base import Simulator, json_response
+
+logger = logging.getLogger(__name__)
+
+TOKEN_SECONDS = 43199
+PAGE_MAX = 100
+CURRENCIES = {"EUR", "GBP", "USD", "SEK", "NOK", "DKK", "CHF", "PLN", "JPY", "AUD", "CAD"}
+TYPES = {
+    "iban": ("IBAN",),
+    "sort_code": ("sortCode", "accountNumber"),
+    "swift_code": (
+        "swiftCode",
+        "accountNumber",
+    ),
+}
+STATES = (
+    "incoming_payment_waiting",
+    "incoming_payment_initiated",
+    "processing",
+    "funds_converted",
+    "outgoing_payment_sent",
+    "charged_back",
+    "cancelled",
+    "funds_refunded",
+    "bounced_back",
+)
+PROFILE_ID = 16055450
+
+
+def iban_valid(value: str) -> bool:
+    """ISO 13616: country, check digits, then the account; mod 97 of the rearranged number = 1."""
+    text = re.sub(r"\s+", "", value).upper()
+    if not re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}", text):
+        return False
+    digits = "".join(str(int(c, 36)) for c in text[4:] + text[:4])
+    return int(digits) % 97 == 1
+
+
+def now_iso(moment: datetime | None = None) -> str:
+    return (moment or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class WiseError(Exception):
+    def __init__(self, status: int, code: str, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.path = status, code, message, path
+
+    def response(self) -> Response:
+        error = {"code": self.code, "message": self.message}
+        if self.path:
+            error["path"] = self.path
+        return json_response({"errors": [error]}, self.status)
+
+
+class WiseSimulator(Simulator):
+    """One Wise account with a business and a personal profile."""
+
+    name = "wise"
+    kind = "wise"
+    label = "Wise"
+    default_port = 8104
+
+    def __init__(self, *, rate_limit_per_minute: int | None = None) -> None:
+        super().__init__(rate_limit_per_minute=rate_limit_per_minute)
+        self.api_token = str(uuid.uuid4())
+        self.client_id = "mlc-sandbox"
+        self.client_secret = secrets.token_urlsafe(18)
+        self.tokens: dict[str, float] = {}
+        self.token_requests = 0
+        self.api_requests = 0
+        self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.profiles = [
+            {"id": PROFILE_ID, "type": "BUSINESS", "details": {"name": "ML Connector Demo AB"}},
+            {"id": PROFILE_ID - 1, "type": "PERSONAL", "details": {"firstName": "Ada"}},
+        ]
+        self.recipients: dict[int, dict[str, Any]] = {}
+        self.quotes: dict[str, dict[str, Any]] = {}
+        self.transfers: dict[int, dict[str, Any]] = {}
+        self.next_id = 40000000
+        self.endpoints: list[str] = []
+        self.deliveries: list[dict[str, Any]] = []  # what was sent, for tests
+        self.duplicate = False  # send every delivery twice (a retry after a lost 2xx)
+        self.reorder = False  # send a batch of state changes newest first
+        self.bad_signature = False  # sign with a key that is not Wise's
+        self.synchronous = False
+
+    # -- keys -------------------------------------------------------------------------------
+
+    @property
+    def public_key_pem(self) -> str:
+        return (
+            self.signing_key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+
+    def sign(self, body: bytes, key: rsa.RSAPrivateKey | None = None) -> str:
+        signature = (key or self.signing_key).sign(body, padding.PKCS1v15(), hashes.SHA256())
+        return base64.b64encode(signature).decode()
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        if request.path == "/oauth/token":
+            return self._token(request)
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:] if auth.lower().startswith("bearer ") else ""
+        with self.lock:
+            valid = token == self.api_token or self.tokens.get(token, 0) > time.time()
+        if not valid:
+            return json_response(
+                {"error": "invalid_token", "error_description": "Invalid token"}, 401
+            )
+        if self.rate_limit.check(token) is not None:
+            return WiseError(429, "TOO_MANY_REQUESTS", "Too many requests").response()
+        with self.lock:
+            self.api_requests += 1
+        return self.apply_fault(f"{request.method} {request.path}", lambda: self._route(request))
+
+    def _token(self, request: Request) -> Response:
+        with self.lock:
+            self.token_requests += 1
+        auth = request.authorization
+        if auth is None or (auth.username, auth.password) != (self.client_id, self.client_secret):
+            return json_response(
+                {"error": "invalid_client", "error_description": "Bad client credentials"}, 401
+            )
+        if request.form.get("grant_type") != "client_credentials":
+            return json_response({"error": "unsupported_grant_type"}, 400)
+        token = str(uuid.uuid4())
+        with self.lock:
+            self.tokens[token] = time.time() + TOKEN_SECONDS
+        return json_response(
+            {
+                "access_token": token,
+                "token_type": "bearer",
+                "expires_in": TOKEN_SECONDS,
+                "scope": "transfers",
+            }
+        )
+
+    def expire_tokens(self) -> None:
+        with self.lock:
+            self.tokens.clear()
+
+    def _route(self, request: Request) -> Response:
+        path, method = request.path.rstrip("/"), request.method
+        try:
+            with self.lock:
+                if path == "/v2/profiles" and method == "GET":
+                    return json_response(self.profiles)
+                if path == "/v1/accounts" and method == "POST":
+                    return json_response(self._create_recipient(self._json(request)))
+                if path == "/v2/accounts" and method == "GET":
+                    return json_response(self._list_recipients(request.args))
+                match = re.fullmatch(r"/v2/accounts/(\d+)", path)
+                if match and method == "DELETE":
+                    return self._delete_recipient(int(match.group(1)))
+                if match and method == "GET":
+                    return json_response(self._v2(self._recipient(int(match.group(1)))))
+                match = re.fullmatch(r"/v3/profiles/(\d+)/quotes", path)
+                if match and method == "POST":
+                    quote = self._quote(int(match.group(1)), self._json(request))
+                    return json_response(quote)
+                if path == "/v1/transfers" and method == "GET":
+                    return json_response(self._list_transfers(request.args))
+                match = re.fullmatch(r"/v1/transfers/(\d+)", path)
+                if match and method == "GET":
+                    found = self.transfers.get(int(match.group(1)))
+                    if found is None:
+                        raise WiseError(404, "NOT_FOUND", "Transfer not found")
+                    return json_response(found)
+        except WiseError as exc:
+            return exc.response()
+        return WiseError(404, "NOT_FOUND", f"No such endpoint: {method} {path}").response()
+
+    @staticmethod
+    def _json(request: Request) -> dict[str, Any]:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise WiseError(400, "BAD_REQUEST", "The body must be a JSON object.")
+        return body
+
+    def _id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def _profile(self, value: Any) -> int:
+        try:
+            profile = int(value)
+        except (TypeError, ValueError):
+            raise WiseError(422, "NOT_VALID", "Profile is required.", "profile") from None
+        if profile not in {p["id"] for p in self.profiles}:
+            raise WiseError(403, "FORBIDDEN", "You cannot act for this profile.", "profile")
+        return profile
+
+    # -- recipients -------------------------------------------------------------------------
+
+    def _create_recipient(self, body: dict[str, Any]) -> dict[str, Any]:
+        profile = self._profile(body.get("profile"))
+        currency = str(body.get("currency") or "")
+        if currency not in CURRENCIES:
+            raise WiseError(422, "NOT_VALID", "Please choose a supported currency.", "currency")
+        kind = str(body.get("type") or "")
+        if kind not in TYPES:
+            raise WiseError(422, "NOT_VALID", f"Unknown recipient type {kind!r}.", "type")
+        holder = body.get("accountHolderName")
+        if not isinstance(holder, str) or len(holder.strip()) < 2:
+            raise WiseError(
+                422, "NOT_VALID", "Please enter the recipient's full name.", "accountHolderName"
+            )
+        details = body.get("details")
+        if not isinstance(details, dict):
+            raise WiseError(422, "NOT_VALID", "Details are required.", "details")
+        if details.get("legalType") not in ("BUSINESS", "PRIVATE"):
+            raise WiseError(
+                422, "NOT_VALID", "Legal type must be BUSINESS or PRIVATE.", "legalType"
+            )
+        for field in TYPES[kind]:
+            if not str(details.get(field) or "").strip():
+                raise WiseError(422, "NOT_VALID", f"{field} is required.", field)
+        if kind == "iban" and not iban_valid(str(details["IBAN"])):
+            raise WiseError(422, "NOT_VALID", "Please enter a valid IBAN.", "IBAN")
+        if kind == "sort_code" and not (
+            re.fullmatch(r"\d{6}", re.sub(r"[-\s]", "", str(details["sortCode"])))
+            and re.fullmatch(r"\d{8}", str(details["accountNumber"]))
+        ):
+            raise WiseError(422, "NOT_VALID", "Please enter a valid sort code and account.", "")
+        recipient = {
+            "id": self._id(),
+            "business": profile,
+            "profile": profile,
+            "accountHolderName": holder.strip(),
+            "currency": currency,
+            "country": str(details.get("IBAN") or "")[:2].upper() or None,
+            "type": kind,
+            "details": copy.deepcopy(details),
+            "user": 1,
+            "active": True,
+            "ownedByCustomer": False,
+        }
+        self.recipients[recipient["id"]] = recipient
+        return recipient
+
+    def _recipient(self, recipient_id: int) -> dict[str, Any]:
+        found = self.recipients.get(recipient_id)
+        if found is None or not found["active"]:
+            raise WiseError(404, "NOT_FOUND", "Recipient not found")
+        return found
+
+    @staticmethod
+    def _v2(recipient: dict[str, Any]) -> dict[str, Any]:
+        """A recipient as the v2 API shows it."""
+        return {
+            "id": recipient["id"],
+            "profileId": recipient["profile"],
+            "name": {"fullName": recipient["accountHolderName"]},
+            "currency": recipient["currency"],
+            "country": recipient["country"],
+            "type": recipient["type"].upper(),
+            "legalEntityType": recipient["details"].get("legalType"),
+            "active": recipient["active"],
+            "details": copy.deepcopy(recipient["details"]),
+            "ownedByCustomer": False,
+        }
+
+    def _list_recipients(self, args: Any) -> dict[str, Any]:
+        profile = self._profile(args.get("profileId"))
+        try:
+            size = max(1, min(PAGE_MAX, int(args.get("size", 20))))
+            after = int(args.get("seekPosition", 0))
+        except ValueError:
+            raise WiseError(400, "BAD_REQUEST", "size and seekPosition are numbers.") from None
+        currency = args.get("currency")
+        rows = sorted(
+            (
+                r
+                for r in self.recipients.values()
+                if r["active"]
+                and r["profile"] == profile
+                and (not currency or r["currency"] == currency)
+            ),
+            key=lambda r: r["id"],
+        )
+        rows = [r for r in rows if r["id"] > after]
+        page = rows[:size]
+        more = len(rows) > size
+        return {
+            "content": [self._v2(r) for r in page],
+            "seekPositionForNext": page[-1]["id"] if more else None,
+            "size": len(page),
+        }
+
+    def _delete_recipient(self, recipient_id: int) -> Response:
+        self._recipient(recipient_id)["active"] = False
+        return Response(status=200)
+
+    # -- quotes and transfers ---------------------------------------------------------------
+
+    def _quote(self, profile_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        profile = self._profile(profile_id)
+        source, target = body.get("sourceCurrency"), body.get("targetCurrency")
+        for name, value in (("sourceCurrency", source), ("targetCurrency", target)):
+            if value not in CURRENCIES:
+                raise WiseError(422, "NOT_VALID", f"{name} is not a supported currency.", name)
+        if ("sourceAmount" in body) == ("targetAmount" in body):
+            raise WiseError(
+                422, "NOT_VALID", "Give either sourceAmount or targetAmount.", "targetAmount"
+            )
+        field = "targetAmount" if "targetAmount" in body else "sourceAmount"
+        try:
+            amount = Decimal(str(body[field]))
+        except InvalidOperation:
+            amount = Decimal(0)
+        if not amount.is_finite() or amount <= 0:
+            raise WiseError(422, "NOT_VALID", f"{field} must be above zero.", field)
+        account = body.get("targetAccount")
+        if account is not None:
+            recipient = self._recipient(int(account))
+            if recipient["currency"] != target:
+                raise WiseError(
+                    422, "NOT_VALID", "The recipient's currency is not the target.", "targetAccount"
+                )
+        rate = Decimal("1") if source == target else Decimal("1.0875")
+        other = (amount / rate if field == "targetAmount" else amount * rate).quantize(
+            Decimal("0.01")
+        )
+        created = datetime.now(UTC)
+        quote = {
+            "id": str(uuid.uuid4()),
+            "profile": profile,
+            "sourceCurrency": source,
+            "targetCurrency": target,
+            "sourceAmount": float(other if field == "targetAmount" else amount),
+            "targetAmount": float(amount if field == "targetAmount" else other),
+            "rate": float(rate),
+            "rateType": "FIXED",
+            "payOut": "BANK_TRANSFER",
+            "status": "PENDING",
+            "createdTime": now_iso(created),
+            "expirationTime": now_iso(created + timedelta(minutes=30)),
+            "targetAccount": account,
+        }
+        self.quotes[quote["id"]] = quote
+        return quote
+
+    def _list_transfers(self, args: Any) -> list[dict[str, Any]]:
+        profile = self._profile(args.get("profile"))
+        try:
+            limit = int(args.get("limit", 10))
+            offset = int(args.get("offset", 0))
+        except ValueError:
+            raise WiseError(400, "BAD_REQUEST", "limit and offset are numbers.") from None
+        if not 1 <= limit <= PAGE_MAX:
+            raise WiseError(400, "BAD_REQUEST", "limit must be between 1 and 100.", "limit")
+        status = set(filter(None, str(args.get("status") or "").split(",")))
+        rows = [
+            t
+            for t in sorted(self.transfers.values(), key=lambda t: t["id"], reverse=True)
+            if t["user"] == profile and (not status or t["status"] in status)
+        ]
+        return rows[offset : offset + limit]
+
+    def make_transfer(self, quote_id: str, target_account: int, reference: str) -> dict[str, Any]:
+        """A person makes (and will fund) a transfer in Wise from a prepared quote."""
+        with self.lock:
+            quote = self.quotes.get(quote_id)
+            if quote is None:
+                raise WiseError(404, "NOT_FOUND", "Quote not found")
+            transfer = {
+                "id": self._id(),
+                "user": quote["profile"],
+                "targetAccount": int(target_account),
+                "quoteUuid": quote_id,
+                "status": "incoming_payment_waiting",
+                "reference": reference,
+                "rate": quote["rate"],
+                "created": now_iso(),
+                "sourceCurrency": quote["sourceCurrency"],
+                "sourceValue": quote["sourceAmount"],
+                "targetCurrency": quote["targetCurrency"],
+                "targetValue": quote["targetAmount"],
+                "customerTransactionId": str(uuid.uuid4()),
+                "details": {"reference": reference},
+            }
+            self.transfers[transfer["id"]] = transfer
+        self.deliver([self._state_event(transfer, None, transfer["status"], datetime.now(UTC))])
+        return transfer
+
+    def move(self, transfer_id: int, *states: str) -> list[dict[str, Any]]:
+        """Move a transfer through ``states`` (one second apart); their deliveries as a batch."""
+        events = []
+        with self.lock:
+            transfer = self.transfers[transfer_id]
+            moment = datetime.now(UTC)
+            for state in states:
+                if state not in STATES:
+                    raise WiseError(400, "BAD_REQUEST", f"Unknown state {state}")
+                previous, transfer["status"] = transfer["status"], state
+                moment += timedelta(seconds=1)
+                events.append(self._state_event(transfer, previous, state, moment))
+        self.deliver(events)
+        return events
+
+    @staticmethod
+    def _state_event(
+        transfer: dict[str, Any], previous: str | None, state: str, moment: datetime
+    ) -> dict[str, Any]:
+        return {
+            "data": {
+                "resource": {
+                    "type": "transfer",
+                    "id": transfer["id"],
+                    "profile_id": transfer["user"],
+                    "account_id": transfer["targetAccount"],
+                },
+                "current_state": state,
+                "previous_state": previous,
+                "occurred_at": now_iso(moment),
+            },
+            "subscription_id": "90aa8e14-4ef1-4a56-861c-f3c9cde097ea",
+            "event_type": "transfers#state-change",
+            "schema_version": "2.0.0",
+            "sent_at": now_iso(),
+        }
+
+    # -- webhook delivery -------------------------------------------------------------------
+
+    def deliver(self, events: list[dict[str, Any]]) -> None:
+        batch = [(str(uuid.uuid4()), e) for e in events]
+        if self.reorder:
+            batch.reverse()
+        if self.duplicate:
+            batch = batch + batch  # the same delivery (same X-Delivery-Id) again
+        if not batch or not self.endpoints:
+            return
+        if self.synchronous:
+            self._send(batch)
+        else:
+            threading.Thread(target=self._send, args=(batch,), daemon=True).start()
+
+    def _send(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+        forger = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            if (self.bad_signature)
+            else None
+        )
+        for delivery_id, event in batch:
+            body = json.dumps(event).encode()
+            headers = {
+                "Content-Type": "application/json",
+                "X-Signature-SHA256": self.sign(body, forger),
+                "X-Delivery-Id": delivery_id,
+            }
+            for url in list(self.endpoints):
+                try:
+                    status = requests.post(url, data=body, headers=headers, timeout=10).status_code
+                except requests.RequestException:
+                    status = 0
+                with self.lock:
+                    self.deliveries.append({"id": delivery_id, "url": url, "status": status})
+
+    # -- sandbox controls, demo, state ------------------------------------------------------
+
+    def control_action(self, request: Request) -> Response:
+        p = request.get_json(force=True, silent=True) or {}
+        action = request.path.removeprefix("/_sandbox/")
+        try:
+            if action == "webhook_endpoints":
+                if p.get("url") and p["url"] not in self.endpoints:
+                    self.endpoints.append(str(p["url"]))
+                return json_response({"registered": p.get("url")})
+            if action == "transfer":
+                return json_response(
+                    self.make_transfer(
+                        p["quote"], int(p["targetAccount"]), str(p.get("reference", ""))
+                    )
+                )
+            if action == "transfer_state":
+                return json_response({"events": self.move(int(p["id"]), *p["states"])})
+            if action == "webhook_mode":
+                for key in ("duplicate", "reorder", "bad_signature"):
+                    if key in p:
+                        setattr(self, key, bool(p[key]))
+                return json_response({"ok": True})
+        except WiseError as exc:
+            return exc.response()
+        except (KeyError, ValueError, TypeError) as exc:
+            return json_response({"error": f"bad sandbox request: {exc}"}, 400)
+        return super().control_action(request)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "api_token": self.api_token,
+                "client_secret": self.client_secret,
+                "signing_key": self.signing_key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                ),
+                "recipients": self.recipients,
+                "quotes": self.quotes,
+                "transfers": self.transfers,
+                "next_id": self.next_id,
+                "endpoints": self.endpoints,
+            }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        with self.lock:
+            self.api_token = snapshot["api_token"]
+            self.client_secret = snapshot["client_secret"]
+            key = serialization.load_pem_private_key(snapshot["signing_key"], password=None)
+            assert isinstance(key, rsa.RSAPrivateKey)
+            self.signing_key = key
+            self.recipients = snapshot["recipients"]
+            self.quotes = snapshot["quotes"]
+            self.transfers = snapshot["transfers"]
+            self.next_id = snapshot["next_id"]
+            self.endpoints = snapshot["endpoints"]
+
+    def state_summary(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                **super().state_summary(),
+                "recipients": sum(1 for r in self.recipients.values() if r["active"]),
+                "quotes": len(self.quotes),
+                "transfers": len(self.transfers),
+                "api_requests": self.api_requests,
+                "token_requests": self.token_requests,
+            }
+
+    def connection_values(self, url: str) -> dict[str, Any]:
+        return {
+            "kind": "wise",
+            "credentials": {"client_id": self.client_id, "client_secret": self.client_secret},
+            "settings": {
+                "environment": "sandbox",
+                "base_url": url,
+                "profile_id": str(PROFILE_ID),
+                "source_currency": "EUR",
+                "webhook_public_key": self.public_key_pem,
+            },
+        }
