@@ -26,6 +26,19 @@ def ledger_confirmed_keys(*, connection_id: int, target: str, keys: Iterable[str
     return confirmed
 
 
+def ledger_confirmed_under(*, connection_id: int, target: str, prefix: str) -> dict[str, str]:
+    """The confirmed keys starting with ``prefix`` on this target connection, with the remote
+    id of each (what an earlier post made: a recipient that is to be replaced, say)."""
+    return dict(
+        PostingLedger.objects.filter(
+            connection_id=connection_id,
+            target=target,
+            natural_key__startswith=prefix,
+            state=PostingLedger.State.CONFIRMED,
+        ).values_list("natural_key", "remote_id")
+    )
+
+
 def ledger_known_keys(*, connection_id: int, target: str, keys: Iterable[str]) -> set[str]:
     """Which of ``keys`` are posted or being posted (confirmed or pending) to this connection."""
     wanted = list(keys)

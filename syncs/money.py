@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from decimal import Decimal, InvalidOperation
 
+import pycountry
+
 logger = logging.getLogger(__name__)
 
 # Stripe's zero- and three-decimal currencies.
@@ -33,6 +35,12 @@ ZERO_DECIMAL = frozenset(
     }
 )
 THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+
+
+def currency_known(code: str) -> bool:
+    """Whether ``code`` is an ISO 4217 currency (pycountry's list)."""
+    text = str(code or "").strip().upper()
+    return len(text) == 3 and pycountry.currencies.get(alpha_3=text) is not None
 
 
 def exponent(currency: str) -> int:

@@ -40,7 +40,7 @@ from django_q.tasks import async_task
 
 from audit import ledger
 from audit.models import AuditRecord, PostingLedger
-from audit.selectors import ledger_confirmed_keys, ledger_known_keys
+from audit.selectors import ledger_confirmed_keys, ledger_confirmed_under, ledger_known_keys
 from connections.providers.base import InboundEvent, Provider
 from connections.providers.errors import ApiError, AuthFailed, Rejected
 from connections.providers.registry import client_for
@@ -1019,6 +1019,13 @@ class Runner:
                 connection_id=integration.target_id, target=flow.ledger_target, keys=keys
             )
 
+        def confirmed_under(prefix: str, target: str | None, side: str) -> dict[str, str]:
+            return ledger_confirmed_under(
+                connection_id=integration.source_id if side == "source" else integration.target_id,
+                target=target or flow.ledger_target,
+                prefix=prefix,
+            )
+
         def processed_events(event_ids: Sequence[str]) -> set[str]:
             if not event_ids:
                 return set()
@@ -1039,6 +1046,7 @@ class Runner:
             posted=posted,
             processed_events=processed_events,
             claimed=claimed,
+            confirmed_under=confirmed_under,
         )
 
     def _window_start(self, now: Any) -> int | str | None:

@@ -7,9 +7,14 @@ and the bulk ``POST …/v2/execute`` (one request, many transactions), v2 respon
 strings right-padded to their field length unless ``righttrim``.  Field lists and required
 inputs come from the MI metadata catalogue shipped in ``data/``.
 
-Programs: CRS610MI (customers), CRS630MI (chart of accounts), ARS200MI (AR invoices), ARS040MI
-(customer payment batches: head, lines, charges, control → AR ledger and GL postings), MRS001MI
-(discovery).  Add transactions are not idempotent, as in M3: a repeated key is "already exists".
+Programs: CRS610MI (customers), CRS620MI (suppliers), CRS630MI (chart of accounts), ARS200MI
+(AR invoices), ARS040MI (customer payment batches: head, lines, charges, control → AR ledger and
+GL postings), APS200MI (supplier invoices: ``SearchSupInvoic`` with a small query language —
+``FIELD:value`` and ``FIELD:[from TO to]`` joined by ``AND``, unverified against M3's search —
+and ``GetInvoice``), GLS840MI (GL journal batches: head, lines whose ``PARM`` is a fixed-format
+record laid out by ``JOURNAL_LAYOUT``, control → GL postings) and MRS001MI (discovery).  Add
+transactions are not idempotent, as in M3: a repeated key is "already exists", and a line or
+control for a batch already controlled is "already updated".
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -36,6 +42,21 @@ METADATA: dict[str, Any] = json.loads(
     (Path(__file__).parent / "data" / "m3-mi-metadata.json").read_text()
 )["programs"]
 DEFAULT_MAXRECS = 100
+# GLS840MI: the fixed-format PARM record of the sandbox's journal interface (a tenant defines its
+# own interface types in GLS840; the connector's layout setting must match it).
+JOURNAL_LAYOUT = (
+    ("ACDT", 8),
+    ("AIT1", 8),
+    ("AIT2", 8),
+    ("AIT3", 8),
+    ("AIT4", 8),
+    ("AIT5", 8),
+    ("AIT6", 8),
+    ("AIT7", 8),
+    ("CUCD", 3),
+    ("CUAM", 17),
+    ("VTXT", 40),
+)
 # A production grid caps what one transaction returns, maxrecs=0 included, and has no offset to
 # page past it (see the contracts README): read large sets by key ranges.
 GRID_CAP = 1000
@@ -74,6 +95,9 @@ class M3State:
     batches: dict[int, dict[str, Any]] = field(default_factory=dict)
     gl: list[dict[str, Any]] = field(default_factory=list)
     next_jrno: int = 1000
+    suppliers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    supplier_invoices: list[dict[str, Any]] = field(default_factory=list)
+    journals: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     last_lmts: int = 0
 
@@ -185,6 +209,92 @@ class M3State:
 
     def receipts(self) -> list[dict[str, Any]]:
         return [e for e in self.ledger if e["TRCD"] == 20]
+
+    def put_supplier(self, suno: str, **fields: Any) -> dict[str, Any]:
+        record = self.suppliers.setdefault(
+            suno, {"SUNO": suno, "CONO": self.cono, "STAT": "20", "SUTY": "0"}
+        )
+        record.update(fields)
+        record["LMTS"] = self.now_lmts()
+        return record
+
+    def add_supplier_invoice(
+        self,
+        suno: str,
+        sino: str,
+        amount: Decimal | str,
+        currency: str,
+        *,
+        due: str,
+        ivdt: str | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        self.next_jrno += 1
+        ivdt = ivdt or time.strftime("%Y%m%d")
+        entry = {
+            "CONO": self.cono,
+            "DIVI": self.divi,
+            "YEA4": int(ivdt[:4]),
+            "JRNO": self.next_jrno,
+            "JSNO": 1,
+            "TRCD": 40,
+            "SPYN": suno,
+            "SUNO": suno,
+            "SINO": sino,
+            "INYR": int(ivdt[:4]),
+            "IVDT": ivdt,
+            "DUDT": due,
+            "ACDT": ivdt,
+            "CUCD": currency,
+            "CUAM": Decimal(str(amount)),
+            "VTAM": Decimal("0"),
+            "APRV": 1,
+            "IVBL": "",
+            "PYST": "10",  # not paid (unverified code values: a tenant's statuses may differ)
+            "VONO": self.next_jrno,
+            **fields,
+        }
+        self.supplier_invoices.append(entry)
+        return entry
+
+    def journal_lines(self) -> list[dict[str, Any]]:
+        return [
+            line for j in self.journals.values() if j["status"] == "updated" for line in j["posted"]
+        ]
+
+
+def parse_parm(parm: str) -> dict[str, str]:
+    """A GLS840MI ``PARM`` record as its fields (``JOURNAL_LAYOUT``)."""
+    fields, at = {}, 0
+    for name, width in JOURNAL_LAYOUT:
+        fields[name] = parm[at : at + width].strip()
+        at += width
+    return fields
+
+
+_CLAUSE = re.compile(r"^(\w+):(?:\[(\S+) TO (\S+)\]|(\S+))$")
+
+
+def search(rows: list[dict[str, Any]], query: str) -> list[dict[str, Any]]:
+    """Rows matching ``FIELD:value`` / ``FIELD:[from TO to]`` clauses joined by ``AND``."""
+    tests = []
+    for clause in [c.strip() for c in query.split(" AND ") if c.strip()]:
+        match = _CLAUSE.match(clause)
+        if match is None:
+            raise MIError(f"Search query is invalid: {clause[:60]}", "SQRY", "XSE0001")
+        name, low, high, equal = match.groups()
+        tests.append((name, low, high, equal))
+
+    def ok(row: dict[str, Any]) -> bool:
+        for name, low, high, equal in tests:
+            value = _fmt(row.get(name, ""))
+            if equal is not None and value != equal:
+                return False
+            if low is not None and not (low <= value <= high):
+                return False
+        return True
+
+    return [r for r in rows if ok(r)]
 
 
 def _by_date(entries: Any) -> list[dict[str, Any]]:
@@ -661,6 +771,79 @@ class M3Simulator(Simulator):
         batch["status"] = "updated"
         return []
 
+    # CRS620MI — suppliers
+    def mi_CRS620MI_LstSuppliers(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        since = int(i["LMTS"]) if i.get("LMTS", "").strip() else 0
+        first, last = i.get("FRSU", "").strip(), i.get("TOSU", "").strip()
+        return [
+            s
+            for k, s in sorted(self.state.suppliers.items())
+            if k >= first and (not last or k <= last) and s["LMTS"] >= since
+        ]
+
+    def mi_CRS620MI_GetBasicData(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        supplier = self.state.suppliers.get(i["SUNO"].strip())
+        if supplier is None:
+            raise MIError(f"Supplier {i['SUNO'].strip()} does not exist", "SUNO", "WSU0203")
+        return [supplier]
+
+    # APS200MI — supplier invoices
+    def mi_APS200MI_SearchSupInvoic(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        return search(self.state.supplier_invoices, i["SQRY"].strip())
+
+    def mi_APS200MI_GetInvoice(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        key = (int(i["YEA4"]), int(i["JRNO"]), int(i["JSNO"]))
+        for entry in self.state.supplier_invoices:
+            if (entry["YEA4"], entry["JRNO"], entry["JSNO"]) == key:
+                return [entry]
+        raise MIError("Supplier invoice does not exist", "JRNO", "WJR0203")
+
+    # GLS840MI — GL journal batches
+    def _journal(self, i: dict[str, str]) -> dict[str, Any]:
+        journal = self.state.journals.get(i["KEY1"].strip())
+        if journal is None:
+            raise MIError(f"Key value {i['KEY1'].strip()} does not exist", "KEY1", "WKE0103")
+        if journal["status"] == "updated":
+            raise MIError(f"Batch {i['KEY1'].strip()} is already updated", "KEY1", "WKE0105")
+        return journal
+
+    def mi_GLS840MI_AddBatchHead(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        key = i["KEY1"].strip()
+        if key in self.state.journals:
+            raise MIError(f"Key value {key} already exists", "KEY1", "WKE0104")
+        self.state.journals[key] = {
+            "KEY1": key,
+            "INTN": i["INTN"].strip(),
+            "DESC": i["DESC"].strip(),
+            "lines": {},
+            "status": "open",
+            "posted": [],
+        }
+        return [{"CONO": self.state.cono}]
+
+    def mi_GLS840MI_AddBatchLine(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        journal = self._journal(i)
+        line = int(i["LINE"])
+        if line in journal["lines"]:
+            raise MIError(f"Line {line} already exists", "LINE", "WLI0104")
+        fields = parse_parm(i["PARM"])
+        if (1, fields["AIT1"]) not in self.state.accounts:
+            raise MIError(f"Account {fields['AIT1']} does not exist", "PARM", "WAI0103")
+        if not re.fullmatch(r"[A-Z]{3}", fields["CUCD"]):
+            raise MIError(f"Currency {fields['CUCD']} is invalid", "PARM", "WCU0103")
+        journal["lines"][line] = {**fields, "CUAM": _money(fields["CUAM"]), "LINE": line}
+        return [{"CONO": self.state.cono}]
+
+    def mi_GLS840MI_CtrlBatch(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        journal = self._journal(i)
+        if not journal["lines"]:
+            raise MIError(f"Batch {journal['KEY1']} has no lines", "KEY1", "WKE0601")
+        journal["posted"] = [
+            {**line, "KEY1": journal["KEY1"]} for _, line in sorted(journal["lines"].items())
+        ]
+        journal["status"] = "updated"
+        return [{"CONO": self.state.cono}]
+
     # MRS001MI — discovery
     def mi_MRS001MI_LstTransactions(self, i: dict[str, str]) -> list[dict[str, Any]]:
         program = METADATA.get(i["MINM"].strip())
@@ -709,6 +892,8 @@ class M3Simulator(Simulator):
             "invoices": sum(1 for e in self.state.ledger if e["TRCD"] == 10),
             "receipts": len(self.state.receipts()),
             "batches": len(self.state.batches),
+            "suppliers": len(self.state.suppliers),
+            "journals": sum(1 for j in self.state.journals.values() if j["status"] == "updated"),
             "token_requests": self.token_requests,
             "api_requests": self.api_requests,
             "requests_by_program": dict(self.requests_by_program),

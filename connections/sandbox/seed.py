@@ -1,4 +1,5 @@
-"""A demo CloudSuite tenant: customers, a chart of accounts and open AR invoices (deterministic)."""
+"""A demo CloudSuite tenant: customers, a chart of accounts and open AR invoices, suppliers with
+bank details and open supplier invoices (deterministic)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,17 @@ ACCOUNTS = [
     ("3010", "Sales"),
     ("2611", "Output VAT"),
     ("6570", "Bank and card fees"),
+    ("2440", "Accounts payable"),
+    ("1940", "Wise EUR balance"),
+]
+# Suppliers with their bank details in user-defined fields SFI1 (IBAN) and SFI2 (BIC), as the
+# connector's default bank_fields setting reads them; one has no bank details at all.
+SUPPLIERS = [
+    ("S2001", "Kaffeerösterei Nord GmbH", "EUR", "DE", "DE89370400440532013000", "COBADEFFXXX"),
+    ("S2002", "Atelier Lumière SARL", "EUR", "FR", "FR1420041010050500013M02606", "PSSTFRPPXXX"),
+    ("S2003", "Noord Verpakking BV", "EUR", "NL", "NL91ABNA0417164300", "ABNANL2AXXX"),
+    ("S2004", "Skärgårds Frakt AB", "SEK", "SE", "SE4550000000058398257466", "ESSESESSXXX"),
+    ("S2005", "Cash Only Cleaning", "EUR", "IE", "", ""),
 ]
 VAT = {"EUR": Decimal("0.21"), "GBP": Decimal("0.20"), "SEK": Decimal("0.25")}
 
@@ -80,4 +92,20 @@ def seed_tenant(state: M3State, *, invoices: int = 24, customers: int = 0, seed:
             ivdt=issued.strftime("%Y%m%d"),
             dudt=(issued + timedelta(days=30)).strftime("%Y%m%d"),
         )
-    logger.info("Seeded the demo tenant: %d customers, %d invoices", len(people), invoices)
+    for n, (suno, name, currency, country, iban, bic) in enumerate(SUPPLIERS, start=1):
+        state.put_supplier(suno, SUNM=name, CUCD=currency, CSCD=country, SFI1=iban, SFI2=bic)
+        for k in range(2):
+            state.add_supplier_invoice(
+                suno,
+                f"INV-{suno}-{k + 1}",
+                Decimal(rng.randrange(15000, 250000)) / 100,
+                currency,
+                ivdt=(today - timedelta(days=20 - n)).strftime("%Y%m%d"),
+                due=(today + timedelta(days=2 + 5 * k + n)).strftime("%Y%m%d"),
+            )
+    logger.info(
+        "Seeded the demo tenant: %d customers, %d invoices, %d suppliers",
+        len(people),
+        invoices,
+        len(SUPPLIERS),
+    )

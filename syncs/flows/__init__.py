@@ -24,6 +24,7 @@ from syncs.flows.ifs_stripe_invoices import IfsInvoicesToStripe
 from syncs.flows.ifs_stripe_orders import IfsOrdersToStripe
 from syncs.flows.m3_stripe_customers import M3CustomersToStripe
 from syncs.flows.m3_stripe_invoices import M3InvoicesToStripe
+from syncs.flows.m3_wise_recipients import M3SuppliersToWise
 from syncs.flows.stripe_ifs_notes import StripeOutcomesToIfsNotes
 from syncs.flows.stripe_m3_payments import StripePaymentsToM3
 
@@ -39,6 +40,7 @@ FLOWS: dict[str, type[Flow]] = {
         IfsOrdersToStripe,
         IfsInvoicesToStripe,
         StripeOutcomesToIfsNotes,
+        M3SuppliersToWise,
     )
 }
 

@@ -221,6 +221,9 @@ class FlowContext(Generic[S, T]):
     processed_events: Callable[[Sequence[str]], set[str]]
     claimed: Callable[[Sequence[str]], set[str]]
     read_mark: str | None = None
+    confirmed_under: Callable[[str, str | None, str], dict[str, str]] = (
+        lambda prefix, target, side: {}
+    )
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -261,6 +264,15 @@ class FlowContext(Generic[S, T]):
     def in_ledger(self, keys: Iterable[str]) -> set[str]:
         """Which of these ledger keys are posted or being posted right now (by any worker)."""
         return self.claimed(list(keys))
+
+    def posted_under(
+        self, prefix: str, *, target: str | None = None, side: str = "target"
+    ) -> dict[str, str]:
+        """The ledger keys starting with ``prefix`` that a connection of this integration holds
+        (``side``: its target, or its source), with their remote ids — what an earlier run made,
+        to be replaced, kept or linked to; ``target`` names another kind of thing posted there
+        (the flow's own by default)."""
+        return self.confirmed_under(prefix, target, side)
 
     def events_processed(self, event_ids: Iterable[str]) -> set[str]:
         """Which of these source events a webhook delivery already processed for this flow."""

@@ -472,6 +472,88 @@ class InforM3(HttpProvider):
                 raise
         return "open"
 
+    # -- suppliers and AP ------------------------------------------------------------------
+
+    def list_suppliers(
+        self, *, changed_since: int | None = None, first: str = "", last: str = ""
+    ) -> Iterator[dict[str, str]]:
+        """Suppliers changed at or after ``changed_since`` (LMTS), paged by supplier number
+        (``FRSU``/``TOSU``), a positive ``maxrecs`` a page so a capped grid hides nothing."""
+        start = first
+        while True:
+            page = self.execute(
+                "suppliers.list",
+                {"FRSU": start, "TOSU": last, "LMTS": changed_since},
+                maxrecs=PAGE_SIZE,
+            )
+            for record in page:
+                if record["SUNO"] != start or start == first:
+                    yield record
+            if len(page) < PAGE_SIZE:
+                return
+            start = page[-1]["SUNO"]
+
+    def get_suppliers(self, numbers: Sequence[str]) -> dict[str, dict[str, str]]:
+        """GetBasicData for many suppliers in one bulk request; missing ones are left out."""
+        if not numbers:
+            return {}
+        results = self.execute_bulk("suppliers.get", [{"SUNO": n} for n in numbers])
+        return {n: r.records[0] for n, r in zip(numbers, results, strict=True) if r.records}
+
+    def search_supplier_invoices(self, query: str) -> list[dict[str, str]]:
+        """Supplier invoices matching an APS200MI search query, each with its full record
+        (GetInvoice, many in one bulk request)."""
+        keys = self.execute("supplier_invoices.search", {"SQRY": query}, maxrecs=0)
+        if not keys:
+            return []
+        results = self.execute_bulk(
+            "supplier_invoices.get",
+            [{"YEA4": k["YEA4"], "JRNO": k["JRNO"], "JSNO": k["JSNO"]} for k in keys],
+        )
+        return [r.records[0] for r in results if r.records]
+
+    def post_journal(
+        self,
+        *,
+        key: str,
+        interface: str,
+        description: str,
+        lines: Sequence[str],
+    ) -> dict[str, Any]:
+        """A GL journal batch through the generic GL interface: head and lines (each a
+        fixed-format ``PARM`` record of ``interface``) in one bulk request, then — only when all
+        of them went through — the control in a second.  (M3 runs every transaction of a bulk
+        request whatever the ones before answered: a control beside a refused line would post
+        the journal without it.)  A refusal is raised; the batch is then left uncontrolled,
+        which has no accounting effect.
+
+        Safe to send again for the same ``key``: the head and each line are keyed (KEY1,
+        KEY1+LINE), so M3 answers "already exists" — or "already updated" once controlled — for
+        what an earlier attempt did; nothing is added twice.
+        """
+        entries = [
+            ("payments.head", {"KEY1": key, "INTN": interface, "DESC": description[:40]}),
+            *(
+                ("payments.line", {"KEY1": key, "LINE": n, "PARM": parm})
+                for n, parm in enumerate(lines, start=1)
+            ),
+        ]
+        done: list[str] = []
+        posted_before = False
+        for batch in (entries, [("payments.control", {"KEY1": key})]):
+            for (need, _), result in zip(batch, self._run_steps(batch), strict=True):
+                error = result.error
+                if error is None:
+                    done.append(need)
+                elif error.already_updated:
+                    posted_before = True
+                    done.append(f"{need} (already posted)")
+                elif error.already_exists:
+                    done.append(f"{need} (already done)")
+                else:
+                    raise error
+        return {"key": key, "steps": done, "already_posted": posted_before}
+
     def probe(self) -> CheckResult:
         """Authenticate and confirm the tenant exposes every transaction we are set up to use."""
         wanted: dict[str, set[str]] = {}

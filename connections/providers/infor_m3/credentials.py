@@ -36,6 +36,17 @@ DEFAULT_PROGRAMS: dict[str, tuple[str, str]] = {
     "receipts.line": ("ARS040MI", "AddBatchLine"),
     "receipts.charge": ("ARS040MI", "AddBatchCharge"),
     "receipts.control": ("ARS040MI", "ControlBatch"),
+    "suppliers.list": ("CRS620MI", "LstSuppliers"),
+    "suppliers.get": ("CRS620MI", "GetBasicData"),
+    "supplier_invoices.search": ("APS200MI", "SearchSupInvoic"),
+    "supplier_invoices.get": ("APS200MI", "GetInvoice"),
+    # Payments made outside CloudSuite (Wise) are written to its GL as a journal batch through
+    # the generic GL interface, the catalogue's one route where the caller sets the accounting
+    # string (there is no "payment log" program in the catalogue; MRS001MI lists what a tenant
+    # exposes, and an override names another).
+    "payments.head": ("GLS840MI", "AddBatchHead"),
+    "payments.line": ("GLS840MI", "AddBatchLine"),
+    "payments.control": ("GLS840MI", "CtrlBatch"),
     "discovery.transactions": ("MRS001MI", "LstTransactions"),
 }
 

@@ -1,0 +1,132 @@
+"""CloudSuite → Wise, end to end: suppliers become recipients (immutable: a bank change is a
+delete and a new recipient), through the runner, both clients and both simulators over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from audit.models import AuditRecord
+from connections.models import Connection
+from connections.sandbox.base import Served
+from connections.sandbox.m3 import M3Simulator
+from connections.sandbox.wise import WiseSimulator
+from syncs.models import Integration, SyncRun
+from syncs.runner import Runner
+
+S = AuditRecord.Status
+IBAN_1 = "DE89370400440532013000"
+IBAN_2 = "NL91ABNA0417164300"
+
+
+@pytest.fixture
+def m3(m3_sim: Served) -> M3Simulator:
+    sim: M3Simulator = m3_sim.app  # type: ignore[assignment]
+    sim.state.put_account("2440", "Accounts payable")
+    sim.state.put_account("1940", "Wise EUR balance")
+    sim.state.put_supplier("S1", SUNM="Rösterei Nord GmbH", CUCD="EUR", SFI1=IBAN_1)
+    sim.state.put_supplier(
+        "S2", SUNM="Birch Supplies Ltd", CUCD="GBP", SFI3="40-47-84", SFI4="70872490"
+    )
+    sim.state.put_supplier("S3", SUNM="No Bank Ltd", CUCD="EUR")  # nothing to pay to: left out
+    sim.state.put_supplier("S4", SUNM="Typo BV", CUCD="EUR", SFI1="NL91ABNA0417164301")
+    return sim
+
+
+@pytest.fixture
+def wise(wise_sim: Served) -> WiseSimulator:
+    return wise_sim.app  # type: ignore[return-value]
+
+
+def make(flow: str, source: Connection, target: Connection, **settings: Any) -> Integration:
+    integ = Integration(
+        name=flow,
+        slug=flow.replace(".", "-"),
+        flow=flow,
+        source=source,
+        target=target,
+        settings=settings,
+    )
+    integ.full_clean()
+    integ.save()
+    return integ
+
+
+@pytest.fixture
+def recipients(m3_connection: Connection, wise_connection: Connection) -> Integration:
+    return make("m3_wise.recipients", m3_connection, wise_connection)
+
+
+def run(integ: Integration) -> SyncRun:
+    return Runner(Integration.objects.get(pk=integ.pk), trigger="manual").run()
+
+
+def active(wise: WiseSimulator) -> dict[str, dict]:
+    return {r["accountHolderName"]: r for r in wise.recipients.values() if r["active"]}
+
+
+def test_suppliers_with_bank_details_become_recipients_once(
+    recipients: Integration, m3: M3Simulator, wise: WiseSimulator
+) -> None:
+    first = run(recipients)
+    assert (first.synced, first.flagged) == (2, 1)
+    made = active(wise)
+    assert made["Rösterei Nord GmbH"]["type"] == "iban"
+    assert made["Rösterei Nord GmbH"]["details"] == {"legalType": "BUSINESS", "IBAN": IBAN_1}
+    assert made["Birch Supplies Ltd"]["type"] == "sort_code"
+    assert made["Birch Supplies Ltd"]["details"]["sortCode"] == "404784"
+    flagged = first.records.get(status=S.FLAGGED)
+    assert flagged.source_key == "S4/EUR" and "does not check out" in flagged.reason
+    assert "No Bank Ltd" not in made
+
+    m3.state.put_supplier("S2", PHNO="+44 1 234")  # changed, but not its bank details
+    again = run(recipients)
+    assert again.synced == 0 and len(active(wise)) == 2  # nothing sent again
+
+
+def test_changed_bank_details_delete_the_old_recipient_and_make_a_new_one(
+    recipients: Integration, m3: M3Simulator, wise: WiseSimulator
+) -> None:
+    run(recipients)
+    old = active(wise)["Rösterei Nord GmbH"]["id"]
+    m3.state.put_supplier("S1", SFI1=IBAN_2)
+    changed = run(recipients)
+    assert changed.synced == 2
+    steps = [r.reason for r in changed.records.order_by("pk")]
+    assert steps[0].startswith("Recipient") and "created" in steps[0]
+    assert f"Old recipient {old} deleted" in steps[1]
+    now = active(wise)["Rösterei Nord GmbH"]
+    assert now["id"] != old and now["details"]["IBAN"] == IBAN_2
+    assert wise.recipients[old]["active"] is False
+
+    m3.state.put_supplier("S1", SFI1=IBAN_1)  # and back again: a third recipient, not the first
+    back = run(recipients)
+    assert back.synced == 2 and active(wise)["Rösterei Nord GmbH"]["details"]["IBAN"] == IBAN_1
+    assert sum(1 for r in wise.recipients.values() if r["active"]) == 2
+
+
+def test_the_old_recipient_stays_until_the_new_one_exists(
+    recipients: Integration, m3: M3Simulator, wise: WiseSimulator
+) -> None:
+    run(recipients)
+    old = active(wise)["Rösterei Nord GmbH"]["id"]
+    m3.state.put_supplier("S1", SFI1=IBAN_2)
+    wise.faults.add("status", status=400, match="POST /v1/accounts", count=5)
+    refused = run(recipients)
+    assert refused.failed == 2 and wise.recipients[old]["active"] is True
+    wise.faults.clear()
+    replayed = run(recipients)  # read again (the cursor held) and both steps done
+    assert replayed.synced == 2 and wise.recipients[old]["active"] is False
+
+
+def test_a_lost_answer_makes_no_second_recipient(
+    recipients: Integration, m3: M3Simulator, wise: WiseSimulator
+) -> None:
+    wise.faults.add("lose_response", match="POST /v1/accounts", count=1)
+    first = run(recipients)
+    assert first.failed >= 1
+    second = run(recipients)
+    assert second.failed == 0
+    assert sorted(active(wise)) == ["Birch Supplies Ltd", "Rösterei Nord GmbH"]
+    assert len(wise.recipients) == 2
