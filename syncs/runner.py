@@ -594,7 +594,7 @@ class Runner:
         """Map, claim and load each record, keeping up to ``_in_flight()`` loads running, and
         write every outcome in source order (so the cursor never passes an unwritten record).
         Whatever stops the run, what was sent is written before it ends."""
-        mappings = self._mappings()
+        mappings = ctx.mappings = self._mappings()
         pipe = _Pipeline(self, ctx, self._in_flight())
         try:
             for record, replay_of in records:

@@ -24,9 +24,11 @@ from syncs.flows.ifs_stripe_invoices import IfsInvoicesToStripe
 from syncs.flows.ifs_stripe_orders import IfsOrdersToStripe
 from syncs.flows.m3_stripe_customers import M3CustomersToStripe
 from syncs.flows.m3_stripe_invoices import M3InvoicesToStripe
+from syncs.flows.m3_wise_quotes import M3InvoicesToWiseQuotes
 from syncs.flows.m3_wise_recipients import M3SuppliersToWise
 from syncs.flows.stripe_ifs_notes import StripeOutcomesToIfsNotes
 from syncs.flows.stripe_m3_payments import StripePaymentsToM3
+from syncs.flows.wise_m3_payments import WiseTransfersToM3
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ FLOWS: dict[str, type[Flow]] = {
         IfsInvoicesToStripe,
         StripeOutcomesToIfsNotes,
         M3SuppliersToWise,
+        M3InvoicesToWiseQuotes,
+        WiseTransfersToM3,
     )
 }
 

@@ -221,6 +221,9 @@ class FlowContext(Generic[S, T]):
     processed_events: Callable[[Sequence[str]], set[str]]
     claimed: Callable[[Sequence[str]], set[str]]
     read_mark: str | None = None
+    # The integration's field mappings, for ``prepare`` to check against the target before
+    # ``map`` decides (``map`` is given them too).
+    mappings: Mappings = field(default_factory=Mappings)
     confirmed_under: Callable[[str, str | None, str], dict[str, str]] = (
         lambda prefix, target, side: {}
     )

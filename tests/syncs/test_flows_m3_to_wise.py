@@ -130,3 +130,50 @@ def test_a_lost_answer_makes_no_second_recipient(
     assert second.failed == 0
     assert sorted(active(wise)) == ["Birch Supplies Ltd", "Rösterei Nord GmbH"]
     assert len(wise.recipients) == 2
+
+
+# -- quotes and payments ----------------------------------------------------------------------
+
+
+def due(days: int) -> str:
+    from datetime import date, timedelta
+
+    return (date.today() + timedelta(days=days)).strftime("%Y%m%d")
+
+
+@pytest.fixture
+def invoices(m3: M3Simulator) -> M3Simulator:
+    m3.state.add_supplier_invoice("S1", "R-100", "1250.40", "EUR", due=due(3))
+    m3.state.add_supplier_invoice("S2", "B-7", "99.99", "GBP", due=due(5))
+    m3.state.add_supplier_invoice("S1", "R-101", "10.00", "EUR", due=due(60))  # not this run
+    m3.state.add_supplier_invoice("S1", "R-102", "20.00", "EUR", due=due(2), IVBL="1")  # stopped
+    m3.state.add_supplier_invoice("S3", "N-1", "30.00", "EUR", due=due(1))  # no recipient
+    return m3
+
+
+@pytest.fixture
+def quotes(m3_connection: Connection, wise_connection: Connection) -> Integration:
+    return make("m3_wise.quotes", m3_connection, wise_connection)
+
+
+def test_a_quote_for_each_open_invoice_due_in_the_window(
+    recipients: Integration, quotes: Integration, invoices: M3Simulator, wise: WiseSimulator
+) -> None:
+    run(recipients)
+    first = run(quotes)
+    assert (first.synced, first.flagged) == (2, 1)
+    by_invoice = {r.source_key: r for r in first.records.all()}
+    quoted = by_invoice["S1/R-100"]
+    quote = wise.quotes[quoted.target_key]
+    assert (quote["targetAmount"], quote["targetCurrency"], quote["sourceCurrency"]) == (
+        1250.40,
+        "EUR",
+        "EUR",
+    )
+    assert quote["targetAccount"] == int(active(wise)["Rösterei Nord GmbH"]["id"])
+    assert "Make the transfer from it in Wise" in quoted.reason
+    assert quoted.response_summary["SINO"] == "R-100"
+    assert "no Wise recipient" in by_invoice["S3/N-1"].reason
+    assert not wise.transfers  # creating and funding a transfer stays with a person
+    again = run(quotes)
+    assert again.synced == 0 and len(wise.quotes) == 2  # quoted today already

@@ -512,6 +512,18 @@ class InforM3(HttpProvider):
         )
         return [r.records[0] for r in results if r.records]
 
+    def journal_record(self, fields: Mapping[str, Any]) -> str:
+        """One journal line as the fixed-format ``PARM`` record of the connection's layout; a
+        value too long for its place is refused, never cut."""
+        record = ""
+        for part in str(self.connection.setting("journal_layout")).split(","):
+            name, _, width = part.partition(":")
+            value = str(fields.get(name, "") or "")
+            if len(value) > int(width):
+                raise ValueError(f"{name} “{value}” is longer than its {width} places")
+            record += value.ljust(int(width))
+        return record.rstrip()
+
     def post_journal(
         self,
         *,

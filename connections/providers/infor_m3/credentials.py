@@ -82,6 +82,32 @@ def clean_programs(value: Any) -> dict[str, str]:
     return cleaned
 
 
+# The fixed-format PARM record of a GL journal line (GLS840MI AddBatchLine): a tenant defines
+# its interface types in GLS840 and the layout of their records; this default is the sandbox's
+# (unverified for any real tenant: set the connection's layout to match the interface used).
+DEFAULT_JOURNAL_LAYOUT = (
+    "ACDT:8,AIT1:8,AIT2:8,AIT3:8,AIT4:8,AIT5:8,AIT6:8,AIT7:8,CUCD:3,CUAM:17,VTXT:40"
+)
+JOURNAL_FIELDS = ("ACDT", "AIT1", "AIT2", "AIT3", "AIT4", "AIT5", "AIT6", "AIT7", "CUCD", "CUAM")
+
+
+def clean_layout(value: Any) -> str:
+    """``FIELD:width,…`` naming at least the fields a journal line needs."""
+    text = str(value).replace(" ", "").strip(",")
+    names = []
+    for part in text.split(","):
+        name, sep, width = part.partition(":")
+        if not sep or not name.isalnum() or not width.isdigit() or not 0 < int(width) <= 60:
+            raise ValidationError(f"“{part[:40]}”: write FIELD:width, e.g. AIT1:8.")
+        names.append(name.upper())
+    missing = [f for f in ("ACDT", "AIT1", "CUCD", "CUAM") if f not in names]
+    if missing:
+        raise ValidationError(f"The layout needs {', '.join(missing)}.")
+    return ",".join(
+        f"{n}:{p.partition(':')[2]}" for n, p in zip(names, text.split(","), strict=True)
+    )
+
+
 # The keys of an .ionapi file (see contracts): which are secret and which are required.
 IONAPI_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("ti", "Tenant", secret=False),
@@ -144,6 +170,22 @@ SPEC = ConnectionSpec(
             "a line or fee it refuses in a batch it then controls is put in the review queue to "
             "add by hand). 2: the control in a second request, sent only when everything "
             "before it went through.",
+        ),
+        FieldSpec(
+            "journal_interface",
+            "GL journal interface (GLS840 INTN)",
+            secret=False,
+            default="WISE",
+            help="The interface type payments made outside CloudSuite (Wise) are journalled "
+            "through.",
+        ),
+        FieldSpec(
+            "journal_layout",
+            "GL journal line layout",
+            secret=False,
+            default=DEFAULT_JOURNAL_LAYOUT,
+            clean=clean_layout,
+            help="The fixed-format record of that interface: FIELD:width, in order.",
         ),
         *http_settings(rate_per_minute=300),
     ),

@@ -1,0 +1,179 @@
+"""Open CloudSuite supplier invoices due in the payment run window → Wise transfer quotes.
+
+Each run finds the supplier invoices due from ``overdue_days`` ago (30) to ``window_days`` ahead
+(7) with ``APS200MI SearchSupInvoic`` (the query is the integration setting ``invoice_query``;
+M3's search syntax is unverified per tenant) and reads each with ``GetInvoice``.  An invoice
+that is approved for payment, not stopped and not paid (``PYST`` not in ``paid_statuses``,
+unverified codes) gets one quote a day — from the Wise connection's *Pay from currency* to the
+invoice's currency and amount, to the supplier's recipient — linked to the invoice in the
+audit and shown under *Payment quotes*.  An invoice Wise has already paid (the payments flow
+posted its transfer) is left alone.
+
+Making and funding the transfer stays with a person in Wise: money movement needs a person.
+A quote moves no money, so after a lost answer another quote is simply made.
+
+Checked before any call, flagged with the reason: both currencies are ISO 4217 codes, the
+amount is positive and exact in the currency's minor unit, and the supplier has a recipient in
+that currency (made by the recipients flow from its bank details).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from connections.providers.infor_m3 import InforM3
+from connections.providers.wise import WiseProvider
+from syncs.flows.base import (
+    Flag,
+    Flow,
+    FlowContext,
+    LoadResult,
+    Mappings,
+    Payload,
+    Posting,
+    Skip,
+    SourceRecord,
+)
+from syncs.money import currency_known, decimal, to_minor
+
+logger = logging.getLogger(__name__)
+
+Context = FlowContext[InforM3, WiseProvider]
+DEFAULT_QUERY = "DUDT:[{from} TO {to}]"
+DEFAULT_PAID = ("50", "90")
+
+
+def invoice_key(invoice: dict[str, Any]) -> str:
+    """The M3 AP uniqueness (division, supplier, supplier invoice number, invoice year)."""
+    return ":".join(str(invoice.get(k, "")) for k in ("DIVI", "SUNO", "SINO", "INYR"))
+
+
+def current_recipients(ctx: FlowContext[Any, Any], *, side: str) -> dict[str, str]:
+    """ "supplier/currency" → the Wise recipient id the recipients flow made last and has not
+    deleted (from the ledger of the Wise connection on ``side``)."""
+    made = ctx.posted_under("wise-recipient:", target="wise.recipient", side=side)
+    gone = set(ctx.posted_under("wise-recipient-deleted:", target="wise.recipient", side=side))
+    current: dict[str, str] = {}
+    for key, rid in made.items():
+        if f"wise-recipient-deleted:{rid}" in gone:
+            continue
+        _, supplier, currency, _ = key.split(":", 3)
+        owner = f"{supplier}/{currency}"
+        if owner not in current or int(rid) > int(current[owner]):
+            current[owner] = rid
+    return current
+
+
+class M3InvoicesToWiseQuotes(Flow[InforM3, WiseProvider]):
+    key = "m3_wise.quotes"
+    label = "CloudSuite supplier invoices → Wise quotes"
+    source_kind = "infor_m3"
+    target_kind = "wise"
+    stream = "quotes"
+    ledger_target = "wise.quote"
+
+    def extract(self, ctx: Context) -> Iterator[SourceRecord]:
+        today = date.today()
+        first = today - timedelta(days=int(self.options.get("overdue_days", 30)))
+        last = today + timedelta(days=int(self.options.get("window_days", 7)))
+        query = str(self.options.get("invoice_query") or DEFAULT_QUERY).format(
+            **{"from": first.strftime("%Y%m%d"), "to": last.strftime("%Y%m%d")}
+        )
+        paid = {str(s) for s in self.options.get("paid_statuses", DEFAULT_PAID)}
+        invoices = [
+            i
+            for i in ctx.source.search_supplier_invoices(query)
+            if str(i.get("APRV")) == "1"
+            and str(i.get("IVBL") or "0") in ("", "0")
+            and str(i.get("PYST")) not in paid
+        ]
+        if not invoices:
+            return
+        recipients = current_recipients(ctx, side="target")
+        settled = ctx.posted_under("wise-paid:", target="m3.journal", side="source")
+        paid_invoices = {key.split(":", 1)[1].rsplit(":", 1)[0] for key in settled}
+        source_currency = str(ctx.target.connection.setting("source_currency") or "")
+        day = today.strftime("%Y%m%d")
+        keys = {}
+        for invoice in invoices:
+            if invoice_key(invoice) in paid_invoices:
+                continue
+            keys[invoice_key(invoice)] = (
+                f"wise-quote:{invoice_key(invoice)}:{invoice.get('CUCD')}:"
+                f"{invoice.get('CUAM')}:{day}"
+            )
+        quoted = ctx.already_posted(keys.values())
+        for invoice in invoices:
+            key = keys.get(invoice_key(invoice))
+            if key is None or key in quoted:
+                continue  # paid through Wise, or quoted today already: nothing to do
+            owner = f"{invoice.get('SUNO')}/{invoice.get('CUCD')}"
+            yield SourceRecord(
+                f"{invoice.get('SUNO')}/{invoice.get('SINO')}",
+                {
+                    "invoice": invoice,
+                    "recipient": recipients.get(owner),
+                    "source_currency": source_currency,
+                    "key": key,
+                },
+            )
+
+    def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
+        data, invoice = record.data, record.data["invoice"]
+        number = f"{invoice.get('SINO')} of supplier {invoice.get('SUNO')}"
+        currency, source = str(invoice.get("CUCD") or ""), str(data["source_currency"])
+        if not currency_known(currency):
+            return Flag(f"Invoice {number}: “{currency}” is not a currency code.")
+        if not currency_known(source):
+            return Flag(f"The Wise connection's pay-from currency “{source}” is not a currency.")
+        try:
+            amount = decimal(invoice.get("CUAM"))
+            to_minor(amount, currency)
+        except ValueError as exc:
+            return Flag(f"Invoice {number}: the amount cannot be paid as it is ({exc}).")
+        if amount <= 0:
+            return Flag(f"Invoice {number}: {amount} {currency} is not an amount to pay.")
+        if not data.get("recipient"):
+            return Flag(
+                f"Supplier {invoice.get('SUNO')} has no Wise recipient in {currency} yet: check "
+                "its bank details in CloudSuite (the recipients integration makes one from them)."
+            )
+        quote = {
+            "source_currency": source,
+            "target_currency": currency,
+            "target_amount": str(amount),
+            "target_account": int(data["recipient"]),
+        }
+        return Payload(
+            {"quote": quote, "invoice": {k: invoice.get(k) for k in ("SUNO", "SINO", "DUDT")}},
+            ledger_key=data["key"],
+        )
+
+    def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:
+        q = ctx.target.create_quote(**payload.data["quote"])
+        pays = f"{Decimal(str(q.get('targetAmount'))):.2f} {q.get('targetCurrency')}"
+        costs = f"{Decimal(str(q.get('sourceAmount'))):.2f} {q.get('sourceCurrency')}"
+        summary = {
+            "quote": q["id"],
+            "rate": q.get("rate"),
+            "source_amount": q.get("sourceAmount"),
+            "source_currency": q.get("sourceCurrency"),
+            "target_amount": q.get("targetAmount"),
+            "target_currency": q.get("targetCurrency"),
+            "expires": q.get("expirationTime"),
+            "recipient": payload.data["quote"]["target_account"],
+            **payload.data["invoice"],
+        }
+        return LoadResult(
+            str(q["id"]),
+            summary,
+            f"Quote {q['id']}: pays {pays} for {costs} at {q.get('rate')}, held until "
+            f"{q.get('expirationTime')}. Make the transfer from it in Wise.",
+        )
+
+    def find_existing(self, ctx: Context, payload: Payload, posting: Posting) -> LoadResult | None:
+        return None  # a quote moves no money: after a lost answer, another one is made

@@ -1,0 +1,257 @@
+"""Wise transfers → CloudSuite's GL as payment journals, with the Wise transfer id as the
+reconciliation reference, exactly once.
+
+Fed by Wise's ``transfers#state-change`` webhooks (verified, stored and deduplicated by the
+webhook edge) and, as a safety net for a missed delivery, by a poll of the profile's transfers.
+Only transfers made from a quote ml-connector prepared (``m3_wise.quotes``) are posted: the
+quote names the invoice.  Whatever an event says, the transfer's state is read from Wise just
+before it is judged, so a late or repeated delivery of an older state never overrides a newer
+one (the audit notes an event older than the state it found).
+
+- ``outgoing_payment_sent``: the money left — a journal (``wise-paid:<invoice>:<transfer>``):
+  debit the supplier liability (``gl_account`` mapping ``wise_ap:<invoice currency>``) with the
+  amount Wise paid, credit the Wise balance (``wise_bank:<source currency>``) with what it cost.
+- ``bounced_back``, ``funds_refunded``, ``charged_back`` after it was sent: the same journal
+  reversed (``wise-reversed:<transfer>``), once.
+- Any other state: nothing yet.
+
+The journal goes through the connection's payment programs (GLS840MI by default: head, lines,
+control), keyed by the ledger entry, so an interrupted post is completed, never doubled.
+Checked before any call, flagged with the reason: the currencies, the amounts, and that both
+accounts are mapped and exist in CloudSuite's chart (CRS630MI).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from connections.providers.base import InboundEvent
+from connections.providers.infor_m3 import InforM3
+from connections.providers.wise import WiseProvider
+from syncs.flows.base import (
+    Flag,
+    Flow,
+    FlowContext,
+    LoadResult,
+    Mappings,
+    Payload,
+    Posting,
+    Skip,
+    SourceRecord,
+)
+from syncs.money import currency_known, decimal, exponent, to_minor
+
+logger = logging.getLogger(__name__)
+
+Context = FlowContext[WiseProvider, InforM3]
+SENT = "outgoing_payment_sent"
+REVERSED = ("bounced_back", "funds_refunded", "charged_back")
+POLL_LIMIT = 1000  # transfers the safety-net poll reads back, newest first
+
+
+def quoted_invoices(ctx: FlowContext[Any, Any]) -> dict[str, str]:
+    """Quote id → the CloudSuite invoice key it was prepared for (from the quotes ledger)."""
+    made = ctx.posted_under("wise-quote:", target="wise.quote", side="source")
+    invoices = {}
+    for key, quote_id in made.items():
+        parts = key.split(":")  # wise-quote:DIVI:SUNO:SINO:INYR:CUCD:CUAM:day
+        invoices[quote_id] = ":".join(parts[1:5])
+    return invoices
+
+
+class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
+    key = "wise_m3.payments"
+    label = "Wise transfers → CloudSuite payment journals"
+    source_kind = "wise"
+    target_kind = "infor_m3"
+    stream = "transfers"
+    ledger_target = "m3.journal"
+    webhook_system = "wise"
+    webhook_events = ("transfers#state-change",)
+
+    def _record(
+        self, transfer: dict[str, Any], invoices: dict[str, str], *, via: str, event: Any = None
+    ) -> SourceRecord:
+        return SourceRecord(
+            str(transfer.get("id")),
+            {
+                "transfer": transfer,
+                "invoice": invoices.get(str(transfer.get("quoteUuid") or "")),
+                "event": event,
+            },
+            seen_via=via,
+        )
+
+    def records_from_event(self, ctx: Context, event: InboundEvent) -> list[SourceRecord]:
+        data = event.payload.get("data") or {}
+        resource = data.get("resource") or {}
+        if resource.get("type") != "transfer" or not resource.get("id"):
+            return []
+        seen = {"state": data.get("current_state"), "occurred_at": data.get("occurred_at")}
+        transfer = ctx.source.get_transfer(resource["id"])
+        return [self._record(transfer, quoted_invoices(ctx), via="webhook", event=seen)]
+
+    def extract(self, ctx: Context) -> Iterator[SourceRecord]:
+        invoices = quoted_invoices(ctx)
+        if not invoices:
+            return
+        candidates = []
+        for n, transfer in enumerate(ctx.source.list_transfers()):
+            if n >= POLL_LIMIT:
+                break
+            if str(transfer.get("quoteUuid")) in invoices and (
+                transfer.get("status") in (SENT, *REVERSED)
+            ):
+                candidates.append(transfer)
+        keys = {str(t["id"]): self._keys(t, invoices) for t in candidates}
+        done = ctx.already_posted(k for pair in keys.values() for k in pair if k)
+        for transfer in reversed(candidates):  # oldest first
+            paid, reversed_key = keys[str(transfer["id"])]
+            wanted = reversed_key if transfer["status"] in REVERSED else paid
+            if wanted in done or (transfer["status"] in REVERSED and paid not in done):
+                continue  # posted already; or reversed before it was ever posted: nothing to do
+            yield self._record(transfer, invoices, via="poll")
+
+    @staticmethod
+    def _keys(transfer: dict[str, Any], invoices: dict[str, str]) -> tuple[str, str]:
+        invoice = invoices.get(str(transfer.get("quoteUuid")), "")
+        return f"wise-paid:{invoice}:{transfer['id']}", f"wise-reversed:{transfer['id']}"
+
+    def serial_key(self, record: SourceRecord) -> str | None:
+        return record.source_key  # one transfer's states one after another
+
+    def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
+        """The transfer as Wise has it now, and whether the mapped accounts are in the chart."""
+        data = dict(record.data)
+        transfer = ctx.source.get_transfer(record.source_key)
+        data["transfer"] = transfer
+        keys = [f"wise-reversed:{transfer['id']}"]
+        if data.get("invoice"):
+            keys.append(f"wise-paid:{data['invoice']}:{transfer['id']}")
+        data["posted"] = sorted(ctx.already_posted(keys))
+        accounts = {
+            role: ctx.mappings.get("gl_account", f"wise_{role}:{currency}")
+            for role, currency in (
+                ("ap", transfer.get("targetCurrency")),
+                ("bank", transfer.get("sourceCurrency")),
+            )
+        }
+        if not hasattr(self, "_chart"):
+            self._chart = {a.get("AITM") for a in ctx.target.list_accounts()}
+        data["accounts"] = {
+            role: {"mapped": value, "in_chart": bool(value) and value.split(";")[0] in self._chart}
+            for role, value in accounts.items()
+        }
+        return replace(record, data=data)
+
+    reread = prepare  # a replay judges the transfer as Wise has it then
+
+    def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
+        data, transfer = record.data, record.data["transfer"]
+        tid, state = transfer.get("id"), str(transfer.get("status"))
+        event = data.get("event") or {}
+        late = (
+            f" (the delivery said {event['state']}, an older state)"
+            if event.get("state") and event["state"] != state
+            else ""
+        )
+        if not data.get("invoice"):
+            return Skip(f"Transfer {tid} was not made from a quote ml-connector prepared.")
+        paid_key = f"wise-paid:{data['invoice']}:{tid}"
+        if state in REVERSED:
+            if paid_key not in data.get("posted", []):
+                return Skip(f"Transfer {tid} is {state} and was never posted: nothing to undo.")
+            sign, key, what = Decimal(-1), f"wise-reversed:{tid}", "reversed"
+        elif state == SENT:
+            sign, key, what = Decimal(1), paid_key, "paid"
+        else:
+            return Skip(f"Transfer {tid} is {state}: posted once the money is sent{late}.")
+        problem = self._problem(transfer, data.get("accounts") or {})
+        if problem:
+            return Flag(f"Transfer {tid}: {problem}")
+        target = decimal(transfer["targetValue"]) * sign
+        source = decimal(transfer["sourceValue"]) * sign
+        text = f"Wise {tid} {data['invoice'].split(':')[2]}"[:40]
+        day = self._day(transfer)
+        accounts = data["accounts"]
+        lines = [
+            self._line(day, accounts["ap"]["mapped"], transfer["targetCurrency"], target, text),
+            self._line(day, accounts["bank"]["mapped"], transfer["sourceCurrency"], -source, text),
+        ]
+        return Payload(
+            {"transfer": tid, "state": state, "what": what, "lines": lines, "text": text},
+            ledger_key=key,
+        )
+
+    @staticmethod
+    def _problem(transfer: dict[str, Any], accounts: dict[str, Any]) -> str:
+        for side in ("targetCurrency", "sourceCurrency"):
+            if not currency_known(str(transfer.get(side) or "")):
+                return f"“{transfer.get(side)}” is not a currency code."
+        for value, currency in (
+            (transfer.get("targetValue"), transfer.get("targetCurrency")),
+            (transfer.get("sourceValue"), transfer.get("sourceCurrency")),
+        ):
+            try:
+                amount = decimal(value)
+                to_minor(amount, str(currency))
+            except ValueError as exc:
+                return f"the amount {value} {currency} cannot be posted ({exc})."
+            if amount <= 0:
+                return f"the amount {value} {currency} is not a payment."
+        for role, label in (("ap", "supplier liability"), ("bank", "Wise balance")):
+            currency = transfer.get("targetCurrency" if role == "ap" else "sourceCurrency")
+            found = accounts.get(role) or {}
+            if not found.get("mapped"):
+                return (
+                    f"no GL account is mapped for the {label} in {currency} "
+                    f"(add the mapping wise_{role}:{currency})."
+                )
+            if not found.get("in_chart"):
+                return f"GL account {found['mapped']} ({label}) is not in CloudSuite's chart."
+        return ""
+
+    @staticmethod
+    def _day(transfer: dict[str, Any]) -> str:
+        try:
+            moment = datetime.fromisoformat(str(transfer.get("created")).replace("Z", "+00:00"))
+        except ValueError:
+            moment = datetime.now(UTC)
+        return moment.strftime("%Y%m%d")
+
+    @staticmethod
+    def _line(day: str, account: str, currency: str, amount: Decimal, text: str) -> dict[str, str]:
+        dims = (account.split(";") + [""] * 7)[:7]
+        return {
+            "ACDT": day,
+            **{f"AIT{n}": dim for n, dim in enumerate(dims, start=1)},
+            "CUCD": currency,
+            "CUAM": str(amount.quantize(Decimal(1).scaleb(-exponent(currency)))),
+            "VTXT": text,
+        }
+
+    def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:
+        assert posting is not None
+        m3, data = ctx.target, payload.data
+        key = f"W{posting.ledger_id}G{posting.generation}"
+        result = m3.post_journal(
+            key=key,
+            interface=str(m3.connection.setting("journal_interface")),
+            description=data["text"],
+            lines=[m3.journal_record(line) for line in data["lines"]],
+        )
+        amount = f"{data['lines'][0]['CUAM']} {data['lines'][0]['CUCD']}"
+        return LoadResult(
+            key,
+            {"journal": key, "steps": result["steps"], "transfer": data["transfer"]},
+            f"Wise transfer {data['transfer']} {data['what']}: journal {key} posted in "
+            f"CloudSuite ({amount}), reference “{data['text']}”.",
+        )
+
+    def find_existing(self, ctx: Context, payload: Payload, posting: Posting) -> LoadResult | None:
+        return None  # the journal is keyed by its ledger entry: sending it again completes it
