@@ -96,6 +96,15 @@ class Collection(AuditRecord):
         verbose_name_plural = "Collections (Stripe → CloudSuite)"
 
 
+class PaymentQuote(AuditRecord):
+    """Wise quotes prepared for open CloudSuite supplier invoices (admin only)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "payment quote"
+        verbose_name_plural = "Payment quotes (CloudSuite → Wise)"
+
+
 class PostingLedger(models.Model):
     """Exactly-once effects: one row per non-idempotent write, claimed before it is made.
 

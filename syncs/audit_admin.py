@@ -16,7 +16,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from audit.models import AuditRecord, Collection, PostingLedger, ReviewItem
+from audit.models import AuditRecord, Collection, PaymentQuote, PostingLedger, ReviewItem
 from syncs.admin_base import ReadOnlyAdmin
 from syncs.services import records_dismiss, records_enqueue_replay, records_replayable
 
@@ -197,6 +197,69 @@ class CollectionAdmin(ReadOnlyAdmin):
     @admin.display(description="Receipt batch", ordering="target_key")
     def receipt(self, obj: AuditRecord) -> str:
         return obj.target_key
+
+
+@admin.register(PaymentQuote)
+class PaymentQuoteAdmin(ReadOnlyAdmin):
+    """The Wise quote prepared for each open supplier invoice: make the transfer from it in Wise."""
+
+    list_display = (
+        "created_at",
+        "supplier",
+        "invoice",
+        "due",
+        "pays",
+        "costs",
+        "rate",
+        "held_until",
+        "target_key",
+    )
+    list_filter = ("integration",)
+    search_fields = ("source_key", "target_key", "reason")
+    fields = RECORD_FIELDS
+    readonly_fields = RECORD_FIELDS
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return (
+            super()
+            .get_queryset(request)
+            .filter(integration__flow="m3_wise.quotes", status=AuditRecord.Status.SYNCED)
+        )
+
+    @staticmethod
+    def _quote(obj: AuditRecord) -> dict[str, Any]:
+        return obj.response_summary or {}
+
+    @admin.display(description="Supplier")
+    def supplier(self, obj: AuditRecord) -> str:
+        return str(self._quote(obj).get("SUNO", ""))
+
+    @admin.display(description="Invoice")
+    def invoice(self, obj: AuditRecord) -> str:
+        return str(self._quote(obj).get("SINO", ""))
+
+    @admin.display(description="Due")
+    def due(self, obj: AuditRecord) -> str:
+        value = str(self._quote(obj).get("DUDT", ""))
+        return f"{value[:4]}-{value[4:6]}-{value[6:]}" if len(value) == 8 else value
+
+    @admin.display(description="Pays")
+    def pays(self, obj: AuditRecord) -> str:
+        q = self._quote(obj)
+        return f"{q.get('target_amount', '')} {q.get('target_currency', '')}".strip()
+
+    @admin.display(description="Costs")
+    def costs(self, obj: AuditRecord) -> str:
+        q = self._quote(obj)
+        return f"{q.get('source_amount', '')} {q.get('source_currency', '')}".strip()
+
+    @admin.display(description="Rate")
+    def rate(self, obj: AuditRecord) -> str:
+        return str(self._quote(obj).get("rate", ""))
+
+    @admin.display(description="Rate held until")
+    def held_until(self, obj: AuditRecord) -> str:
+        return str(self._quote(obj).get("expires", ""))
 
 
 @admin.register(PostingLedger)

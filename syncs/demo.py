@@ -1,6 +1,6 @@
-"""Demo set-up: connections to the running sandbox, the M3 ↔ Stripe and IFS Cloud ↔ Stripe
-integrations, their GL mappings and schedules, and the Stripe webhook endpoint.  Safe to run on
-every start."""
+"""Demo set-up: connections to the running sandbox, the M3 ↔ Stripe, IFS Cloud ↔ Stripe and
+CloudSuite → Wise integrations, their GL mappings and schedules, and the Stripe and Wise webhook
+endpoints.  Safe to run on every start."""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ GL_MAPPINGS = [
     # A charge code, not an account: CloudSuite books the charge to the account its charge
     # code is set up with (in the sandbox tenant, the code is the fee account itself).
     ("charge_code", "stripe_fees", "6570", "Stripe card fees"),
+]
+WISE_MAPPINGS = [
+    ("gl_account", "wise_ap:EUR", "2440", "Accounts payable (EUR invoices)"),
+    ("gl_account", "wise_ap:SEK", "2440", "Accounts payable (SEK invoices)"),
+    ("gl_account", "wise_bank:EUR", "1940", "Wise EUR balance"),
 ]
 INTEGRATIONS = [
     (
@@ -93,6 +98,33 @@ INTEGRATIONS = [
         5,
         100,
     ),
+    (
+        "cloudsuite-suppliers-to-wise",
+        "CloudSuite suppliers → Wise recipients",
+        "m3_wise.recipients",
+        "m3",
+        "wise",
+        1,
+        20,
+    ),
+    (
+        "cloudsuite-invoices-to-wise-quotes",
+        "CloudSuite supplier invoices → Wise quotes",
+        "m3_wise.quotes",
+        "m3",
+        "wise",
+        2,
+        60,
+    ),
+    (
+        "wise-transfers-to-cloudsuite",
+        "Wise transfers → CloudSuite payment journals",
+        "wise_m3.payments",
+        "wise",
+        "m3",
+        5,
+        120,
+    ),
 ]
 
 
@@ -149,6 +181,15 @@ def demo_seed(*, urls: dict[str, str], web_url: str) -> dict[str, Any]:
                 credentials=values["credentials"],
                 settings=values["settings"],
             )
+        if "wise" in urls:
+            values = requests.get(f"{urls['wise']}/_sandbox/connection", timeout=10).json()
+            sides["wise"] = _connection(
+                "wise-sandbox",
+                name="Wise (sandbox)",
+                kind=values["kind"],
+                credentials=values["credentials"],
+                settings=values["settings"],
+            )
         created = []
         for slug, name, flow, source, target, minutes, delay in INTEGRATIONS:
             if source not in sides or target not in sides:
@@ -166,14 +207,18 @@ def demo_seed(*, urls: dict[str, str], web_url: str) -> dict[str, Any]:
             )
             if new:
                 created.append((integration, delay))
-        payments = Integration.objects.get(slug="stripe-payments-to-cloudsuite")
-        for kind, source_value, target_value, note in GL_MAPPINGS:
-            FieldMapping.objects.get_or_create(
-                integration=payments,
-                kind=kind,
-                source_value=source_value,
-                defaults={"target_value": target_value, "note": note},
-            )
+        mapped = [("stripe-payments-to-cloudsuite", GL_MAPPINGS)]
+        if "wise" in sides:
+            mapped.append(("wise-transfers-to-cloudsuite", WISE_MAPPINGS))
+        for slug, mappings in mapped:
+            payments = Integration.objects.get(slug=slug)
+            for kind, source_value, target_value, note in mappings:
+                FieldMapping.objects.get_or_create(
+                    integration=payments,
+                    kind=kind,
+                    source_value=source_value,
+                    defaults={"target_value": target_value, "note": note},
+                )
     # Stagger first runs: customers first, then invoices, then the first payments poll.
     for integration, delay in created:
         Schedule.objects.filter(name=f"integration:{integration.pk}").update(
@@ -188,4 +233,11 @@ def demo_seed(*, urls: dict[str, str], web_url: str) -> dict[str, Any]:
             "enabled_events": list(StripePaymentsToM3.webhook_events),
         },
     )
+    if "wise" in sides:
+        wise = sides["wise"]
+        requests.post(
+            f"{urls['wise']}/_sandbox/webhook_endpoints",
+            timeout=10,
+            json={"url": f"{web_url}{reverse('webhook', args=[wise.kind, wise.slug])}"},
+        )
     return {"integrations": [i[0] for i in INTEGRATIONS if i[3] in sides and i[4] in sides]}

@@ -64,6 +64,12 @@ STATES = (
     "bounced_back",
 )
 PROFILE_ID = 16055450
+# The happy path a funded transfer takes (the demo's person moves each one a step per tick).
+NEXT_STATE = {
+    "incoming_payment_waiting": "processing",
+    "processing": "funds_converted",
+    "funds_converted": "outgoing_payment_sent",
+}
 
 
 def iban_valid(value: str) -> bool:
@@ -502,6 +508,24 @@ class WiseSimulator(Simulator):
                     self.deliveries.append({"id": delivery_id, "url": url, "status": status})
 
     # -- sandbox controls, demo, state ------------------------------------------------------
+
+    def activity(self, rng: Any) -> str:
+        """The demo's finance person at work in Wise: transfers under way move a step on, and
+        now and then a transfer is made (and funded) from a quote nobody has used yet."""
+        with self.lock:
+            moving = [t["id"] for t in self.transfers.values() if t["status"] in NEXT_STATE]
+            used = {t["quoteUuid"] for t in self.transfers.values()}
+            fresh = [
+                q for q in self.quotes.values() if q["id"] not in used and q.get("targetAccount")
+            ]
+        for transfer_id in moving:
+            self.move(transfer_id, NEXT_STATE[self.transfers[transfer_id]["status"]])
+        made = ""
+        if fresh and rng.random() < 0.5:
+            quote = rng.choice(fresh)
+            transfer = self.make_transfer(quote["id"], quote["targetAccount"], "ml-connector demo")
+            made = f"; transfer {transfer['id']} made from quote {quote['id'][:8]}"
+        return f"{len(moving)} transfer(s) moved on{made}" if moving or made else ""
 
     def control_action(self, request: Request) -> Response:
         p = request.get_json(force=True, silent=True) or {}

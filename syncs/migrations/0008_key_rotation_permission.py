@@ -1,4 +1,5 @@
-# Integration admins see the record of key rotations (finance reviewers never see connections).
+# Integration admins see the record of key rotations (finance reviewers never see connections);
+# both groups see the Wise payment quotes.
 
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
@@ -24,6 +25,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("syncs", "0007_run_parts"),
         ("connections", "0003_key_rotation"),
+        ("audit", "0007_payment_quotes"),
     ]
 
     operations = [migrations.RunPython(grant, migrations.RunPython.noop)]

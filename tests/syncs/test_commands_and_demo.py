@@ -54,7 +54,7 @@ def test_demo_seed_creates_the_integrations_once(
     with django_capture_on_commit_callbacks(execute=True):
         demo_seed(urls=sandbox.urls(), web_url="http://x")
         demo_seed(urls=sandbox.urls(), web_url="http://x")
-    assert Integration.objects.count() == 7 and Connection.objects.count() == 3
+    assert Integration.objects.count() == 10 and Connection.objects.count() == 4
     assert FieldMapping.objects.filter(source_value="stripe_receipts:EUR").count() == 1
     assert all(i.q_schedule_id for i in Integration.objects.all())
     stripe = Connection.objects.get(slug="stripe-sandbox")
@@ -66,6 +66,9 @@ def test_demo_seed_creates_the_integrations_once(
     assert connection_check(connection=Connection.objects.get(slug="cloudsuite-sandbox")).ok
     assert connection_check(connection=stripe).ok
     assert connection_check(connection=Connection.objects.get(slug="ifs-sandbox")).ok
+    assert connection_check(connection=Connection.objects.get(slug="wise-sandbox")).ok
+    wise_sim = sandbox["wise"].app
+    assert wise_sim.endpoints == ["http://x/webhooks/wise/wise-sandbox/"]
     stripe.refresh_from_db()
     assert stripe.status == Connection.Status.OK and stripe.last_checked_at
     # A key rotated from the admin survives the next start of the demo.
@@ -161,3 +164,32 @@ def test_gl_mappings_are_checked_against_the_chart(db: Any, sandbox: Any) -> Non
     known, unknown = gl_mappings_check(integration=payments)
     assert "stripe_receipts:EUR → 1930 (Bank EUR (Stripe clearing))" in known
     assert unknown == ["stripe_receipts:USD → 1939: not in the CloudSuite chart"]
+
+
+def test_the_demo_pays_suppliers_through_wise(db: Any, sandbox: Any) -> None:
+    """The demo's whole Wise loop on the seeded tenant: recipients, quotes, a person paying
+    them in the Wise sandbox, and the payment journals in CloudSuite (found by the poll)."""
+    import random
+
+    from syncs.runner import Runner
+
+    demo_seed(urls=sandbox.urls(), web_url="http://127.0.0.1:9")  # no web server: the poll
+    sandbox["wise"].app.endpoints.clear()
+
+    def run(slug: str) -> Any:
+        return Runner(Integration.objects.get(slug=slug), trigger="manual").run()
+
+    recipients = run("cloudsuite-suppliers-to-wise")
+    assert recipients.synced == 4  # the fifth supplier has no bank details
+    quotes = run("cloudsuite-invoices-to-wise-quotes")
+    # one invoice of each supplier is due within the week; the fifth supplier has no recipient
+    assert quotes.synced == 4 and quotes.flagged == 1
+    wise = sandbox["wise"].app
+    rng = random.Random(1)
+    for _ in range(40):
+        wise.activity(rng)
+    sent = [t for t in wise.transfers.values() if t["status"] == "outgoing_payment_sent"]
+    assert sent
+    payments = run("wise-transfers-to-cloudsuite")
+    assert payments.synced == len(sent) and payments.flagged == 0
+    assert len(sandbox["m3"].app.state.journal_lines()) == 2 * len(sent)

@@ -157,7 +157,11 @@ def quotes(m3_connection: Connection, wise_connection: Connection) -> Integratio
 
 
 def test_a_quote_for_each_open_invoice_due_in_the_window(
-    recipients: Integration, quotes: Integration, invoices: M3Simulator, wise: WiseSimulator
+    recipients: Integration,
+    quotes: Integration,
+    invoices: M3Simulator,
+    wise: WiseSimulator,
+    admin_client: Any,
 ) -> None:
     run(recipients)
     first = run(quotes)
@@ -177,3 +181,5 @@ def test_a_quote_for_each_open_invoice_due_in_the_window(
     assert not wise.transfers  # creating and funding a transfer stays with a person
     again = run(quotes)
     assert again.synced == 0 and len(wise.quotes) == 2  # quoted today already
+    page = admin_client.get("/admin/audit/paymentquote/").content.decode()
+    assert quoted.target_key in page and "R-100" in page and "1250.4 EUR" in page

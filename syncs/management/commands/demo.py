@@ -97,8 +97,10 @@ class Command(BaseCommand):
                 + "\n"
                 + "  Within a couple of minutes: Stripe customers and invoices from the demo\n"
                 + "  CloudSuite tenant, then receipts in CloudSuite as the sandbox's customers\n"
-                + "  pay; IFS Cloud customers and draft invoices in Stripe too (see Sync runs\n"
-                + "  and Audit records).  Ctrl-C stops the server, worker and sandbox.\n"
+                + "  pay; IFS Cloud customers and draft invoices in Stripe too; CloudSuite\n"
+                + "  suppliers as Wise recipients, quotes for their open invoices and payment\n"
+                + "  journals as the sandbox's Wise user pays them (see Sync runs and Audit\n"
+                + "  records).  Ctrl-C stops the server, worker and sandbox.\n"
             )
             call_command(
                 "runserver",

@@ -108,3 +108,11 @@ def test_transfers_are_read_page_by_page(wise: WiseProvider, sim: WiseSimulator)
     assert [t["id"] for t in wise.list_transfers()] == sorted(ids, reverse=True)
     assert [t["id"] for t in wise.list_transfers(status="processing")] == [ids[0]]
     assert wise.get_transfer(ids[0])["status"] == "processing"
+
+
+def test_a_token_wise_no_longer_accepts_is_renewed_once(
+    wise: WiseProvider, sim: WiseSimulator
+) -> None:
+    wise.profiles()
+    sim.expire_tokens()  # revoked early (or past its 12 hours)
+    assert wise.profiles() and sim.token_requests == 2
