@@ -16,6 +16,7 @@ from connections import redaction, systems
 from connections.providers.base import Provider
 from connections.providers.ifs_cloud import IfsCloud
 from connections.providers.infor_m3 import InforM3
+from connections.providers.stampli import StampliSftp
 from connections.providers.stripe import StripeProvider
 from connections.providers.wise import WiseProvider
 
@@ -29,6 +30,7 @@ PROVIDERS: tuple[type[Provider], ...] = (
     StripeProvider,
     IfsCloud,
     WiseProvider,
+    StampliSftp,
 )
 
 systems.register(*PROVIDERS)

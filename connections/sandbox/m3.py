@@ -98,6 +98,15 @@ class M3State:
     suppliers: dict[str, dict[str, Any]] = field(default_factory=dict)
     supplier_invoices: list[dict[str, Any]] = field(default_factory=list)
     journals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ap_batches: dict[int, dict[str, Any]] = field(default_factory=dict)
+    next_inbn: int = 5000
+    # What M3 derives an AP invoice's coding from: the supplier's invoice accounting template
+    # (REGR) → the expense account its AP50 rules book the lines to (the default when unset).
+    ap_rules: dict[str, str] = field(default_factory=dict)
+    ap_default_account: str = "4010"
+    vouchers: dict[tuple[int, int], list[dict[str, Any]]] = field(default_factory=dict)
+    # Text an MI line input may carry to be refused, as a tenant's validation would (tests).
+    refuse_line_text: str = "REFUSE"
 
     last_lmts: int = 0
 
@@ -256,6 +265,10 @@ class M3State:
         }
         self.supplier_invoices.append(entry)
         return entry
+
+    def ap_invoices(self) -> list[dict[str, Any]]:
+        """Supplier invoices M3 holds that came through APS450MI batches."""
+        return [i for i in self.supplier_invoices if i.get("INBN")]
 
     def journal_lines(self) -> list[dict[str, Any]]:
         return [
@@ -797,6 +810,125 @@ class M3Simulator(Simulator):
             if (entry["YEA4"], entry["JRNO"], entry["JSNO"]) == key:
                 return [entry]
         raise MIError("Supplier invoice does not exist", "JRNO", "WJR0203")
+
+    # APS450MI / APS455MI — supplier invoice batches (AP)
+    def _ap_batch(self, i: dict[str, str]) -> dict[str, Any]:
+        batch = self.state.ap_batches.get(int(i["INBN"]))
+        if batch is None:
+            raise MIError(f"Invoice batch {i['INBN'].strip()} does not exist", "INBN", "WIN0103")
+        return batch
+
+    def mi_APS450MI_AddHead(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        suno = i["SUNO"].strip()
+        if suno not in self.state.suppliers:
+            raise MIError(f"Supplier {suno} does not exist", "SUNO", "WSU0203")
+        sino, ivdt = i.get("SINO", "").strip(), i["IVDT"].strip()
+        if len(ivdt) != 8 or not ivdt.isdigit():
+            raise MIError(f"Invoice date {ivdt} is invalid", "IVDT", "WIV0103")
+        inyr = int(ivdt[:4])
+        for entry in self.state.supplier_invoices:
+            if (entry["SUNO"], entry["SINO"], entry["INYR"]) == (suno, sino, inyr):
+                raise MIError(
+                    f"Supplier invoice number {sino} already exists", "SINO", "WSI0104"
+                )
+        self.state.next_inbn += 1
+        inbn = self.state.next_inbn
+        self.state.ap_batches[inbn] = {
+            "INBN": inbn,
+            "SUNO": suno,
+            "SPYN": i.get("SPYN", "").strip() or suno,
+            "SINO": sino,
+            "IVDT": ivdt,
+            "DUDT": i.get("DUDT", "").strip(),
+            "CUCD": i.get("CUCD", "").strip(),
+            "CUAM": _money(i.get("CUAM", "0")),
+            "VTAM": _money(i.get("VTAM", "0")),
+            "CORI": i.get("CORI", "").strip(),
+            "DIVI": i.get("DIVI", "").strip() or self.state.divi,
+            "SUPA": "10",  # entered, not validated
+            "lines": {},
+            "errors": "",
+        }
+        return [{"INBN": inbn}]
+
+    def mi_APS450MI_AddLine(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        batch = self._ap_batch(i)
+        if batch["SUPA"] != "10":
+            raise MIError(f"Invoice batch {batch['INBN']} is already validated", "INBN", "WIN0105")
+        if i["RDTP"].strip() not in ("1", "2", "3", "5", "8"):
+            raise MIError(f"Line type {i['RDTP'].strip()} is invalid", "RDTP", "WRD0103")
+        if self.state.refuse_line_text and self.state.refuse_line_text in i.get("CHGT", ""):
+            raise MIError("Service code is not valid for this supplier", "SERS", "WSE0103")
+        trno = len(batch["lines"]) + 1
+        batch["lines"][trno] = {
+            "TRNO": trno,
+            "RDTP": i["RDTP"].strip(),
+            "NLAM": _money(i.get("NLAM", "0")),
+            "CHGT": i.get("CHGT", "").strip(),
+        }
+        return [{"TRNO": trno}]
+
+    def mi_APS450MI_GetHead(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        batch = self._ap_batch(i)
+        total = sum((line["NLAM"] for line in batch["lines"].values()), Decimal(0))
+        return [{**batch, "TLNA": total, "IBHE": batch["errors"], "YEA4": batch.get("YEA4", "")}]
+
+    def mi_APS450MI_LstInvBySupInv(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        wanted = (i["SPYN"].strip(), i["SUNO"].strip(), i.get("SINO", "").strip())
+        return [
+            b
+            for b in self.state.ap_batches.values()
+            if (b["SPYN"], b["SUNO"], b["SINO"]) == wanted
+        ]
+
+    def mi_APS455MI_ValidByBatchNo(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        batch = self._ap_batch(i)
+        if batch["SUPA"] != "10":
+            raise MIError(f"Invoice batch {batch['INBN']} is already validated", "INBN", "WIN0105")
+        total = sum((line["NLAM"] for line in batch["lines"].values()), Decimal(0))
+        if not batch["lines"] or total + batch["VTAM"] != batch["CUAM"]:
+            batch["errors"] = "Invoice amount differs from the sum of the lines and VAT"
+            raise MIError(batch["errors"], "CUAM", "WCU0601")
+        supplier = self.state.suppliers[batch["SUNO"]]
+        account = self.state.ap_rules.get(str(supplier.get("REGR", "")), "")
+        account = account or self.state.ap_default_account
+        year = int(batch["IVDT"][:4])
+        entry = self.state.add_supplier_invoice(
+            batch["SUNO"],
+            batch["SINO"],
+            batch["CUAM"],
+            batch["CUCD"],
+            due=batch["DUDT"] or batch["IVDT"],
+            ivdt=batch["IVDT"],
+            INBN=batch["INBN"],
+            CORI=batch["CORI"],
+        )
+        vono = entry["VONO"]
+        lines = [
+            {"AIT1": account, "CUAM": line["NLAM"], "TRCD": 40, "VTXT": line["CHGT"]}
+            for line in batch["lines"].values()
+        ]
+        lines.append({"AIT1": "2440", "CUAM": -batch["CUAM"], "TRCD": 40, "VTXT": batch["SINO"]})
+        if batch["VTAM"]:
+            lines.append({"AIT1": "2640", "CUAM": batch["VTAM"], "TRCD": 40, "VTXT": "VAT"})
+        self.state.vouchers[(year, vono)] = [
+            {
+                "DIVI": batch["DIVI"],
+                "YEA4": year,
+                "VONO": vono,
+                "JRNO": vono,
+                "JSNO": n,
+                "CUCD": batch["CUCD"],
+                **line,
+            }
+            for n, line in enumerate(lines, start=1)
+        ]
+        batch.update(SUPA="50", YEA4=year, VONO=vono, errors="")
+        return []
+
+    # GLS200MI — what was posted
+    def mi_GLS200MI_LstVoucherLines(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        return list(self.state.vouchers.get((int(i["YEA4"]), int(i["VONO"])), []))
 
     # GLS840MI — GL journal batches
     def _journal(self, i: dict[str, str]) -> dict[str, Any]:

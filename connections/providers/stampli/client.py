@@ -1,0 +1,87 @@
+"""Stampli's SFTP exports: complete files of a kind, read and parsed by the connection's
+template, and archived once processed (when the connection allows it).
+
+A file is complete when a ``NAME.done`` marker stands beside it, or when it has not changed for
+the connection's *settle* time; a file still being written is left for the next poll.  Each file
+read comes with its SHA-256, so a processed file is recognised by name, size and checksum.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from connections.providers.errors import NotFound, Rejected
+from connections.providers.sftp import RemoteFile, SftpProvider
+from connections.providers.stampli.credentials import SPEC
+from connections.providers.stampli.csvfile import FIELDS, NotCsv, Parsed, Reader, template_with
+
+logger = logging.getLogger(__name__)
+
+DONE = ".done"
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """A complete export file, read: what it is, its checksum, and its rows."""
+
+    file: RemoteFile
+    kind: str
+    sha256: str
+    parsed: Parsed
+
+
+class StampliSftp(SftpProvider):
+    """One Stampli customer's SFTP outbound folder."""
+
+    kind = "stampli"
+    label = "Stampli (SFTP)"
+    spec = SPEC
+
+    @property
+    def template(self) -> dict[str, Any]:
+        return template_with(self.connection.setting("csv_template") or {})
+
+    def complete_files(self, kind: str, *, now: float | None = None) -> list[RemoteFile]:
+        """The complete files of ``kind`` in the export folder, oldest name first."""
+        if kind not in FIELDS:
+            raise ValueError(f"unknown Stampli file kind {kind!r}")
+        pattern = self.template["files"][kind]["pattern"]
+        files = self.list_files()
+        markers = {f.name[: -len(DONE)] for f in files if f.name.endswith(DONE)}
+        settle = int(self.connection.setting("settle_seconds", 60))
+        now = time.time() if now is None else now
+        return [
+            f
+            for f in files
+            if fnmatch.fnmatch(f.name, pattern)
+            and not f.name.endswith(DONE)
+            and (f.name in markers or f.modified <= now - settle)
+        ]
+
+    def read_export(self, kind: str, file: RemoteFile) -> ExportFile:
+        """Read and parse one file; ``Rejected`` (with the reason) when it is not an export
+        of this kind — nothing of such a file is used."""
+        content = self.read_file(file.path)
+        digest = hashlib.sha256(content).hexdigest()
+        try:
+            parsed = Reader(self.template, kind).parse(content)
+        except NotCsv as exc:
+            raise Rejected(f"{file.name}: {exc}") from None
+        return ExportFile(file, kind, digest, parsed)
+
+    def archive(self, file: RemoteFile) -> str | None:
+        """Move a processed file (and its marker) to the archive folder, when allowed."""
+        if not self.connection.setting("archive_files", False):
+            return None
+        folder = str(self.connection.setting("archive_dir") or "/archive")
+        moved = self.move_file(file.path, folder)
+        try:
+            self.move_file(file.path + DONE, folder)
+        except NotFound:  # no marker beside it: nothing more to move
+            logger.debug("No marker for %s", file.path)
+        return moved

@@ -1,0 +1,105 @@
+"""What a Stampli connection needs: the SFTP account Stampli exports to (host, port, user,
+password or key, the server's host key), where the exports land and may be archived, how long a
+file must be left alone before it counts as complete, and the CSV template of the exports."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+from connections.providers.sftp import sftp_spec
+from connections.providers.spec import FieldSpec, text
+from connections.providers.stampli.csvfile import DEFAULT_TEMPLATE, FIELDS, template_with
+
+logger = logging.getLogger(__name__)
+
+
+def yes_no(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    answer = text(value).lower()
+    if answer in ("yes", "true", "1", "on"):
+        return True
+    if answer in ("no", "false", "0", "off"):
+        return False
+    raise ValidationError("Answer yes or no.")
+
+
+def seconds(value: Any) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValidationError("A number of seconds, such as 60.") from None
+    if not 0 <= number <= 86400:
+        raise ValidationError("Between 0 and 86400 seconds.")
+    return number
+
+
+def csv_template(value: Any) -> dict[str, Any]:
+    """Overrides of the default CSV template, as a JSON object (checked, merged on use)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValidationError(
+                'The template is a JSON object, e.g. {"delimiter": ";"}.'
+            ) from None
+    if not isinstance(value, dict):
+        raise ValidationError("The template is a JSON object.")
+    unknown = set(value) - set(DEFAULT_TEMPLATE)
+    if unknown:
+        raise ValidationError(f"Unknown template keys: {', '.join(sorted(unknown))}.")
+    for kind, spec in (value.get("files") or {}).items():
+        if kind not in FIELDS:
+            raise ValidationError(f"“{kind}” is not a kind of Stampli file ({', '.join(FIELDS)}).")
+        for name in (spec or {}).get("columns") or {}:
+            if name not in FIELDS[kind]:
+                raise ValidationError(f"{kind} has no field “{name}” ({', '.join(FIELDS[kind])}).")
+    for key in ("delimiter", "decimal"):
+        if key in value and (not isinstance(value[key], str) or len(value[key]) != 1):
+            raise ValidationError(f"The {key} is one character.")
+    merged = template_with(value)
+    if merged["decimal"] == merged["thousands"] or merged["delimiter"] == merged["decimal"]:
+        raise ValidationError("The delimiter, decimal mark and thousands separator must differ.")
+    try:
+        "".encode(str(merged["encoding"]))
+    except LookupError:
+        raise ValidationError(f"“{merged['encoding']}” is not an encoding.") from None
+    return value
+
+
+SPEC = sftp_spec(
+    FieldSpec(
+        "archive_files",
+        "Archive processed files",
+        secret=False,
+        default=False,
+        clean=yes_no,
+        help="yes: move each processed file to the archive folder (the SFTP account must be "
+        "allowed to write there); no: leave them, they are recognised and not read again.",
+    ),
+    FieldSpec("archive_dir", "Archive folder", secret=False, default="/archive"),
+    FieldSpec(
+        "settle_seconds",
+        "A file is complete after (s)",
+        secret=False,
+        default=60,
+        clean=seconds,
+        help="A file changed more recently than this is still being written: it waits for the "
+        "next poll (a file with a NAME.done marker beside it is complete at once).",
+    ),
+    FieldSpec(
+        "csv_template",
+        "CSV template overrides",
+        secret=False,
+        required=False,
+        clean=csv_template,
+        multiline=True,
+        help="JSON, only where this export differs from the default: delimiter, encoding, "
+        "date_format, decimal, thousands, and per file kind its pattern and columns.",
+    ),
+    remote_dir="/outbound",
+)
