@@ -828,9 +828,7 @@ class M3Simulator(Simulator):
         inyr = int(ivdt[:4])
         for entry in self.state.supplier_invoices:
             if (entry["SUNO"], entry["SINO"], entry["INYR"]) == (suno, sino, inyr):
-                raise MIError(
-                    f"Supplier invoice number {sino} already exists", "SINO", "WSI0104"
-                )
+                raise MIError(f"Supplier invoice number {sino} already exists", "SINO", "WSI0104")
         self.state.next_inbn += 1
         inbn = self.state.next_inbn
         self.state.ap_batches[inbn] = {
@@ -876,15 +874,17 @@ class M3Simulator(Simulator):
     def mi_APS450MI_LstInvBySupInv(self, i: dict[str, str]) -> list[dict[str, Any]]:
         wanted = (i["SPYN"].strip(), i["SUNO"].strip(), i.get("SINO", "").strip())
         return [
-            b
-            for b in self.state.ap_batches.values()
-            if (b["SPYN"], b["SUNO"], b["SINO"]) == wanted
+            b for b in self.state.ap_batches.values() if (b["SPYN"], b["SUNO"], b["SINO"]) == wanted
         ]
 
     def mi_APS455MI_ValidByBatchNo(self, i: dict[str, str]) -> list[dict[str, Any]]:
         batch = self._ap_batch(i)
         if batch["SUPA"] != "10":
             raise MIError(f"Invoice batch {batch['INBN']} is already validated", "INBN", "WIN0105")
+        key = (batch["SUNO"], batch["SINO"], int(batch["IVDT"][:4]))
+        if any((e["SUNO"], e["SINO"], e["INYR"]) == key for e in self.state.supplier_invoices):
+            batch["errors"] = f"Supplier invoice number {batch['SINO']} already exists"
+            raise MIError(batch["errors"], "SINO", "WSI0104")
         total = sum((line["NLAM"] for line in batch["lines"].values()), Decimal(0))
         if not batch["lines"] or total + batch["VTAM"] != batch["CUAM"]:
             batch["errors"] = "Invoice amount differs from the sum of the lines and VAT"

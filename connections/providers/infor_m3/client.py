@@ -512,6 +512,72 @@ class InforM3(HttpProvider):
         )
         return [r.records[0] for r in results if r.records]
 
+    def add_ap_invoices(
+        self, invoices: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[str | None, MIError | None]]:
+        """Supplier invoice batches: every head in one bulk request, then every line of the
+        heads M3 took in a second, then ``ValidByBatchNo`` for the batches whose lines all went
+        through in a third — a file of a thousand invoices is a few requests per chunk, not
+        thousands.  Each invoice is ``{"head": {...}, "lines": [{...}, ...]}``; the answer is
+        one (batch number, refusal) per invoice: a refused head, line or validation is that
+        invoice's refusal (its batch, if made, is left unvalidated: it has no accounting
+        effect), and the others go on.  The head's ``CORI`` should carry the caller's key, so
+        an interrupted post is found again (``find_ap_invoice``)."""
+        heads = self.execute_bulk("ap_invoices.head", [i["head"] for i in invoices], write=True)
+        out: list[tuple[str | None, MIError | None]] = []
+        for result in heads:
+            if result.error:
+                out.append((None, result.error))
+            else:
+                out.append((str(result.records[0].get("INBN") if result.records else ""), None))
+        line_owners, lines = [], []
+        for n, (invoice, (inbn, error)) in enumerate(zip(invoices, out, strict=True)):
+            if error is None and inbn:
+                for line in invoice["lines"]:
+                    line_owners.append(n)
+                    lines.append({"INBN": inbn, **line})
+        if lines:
+            for owner, result in zip(
+                line_owners,
+                self.execute_bulk("ap_invoices.line", lines, write=True),
+                strict=True,
+            ):
+                if result.error and out[owner][1] is None:
+                    out[owner] = (out[owner][0], result.error)
+        ready = [n for n, (inbn, error) in enumerate(out) if inbn and error is None]
+        if ready:
+            validated = self.execute_bulk(
+                "ap_invoices.validate", [{"INBN": out[n][0]} for n in ready], write=True
+            )
+            for n, result in zip(ready, validated, strict=True):
+                if result.error:
+                    out[n] = (out[n][0], result.error)
+        return out
+
+    def find_ap_invoice(
+        self, *, supplier: str, invoice_number: str, payee: str = "", correlation: str = ""
+    ) -> dict[str, str] | None:
+        """The batch of this supplier invoice number (``LstInvBySupInv``) read with
+        ``GetHead`` — the one carrying ``correlation`` in ``CORI`` when one is given."""
+        found = self.execute(
+            "ap_invoices.find",
+            {"SPYN": payee or supplier, "SUNO": supplier, "SINO": invoice_number},
+            maxrecs=0,
+        )
+        for entry in found:
+            head = self.execute("ap_invoices.get", {"INBN": entry["INBN"]})
+            if head and (not correlation or head[0].get("CORI") == correlation):
+                return {**head[0], "INBN": entry["INBN"]}
+        return None
+
+    def voucher_lines(self, *, year: str, voucher: str, division: str = "") -> list[dict[str, str]]:
+        """What M3 posted for a voucher, account by account (GLS200MI)."""
+        return self.execute(
+            "vouchers.lines",
+            {"DIVI": division or self.divi, "YEA4": year, "VONO": voucher},
+            maxrecs=0,
+        )
+
     def journal_record(self, fields: Mapping[str, Any]) -> str:
         """One journal line as the fixed-format ``PARM`` record of the connection's layout; a
         value too long for its place is refused, never cut."""

@@ -47,6 +47,12 @@ DEFAULT_PROGRAMS: dict[str, tuple[str, str]] = {
     "payments.head": ("GLS840MI", "AddBatchHead"),
     "payments.line": ("GLS840MI", "AddBatchLine"),
     "payments.control": ("GLS840MI", "CtrlBatch"),
+    "ap_invoices.head": ("APS450MI", "AddHead"),
+    "ap_invoices.line": ("APS450MI", "AddLine"),
+    "ap_invoices.get": ("APS450MI", "GetHead"),
+    "ap_invoices.find": ("APS450MI", "LstInvBySupInv"),
+    "ap_invoices.validate": ("APS455MI", "ValidByBatchNo"),
+    "vouchers.lines": ("GLS200MI", "LstVoucherLines"),
     "discovery.transactions": ("MRS001MI", "LstTransactions"),
 }
 
