@@ -127,6 +127,32 @@ class Cursor(models.Model):
         return f"{self.integration} / {self.stream} = {self.value or '(start)'}"
 
 
+class ProcessedFile(models.Model):
+    """A source file an integration has read to the end with nothing left to read again: known
+    by name, size and checksum, so it is never processed twice, restarts included."""
+
+    integration = models.ForeignKey(
+        Integration, on_delete=models.CASCADE, related_name="processed_files"
+    )
+    kind = models.CharField(max_length=40)
+    name = models.CharField(max_length=255)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    rows = models.PositiveIntegerField(default=0)
+    processed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-processed_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "name", "size", "sha256"], name="uniq_processed_file"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.size} bytes)"
+
+
 class SyncRun(models.Model):
     """One execution of an integration (or a replay): counts, progress and outcome."""
 

@@ -63,6 +63,7 @@ from syncs.models import (
     Cursor,
     FieldMapping,
     Integration,
+    ProcessedFile,
     SyncRun,
     WebhookEvent,
     WebhookProcessing,
@@ -455,6 +456,8 @@ class Runner:
                 self._move_cursor(str(self.flow.window.unit.format(started)))
             elif not self._hold_cursor and ctx.read_mark is not None:
                 self._move_cursor(ctx.read_mark)
+            if not self._hold_cursor:
+                self._files_done(ctx)
             warning = " ".join(filter(None, [warning, self._acknowledge(ctx)]))
         except _Abort as exc:
             return self._finish(run, error=str(exc))
@@ -1019,6 +1022,14 @@ class Runner:
                 connection_id=integration.target_id, target=flow.ledger_target, keys=keys
             )
 
+        def files_processed(files: Sequence[tuple[str, int, str]]) -> set[tuple[str, int, str]]:
+            if not files:
+                return set()
+            rows = ProcessedFile.objects.filter(
+                integration=integration, name__in=[name for name, _, _ in files]
+            ).values_list("name", "size", "sha256")
+            return {(n, int(z), h) for n, z, h in rows} & set(files)
+
         def confirmed_under(prefix: str, target: str | None, side: str) -> dict[str, str]:
             return ledger_confirmed_under(
                 connection_id=integration.source_id if side == "source" else integration.target_id,
@@ -1047,6 +1058,7 @@ class Runner:
             processed_events=processed_events,
             claimed=claimed,
             confirmed_under=confirmed_under,
+            processed_files=files_processed,
         )
 
     def _window_start(self, now: Any) -> int | str | None:
@@ -1065,6 +1077,27 @@ class Runner:
             integration=self.integration, stream=self.flow.stream, defaults={"value": value}
         )
 
+    def _files_done(self, ctx: FlowContext) -> None:
+        """The source files read to the end, with nothing to read again: recorded, so they
+        are never processed twice (name, size, checksum), and handed to ``acknowledge``."""
+        if not ctx.files or self.parent is not None:
+            return
+        ProcessedFile.objects.bulk_create(
+            [
+                ProcessedFile(
+                    integration=self.integration,
+                    kind=f["kind"][:40],
+                    name=f["name"][:255],
+                    size=int(f["size"]),
+                    sha256=f["sha256"],
+                    rows=int(f.get("rows", 0)),
+                )
+                for f in ctx.files
+            ],
+            ignore_conflicts=True,
+        )
+        ctx.done_files = list(ctx.files)
+
     def _keep_final(self, record: SourceRecord) -> None:
         """Remember a record for ``acknowledge`` — only for flows that use it, so a large run
         holds no more than its records in flight."""
@@ -1073,7 +1106,7 @@ class Runner:
 
     def _acknowledge(self, ctx: FlowContext) -> str:
         """Let the source know which records are done; a failure is a warning, not a loss."""
-        if not self._final:
+        if not self._final and not ctx.done_files:
             return ""
         try:
             self.flow.acknowledge(ctx, list(self._final))

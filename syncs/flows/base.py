@@ -227,6 +227,13 @@ class FlowContext(Generic[S, T]):
     confirmed_under: Callable[[str, str | None, str], dict[str, str]] = (
         lambda prefix, target, side: {}
     )
+    processed_files: Callable[[Sequence[tuple[str, int, str]]], set[tuple[str, int, str]]] = (
+        lambda files: set()
+    )
+    # Source files read in this run (``file_read``); once the run ends with nothing to read
+    # again the runner records them as processed and hands them over as ``done_files``.
+    files: list[dict[str, Any]] = field(default_factory=list)
+    done_files: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -276,6 +283,18 @@ class FlowContext(Generic[S, T]):
         to be replaced, kept or linked to; ``target`` names another kind of thing posted there
         (the flow's own by default)."""
         return self.confirmed_under(prefix, target, side)
+
+    def file_read(self, *, kind: str, name: str, size: int, sha256: str, rows: int) -> None:
+        """A source file was read whole (its rows are yielded): record it as processed once
+        the run ends with nothing to read again."""
+        self.files.append(
+            {"kind": kind, "name": name, "size": size, "sha256": sha256, "rows": rows}
+        )
+
+    def file_processed(self, name: str, size: int, sha256: str) -> bool:
+        """Whether an earlier run processed this file (name, size and checksum: the same name
+        with other content is a new file)."""
+        return bool(self.processed_files([(name, size, sha256)]))
 
     def events_processed(self, event_ids: Iterable[str]) -> set[str]:
         """Which of these source events a webhook delivery already processed for this flow."""

@@ -570,6 +570,34 @@ class InforM3(HttpProvider):
                 return {**head[0], "INBN": entry["INBN"]}
         return None
 
+    def ap_postings(self, batches: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """For many validated batches, in two bulk requests: each batch's head (GetHead) and
+        the voucher lines M3 posted for it (GLS200MI), by batch number."""
+        if not batches:
+            return {}
+        heads = self.execute_bulk("ap_invoices.get", [{"INBN": b} for b in batches])
+        found = {
+            b: {**r.records[0], "INBN": b}
+            for b, r in zip(batches, heads, strict=True)
+            if r.records and r.records[0].get("VONO")
+        }
+        keyed = list(found)
+        vouchers = self.execute_bulk(
+            "vouchers.lines",
+            [
+                {
+                    "DIVI": found[b].get("DIVI") or self.divi,
+                    "YEA4": found[b]["YEA4"],
+                    "VONO": found[b]["VONO"],
+                }
+                for b in keyed
+            ],
+            maxrecs=0,
+        )
+        return {
+            b: {"head": found[b], "lines": r.records} for b, r in zip(keyed, vouchers, strict=True)
+        }
+
     def voucher_lines(self, *, year: str, voucher: str, division: str = "") -> list[dict[str, str]]:
         """What M3 posted for a voucher, account by account (GLS200MI)."""
         return self.execute(

@@ -1,0 +1,321 @@
+"""Stampli's approved invoices (CSV on SFTP) → CloudSuite AP supplier invoices.
+
+Each poll reads the complete invoice exports not processed before (name, size and checksum),
+with their lines from the invoice-line exports and the vendors export (for each vendor's
+external id).  A file still being written waits for the next poll; a row that cannot be read
+whole is an audit record of its own (line number and reason) and never posted; a file that is
+not an export fails alone, with the reason.
+
+- Vendor → supplier: a ``vendor`` field mapping, else the vendor's external id when CloudSuite
+  has that supplier, else a supplier with exactly the vendor's name.  Otherwise the invoice is
+  flagged with the closest name as a suggestion for the reviewer — never posted on a guess.
+- Each line's GL code → a CloudSuite accounting string (``gl_account`` mapping), which must be in
+  the CRS630MI chart.  APS450MI takes no accounting string (M3 derives the coding itself), so
+  after validation the voucher M3 posted is read back (GLS200MI) and an account other than the
+  mapped one is flagged for review (the invoice stays posted).
+- Exactly once by the M3 AP uniqueness (supplier + supplier invoice number + year): a re-export
+  of a posted invoice is recognised, one with other amounts is flagged, not posted.  The ledger
+  key travels in ``CORI``, so an interrupted post is found again.
+- Posted in bulk: the heads of up to ``chunk_size`` invoices in one request, then their lines,
+  then ``ValidByBatchNo`` — a file of 1,000 invoices is tens of requests, not thousands.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from connections.providers.infor_m3 import InforM3
+from connections.providers.sftp import RemoteFile
+from connections.providers.stampli import StampliSftp
+from syncs.flows.base import (
+    Flag,
+    Flow,
+    FlowContext,
+    LoadResult,
+    Mappings,
+    Payload,
+    Posting,
+    Skip,
+    SourceRecord,
+    Superseded,
+    Wait,
+)
+from syncs.money import currency_known, to_minor
+
+logger = logging.getLogger(__name__)
+
+Context = FlowContext[StampliSftp, InforM3]
+LINE_TYPE = "5"  # an AP invoice line that is not matched to a purchase order (unverified)
+
+
+def _str(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in values.items()}
+
+
+def _exports(ctx: Context, kind: str) -> Iterator[Any]:
+    for file in ctx.source.complete_files(kind):
+        yield file, ctx.source.read_export(kind, file)
+
+
+class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
+    key = "stampli_m3.invoices"
+    label = "Stampli approved invoices → CloudSuite AP"
+    source_kind = "stampli"
+    target_kind = "infor_m3"
+    stream = "invoices"
+    ledger_target = "m3.ap_invoice"
+    chunk_size = 100
+
+    def extract(self, ctx: Context) -> Iterator[SourceRecord]:
+        stampli, m3 = ctx.source, ctx.target
+        lines: dict[str, list[dict[str, Any]]] = {}
+        for _, export in _exports(ctx, "invoice_lines"):
+            for row in export.parsed.rows:
+                lines.setdefault(row.values["invoice_id"], []).append(_str(row.values))
+        vendors = {}
+        for _, export in _exports(ctx, "vendors"):
+            vendors.update({r.values["vendor_id"]: _str(r.values) for r in export.parsed.rows})
+        suppliers: dict[str, dict[str, str]] | None = None
+        for file in stampli.complete_files("invoices"):
+            try:
+                export = stampli.read_export("invoices", file)
+            except Exception as exc:  # a file that is not an export fails alone
+                yield SourceRecord(f"{file.name}", {"file": file.name, "unreadable": str(exc)})
+                continue
+            if ctx.file_processed(file.name, file.size, export.sha256):
+                continue
+            if suppliers is None:
+                suppliers = {s["SUNO"]: s for s in m3.list_suppliers()}
+            for error in export.parsed.errors:
+                yield SourceRecord(
+                    f"{file.name}:{error.line}", {"file": file.name, "bad_row": error.reason}
+                )
+            for row in export.parsed.rows:
+                invoice = _str(row.values)
+                yield SourceRecord(
+                    f"{invoice['vendor_id']}/{invoice['invoice_number']}",
+                    {
+                        "file": file.name,
+                        "line": row.line,
+                        "invoice": invoice,
+                        "lines": lines.get(invoice["invoice_id"], []),
+                        "vendor": vendors.get(invoice["vendor_id"]) or {},
+                        "suppliers": self._candidates(invoice, vendors, suppliers),
+                    },
+                )
+            ctx.file_read(
+                kind="invoices",
+                name=file.name,
+                size=file.size,
+                sha256=export.sha256,
+                rows=len(export.parsed.rows) + len(export.parsed.errors),
+            )
+
+    @staticmethod
+    def _candidates(
+        invoice: dict[str, Any], vendors: dict[str, Any], suppliers: dict[str, dict[str, str]]
+    ) -> dict[str, Any]:
+        """What the mapping may choose from: the external id's supplier, exact-name suppliers,
+        and the closest names (a suggestion only)."""
+        external = str((vendors.get(invoice["vendor_id"]) or {}).get("external_id") or "")
+        name = str(invoice.get("vendor_name") or "").strip()
+        by_name = {str(s.get("SUNM") or "").strip(): n for n, s in suppliers.items()}
+        close = difflib.get_close_matches(name, list(by_name), n=1, cutoff=0.6)
+        return {
+            "external": external if external in suppliers else "",
+            "exact": sorted(n for n, s in suppliers.items() if s.get("SUNM", "").strip() == name),
+            "suggestion": f"{by_name[close[0]]} {close[0]}" if close else "",
+        }
+
+    def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
+        """The chart accounts of the mapped GL codes, and what an earlier post holds."""
+        data = record.data
+        if "invoice" not in data:
+            return record
+        if not hasattr(self, "_chart"):
+            self._chart = {a.get("AITM") for a in ctx.target.list_accounts()}
+        codes = {line["gl_code"] for line in data["lines"]}
+        mapped = {c: ctx.mappings.get("gl_account", c) for c in codes}
+        supplier = self._supplier(data, ctx.mappings)
+        prior = {}
+        if supplier:
+            number, year = data["invoice"]["invoice_number"], data["invoice"]["invoice_date"][:4]
+            prior = ctx.posted_under(f"ap-invoice:{supplier}:{number}:{year}:")
+        return replace(
+            record,
+            data={
+                **data,
+                "accounts": {
+                    c: {"mapped": m, "in_chart": bool(m) and m.split(";")[0] in self._chart}
+                    for c, m in mapped.items()
+                },
+                "prior": prior,
+            },
+        )
+
+    reread = prepare
+
+    @staticmethod
+    def _supplier(data: dict[str, Any], mappings: Mappings) -> str:
+        vendor = data["invoice"]["vendor_id"]
+        explicit = mappings.get("vendor", vendor)
+        candidates = data.get("suppliers") or {}
+        if explicit:
+            return explicit
+        if candidates.get("external"):
+            return str(candidates["external"])
+        exact = candidates.get("exact") or []
+        return str(exact[0]) if len(exact) == 1 else ""
+
+    def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
+        data = record.data
+        if "unreadable" in data:
+            return Flag(
+                f"The file could not be read and nothing of it was posted: {data['unreadable']}"
+            )
+        if "bad_row" in data:
+            return Flag(f"{data['file']}: {data['bad_row']} Nothing of that row was posted.")
+        invoice, where = data["invoice"], f"{data['file']} line {data['line']}"
+        number = f"invoice {invoice['invoice_number']} of {invoice['vendor_name']}"
+        if str(invoice.get("status") or "Approved").lower() != "approved":
+            return Skip(f"{number} is {invoice['status']}, not approved.")
+        supplier = self._supplier(data, mappings)
+        if not supplier:
+            hint = (data.get("suppliers") or {}).get("suggestion")
+            return Flag(
+                f"Vendor {invoice['vendor_id']} ({invoice['vendor_name']}) has no CloudSuite "
+                f"supplier: add a vendor mapping for {invoice['vendor_id']}"
+                + (f" (closest name: {hint} — please confirm)." if hint else ".")
+            )
+        if not data["lines"]:
+            return Wait(f"{number}: its lines have not arrived yet ({where}).")
+        currency = str(invoice["currency"]).upper()
+        if not currency_known(currency):
+            return Flag(f"{number}: “{currency}” is not a currency code.")
+        total, tax = Decimal(invoice["total"]), Decimal(invoice.get("tax") or 0)
+        try:
+            for amount in (total, tax, *(Decimal(line["amount"]) for line in data["lines"])):
+                to_minor(amount, currency)
+        except ValueError as exc:
+            return Flag(f"{number}: {exc}.")
+        net = sum((Decimal(line["amount"]) for line in data["lines"]), Decimal(0))
+        if net + tax != total:
+            return Flag(f"{number}: its lines ({net}) and tax ({tax}) do not add up to {total}.")
+        for code, found in (data.get("accounts") or {}).items():
+            if not found["mapped"]:
+                return Flag(f"{number}: GL code {code} has no CloudSuite account mapped.")
+            if not found["in_chart"]:
+                return Flag(f"{number}: account {found['mapped']} (GL {code}) is not in the chart.")
+        year = invoice["invoice_date"][:4]
+        key = f"ap-invoice:{supplier}:{invoice['invoice_number']}:{year}:{total}:{currency}"
+        others = [k for k in data.get("prior") or {} if k != key]
+        if others:
+            posted = others[0].rsplit(":", 2)
+            return Flag(
+                f"{number} was re-exported with other amounts ({total} {currency}; "
+                f"CloudSuite has {posted[1]} {posted[2]}): not posted — correct it by hand."
+            )
+        head = {
+            "SUNO": supplier,
+            "IVDT": invoice["invoice_date"].replace("-", ""),
+            "DUDT": (invoice.get("due_date") or "").replace("-", ""),
+            "SINO": invoice["invoice_number"],
+            "CUCD": currency,
+            "CUAM": str(total),
+            "VTAM": str(tax),
+            "DIVI": invoice.get("division") or "",
+        }
+        lines = [
+            {
+                "RDTP": LINE_TYPE,
+                "NLAM": line["amount"],
+                "CHGT": str(line.get("description") or line["gl_code"])[:30],
+                "account": data["accounts"][line["gl_code"]]["mapped"],
+            }
+            for line in data["lines"]
+        ]
+        return Payload({"head": head, "lines": lines}, ledger_key=key)
+
+    @staticmethod
+    def _cori(posting: Posting) -> str:
+        return str(
+            uuid.uuid5(uuid.NAMESPACE_URL, f"{posting.idempotency_key}:{posting.generation}")
+        )
+
+    def load_many(
+        self, ctx: Context, items: Sequence[tuple[Payload, Posting | None]]
+    ) -> list[LoadResult | Exception]:
+        invoices = []
+        for payload, posting in items:
+            assert posting is not None
+            lines = [
+                {k: v for k, v in line.items() if k != "account"} for line in payload.data["lines"]
+            ]
+            invoices.append(
+                {"head": {**payload.data["head"], "CORI": self._cori(posting)}, "lines": lines}
+            )
+        answers = ctx.target.add_ap_invoices(invoices)
+        postings = ctx.target.ap_postings([str(b) for b, error in answers if error is None and b])
+        results: list[LoadResult | Exception] = []
+        for (payload, _), (batch, error) in zip(items, answers, strict=True):
+            if error is not None:
+                results.append(error)
+            else:
+                results.append(self._posted(payload, str(batch), postings.get(str(batch))))
+        return results
+
+    @staticmethod
+    def _posted(payload: Payload, batch: str, posting: dict[str, Any] | None) -> LoadResult:
+        """The posted invoice, with what M3 derived the coding to compared with the mapping."""
+        head = payload.data["head"]
+        lines = (posting or {}).get("lines") or []
+        liability = {
+            str(line.get("AIT1", "")) for line in lines if str(line.get("CUAM", "")).startswith("-")
+        }
+        derived = {str(line.get("AIT1", "")) for line in lines} - liability - {""}
+        wanted = {str(line["account"]).split(";")[0] for line in payload.data["lines"]}
+        differs = sorted(wanted - derived)
+        note = f"Posted to CloudSuite AP as invoice batch {batch}."
+        flag = ""
+        if lines and differs:
+            flag = (
+                f"CloudSuite coded invoice {head['SINO']} differently from the mapping: "
+                f"{', '.join(differs)} expected, M3 posted to {', '.join(sorted(derived))}. "
+                "Check the supplier's accounting template, or correct the voucher."
+            )
+        return LoadResult(batch, {"batch": batch, "derived": sorted(derived)}, note, flag=flag)
+
+    def acknowledge(self, ctx: Context, records: Sequence[SourceRecord]) -> None:
+        """Archive the invoice exports processed to the end (when the connection allows)."""
+        folder = ctx.source.remote_dir.rstrip("/")
+        for done in ctx.done_files:
+            ctx.source.archive(
+                RemoteFile(done["name"], f"{folder}/{done['name']}", int(done["size"]), 0)
+            )
+
+    def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:
+        result = self.load_many(ctx, [(payload, posting)])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def find_existing(self, ctx: Context, payload: Payload, posting: Posting) -> LoadResult | None:
+        head = payload.data["head"]
+        found = ctx.target.find_ap_invoice(
+            supplier=head["SUNO"], invoice_number=head["SINO"], correlation=self._cori(posting)
+        )
+        if found is None:
+            return None
+        if str(found.get("SUPA")) >= "50":
+            batch = str(found["INBN"])
+            return self._posted(payload, batch, ctx.target.ap_postings([batch]).get(batch))
+        raise Superseded(
+            f"An unvalidated invoice batch {found['INBN']} was left by an interrupted post: "
+            "delete it in CloudSuite (APS450)."
+        )

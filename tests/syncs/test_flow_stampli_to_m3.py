@@ -1,0 +1,269 @@
+"""Stampli → CloudSuite AP over a real SFTP server (asyncssh) and the M3 simulator: approved
+invoices posted once in bulk, unmapped vendors and GL codes flagged then replayed, duplicates
+across files, re-exports with other amounts, half-written files, malformed rows, restarts, and
+M3's own refusals."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from audit.models import AuditRecord
+from connections.models import Connection
+from connections.sandbox.base import Served
+from connections.sandbox.m3 import M3Simulator
+from connections.sandbox.sftp import SftpSandbox
+from syncs.models import FieldMapping, Integration, ProcessedFile, SyncRun
+from syncs.runner import Runner
+from syncs.services import records_replay
+
+S = AuditRecord.Status
+HEAD = (
+    "Invoice ID,Vendor ID,Vendor Name,Invoice Number,Invoice Date,Due Date,Currency,"
+    "Total Amount,Tax Amount,Status\r\n"
+)
+LINES_HEAD = "Invoice ID,Line Number,Description,Amount,GL Account\r\n"
+
+
+@pytest.fixture
+def sftp(tmp_path: Path) -> Iterator[SftpSandbox]:
+    (tmp_path / "root" / "outbound").mkdir(parents=True)
+    served = SftpSandbox(tmp_path / "root").start()
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def m3(m3_sim: Served) -> M3Simulator:
+    sim: M3Simulator = m3_sim.app  # type: ignore[assignment]
+    sim.state.put_supplier("S100", SUNM="Nord Kontor AB", CUCD="SEK")
+    sim.state.put_supplier("S200", SUNM="Atelier Lumière SARL", CUCD="EUR", REGR="IT")
+    sim.state.ap_rules["IT"] = "6540"  # M3 codes this supplier's invoices to IT services
+    for account, name in (("6110", "Office supplies"), ("6540", "IT services")):
+        sim.state.put_account(account, name)
+    sim.state.ap_default_account = "6110"
+    return sim
+
+
+def drop(sftp: SftpSandbox, name: str, text: str, *, age: float = 3600) -> Path:
+    path = sftp.root / "outbound" / name
+    path.write_text(text, encoding="utf-8")
+    moment = time.time() - age
+    os.utime(path, (moment, moment))
+    return path
+
+
+@pytest.fixture
+def flow(sftp: SftpSandbox, m3_connection: Connection, m3: M3Simulator) -> Integration:
+    stampli = Connection(
+        name="Stampli",
+        slug="stampli",
+        kind="stampli",
+        credentials={"password": sftp.users["sandbox"]},
+        settings={
+            "host": sftp.host,
+            "port": sftp.port,
+            "username": "sandbox",
+            "host_key": sftp.host_key_line,
+            "settle_seconds": 60,
+        },
+    )
+    stampli.full_clean()
+    stampli.save()
+    integ = Integration(
+        name="Stampli invoices",
+        slug="stampli-invoices",
+        flow="stampli_m3.invoices",
+        source=stampli,
+        target=m3_connection,
+    )
+    integ.full_clean()
+    integ.save()
+    for code, account in (("6000", "6110"), ("6500", "6540")):
+        FieldMapping.objects.create(
+            integration=integ, kind="gl_account", source_value=code, target_value=account
+        )
+    FieldMapping.objects.create(
+        integration=integ, kind="vendor", source_value="V-LUM", target_value="S200"
+    )
+    return integ
+
+
+def run(integ: Integration) -> SyncRun:
+    return Runner(Integration.objects.get(pk=integ.pk), trigger="schedule").run()
+
+
+def posted(m3: M3Simulator) -> list[tuple[str, str, str]]:
+    return [(i["SUNO"], i["SINO"], str(i["CUAM"])) for i in m3.state.ap_invoices()]
+
+
+def test_approved_invoices_land_in_cloudsuite_once(
+    flow: Integration, sftp: SftpSandbox, m3: M3Simulator
+) -> None:
+    drop(
+        sftp,
+        "invoice_lines_1.csv",
+        LINES_HEAD + 'ST-1,1,Paper,1000.00,6000\r\nST-2,1,Hosting,"1,200.00",6500\r\n',
+    )
+    drop(
+        sftp,
+        "invoices_1.csv",
+        "\ufeff" + HEAD + "ST-1,V-NORD,Nord Kontor AB,NK-1,2026-11-02,2026-12-02,SEK,1250.00,"
+        '250.00,Approved\r\nST-2,V-LUM,"Lumière, Atelier",AL-9,2026-11-03,,EUR,"1,200.00",,'
+        "Approved\r\n\r\n",
+    )
+    before = m3.api_requests
+    first = run(flow)
+    assert (first.synced, first.flagged, first.failed) == (2, 0, 0), list(
+        first.records.values_list("reason", flat=True)
+    )
+    assert sorted(posted(m3)) == [("S100", "NK-1", "1250.00"), ("S200", "AL-9", "1200.00")]
+    ap_requests = m3.requests_by_program.get("APS450MI", 0) + m3.requests_by_program.get(
+        "APS455MI", 0
+    )
+    assert ap_requests <= 6 and m3.api_requests - before < 15  # bulk, not one call per row
+    assert ProcessedFile.objects.filter(integration=flow, name="invoices_1.csv").exists()
+    again = run(flow)  # a restart or the next poll: the file is known, nothing is read again
+    assert again.done == 0 and len(posted(m3)) == 2
+    Connection.objects.filter(pk=flow.source_id).update(
+        settings={**flow.source.settings, "archive_files": True}
+    )
+    drop(sftp, "invoice_lines_1b.csv", LINES_HEAD + "ST-3,1,Toner,10.00,6000\r\n")
+    drop(
+        sftp,
+        "invoices_1b.csv",
+        HEAD + "ST-3,V-NORD,Nord Kontor AB,NK-2,2026-11-04,,SEK,10.00,,Approved\r\n",
+    )
+    assert run(flow).synced == 1
+    assert (sftp.root / "archive" / "invoices_1b.csv").exists()  # archived once processed
+    assert not (sftp.root / "outbound" / "invoices_1b.csv").exists()
+
+
+def test_an_unmapped_vendor_is_flagged_then_replayed_once_mapped(
+    flow: Integration, sftp: SftpSandbox, m3: M3Simulator
+) -> None:
+    drop(sftp, "invoice_lines_2.csv", LINES_HEAD + "ST-5,1,Chairs,80.00,6000\r\n")
+    drop(
+        sftp,
+        "invoices_2.csv",
+        HEAD + "ST-5,V-NEW,Nord Kontor,NK-77,2026-11-05,,SEK,80.00,,Approved\r\n",
+    )
+    flagged = run(flow).records.get()
+    assert flagged.status == S.FLAGGED and "V-NEW" in flagged.reason
+    assert "closest name: S100 Nord Kontor AB" in flagged.reason and posted(m3) == []
+    FieldMapping.objects.create(
+        integration=flow, kind="vendor", source_value="V-NEW", target_value="S100"
+    )
+    (replayed,) = records_replay(record_ids=[flagged.pk])
+    assert replayed.synced == 1 and posted(m3) == [("S100", "NK-77", "80.00")]
+
+
+def test_an_unmapped_gl_code_is_flagged_and_nothing_posted(
+    flow: Integration, sftp: SftpSandbox, m3: M3Simulator
+) -> None:
+    drop(sftp, "invoice_lines_3.csv", LINES_HEAD + "ST-6,1,Travel,50.00,7300\r\n")
+    drop(
+        sftp,
+        "invoices_3.csv",
+        HEAD + "ST-6,V-NORD,Nord Kontor AB,NK-80,2026-11-06,,SEK,50.00,,Approved\r\n",
+    )
+    flagged = run(flow).records.get()
+    assert flagged.status == S.FLAGGED and "GL code 7300" in flagged.reason
+    assert posted(m3) == []
+
+
+def test_a_duplicate_across_files_and_a_changed_re_export(
+    flow: Integration, sftp: SftpSandbox, m3: M3Simulator
+) -> None:
+    drop(sftp, "invoice_lines_4.csv", LINES_HEAD + "ST-7,1,Paper,100.00,6000\r\n")
+    row = "ST-7,V-NORD,Nord Kontor AB,NK-90,2026-11-07,,SEK,{},,Approved\r\n"
+    drop(sftp, "invoices_4a.csv", HEAD + row.format("100.00"))
+    assert run(flow).synced == 1
+    drop(sftp, "invoices_4b.csv", HEAD + row.format("100.00"))  # the same, exported again
+    same = run(flow)
+    assert same.synced == 0 and same.flagged == 0 and len(posted(m3)) == 1
+    drop(sftp, "invoice_lines_4c.csv", LINES_HEAD + "ST-7b,1,Paper,120.00,6000\r\n")
+    drop(
+        sftp,
+        "invoices_4c.csv",
+        HEAD + row.replace("ST-7", "ST-7b").format("120.00"),
+    )
+    changed = run(flow).records.get(status=S.FLAGGED)
+    assert "re-exported with other amounts" in changed.reason and "100.00 SEK" in changed.reason
+    assert posted(m3) == [("S100", "NK-90", "100.00")]
+
+
+def test_a_half_written_file_waits_for_the_next_poll(
+    flow: Integration, sftp: SftpSandbox, m3: M3Simulator
+) -> None:
+    drop(sftp, "invoice_lines_5.csv", LINES_HEAD + "ST-8,1,Paper,10.00,6000\r\n")
+    path = drop(sftp, "invoices_5.csv", HEAD + "ST-8,V-NORD,Nord", age=0)  # being written
+    assert run(flow).done == 0
+    path.write_text(HEAD + "ST-8,V-NORD,Nord Kontor AB,NK-95,2026-11-08,,SEK,10.00,,Approved\r\n")
+    (sftp.root / "outbound" / "invoices_5.csv.done").write_text("")  # Stampli marks it done
+    assert run(flow).synced == 1
+
+
+def test_malformed_rows_are_reported_and_the_rest_posted(
+    flow: Integration, sftp: SftpSandbox, m3: M3Simulator
+) -> None:
+    drop(
+        sftp,
+        "invoice_lines_6.csv",
+        LINES_HEAD + "ST-9,1,Paper,10.00,6000\r\nST-10,1,Pens,5.00,6000\r\n",
+    )
+    drop(
+        sftp,
+        "invoices_6.csv",
+        HEAD + "ST-9,V-NORD,Nord Kontor AB,NK-96,2026-11-09,,SEK,10.00,,Approved\r\n"
+        "ST-X,V-NORD,Nord Kontor AB,NK-97,not a date,,SEK,10.00,,Approved\r\n"
+        "ST-10,V-NORD,Nord Kontor AB,NK-98,2026-11-09,,SEK,5.0.0,,Approved\r\n",
+    )
+    done = run(flow)
+    assert (done.synced, done.flagged) == (1, 2)
+    reasons = sorted(done.records.filter(status=S.FLAGGED).values_list("reason", flat=True))
+    assert "line 3" in reasons[0].lower() and "line 4" in reasons[1].lower()
+    assert posted(m3) == [("S100", "NK-96", "10.00")]
+
+
+def test_a_file_that_is_not_an_export_fails_alone(
+    flow: Integration, sftp: SftpSandbox, m3: M3Simulator
+) -> None:
+    (sftp.root / "outbound" / "invoices_7.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    os.utime(sftp.root / "outbound" / "invoices_7.csv", (1, 1))
+    record = run(flow).records.get()
+    assert record.status == S.FLAGGED and "binary" in record.reason
+    assert (sftp.root / "outbound" / "invoices_7.csv").exists()  # never lost
+
+
+def test_m3_refusing_a_line_fails_the_record_with_its_message(
+    flow: Integration, sftp: SftpSandbox, m3: M3Simulator
+) -> None:
+    drop(sftp, "invoice_lines_8.csv", LINES_HEAD + "ST-11,1,REFUSE me,10.00,6000\r\n")
+    drop(
+        sftp,
+        "invoices_8.csv",
+        HEAD + "ST-11,V-NORD,Nord Kontor AB,NK-99,2026-11-10,,SEK,10.00,,Approved\r\n",
+    )
+    failed = run(flow).records.get()
+    assert failed.status == S.FAILED and "Service code is not valid" in failed.reason
+    assert posted(m3) == []
+
+
+def test_coding_that_differs_from_the_mapping_is_flagged_after_posting(
+    flow: Integration, sftp: SftpSandbox, m3: M3Simulator
+) -> None:
+    drop(sftp, "invoice_lines_9.csv", LINES_HEAD + "ST-12,1,Hosting,40.00,6500\r\n")
+    drop(
+        sftp,
+        "invoices_9.csv",
+        HEAD + "ST-12,V-NORD,Nord Kontor AB,NK-100,2026-11-11,,SEK,40.00,,Approved\r\n",
+    )
+    record = run(flow).records.get()
+    assert posted(m3) == [("S100", "NK-100", "40.00")]  # posted, and put in front of a person
+    assert record.status == S.FLAGGED and "6540 expected, M3 posted to" in record.reason
+    assert "6110" in record.reason
