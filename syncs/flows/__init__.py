@@ -27,6 +27,7 @@ from syncs.flows.m3_stripe_invoices import M3InvoicesToStripe
 from syncs.flows.m3_wise_quotes import M3InvoicesToWiseQuotes
 from syncs.flows.m3_wise_recipients import M3SuppliersToWise
 from syncs.flows.stampli_m3_invoices import StampliInvoicesToM3
+from syncs.flows.stampli_m3_payments import StampliPaymentsToM3
 from syncs.flows.stripe_ifs_notes import StripeOutcomesToIfsNotes
 from syncs.flows.stripe_m3_payments import StripePaymentsToM3
 from syncs.flows.wise_m3_payments import WiseTransfersToM3
@@ -47,6 +48,7 @@ FLOWS: dict[str, type[Flow]] = {
         M3InvoicesToWiseQuotes,
         WiseTransfersToM3,
         StampliInvoicesToM3,
+        StampliPaymentsToM3,
     )
 }
 

@@ -22,7 +22,6 @@ not an export fails alone, with the reason.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import uuid
 from collections.abc import Iterator, Sequence
@@ -46,21 +45,21 @@ from syncs.flows.base import (
     Superseded,
     Wait,
 )
+from syncs.flows.m3_journals import account_check, chart_accounts
+from syncs.flows.stampli_common import (
+    file_records,
+    no_supplier,
+    rows_of,
+    supplier_candidates,
+    supplier_for,
+    vendors,
+)
 from syncs.money import currency_known, to_minor
 
 logger = logging.getLogger(__name__)
 
 Context = FlowContext[StampliSftp, InforM3]
 LINE_TYPE = "5"  # an AP invoice line that is not matched to a purchase order (unverified)
-
-
-def _str(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in values.items()}
-
-
-def _exports(ctx: Context, kind: str) -> Iterator[Any]:
-    for file in ctx.source.complete_files(kind):
-        yield file, ctx.source.read_export(kind, file)
 
 
 class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
@@ -73,73 +72,36 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
     chunk_size = 100
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
-        stampli, m3 = ctx.source, ctx.target
         lines: dict[str, list[dict[str, Any]]] = {}
-        for _, export in _exports(ctx, "invoice_lines"):
-            for row in export.parsed.rows:
-                lines.setdefault(row.values["invoice_id"], []).append(_str(row.values))
-        vendors = {}
-        for _, export in _exports(ctx, "vendors"):
-            vendors.update({r.values["vendor_id"]: _str(r.values) for r in export.parsed.rows})
-        suppliers: dict[str, dict[str, str]] | None = None
-        for file in stampli.complete_files("invoices"):
-            try:
-                export = stampli.read_export("invoices", file)
-            except Exception as exc:  # a file that is not an export fails alone
-                yield SourceRecord(f"{file.name}", {"file": file.name, "unreadable": str(exc)})
-                continue
-            if ctx.file_processed(file.name, file.size, export.sha256):
-                continue
-            if suppliers is None:
-                suppliers = {s["SUNO"]: s for s in m3.list_suppliers()}
-            for error in export.parsed.errors:
-                yield SourceRecord(
-                    f"{file.name}:{error.line}", {"file": file.name, "bad_row": error.reason}
-                )
-            for row in export.parsed.rows:
-                invoice = _str(row.values)
-                yield SourceRecord(
-                    f"{invoice['vendor_id']}/{invoice['invoice_number']}",
-                    {
-                        "file": file.name,
-                        "line": row.line,
-                        "invoice": invoice,
-                        "lines": lines.get(invoice["invoice_id"], []),
-                        "vendor": vendors.get(invoice["vendor_id"]) or {},
-                        "suppliers": self._candidates(invoice, vendors, suppliers),
-                    },
-                )
-            ctx.file_read(
-                kind="invoices",
-                name=file.name,
-                size=file.size,
-                sha256=export.sha256,
-                rows=len(export.parsed.rows) + len(export.parsed.errors),
+        for row in rows_of(ctx, "invoice_lines"):
+            lines.setdefault(row["invoice_id"], []).append(row)
+        known = vendors(ctx)
+        suppliers: dict[str, dict[str, str]] = {}
+
+        def record(file: str, line: int, invoice: dict[str, Any]) -> SourceRecord:
+            if not suppliers:
+                suppliers.update({s["SUNO"]: s for s in ctx.target.list_suppliers()})
+            return SourceRecord(
+                f"{invoice['vendor_id']}/{invoice['invoice_number']}",
+                {
+                    "file": file,
+                    "line": line,
+                    "invoice": invoice,
+                    "lines": lines.get(invoice["invoice_id"], []),
+                    "suppliers": supplier_candidates(
+                        invoice["vendor_id"], invoice["vendor_name"], known, suppliers
+                    ),
+                },
             )
 
-    @staticmethod
-    def _candidates(
-        invoice: dict[str, Any], vendors: dict[str, Any], suppliers: dict[str, dict[str, str]]
-    ) -> dict[str, Any]:
-        """What the mapping may choose from: the external id's supplier, exact-name suppliers,
-        and the closest names (a suggestion only)."""
-        external = str((vendors.get(invoice["vendor_id"]) or {}).get("external_id") or "")
-        name = str(invoice.get("vendor_name") or "").strip()
-        by_name = {str(s.get("SUNM") or "").strip(): n for n, s in suppliers.items()}
-        close = difflib.get_close_matches(name, list(by_name), n=1, cutoff=0.6)
-        return {
-            "external": external if external in suppliers else "",
-            "exact": sorted(n for n, s in suppliers.items() if s.get("SUNM", "").strip() == name),
-            "suggestion": f"{by_name[close[0]]} {close[0]}" if close else "",
-        }
+        yield from file_records(ctx, "invoices", record)
 
     def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
         """The chart accounts of the mapped GL codes, and what an earlier post holds."""
         data = record.data
         if "invoice" not in data:
             return record
-        if not hasattr(self, "_chart"):
-            self._chart = {a.get("AITM") for a in ctx.target.list_accounts()}
+        chart = chart_accounts(self, ctx.target)
         codes = {line["gl_code"] for line in data["lines"]}
         mapped = {c: ctx.mappings.get("gl_account", c) for c in codes}
         supplier = self._supplier(data, ctx.mappings)
@@ -151,10 +113,7 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
             record,
             data={
                 **data,
-                "accounts": {
-                    c: {"mapped": m, "in_chart": bool(m) and m.split(";")[0] in self._chart}
-                    for c, m in mapped.items()
-                },
+                "accounts": {c: account_check(m, chart) for c, m in mapped.items()},
                 "prior": prior,
             },
         )
@@ -163,15 +122,7 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
 
     @staticmethod
     def _supplier(data: dict[str, Any], mappings: Mappings) -> str:
-        vendor = data["invoice"]["vendor_id"]
-        explicit = mappings.get("vendor", vendor)
-        candidates = data.get("suppliers") or {}
-        if explicit:
-            return explicit
-        if candidates.get("external"):
-            return str(candidates["external"])
-        exact = candidates.get("exact") or []
-        return str(exact[0]) if len(exact) == 1 else ""
+        return supplier_for(data["invoice"]["vendor_id"], data.get("suppliers") or {}, mappings)
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         data = record.data
@@ -187,11 +138,8 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
             return Skip(f"{number} is {invoice['status']}, not approved.")
         supplier = self._supplier(data, mappings)
         if not supplier:
-            hint = (data.get("suppliers") or {}).get("suggestion")
-            return Flag(
-                f"Vendor {invoice['vendor_id']} ({invoice['vendor_name']}) has no CloudSuite "
-                f"supplier: add a vendor mapping for {invoice['vendor_id']}"
-                + (f" (closest name: {hint} — please confirm)." if hint else ".")
+            return no_supplier(
+                invoice["vendor_id"], invoice["vendor_name"], data.get("suppliers") or {}
             )
         if not data["lines"]:
             return Wait(f"{number}: its lines have not arrived yet ({where}).")

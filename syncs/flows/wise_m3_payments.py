@@ -44,7 +44,15 @@ from syncs.flows.base import (
     Skip,
     SourceRecord,
 )
-from syncs.money import currency_known, decimal, exponent, to_minor
+from syncs.flows.m3_journals import (
+    account_check,
+    account_problem,
+    chart_accounts,
+    journal_line,
+    journal_result,
+    post_journal,
+)
+from syncs.money import currency_known, decimal, to_minor
 
 logger = logging.getLogger(__name__)
 
@@ -141,12 +149,8 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
                 ("bank", transfer.get("sourceCurrency")),
             )
         }
-        if not hasattr(self, "_chart"):
-            self._chart = {a.get("AITM") for a in ctx.target.list_accounts()}
-        data["accounts"] = {
-            role: {"mapped": value, "in_chart": bool(value) and value.split(";")[0] in self._chart}
-            for role, value in accounts.items()
-        }
+        chart = chart_accounts(self, ctx.target)
+        data["accounts"] = {role: account_check(value, chart) for role, value in accounts.items()}
         return replace(record, data=data)
 
     reread = prepare  # a replay judges the transfer as Wise has it then
@@ -180,8 +184,10 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
         day = self._day(transfer)
         accounts = data["accounts"]
         lines = [
-            self._line(day, accounts["ap"]["mapped"], transfer["targetCurrency"], target, text),
-            self._line(day, accounts["bank"]["mapped"], transfer["sourceCurrency"], -source, text),
+            journal_line(day, accounts["ap"]["mapped"], transfer["targetCurrency"], target, text),
+            journal_line(
+                day, accounts["bank"]["mapped"], transfer["sourceCurrency"], -source, text
+            ),
         ]
         return Payload(
             {"transfer": tid, "state": state, "what": what, "lines": lines, "text": text},
@@ -206,14 +212,13 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
                 return f"the amount {value} {currency} is not a payment."
         for role, label in (("ap", "supplier liability"), ("bank", "Wise balance")):
             currency = transfer.get("targetCurrency" if role == "ap" else "sourceCurrency")
-            found = accounts.get(role) or {}
-            if not found.get("mapped"):
-                return (
-                    f"no GL account is mapped for the {label} in {currency} "
-                    f"(add the mapping wise_{role}:{currency})."
-                )
-            if not found.get("in_chart"):
-                return f"GL account {found['mapped']} ({label}) is not in CloudSuite's chart."
+            problem = account_problem(
+                accounts.get(role),
+                label=f"{label} in {currency}",
+                mapping=f"wise_{role}:{currency}",
+            )
+            if problem:
+                return problem
         return ""
 
     @staticmethod
@@ -224,33 +229,16 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
             moment = datetime.now(UTC)
         return moment.strftime("%Y%m%d")
 
-    @staticmethod
-    def _line(day: str, account: str, currency: str, amount: Decimal, text: str) -> dict[str, str]:
-        dims = (account.split(";") + [""] * 7)[:7]
-        return {
-            "ACDT": day,
-            **{f"AIT{n}": dim for n, dim in enumerate(dims, start=1)},
-            "CUCD": currency,
-            "CUAM": str(amount.quantize(Decimal(1).scaleb(-exponent(currency)))),
-            "VTXT": text,
-        }
-
     def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:
-        assert posting is not None
-        m3, data = ctx.target, payload.data
-        key = f"W{posting.ledger_id}G{posting.generation}"
-        result = m3.post_journal(
-            key=key,
-            interface=str(m3.connection.setting("journal_interface")),
-            description=data["text"],
-            lines=[m3.journal_record(line) for line in data["lines"]],
-        )
+        data = payload.data
+        key, result = post_journal(ctx, payload, posting, prefix="W")
         amount = f"{data['lines'][0]['CUAM']} {data['lines'][0]['CUCD']}"
-        return LoadResult(
+        return journal_result(
             key,
-            {"journal": key, "steps": result["steps"], "transfer": data["transfer"]},
+            result,
             f"Wise transfer {data['transfer']} {data['what']}: journal {key} posted in "
             f"CloudSuite ({amount}), reference “{data['text']}”.",
+            transfer=data["transfer"],
         )
 
     def find_existing(self, ctx: Context, payload: Payload, posting: Posting) -> LoadResult | None:

@@ -267,3 +267,56 @@ def test_coding_that_differs_from_the_mapping_is_flagged_after_posting(
     assert posted(m3) == [("S100", "NK-100", "40.00")]  # posted, and put in front of a person
     assert record.status == S.FLAGGED and "6540 expected, M3 posted to" in record.reason
     assert "6110" in record.reason
+
+
+PAY_HEAD = "Payment ID,Vendor ID,Invoice Number,Payment Date,Amount,Currency,Payment Method\r\n"
+
+
+@pytest.fixture
+def payments(flow: Integration) -> Integration:
+    integ = Integration(
+        name="Stampli payments",
+        slug="stampli-payments",
+        flow="stampli_m3.payments",
+        source=flow.source,
+        target=flow.target,
+    )
+    integ.full_clean()
+    integ.save()
+    for source, account in (("stampli_ap:SEK", "2440"), ("stampli_bank:SEK", "1930")):
+        FieldMapping.objects.create(
+            integration=integ, kind="gl_account", source_value=source, target_value=account
+        )
+    FieldMapping.objects.create(
+        integration=integ, kind="vendor", source_value="V-NORD", target_value="S100"
+    )
+    return integ
+
+
+def test_payments_are_matched_to_their_cloudsuite_invoice_and_recorded_once(
+    payments: Integration, sftp: SftpSandbox, m3: M3Simulator
+) -> None:
+    m3.state.put_account("2440", "Accounts payable")
+    m3.state.put_account("1930", "Bank SEK")
+    m3.state.add_supplier_invoice("S100", "NK-1", "1250.00", "SEK", due="20261202")
+    drop(
+        sftp,
+        "payments_1.csv",
+        PAY_HEAD + 'P-1,V-NORD,NK-1,2026-11-20,"1,250.00",SEK,ACH\r\n'
+        "P-2,V-NORD,NK-404,2026-11-20,10.00,SEK,ACH\r\n"  # CloudSuite has no such invoice
+        "P-3,V-NORD,NK-1,2026-11-20,9999.00,SEK,ACH\r\n"  # more than the invoice
+        "P-4,V-NORD,NK-1,2026-11-20,10.00,EUR,ACH\r\n",  # another currency
+    )
+    done = run(payments)
+    assert (done.synced, done.flagged) == (1, 3)
+    debit, credit = m3.state.journal_lines()
+    assert (debit["AIT1"], str(debit["CUAM"]), debit["VTXT"]) == (
+        "2440",
+        "1250.00",
+        "Stampli P-1 NK-1",
+    )
+    assert (credit["AIT1"], str(credit["CUAM"])) == ("1930", "-1250.00")
+    reasons = " | ".join(done.records.filter(status=S.FLAGGED).values_list("reason", flat=True))
+    assert "no such invoice in CloudSuite" in reasons and "not a payment of an invoice" in reasons
+    assert "is in EUR, the invoice in SEK" in reasons
+    assert run(payments).done == 0 and len(m3.state.journal_lines()) == 2  # processed once

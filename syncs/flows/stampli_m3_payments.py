@@ -1,0 +1,185 @@
+"""Stampli's payments (CSV on SFTP) → CloudSuite, each matched to its AP invoice.
+
+Each poll reads the complete payment exports not processed before.  A payment's vendor is
+mapped to a CloudSuite supplier as for invoices; its invoice is looked up in CloudSuite
+(``APS200MI SearchSupInvoic`` by supplier and supplier invoice number, then ``GetInvoice``).
+A payment whose invoice CloudSuite does not have, in another currency, or for more than the
+invoice, is flagged and never posted.
+
+The payment is recorded by the MI transaction the tenant offers for a payment made outside
+CloudSuite — the connection's payment programs, GLS840MI by default (see the README: the
+catalogue has no AP payment transaction that takes a payment made elsewhere) — as a journal:
+debit the supplier liability (``gl_account`` ``stampli_ap:<currency>``), credit the bank the
+payment left from (``stampli_bank:<currency>``), the text ``Stampli <payment id> <invoice>`` as
+its reference; both accounts are checked against the chart first.  Exactly once per Stampli
+payment id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from connections.providers.infor_m3 import InforM3
+from connections.providers.stampli import StampliSftp
+from syncs.flows.base import (
+    Flag,
+    Flow,
+    FlowContext,
+    LoadResult,
+    Mappings,
+    Payload,
+    Posting,
+    SourceRecord,
+)
+from syncs.flows.m3_journals import (
+    account_check,
+    account_problem,
+    chart_accounts,
+    journal_line,
+    journal_result,
+    post_journal,
+)
+from syncs.flows.stampli_common import (
+    file_records,
+    no_supplier,
+    supplier_candidates,
+    supplier_for,
+    unusable,
+    vendors,
+)
+from syncs.money import currency_known, to_minor
+
+logger = logging.getLogger(__name__)
+
+Context = FlowContext[StampliSftp, InforM3]
+
+
+class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
+    key = "stampli_m3.payments"
+    label = "Stampli payments → CloudSuite payment journals"
+    source_kind = "stampli"
+    target_kind = "infor_m3"
+    stream = "payments"
+    ledger_target = "m3.journal"
+
+    def extract(self, ctx: Context) -> Iterator[SourceRecord]:
+        known = vendors(ctx)
+        suppliers: dict[str, dict[str, str]] = {}
+
+        def record(file: str, line: int, payment: dict[str, Any]) -> SourceRecord:
+            if not suppliers:
+                suppliers.update({s["SUNO"]: s for s in ctx.target.list_suppliers()})
+            name = str((known.get(payment["vendor_id"]) or {}).get("vendor_name") or "")
+            return SourceRecord(
+                f"payment {payment['payment_id']}",
+                {
+                    "file": file,
+                    "line": line,
+                    "payment": payment,
+                    "suppliers": supplier_candidates(payment["vendor_id"], name, known, suppliers),
+                },
+            )
+
+        yield from file_records(ctx, "payments", record)
+
+    def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
+        """The CloudSuite invoice the payment is for, and the accounts it is journalled to."""
+        data = record.data
+        if "payment" not in data:
+            return record
+        payment = data["payment"]
+        supplier = supplier_for(payment["vendor_id"], data.get("suppliers") or {}, ctx.mappings)
+        found = []
+        if supplier:
+            query = f"SUNO:{supplier} AND SINO:{payment['invoice_number']}"
+            found = ctx.target.search_supplier_invoices(query)
+        currency = str(payment["currency"]).upper()
+        chart = chart_accounts(self, ctx.target)
+        accounts = {
+            role: account_check(ctx.mappings.get("gl_account", f"stampli_{role}:{currency}"), chart)
+            for role in ("ap", "bank")
+        }
+        invoice = found[0] if len(found) == 1 else None
+        return replace(
+            record,
+            data={
+                **data,
+                "supplier": supplier,
+                "m3": invoice,
+                "matches": len(found),
+                "accounts": accounts,
+            },
+        )
+
+    reread = prepare
+
+    def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag:
+        data = record.data
+        flagged = unusable(data)
+        if flagged:
+            return flagged
+        payment, invoice = data["payment"], data.get("m3")
+        what = f"Payment {payment['payment_id']} of invoice {payment['invoice_number']}"
+        if not data.get("supplier"):
+            name = str((data.get("suppliers") or {}).get("suggestion") or "")
+            return no_supplier(
+                payment["vendor_id"], name or "unknown name", data.get("suppliers") or {}
+            )
+        if data.get("matches", 0) > 1:
+            return Flag(f"{what}: CloudSuite has {data['matches']} such invoices; post it by hand.")
+        if invoice is None:
+            return Flag(
+                f"{what}: supplier {data['supplier']} has no such invoice in CloudSuite, so it is "
+                "not posted (post the invoice first, then replay)."
+            )
+        currency = str(payment["currency"]).upper()
+        if not currency_known(currency):
+            return Flag(f"{what}: “{currency}” is not a currency code.")
+        if str(invoice.get("CUCD")) != currency:
+            return Flag(f"{what} is in {currency}, the invoice in {invoice.get('CUCD')}.")
+        amount = Decimal(payment["amount"])
+        try:
+            to_minor(amount, currency)
+        except ValueError as exc:
+            return Flag(f"{what}: {exc}.")
+        if amount <= 0 or amount > Decimal(str(invoice.get("CUAM") or "0")):
+            return Flag(
+                f"{what}: {amount} {currency} is not a payment of an invoice of "
+                f"{invoice.get('CUAM')} {currency}."
+            )
+        for role, label in (("ap", "supplier liability"), ("bank", "bank paid from")):
+            problem = account_problem(
+                (data.get("accounts") or {}).get(role),
+                label=f"{label} in {currency}",
+                mapping=f"stampli_{role}:{currency}",
+            )
+            if problem:
+                return Flag(f"{what}: {problem}")
+        text = f"Stampli {payment['payment_id']} {payment['invoice_number']}"
+        day = str(payment["payment_date"]).replace("-", "")
+        accounts = data["accounts"]
+        lines = [
+            journal_line(day, accounts["ap"]["mapped"], currency, amount, text),
+            journal_line(day, accounts["bank"]["mapped"], currency, -amount, text),
+        ]
+        return Payload(
+            {"lines": lines, "text": text[:40], "invoice": payment["invoice_number"]},
+            ledger_key=f"stampli-payment:{payment['payment_id']}",
+        )
+
+    def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:
+        key, result = post_journal(ctx, payload, posting, prefix="P")
+        line = payload.data["lines"][0]
+        return journal_result(
+            key,
+            result,
+            f"Payment recorded in CloudSuite: journal {key} ({line['CUAM']} {line['CUCD']}) "
+            f"against invoice {payload.data['invoice']}.",
+        )
+
+    def find_existing(self, ctx: Context, payload: Payload, posting: Posting) -> LoadResult | None:
+        return None  # the journal is keyed by its ledger entry: sending it again completes it
