@@ -29,6 +29,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from connections.providers.errors import ApiError
 from connections.providers.infor_m3 import InforM3
 from connections.providers.sftp import RemoteFile
 from connections.providers.stampli import StampliSftp
@@ -45,7 +46,7 @@ from syncs.flows.base import (
     Superseded,
     Wait,
 )
-from syncs.flows.m3_journals import account_check, chart_accounts
+from syncs.flows.m3_journals import account_check, chart_accounts, journal_line
 from syncs.flows.stampli_common import (
     file_records,
     no_supplier,
@@ -179,15 +180,25 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
             "VTAM": str(tax),
             "DIVI": invoice.get("division") or "",
         }
-        lines = [
-            {
-                "RDTP": LINE_TYPE,
-                "NLAM": line["amount"],
-                "CHGT": str(line.get("description") or line["gl_code"])[:30],
-                "account": data["accounts"][line["gl_code"]]["mapped"],
-            }
-            for line in data["lines"]
-        ]
+        lines = []
+        for line in data["lines"]:
+            account = data["accounts"][line["gl_code"]]["mapped"]
+            centre = line.get("cost_center")
+            if centre:
+                mapped = mappings.get("cost_center", centre)
+                if not mapped:
+                    return Flag(f"{number}: cost centre {centre} has no CloudSuite mapping.")
+                dims = (account.split(";") + [""] * 7)[:7]
+                dims[int(self.options.get("cost_center_dimension", 2)) - 1] = mapped
+                account = ";".join(dims).rstrip(";")
+            lines.append(
+                {
+                    "RDTP": LINE_TYPE,
+                    "NLAM": line["amount"],
+                    "CHGT": str(line.get("description") or line["gl_code"])[:30],
+                    "account": account,
+                }
+            )
         return Payload({"head": head, "lines": lines}, ledger_key=key)
 
     @staticmethod
@@ -211,33 +222,65 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
         answers = ctx.target.add_ap_invoices(invoices)
         postings = ctx.target.ap_postings([str(b) for b, error in answers if error is None and b])
         results: list[LoadResult | Exception] = []
-        for (payload, _), (batch, error) in zip(items, answers, strict=True):
+        for (payload, posting), (batch, error) in zip(items, answers, strict=True):
             if error is not None:
                 results.append(error)
             else:
-                results.append(self._posted(payload, str(batch), postings.get(str(batch))))
+                assert posting is not None
+                found = postings.get(str(batch))
+                results.append(self._posted(ctx, payload, posting, str(batch), found))
         return results
 
-    @staticmethod
-    def _posted(payload: Payload, batch: str, posting: dict[str, Any] | None) -> LoadResult:
-        """The posted invoice, with what M3 derived the coding to compared with the mapping."""
+    def _posted(
+        self,
+        ctx: Context,
+        payload: Payload,
+        posting: Posting,
+        batch: str,
+        found: dict[str, Any] | None,
+    ) -> LoadResult:
+        """The posted invoice, with what M3 derived the coding to compared with the mapping —
+        flagged when it differs or, with the integration setting ``coding`` = ``journal`` (a
+        tenant that codes per line), moved to the mapped accounting strings by a GL journal."""
         head = payload.data["head"]
-        lines = (posting or {}).get("lines") or []
-        liability = {
-            str(line.get("AIT1", "")) for line in lines if str(line.get("CUAM", "")).startswith("-")
+        voucher = (found or {}).get("lines") or []
+        credits = {
+            str(v.get("AIT1", "")) for v in voucher if str(v.get("CUAM", "")).startswith("-")
         }
-        derived = {str(line.get("AIT1", "")) for line in lines} - liability - {""}
+        derived = sorted({str(v.get("AIT1", "")) for v in voucher} - credits - {""})
         wanted = {str(line["account"]).split(";")[0] for line in payload.data["lines"]}
-        differs = sorted(wanted - derived)
-        note = f"Posted to CloudSuite AP as invoice batch {batch}."
-        flag = ""
-        if lines and differs:
+        differs = sorted(wanted - set(derived))
+        note, flag = f"Posted to CloudSuite AP as invoice batch {batch}.", ""
+        summary = {"batch": batch, "derived": derived}
+        if voucher and differs and self.options.get("coding") == "journal":
+            m3, key = ctx.target, f"R{posting.ledger_id}G{posting.generation}"
+            day, text = head["IVDT"], f"Coding {head['SINO']}"[:40]
+            lines = []
+            for line in payload.data["lines"]:
+                amount = Decimal(line["NLAM"])
+                lines.append(journal_line(day, line["account"], head["CUCD"], amount, text))
+                lines.append(journal_line(day, derived[0], head["CUCD"], -amount, text))
+            try:
+                m3.post_journal(
+                    key=key,
+                    interface=str(m3.connection.setting("journal_interface")),
+                    description=text,
+                    lines=[m3.journal_record(entry) for entry in lines],
+                )
+                note += f" Coded line by line to the mapped accounts by GL journal {key}."
+                summary["coding_journal"] = key
+            except (ApiError, ValueError) as exc:
+                flag = (
+                    f"Invoice {head['SINO']} is posted, but the journal coding it to the mapped "
+                    f"accounts was refused ({exc}): post it by hand."
+                )
+        elif voucher and differs:
             flag = (
                 f"CloudSuite coded invoice {head['SINO']} differently from the mapping: "
-                f"{', '.join(differs)} expected, M3 posted to {', '.join(sorted(derived))}. "
+                f"{', '.join(differs)} expected, M3 posted to {', '.join(derived)}. "
                 "Check the supplier's accounting template, or correct the voucher."
             )
-        return LoadResult(batch, {"batch": batch, "derived": sorted(derived)}, note, flag=flag)
+        return LoadResult(batch, summary, note, flag=flag)
 
     def acknowledge(self, ctx: Context, records: Sequence[SourceRecord]) -> None:
         """Archive the invoice exports processed to the end (when the connection allows)."""
@@ -262,7 +305,9 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
             return None
         if str(found.get("SUPA")) >= "50":
             batch = str(found["INBN"])
-            return self._posted(payload, batch, ctx.target.ap_postings([batch]).get(batch))
+            return self._posted(
+                ctx, payload, posting, batch, ctx.target.ap_postings([batch]).get(batch)
+            )
         raise Superseded(
             f"An unvalidated invoice batch {found['INBN']} was left by an interrupted post: "
             "delete it in CloudSuite (APS450)."

@@ -320,3 +320,28 @@ def test_payments_are_matched_to_their_cloudsuite_invoice_and_recorded_once(
     assert "no such invoice in CloudSuite" in reasons and "not a payment of an invoice" in reasons
     assert "is in EUR, the invoice in SEK" in reasons
     assert run(payments).done == 0 and len(m3.state.journal_lines()) == 2  # processed once
+
+
+def test_a_tenant_that_codes_per_line_gets_a_coding_journal_with_the_cost_centre(
+    flow: Integration, sftp: SftpSandbox, m3: M3Simulator
+) -> None:
+    Integration.objects.filter(pk=flow.pk).update(settings={"coding": "journal"})
+    FieldMapping.objects.create(
+        integration=flow, kind="cost_center", source_value="CC-9", target_value="200"
+    )
+    drop(
+        sftp,
+        "invoice_lines_10.csv",
+        "Invoice ID,Line Number,Description,Amount,GL Account,Cost Center\r\n"
+        "ST-13,1,Hosting,40.00,6500,CC-9\r\n",
+    )
+    drop(
+        sftp,
+        "invoices_10.csv",
+        HEAD + "ST-13,V-NORD,Nord Kontor AB,NK-101,2026-11-12,,SEK,40.00,,Approved\r\n",
+    )
+    record = run(flow).records.get()
+    assert record.status == S.SYNCED and "Coded line by line" in record.reason
+    debit, credit = m3.state.journal_lines()
+    assert (debit["AIT1"], debit["AIT2"], str(debit["CUAM"])) == ("6540", "200", "40.00")
+    assert (credit["AIT1"], str(credit["CUAM"])) == ("6110", "-40.00")
