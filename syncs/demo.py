@@ -1,6 +1,6 @@
-"""Demo set-up: connections to the running sandbox, the M3 ↔ Stripe, IFS Cloud ↔ Stripe and
-CloudSuite → Wise integrations, their GL mappings and schedules, and the Stripe and Wise webhook
-endpoints.  Safe to run on every start."""
+"""Demo set-up: connections to the running sandbox, the M3 ↔ Stripe, IFS Cloud ↔ Stripe,
+CloudSuite → Wise and Stampli → CloudSuite integrations, their GL mappings and schedules, and
+the Stripe and Wise webhook endpoints.  Safe to run on every start."""
 
 from __future__ import annotations
 
@@ -34,6 +34,18 @@ WISE_MAPPINGS = [
     ("gl_account", "wise_ap:SEK", "2440", "Accounts payable (SEK invoices)"),
     ("gl_account", "wise_bank:EUR", "1940", "Wise EUR balance"),
 ]
+STAMPLI_MAPPINGS = {
+    "stampli-invoices-to-cloudsuite": [
+        ("gl_account", "6000", "6110", "Office supplies"),
+        ("gl_account", "6500", "6540", "IT services"),
+    ],
+    "stampli-payments-to-cloudsuite": [
+        ("gl_account", "stampli_ap:EUR", "2440", "Accounts payable"),
+        ("gl_account", "stampli_ap:SEK", "2440", "Accounts payable"),
+        ("gl_account", "stampli_bank:EUR", "1930", "Bank EUR"),
+        ("gl_account", "stampli_bank:SEK", "1932", "Bank SEK"),
+    ],
+}
 INTEGRATIONS = [
     (
         "cloudsuite-customers-to-stripe",
@@ -117,6 +129,24 @@ INTEGRATIONS = [
         60,
     ),
     (
+        "stampli-invoices-to-cloudsuite",
+        "Stampli approved invoices → CloudSuite AP",
+        "stampli_m3.invoices",
+        "stampli",
+        "m3",
+        1,
+        25,
+    ),
+    (
+        "stampli-payments-to-cloudsuite",
+        "Stampli payments → CloudSuite",
+        "stampli_m3.payments",
+        "stampli",
+        "m3",
+        1,
+        45,
+    ),
+    (
         "wise-transfers-to-cloudsuite",
         "Wise transfers → CloudSuite payment journals",
         "wise_m3.payments",
@@ -190,6 +220,15 @@ def demo_seed(*, urls: dict[str, str], web_url: str) -> dict[str, Any]:
                 credentials=values["credentials"],
                 settings=values["settings"],
             )
+        if "stampli" in urls:
+            values = requests.get(f"{urls['stampli']}/_sandbox/connection", timeout=10).json()
+            sides["stampli"] = _connection(
+                "stampli-sandbox",
+                name="Stampli (sandbox SFTP)",
+                kind=values["kind"],
+                credentials=values["credentials"],
+                settings=values["settings"],
+            )
         created = []
         for slug, name, flow, source, target, minutes, delay in INTEGRATIONS:
             if source not in sides or target not in sides:
@@ -210,6 +249,8 @@ def demo_seed(*, urls: dict[str, str], web_url: str) -> dict[str, Any]:
         mapped = [("stripe-payments-to-cloudsuite", GL_MAPPINGS)]
         if "wise" in sides:
             mapped.append(("wise-transfers-to-cloudsuite", WISE_MAPPINGS))
+        if "stampli" in sides:
+            mapped += list(STAMPLI_MAPPINGS.items())
         for slug, mappings in mapped:
             payments = Integration.objects.get(slug=slug)
             for kind, source_value, target_value, note in mappings:

@@ -267,6 +267,12 @@ class Simulator:
     def restore(self, snapshot: Any) -> None:
         """Take back a state from ``snapshot``."""
 
+    def started(self) -> None:
+        """Called once its HTTP server is up (a simulator with another server starts it)."""
+
+    def stopped(self) -> None:
+        """Called when it is stopped."""
+
 
 class Served:
     """A simulator served on loopback in a background thread."""
@@ -288,9 +294,11 @@ class Served:
 
     def start(self) -> Served:
         self.thread.start()
+        self.app.started()
         return self
 
     def stop(self) -> None:
+        self.app.stopped()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)

@@ -1010,6 +1010,10 @@ class M3Simulator(Simulator):
     def restore(self, snapshot: dict[str, Any]) -> None:
         with self.lock:
             self.state = snapshot["state"]
+            fresh = M3State()
+            for name, value in vars(fresh).items():  # a state saved by an older sandbox
+                if not hasattr(self.state, name):
+                    setattr(self.state, name, value)
             self.token_lifetime = snapshot.get("token_lifetime", self.token_lifetime)
 
     def control_action(self, request: Request) -> Response:

@@ -36,7 +36,13 @@ ACCOUNTS = [
     ("6570", "Bank and card fees"),
     ("2440", "Accounts payable"),
     ("1940", "Wise EUR balance"),
+    ("4010", "Purchases"),
+    ("6110", "Office supplies"),
+    ("6540", "IT services"),
 ]
+# What the tenant's AP rules code a supplier's invoices to, by its accounting template (REGR).
+AP_RULES = {"OFFICE": "6110", "IT": "6540"}
+SUPPLIER_TEMPLATES = {"S2001": "OFFICE", "S2002": "OFFICE", "S2003": "IT", "S2004": "OFFICE"}
 # Suppliers with their bank details in user-defined fields SFI1 (IBAN) and SFI2 (BIC), as the
 # connector's default bank_fields setting reads them; one has no bank details at all.
 SUPPLIERS = [
@@ -92,8 +98,17 @@ def seed_tenant(state: M3State, *, invoices: int = 24, customers: int = 0, seed:
             ivdt=issued.strftime("%Y%m%d"),
             dudt=(issued + timedelta(days=30)).strftime("%Y%m%d"),
         )
+    state.ap_rules.update(AP_RULES)
     for n, (suno, name, currency, country, iban, bic) in enumerate(SUPPLIERS, start=1):
-        state.put_supplier(suno, SUNM=name, CUCD=currency, CSCD=country, SFI1=iban, SFI2=bic)
+        state.put_supplier(
+            suno,
+            SUNM=name,
+            CUCD=currency,
+            CSCD=country,
+            SFI1=iban,
+            SFI2=bic,
+            REGR=SUPPLIER_TEMPLATES.get(suno, ""),
+        )
         for k in range(2):
             state.add_supplier_invoice(
                 suno,

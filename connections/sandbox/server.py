@@ -17,6 +17,7 @@ from typing import Any
 from connections.sandbox.base import Served, Simulator
 from connections.sandbox.ifs import IfsSimulator
 from connections.sandbox.m3 import M3Simulator
+from connections.sandbox.stampli import StampliSimulator
 from connections.sandbox.stripe import StripeSimulator
 from connections.sandbox.wise import WiseSimulator
 
@@ -27,6 +28,7 @@ SIMULATORS: dict[str, type[Simulator]] = {
     StripeSimulator.name: StripeSimulator,
     IfsSimulator.name: IfsSimulator,
     WiseSimulator.name: WiseSimulator,
+    StampliSimulator.name: StampliSimulator,
 }
 
 

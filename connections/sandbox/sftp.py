@@ -62,13 +62,14 @@ class SftpSandbox:
         users: dict[str, str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        host_key: asyncssh.SSHKey | None = None,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.users = dict(users or {"sandbox": "sandbox-password"})
         self.client_keys: list[asyncssh.SSHKey] = []
         self.host, self.port = host, port
-        self.host_key = asyncssh.generate_private_key("ssh-ed25519")
+        self.host_key = host_key or asyncssh.generate_private_key("ssh-ed25519")
         self.refuse_logins = False
         self.drop_connections = False
         self.connections = 0

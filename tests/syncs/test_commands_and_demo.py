@@ -54,7 +54,7 @@ def test_demo_seed_creates_the_integrations_once(
     with django_capture_on_commit_callbacks(execute=True):
         demo_seed(urls=sandbox.urls(), web_url="http://x")
         demo_seed(urls=sandbox.urls(), web_url="http://x")
-    assert Integration.objects.count() == 10 and Connection.objects.count() == 4
+    assert Integration.objects.count() == 12 and Connection.objects.count() == 5
     assert FieldMapping.objects.filter(source_value="stripe_receipts:EUR").count() == 1
     assert all(i.q_schedule_id for i in Integration.objects.all())
     stripe = Connection.objects.get(slug="stripe-sandbox")
@@ -193,3 +193,32 @@ def test_the_demo_pays_suppliers_through_wise(db: Any, sandbox: Any) -> None:
     payments = run("wise-transfers-to-cloudsuite")
     assert payments.synced == len(sent) and payments.flagged == 0
     assert len(sandbox["m3"].app.state.journal_lines()) == 2 * len(sent)
+
+
+def test_the_demo_posts_stampli_exports_to_cloudsuite(db: Any, sandbox: Any) -> None:
+    """The demo's Stampli loop on the seeded tenant: the sandbox's exports over real SFTP, an
+    unknown vendor in the review queue, a coding difference flagged, payments recorded."""
+    import random
+
+    from syncs.runner import Runner
+
+    demo_seed(urls=sandbox.urls(), web_url="http://127.0.0.1:9")
+    stampli = sandbox["stampli"].app
+
+    def run(slug: str) -> Any:
+        return Runner(Integration.objects.get(slug=slug), trigger="manual").run()
+
+    first = run("stampli-invoices-to-cloudsuite")
+    reasons = " | ".join(first.records.values_list("reason", flat=True))
+    assert first.synced + first.flagged == 3, reasons
+    assert "V-9001" in reasons  # the vendor CloudSuite does not know
+    rng = random.Random(5)
+    for _ in range(6):
+        stampli.export_batch(rng)
+    later = run("stampli-invoices-to-cloudsuite")
+    assert later.synced >= 6 and later.failed == 0
+    assert len(sandbox["m3"].app.state.ap_invoices()) >= 8
+    paid = run("stampli-payments-to-cloudsuite")
+    assert paid.failed == 0 and paid.synced == len(
+        [e for e in stampli.exported if e.get("paid")]
+    ), list(paid.records.values_list("reason", flat=True))
