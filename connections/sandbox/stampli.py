@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 # Stampli vendor → (name, external id: the CloudSuite supplier, currency, GL code of its lines)
 VENDORS = {
     "V-2001": ("Kaffeerösterei Nord GmbH", "S2001", "EUR", "6000"),
-    "V-2002": ("Atelier Lumière SARL", "S2002", "EUR", "6500"),  # M3 codes it to office supplies
+    "V-2002": ("Atelier Lumière SARL", "S2002", "EUR", "6000"),
     "V-2003": ("Noord Verpakking BV", "S2003", "EUR", "6500"),
     "V-2004": ("Skärgårds Frakt AB", "S2004", "SEK", "6000"),
     "V-9001": ("Harbour Café, Ltd", "", "EUR", "6000"),  # not a CloudSuite supplier

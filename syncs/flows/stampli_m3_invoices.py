@@ -63,6 +63,13 @@ Context = FlowContext[StampliSftp, InforM3]
 LINE_TYPE = "5"  # an AP invoice line that is not matched to a purchase order (unverified)
 
 
+def _amount(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value).strip())
+    except ArithmeticError:
+        return None
+
+
 class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
     key = "stampli_m3.invoices"
     label = "Stampli approved invoices → CloudSuite AP"
@@ -244,10 +251,15 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
         tenant that codes per line), moved to the mapped accounting strings by a GL journal."""
         head = payload.data["head"]
         voucher = (found or {}).get("lines") or []
-        credits = {
-            str(v.get("AIT1", "")) for v in voucher if str(v.get("CUAM", "")).startswith("-")
-        }
-        derived = sorted({str(v.get("AIT1", "")) for v in voucher} - credits - {""})
+        # The voucher lines that book our lines' amounts (not the liability or the VAT).
+        amounts = {Decimal(str(line["NLAM"])) for line in payload.data["lines"]}
+        derived = sorted(
+            {
+                str(v.get("AIT1", ""))
+                for v in voucher
+                if _amount(v.get("CUAM")) in amounts and str(v.get("AIT1", ""))
+            }
+        )
         wanted = {str(line["account"]).split(";")[0] for line in payload.data["lines"]}
         differs = sorted(wanted - set(derived))
         note, flag = f"Posted to CloudSuite AP as invoice batch {batch}.", ""
