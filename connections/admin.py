@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -13,8 +14,15 @@ from django.utils.html import format_html_join
 
 from connections.forms import connection_form_for, form_field_names
 from connections.models import Connection, KeyRotation, OAuthToken
+from connections.providers.errors import ApiError
 from connections.providers.registry import SYSTEMS
-from connections.services import connection_check, stripe_key_rotate
+from connections.providers.sftp import SftpProvider
+from connections.services import (
+    connection_check,
+    sftp_host_key_presented,
+    sftp_host_key_trust,
+    stripe_key_rotate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +40,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         "last_check_message",
         "recent_key_rotations",
     )
-    actions = ["test_connection", "rotate_key"]
+    actions = ["test_connection", "rotate_key", "trust_host_key"]
 
     @admin.action(description="Test selected connections", permissions=["change"])
     def test_connection(self, request: HttpRequest, queryset: Any) -> None:
@@ -59,6 +67,48 @@ class ConnectionAdmin(admin.ModelAdmin):
                 KeyRotation.Status.PENDING: messages.WARNING,
             }.get(rotation.status, messages.ERROR)
             self.message_user(request, f"{connection.name}: {rotation.message}", level)
+
+    @admin.action(description="Trust the SFTP server's host key", permissions=["change"])
+    def trust_host_key(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+        """Show the fingerprint each server presents; pin it once it is confirmed."""
+        sftp = [
+            c for c in queryset if c.kind in SYSTEMS and issubclass(c.provider_class, SftpProvider)
+        ]
+        if request.POST.get("confirmed") == "yes":
+            for connection in sftp:
+                try:
+                    message = sftp_host_key_trust(
+                        connection=connection, fingerprint=request.POST.get("fingerprint", "")
+                    )
+                except ApiError as exc:
+                    message = exc.message
+                level = messages.SUCCESS if message.startswith("Trusted") else messages.ERROR
+                self.message_user(request, f"{connection.name}: {message}", level)
+            return None
+        if len(sftp) != 1:
+            self.message_user(
+                request, "Select one SFTP connection to trust its host key.", messages.WARNING
+            )
+            return None
+        connection = sftp[0]
+        try:
+            line, shown = sftp_host_key_presented(connection=connection)
+        except ApiError as exc:
+            self.message_user(request, f"{connection.name}: {exc.message}", messages.ERROR)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Trust the SFTP server's host key",
+            "opts": self.model._meta,
+            "connection": connection,
+            "key_type": line.split()[0],
+            "fingerprint": shown,
+            "current": connection.setting("host_key") or "",
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(
+            request, "admin/connections/connection/trust_host_key.html", context
+        )
 
     def _kind(self, request: HttpRequest, obj: Connection | None) -> str:
         kind = obj.kind if obj is not None else request.POST.get("kind") or request.GET.get("kind")

@@ -247,3 +247,37 @@ def stripe_key_rotate(*, connection: Connection, requested_by: str = "") -> KeyR
         "Rotated the Stripe key of %s (%s → %s)", connection.slug, rotation.old_key_id, new_id
     )
     return rotation
+
+
+# -- SFTP host keys ---------------------------------------------------------------------------
+
+
+def sftp_host_key_presented(*, connection: Connection) -> tuple[str, str]:
+    """The host key an SFTP connection's server presents now: (``type base64``, fingerprint)."""
+    from connections.providers.registry import client_for
+    from connections.providers.sftp import SftpProvider
+
+    client = client_for(connection)
+    if not isinstance(client, SftpProvider):
+        raise ValueError("Only an SFTP connection has a host key.")
+    try:
+        return client.presented_host_key()
+    finally:
+        client.close()
+
+
+def sftp_host_key_trust(*, connection: Connection, fingerprint: str) -> str:
+    """Pin the key the server presents — only when it is the one whose ``fingerprint`` the
+    administrator confirmed.  Returns what happened, in plain words."""
+    line, presented = sftp_host_key_presented(connection=connection)
+    if presented != fingerprint.strip():
+        return (
+            f"The server now presents {presented}, not the one you confirmed "
+            f"({fingerprint.strip()[:60]}): nothing was trusted. Check with the system's owner."
+        )
+    with transaction.atomic():
+        locked = Connection.objects.select_for_update().get(pk=connection.pk)
+        locked.settings = {**(locked.settings or {}), "host_key": line}
+        locked.save(update_fields=["settings", "updated_at"])
+    logger.info("Trusted the host key %s of %s", presented, connection.slug)
+    return f"Trusted the host key {presented}: connections to another key are refused."

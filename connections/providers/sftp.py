@@ -1,11 +1,13 @@
 """Providers whose system is a folder on an SFTP server (Stampli's exports), on paramiko.
 
 The server must prove it is the one configured: its host key (a ``known_hosts`` line or just
-``type base64``) is a required setting, and a server presenting another key, or any key when none
-is set, is refused (the refusal names the key it presented so an administrator can compare it
-with the one the system's owner publishes).  Authentication is a password or a private key (with
-an optional passphrase), never an agent or keys found on this machine.  Every operation has a
-connect and a read timeout.
+``type base64``) is kept on the connection, and a server presenting another key, or any key when
+none is kept yet, is refused (the refusal names the key's SHA-256 fingerprint so an
+administrator can compare it with the one the system's owner publishes).  On first use the key
+can be left blank: *Test connection* then shows the fingerprint the server presents, and the
+admin action that trusts it pins that key once the administrator has confirmed the fingerprint.
+Authentication is a password or a private key (with an optional passphrase), never an agent or
+keys found on this machine.  Every operation has a connect and a read timeout.
 
 Errors are mapped onto the same family as HTTP providers: refused credentials or host key →
 ``AuthFailed``; unreachable, timed out, dropped connection → ``Transient`` (retried a few times
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import hashlib
 import io
 import logging
 import socket
@@ -94,9 +97,12 @@ def sftp_spec(*extra_settings: FieldSpec, remote_dir: str = "/outbound") -> Conn
                 "host_key",
                 "Server host key",
                 secret=False,
+                required=False,
                 clean=host_key_line,
                 help="The server's public key (a known_hosts line, or “ssh-ed25519 AAAA…”). "
-                "Connections to a server presenting another key are refused.",
+                "Connections to a server presenting another key are refused. Blank on first "
+                "use: Test connection shows the key's fingerprint, and the action “Trust the "
+                "SFTP server's host key” pins it once you have confirmed it.",
             ),
             FieldSpec("remote_dir", "Folder", secret=False, default=remote_dir),
             *patience_settings(
@@ -121,16 +127,44 @@ class RemoteFile:
     modified: int  # Unix time
 
 
+def fingerprint(key: paramiko.PKey) -> str:
+    """``SHA256:…`` as OpenSSH shows a key's fingerprint (``ssh-keygen -l``)."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class HostKeyNotTrusted(AuthFailed):
+    """The server presented a key that is not the one kept on the connection (or none is)."""
+
+    def __init__(self, message: str, key: paramiko.PKey) -> None:
+        super().__init__(message)
+        self.key = key
+        self.fingerprint = fingerprint(key)
+        self.line = f"{key.get_name()} {key.get_base64()}"
+
+
 class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
     """Refuses every server whose key is not the configured one, naming what it presented."""
+
+    def __init__(self, configured: bool) -> None:
+        self.configured = configured
 
     def missing_host_key(
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
     ) -> None:
-        raise AuthFailed(
-            f"The SFTP server {hostname} presented the host key {key.get_name()} "
-            f"{key.get_base64()}, which is not the configured one: if the system's owner "
-            "confirms it, paste it as the connection's host key."
+        shown = f"{key.get_name()} {fingerprint(key)}"
+        if not self.configured:
+            raise HostKeyNotTrusted(
+                f"The SFTP server {hostname} presents the host key {shown}, which is not "
+                "trusted yet: once the system's owner confirms this fingerprint, run “Trust "
+                "the SFTP server's host key” on this connection.",
+                key,
+            )
+        raise HostKeyNotTrusted(
+            f"The SFTP server {hostname} presented the host key {shown}, which is not the "
+            "configured one: connection refused. If the system's owner confirms the server's "
+            "key changed, trust the new one on this connection.",
+            key,
         )
 
 
@@ -178,8 +212,8 @@ class SftpProvider(Provider):
 
     def _connect(self) -> paramiko.SFTPClient:
         client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(_PinnedHostKey())
         host_key = self.connection.setting("host_key")
+        client.set_missing_host_key_policy(_PinnedHostKey(bool(host_key)))
         if host_key:
             key = parse_host_key(str(host_key))
             name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
@@ -233,9 +267,12 @@ class SftpProvider(Provider):
                 f"The SFTP server {self.host} refused the username, password or key."
             ) from None
         except paramiko.BadHostKeyException as exc:
-            raise AuthFailed(
+            raise HostKeyNotTrusted(
                 f"The SFTP server {self.host} presented the host key {exc.key.get_name()} "
-                f"{exc.key.get_base64()}, not the configured one: connection refused."
+                f"{fingerprint(exc.key)}, not the configured one: connection refused. If the "
+                "system's owner confirms the server's key changed, trust the new one on this "
+                "connection.",
+                exc.key,
             ) from None
         except FileNotFoundError:
             raise NotFound(f"Could not {where}: no such file or folder.") from None
@@ -301,6 +338,23 @@ class SftpProvider(Provider):
                 sftp.mkdir(folder)
             sftp.posix_rename(path, target)
         return target
+
+    def presented_host_key(self) -> tuple[str, str]:
+        """The key the server presents now, as (``type base64``, its SHA-256 fingerprint),
+        without trusting it and without logging in."""
+        timeout = float(self.connection.setting("connect_timeout", 10.0))
+        with (
+            self._errors("connect to"),
+            socket.create_connection((self.host, self.port), timeout) as sock,
+        ):
+            transport = paramiko.Transport(sock)
+            try:
+                transport.banner_timeout = timeout
+                transport.start_client(timeout=timeout)
+                key = transport.get_remote_server_key()
+            finally:
+                transport.close()
+        return f"{key.get_name()} {key.get_base64()}", fingerprint(key)
 
     def probe(self) -> CheckResult:
         """Connect, authenticate and list the folder."""

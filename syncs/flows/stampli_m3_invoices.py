@@ -247,8 +247,9 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
         found: dict[str, Any] | None,
     ) -> LoadResult:
         """The posted invoice, with what M3 derived the coding to compared with the mapping —
-        flagged when it differs or, with the integration setting ``coding`` = ``journal`` (a
-        tenant that codes per line), moved to the mapped accounting strings by a GL journal."""
+        flagged when it differs or, with the CloudSuite connection's *AP invoice coding* =
+        ``journal`` (a tenant that codes per line), moved to the mapped accounting strings by a
+        GL journal."""
         head = payload.data["head"]
         voucher = (found or {}).get("lines") or []
         # The voucher lines that book our lines' amounts (not the liability or the VAT).
@@ -264,7 +265,8 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
         differs = sorted(wanted - set(derived))
         note, flag = f"Posted to CloudSuite AP as invoice batch {batch}.", ""
         summary = {"batch": batch, "derived": derived}
-        if voucher and differs and self.options.get("coding") == "journal":
+        coding = self.options.get("coding") or ctx.target.connection.setting("ap_coding")
+        if voucher and differs and coding == "journal":
             m3, key = ctx.target, f"R{posting.ledger_id}G{posting.generation}"
             day, text = head["IVDT"], f"Coding {head['SINO']}"[:40]
             lines = []

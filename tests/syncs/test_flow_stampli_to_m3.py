@@ -325,7 +325,9 @@ def test_payments_are_matched_to_their_cloudsuite_invoice_and_recorded_once(
 def test_a_tenant_that_codes_per_line_gets_a_coding_journal_with_the_cost_centre(
     flow: Integration, sftp: SftpSandbox, m3: M3Simulator
 ) -> None:
-    Integration.objects.filter(pk=flow.pk).update(settings={"coding": "journal"})
+    Connection.objects.filter(pk=flow.target_id).update(
+        settings={**flow.target.settings, "ap_coding": "journal"}
+    )
     FieldMapping.objects.create(
         integration=flow, kind="cost_center", source_value="CC-9", target_value="200"
     )

@@ -178,6 +178,17 @@ SPEC = ConnectionSpec(
             "before it went through.",
         ),
         FieldSpec(
+            "ap_coding",
+            "AP invoice coding",
+            secret=False,
+            default="derived",
+            clean=lambda v: _choice(v, ("derived", "journal")),
+            help="derived: CloudSuite codes AP invoices itself (APS450MI takes no account); "
+            "what it posted is read back and a difference from the mapping is flagged. "
+            "journal: a tenant that codes per line: a GL journal (GLS840MI) then moves each line "
+            "to its mapped accounting string.",
+        ),
+        FieldSpec(
             "journal_interface",
             "GL journal interface (GLS840 INTN)",
             secret=False,

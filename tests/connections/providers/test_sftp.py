@@ -3,11 +3,13 @@ provider contract, key and password logins, host-key pinning, files, and its err
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncssh
+import paramiko
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -15,7 +17,7 @@ from connections import systems
 from connections.models import Connection
 from connections.providers.errors import AuthFailed, NotFound, Rejected, Transient
 from connections.providers.registry import client_for
-from connections.providers.sftp import SftpProvider, sftp_spec
+from connections.providers.sftp import SftpProvider, fingerprint, sftp_spec
 from connections.sandbox.sftp import SftpSandbox
 from tests.connections.providers.contract import ProviderContract
 
@@ -142,7 +144,52 @@ def test_a_server_with_another_host_key_is_refused(db: Any, server: SftpSandbox)
     result = client_for(conn).check()
     assert not result.ok
     assert "not the configured one" in result.message
-    assert server.host_key_line.split()[1] in result.message  # what it did present
+    presented = paramiko.PKey.from_type_string(
+        "ssh-ed25519", base64.b64decode(server.host_key_line.split()[1])
+    )
+    assert fingerprint(presented) in result.message  # what it did present, as ssh-keygen -l
+
+
+def test_on_first_use_the_presented_key_is_shown_then_trusted(
+    db: Any, server: SftpSandbox, admin_client: Any
+) -> None:
+    conn = sftp_connection(server)
+    conn.settings.pop("host_key")
+    conn.save()
+    result = client_for(conn).check()
+    line, shown = client_for(conn).presented_host_key()
+    assert not result.ok and shown in result.message and "not trusted yet" in result.message
+    assert line == server.host_key_line
+    url = "/admin/connections/connection/"
+    ask = admin_client.post(url, {"action": "trust_host_key", "_selected_action": [conn.pk]})
+    assert shown in ask.content.decode() and "Confirm" in ask.content.decode()
+    conn.refresh_from_db()
+    assert not conn.settings.get("host_key")  # nothing trusted before it is confirmed
+    wrong = admin_client.post(
+        url,
+        {
+            "action": "trust_host_key",
+            "_selected_action": [conn.pk],
+            "confirmed": "yes",
+            "fingerprint": "SHA256:not-what-it-presents",
+        },
+        follow=True,
+    )
+    assert "not the one you confirmed" in wrong.content.decode()
+    conn.refresh_from_db()
+    assert not conn.settings.get("host_key")
+    admin_client.post(
+        url,
+        {
+            "action": "trust_host_key",
+            "_selected_action": [conn.pk],
+            "confirmed": "yes",
+            "fingerprint": shown,
+        },
+    )
+    conn.refresh_from_db()
+    assert conn.settings["host_key"] == server.host_key_line
+    assert client_for(conn).check().ok
 
 
 def test_refused_logins_and_dropped_connections_map_onto_the_error_family(
