@@ -347,3 +347,20 @@ def test_a_tenant_that_codes_per_line_gets_a_coding_journal_with_the_cost_centre
     debit, credit = m3.state.journal_lines()
     assert (debit["AIT1"], debit["AIT2"], str(debit["CUAM"])) == ("6540", "200", "40.00")
     assert (credit["AIT1"], str(credit["CUAM"])) == ("6110", "-40.00")
+
+
+def test_a_file_of_a_thousand_invoices_is_tens_of_requests(
+    flow: Integration, sftp: SftpSandbox, m3: M3Simulator
+) -> None:
+    heads = [
+        f"ST-{n},V-NORD,Nord Kontor AB,BULK-{n},2026-11-13,,SEK,12.50,2.50,Approved"
+        for n in range(1000)
+    ]
+    lines = [f"ST-{n},1,Item,10.00,6000" for n in range(1000)]
+    drop(sftp, "invoice_lines_big.csv", LINES_HEAD + "\r\n".join(lines) + "\r\n")
+    drop(sftp, "invoices_big.csv", HEAD + "\r\n".join(heads) + "\r\n")
+    before = m3.api_requests
+    done = run(flow)
+    assert done.synced == 1000 and len(m3.state.ap_invoices()) == 1000
+    requests = m3.api_requests - before
+    assert requests <= 60, requests  # 10 chunks × (heads, lines, validation, read-back ×2)
