@@ -34,6 +34,12 @@ WISE_MAPPINGS = [
     ("gl_account", "wise_ap:SEK", "2440", "Accounts payable (SEK invoices)"),
     ("gl_account", "wise_bank:EUR", "1940", "Wise EUR balance"),
 ]
+# Simulators whose connection is made from what the simulator says (/_sandbox/connection).
+SANDBOX_CONNECTIONS = {
+    "ifs": ("ifs-sandbox", "IFS Cloud (sandbox)"),
+    "wise": ("wise-sandbox", "Wise (sandbox)"),
+    "stampli": ("stampli-sandbox", "Stampli (sandbox SFTP)"),
+}
 STAMPLI_MAPPINGS = {
     "stampli-invoices-to-cloudsuite": [
         ("gl_account", "6000", "6110", "Office supplies"),
@@ -202,29 +208,13 @@ def demo_seed(*, urls: dict[str, str], web_url: str) -> dict[str, Any]:
             },
         )
         sides = {"m3": m3, "stripe": stripe}
-        if "ifs" in urls:
-            values = requests.get(f"{urls['ifs']}/_sandbox/connection", timeout=10).json()
-            sides["ifs"] = _connection(
-                "ifs-sandbox",
-                name="IFS Cloud (sandbox)",
-                kind=values["kind"],
-                credentials=values["credentials"],
-                settings=values["settings"],
-            )
-        if "wise" in urls:
-            values = requests.get(f"{urls['wise']}/_sandbox/connection", timeout=10).json()
-            sides["wise"] = _connection(
-                "wise-sandbox",
-                name="Wise (sandbox)",
-                kind=values["kind"],
-                credentials=values["credentials"],
-                settings=values["settings"],
-            )
-        if "stampli" in urls:
-            values = requests.get(f"{urls['stampli']}/_sandbox/connection", timeout=10).json()
-            sides["stampli"] = _connection(
-                "stampli-sandbox",
-                name="Stampli (sandbox SFTP)",
+        for side, (slug, label) in SANDBOX_CONNECTIONS.items():
+            if side not in urls:
+                continue
+            values = requests.get(f"{urls[side]}/_sandbox/connection", timeout=10).json()
+            sides[side] = _connection(
+                slug,
+                name=label,
                 kind=values["kind"],
                 credentials=values["credentials"],
                 settings=values["settings"],

@@ -53,6 +53,7 @@ from syncs.flows.stampli_common import (
     rows_of,
     supplier_candidates,
     supplier_for,
+    unusable,
     vendors,
 )
 from syncs.money import currency_known, to_minor
@@ -134,12 +135,9 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         data = record.data
-        if "unreadable" in data:
-            return Flag(
-                f"The file could not be read and nothing of it was posted: {data['unreadable']}"
-            )
-        if "bad_row" in data:
-            return Flag(f"{data['file']}: {data['bad_row']} Nothing of that row was posted.")
+        flagged = unusable(data)
+        if flagged:
+            return flagged
         invoice, where = data["invoice"], f"{data['file']} line {data['line']}"
         number = f"invoice {invoice['invoice_number']} of {invoice['vendor_name']}"
         if str(invoice.get("status") or "Approved").lower() != "approved":

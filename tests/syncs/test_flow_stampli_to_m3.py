@@ -363,4 +363,4 @@ def test_a_file_of_a_thousand_invoices_is_tens_of_requests(
     done = run(flow)
     assert done.synced == 1000 and len(m3.state.ap_invoices()) == 1000
     requests = m3.api_requests - before
-    assert requests <= 60, requests  # 10 chunks × (heads, lines, validation, read-back ×2)
+    assert requests <= 60, requests  # 10 chunks of heads, lines, validation, 2 read-backs
