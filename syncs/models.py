@@ -65,7 +65,10 @@ class Integration(models.Model):
             if self.target_id and self.target.kind != flow.target_kind:
                 errors["target"] = f"This flow writes to a {flow.target_kind} connection."
         if self.schedule_type == self.ScheduleType.INTERVAL and not self.interval_minutes:
-            errors["interval_minutes"] = "Give the interval in minutes."
+            if flow is not None and flow.default_interval_minutes:
+                self.interval_minutes = flow.default_interval_minutes
+            else:
+                errors["interval_minutes"] = "Give the interval in minutes."
         if self.schedule_type == self.ScheduleType.CRON:
             from croniter import croniter
 

@@ -321,6 +321,9 @@ class Flow(Generic[S, T]):
     webhook_system: ClassVar[str | None] = None  # events from this system feed the flow
     webhook_events: ClassVar[tuple[str, ...]] = ()  # …of these types
     chunk_size: ClassVar[int] = 1  # how many writes ``load_many`` takes at once
+    # The interval an integration of this flow runs at when its schedule is "interval" and no
+    # minutes are given (None: the minutes must be given).
+    default_interval_minutes: ClassVar[int | None] = None
     options: dict[str, Any] = field(default_factory=dict)
 
     def extract(self, ctx: FlowContext[S, T]) -> Iterable[SourceRecord]:

@@ -76,6 +76,7 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
     label = "Stampli approved invoices → CloudSuite AP"
     source_kind = "stampli"
     target_kind = "infor_m3"
+    default_interval_minutes = 15  # Stampli exports every 5 to 120 minutes
     stream = "invoices"
     ledger_target = "m3.ap_invoice"
     chunk_size = 100

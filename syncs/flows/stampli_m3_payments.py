@@ -63,6 +63,7 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
     label = "Stampli payments → CloudSuite payment journals"
     source_kind = "stampli"
     target_kind = "infor_m3"
+    default_interval_minutes = 15  # Stampli exports every 5 to 120 minutes
     stream = "payments"
     ledger_target = "m3.journal"
 

@@ -364,3 +364,12 @@ def test_a_file_of_a_thousand_invoices_is_tens_of_requests(
     assert done.synced == 1000 and len(m3.state.ap_invoices()) == 1000
     requests = m3.api_requests - before
     assert requests <= 60, requests  # 10 chunks of heads, lines, validation, 2 read-backs
+
+
+def test_stampli_integrations_poll_every_15_minutes_unless_told_otherwise(
+    flow: Integration,
+) -> None:
+    flow.schedule_type = Integration.ScheduleType.INTERVAL
+    flow.interval_minutes = None
+    flow.full_clean()
+    assert flow.interval_minutes == 15
