@@ -15,6 +15,8 @@ from connections.sandbox.server import SIMULATORS
 from syncs.flows import FLOWS
 from syncs.models import Integration
 from tests.sandbox_fixtures import (  # noqa: F401  (fixtures)
+    cin7_connection,
+    cin7_sim,
     ifs_connection,
     ifs_sim,
     m3_connection,

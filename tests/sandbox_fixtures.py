@@ -9,6 +9,7 @@ import pytest
 
 from connections.models import Connection
 from connections.sandbox.base import Served, Simulator
+from connections.sandbox.cin7 import Cin7Simulator
 from connections.sandbox.ifs import IfsSimulator
 from connections.sandbox.m3 import M3Simulator
 from connections.sandbox.stripe import StripeSimulator
@@ -85,3 +86,22 @@ def wise_sim() -> Iterator[Served]:
 @pytest.fixture
 def wise_connection(db: Any, wise_sim: Served) -> Connection:
     return connect(wise_sim.app, wise_sim.url, slug="wise-sandbox", name="Wise sandbox")
+
+
+@pytest.fixture
+def cin7_sim() -> Iterator[Served]:
+    sim = Cin7Simulator(rate_limit_per_minute=None)  # a test that wants the limit sets it
+    served = Served(sim).start()
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def cin7_connection(db: Any, cin7_sim: Served) -> Connection:
+    return connect(
+        cin7_sim.app,
+        cin7_sim.url,
+        slug="cin7-sandbox",
+        name="Cin7 sandbox",
+        rate_limit_per_minute=6000,
+    )

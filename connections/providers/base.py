@@ -156,6 +156,8 @@ class Provider:
 class HttpProvider(Provider):
     """A provider on the shared HTTP core: timeouts, retries, shared rate limit, OAuth."""
 
+    api_client_class: ClassVar[type[ApiClient]] = ApiClient  # a system's error shapes, if odd
+
     def __init__(
         self,
         connection: Connection,
@@ -172,7 +174,7 @@ class HttpProvider(Provider):
     def http(self) -> ApiClient:
         """The HTTP client, made on first use (verifying a webhook needs none)."""
         if self._http is None:
-            self._http = ApiClient(
+            self._http = self.api_client_class(
                 self.client_config(),
                 auth=self.build_auth(),
                 limiter=get_rate_limiter(),

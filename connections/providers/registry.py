@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from connections import redaction, systems
 from connections.providers.base import Provider
+from connections.providers.cin7 import Cin7Core
 from connections.providers.ifs_cloud import IfsCloud
 from connections.providers.infor_m3 import InforM3
 from connections.providers.stampli import StampliSftp
@@ -31,6 +32,7 @@ PROVIDERS: tuple[type[Provider], ...] = (
     IfsCloud,
     WiseProvider,
     StampliSftp,
+    Cin7Core,
 )
 
 systems.register(*PROVIDERS)

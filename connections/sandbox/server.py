@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from connections.sandbox.base import Served, Simulator
+from connections.sandbox.cin7 import Cin7Simulator
 from connections.sandbox.ifs import IfsSimulator
 from connections.sandbox.m3 import M3Simulator
 from connections.sandbox.stampli import StampliSimulator
@@ -29,6 +30,7 @@ SIMULATORS: dict[str, type[Simulator]] = {
     IfsSimulator.name: IfsSimulator,
     WiseSimulator.name: WiseSimulator,
     StampliSimulator.name: StampliSimulator,
+    Cin7Simulator.name: Cin7Simulator,
 }
 
 

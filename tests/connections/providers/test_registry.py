@@ -48,9 +48,9 @@ def test_every_system_adds_its_secret_shapes_to_redaction() -> None:
 
 def test_a_connection_of_a_system_with_no_client_says_so(make_connection: Any) -> None:
     conn = make_connection("stripe")
-    Connection.objects.filter(pk=conn.pk).update(kind="cin7")
+    Connection.objects.filter(pk=conn.pk).update(kind="netsuite")
     conn.refresh_from_db()
-    with pytest.raises(LookupError, match="No client is registered for cin7"):
+    with pytest.raises(LookupError, match="No client is registered for netsuite"):
         client_for(conn)
     with pytest.raises(ValidationError, match="no client for this system"):
         conn.full_clean()

@@ -1,0 +1,381 @@
+"""A stateful Cin7 Core (API v2) simulator that checks every request it receives and every answer
+it gives against Cin7's OpenAPI file (``data/cin7-openapi.yaml``, a copy of
+``../shared/contracts/cin7-core/openapi.yaml``).
+
+The file is a lossy conversion: query strings are baked into path keys (``/supplier?Page={Page}
+&Limit={Limit}…``) as "path" parameters and the auth headers are marked optional.  So the check
+finds the operation by its path without the query, takes the baked-in names as the query
+parameters the operation allows (an unknown one is refused), checks each value against its
+schema type, and validates JSON bodies and answers with ``openapi-schema-validator`` (OpenAPI
+3.0 schemas, ``$ref`` into the file's components).  A request the contract would refuse gets
+400 and is recorded in ``violations``; an answer of ours that breaks the contract is recorded
+there too — the tests assert there are none.
+
+Rules the schemas lack, written in the endpoints' descriptions, are kept: the fields a supplier
+needs (Name, Currency, PaymentTerm, AccountPayable, TaxRule), a purchase order only while it is
+DRAFT, a purchase invoice only once its order is AUTHORISED and while the invoice is DRAFT or
+NOT AVAILABLE.  Headers ``api-auth-accountid`` / ``api-auth-applicationkey`` are required (403
+otherwise); the limit of 60 calls a minute answers 503; errors are ``[{"ErrorCode", "Exception"}]``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema.exceptions import ValidationError as SchemaError
+from openapi_schema_validator import OAS30Validator
+from referencing import Registry, Resource
+from werkzeug.wrappers import Request, Response
+
+from connections.sandbox.base import Simulator, json_response
+
+logger = logging.getLogger(__name__)
+
+SPEC_FILE = Path(__file__).parent / "data" / "cin7-openapi.yaml"
+SUPPLIER_REQUIRED = ("Name", "Currency", "PaymentTerm", "AccountPayable", "TaxRule")
+MAX_LIMIT = 1000
+
+
+@functools.lru_cache(maxsize=1)
+def spec() -> dict[str, Any]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with SPEC_FILE.open() as handle:
+        return yaml.load(handle, Loader=loader)  # noqa: S506  (a safe loader, our own file)
+
+
+@functools.lru_cache(maxsize=1)
+def registry() -> Registry:
+    return Registry().with_resource("cin7", Resource.opaque(spec()))
+
+
+def _validator(schema: dict[str, Any]) -> OAS30Validator:
+    wrapped = {"$ref": schema["$ref"].replace("#/", "cin7#/")} if "$ref" in schema else schema
+    return OAS30Validator(wrapped, registry=registry())
+
+
+def operation(method: str, path: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """The contract's operation for ``method`` on ``path`` and the query parameters it allows
+    (the ones baked into its path keys)."""
+    found, params = None, []
+    for key, item in spec()["paths"].items():
+        base = key.split("?", 1)[0]
+        op = item.get(method.lower())
+        if base != path or op is None:
+            continue
+        baked = [p for p in op.get("parameters", []) if p.get("in") in ("path", "query")]
+        if found is None or len(baked) > len(params):
+            found, params = op, baked
+    return (found, params) if found is not None else None
+
+
+def _typed(value: str, schema: dict[str, Any]) -> bool:
+    kind = schema.get("type")
+    if kind == "number":
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    if kind == "boolean":
+        return value.lower() in ("true", "false")
+    return True
+
+
+def cin7_error(status: int, message: str) -> Response:
+    return json_response([{"ErrorCode": status, "Exception": message}], status)
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class Cin7Simulator(Simulator):
+    """One Cin7 Core account."""
+
+    name = "cin7"
+    kind = "cin7"
+    label = "Cin7 Core"
+    default_port = 8106
+
+    def __init__(self, *, rate_limit_per_minute: int | None = 60) -> None:
+        super().__init__(rate_limit_per_minute=rate_limit_per_minute)
+        self.account_id = str(uuid.uuid4())
+        self.application_key = str(uuid.uuid4())
+        self.suppliers: dict[str, dict[str, Any]] = {}
+        self.accounts: dict[str, dict[str, Any]] = {}
+        self.purchases: dict[str, dict[str, Any]] = {}
+        self.violations: list[str] = []
+        self.api_requests = 0
+        self.limited = 0  # requests answered 503 (over the limit)
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        if (
+            request.headers.get("api-auth-accountid"),
+            request.headers.get("api-auth-applicationkey"),
+        ) != (self.account_id, self.application_key):
+            return cin7_error(403, "Incorrect credentials!")
+        if self.rate_limit.check(self.application_key) is not None:
+            with self.lock:
+                self.limited += 1
+            return cin7_error(503, "You have exceeded the limit of 60 calls per 60 seconds.")
+        with self.lock:
+            self.api_requests += 1
+        return self.apply_fault(f"{request.method} {request.path}", lambda: self._checked(request))
+
+    def _checked(self, request: Request) -> Response:
+        path = "/" + request.path.split("/ExternalApi/v2/", 1)[-1].strip("/")
+        found = operation(request.method, path)
+        if found is None:
+            return self._refuse(f"{request.method} {path} is not in the Cin7 Core API.", 404)
+        op, allowed = found
+        names = {p["name"].lower(): p for p in allowed}
+        for key, value in request.args.items():
+            param = names.get(key.lower())
+            if param is None:
+                return self._refuse(f"{request.method} {path}: the contract has no “{key}”.")
+            if not _typed(value, param.get("schema") or {}):
+                kind = (param.get("schema") or {}).get("type")
+                return self._refuse(f"{request.method} {path}: “{key}={value}” is not a {kind}.")
+        body: Any = None
+        if request.method in ("POST", "PUT"):
+            body = request.get_json(silent=True)
+            if not isinstance(body, dict):
+                return self._refuse(f"{request.method} {path}: the body is not a JSON object.")
+            schema = (
+                ((op.get("requestBody") or {}).get("content") or {})
+                .get("application/json", {})
+                .get("schema")
+            )
+            if schema:
+                try:
+                    _validator(schema).validate(body)
+                except SchemaError as exc:
+                    return self._refuse(
+                        f"{request.method} {path}: {exc.message} at {list(exc.path)}."
+                    )
+        try:
+            with self.lock:
+                status, answer = self._route(request.method, path, request.args, body)
+        except Cin7Refusal as exc:
+            return cin7_error(exc.status, exc.message)
+        schema = (
+            (((op.get("responses") or {}).get(str(status)) or {}).get("content") or {})
+            .get("application/json", {})
+            .get("schema")
+        )
+        if schema:
+            try:
+                _validator(schema).validate(answer)
+            except SchemaError as exc:
+                self.violations.append(f"answer to {request.method} {path}: {exc.message}")
+        return json_response(answer, status)
+
+    def _refuse(self, message: str, status: int = 400) -> Response:
+        with self.lock:
+            self.violations.append(message)
+        return cin7_error(status, message)
+
+    # -- resources --------------------------------------------------------------------------
+
+    def _route(self, method: str, path: str, args: Any, body: Any) -> tuple[int, Any]:
+        if path == "/me" and method == "GET":
+            return 200, {"Company": "ML Connector Demo Ltd", "Currency": "EUR", "TimeZone": "UTC"}
+        if path == "/supplier":
+            return 200, self._suppliers(method, args, body)
+        if path == "/ref/account" and method == "GET":
+            rows = sorted(self.accounts.values(), key=lambda a: a["Code"])
+            return 200, self._page(rows, args, "AccountsList")
+        if path == "/purchase" and method == "POST":
+            return 200, self._new_purchase(body)
+        if path == "/purchase" and method == "GET":
+            return 200, self._purchase(args.get("ID", ""))
+        if path == "/purchase/order" and method == "POST":
+            return 200, self._order(body)
+        if path == "/purchase/invoice" and method == "POST":
+            return 200, self._invoice(body)
+        raise Cin7Refusal(404, f"{method} {path} is not simulated.")
+
+    def _page(self, rows: list[dict[str, Any]], args: Any, key: str) -> dict[str, Any]:
+        try:
+            page = max(1, int(float(args.get("Page", 1))))
+            limit = int(float(args.get("Limit", 100)))
+        except ValueError:
+            raise Cin7Refusal(400, "Page and Limit are numbers.") from None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise Cin7Refusal(400, "Limit must be between 1 and 1000.")
+        start = (page - 1) * limit
+        return {"Total": len(rows), "Page": page, key: rows[start : start + limit]}
+
+    def _suppliers(self, method: str, args: Any, body: Any) -> dict[str, Any]:
+        if method == "GET":
+            rows = sorted(self.suppliers.values(), key=lambda s: s["Name"])
+            since = args.get("ModifiedSince")
+            if since:
+                rows = [s for s in rows if s["LastModifiedOn"] >= since.rstrip("Z")]
+            if args.get("ID"):
+                rows = [s for s in rows if s["ID"] == args["ID"]]
+            if args.get("Name"):
+                rows = [s for s in rows if s["Name"] == args["Name"]]
+            return self._page(rows, args, "SupplierList")
+        missing = [f for f in SUPPLIER_REQUIRED if not str(body.get(f) or "").strip()]
+        if method == "POST":
+            if missing:
+                raise Cin7Refusal(400, f"{', '.join(missing)} required.")
+            supplier = {
+                **{f"AdditionalAttribute{n}": "" for n in range(1, 11)},
+                "Status": "Active",
+                "AttributeSet": "",
+                "Discount": 0,
+                "Comments": "",
+                "TaxNumber": "",
+                "Addresses": [],
+                "Contacts": [],
+                **body,
+                "ID": str(uuid.uuid4()),
+                "LastModifiedOn": now().rstrip("Z"),
+            }
+        else:
+            current = self.suppliers.get(str(body.get("ID") or ""))
+            if current is None:
+                raise Cin7Refusal(400, "Supplier with ID not found.")
+            supplier = {**current, **body, "LastModifiedOn": now().rstrip("Z")}
+        self.suppliers[supplier["ID"]] = supplier
+        return {"Total": 1, "Page": 1, "SupplierList": [supplier]}
+
+    def _new_purchase(self, body: dict[str, Any]) -> dict[str, Any]:
+        supplier = self.suppliers.get(str(body.get("SupplierID") or ""))
+        if supplier is None and body.get("Supplier"):
+            supplier = next(
+                (s for s in self.suppliers.values() if s["Name"] == body["Supplier"]), None
+            )
+        if supplier is None:
+            raise Cin7Refusal(400, "Supplier not found.")
+        if body.get("Approach") not in ("INVOICE", "STOCK"):
+            raise Cin7Refusal(400, "Approach should be INVOICE or STOCK.")
+        task = {
+            "ID": str(uuid.uuid4()),
+            "Supplier": supplier["Name"],
+            "SupplierID": supplier["ID"],
+            "Approach": body["Approach"],
+            "Status": "DRAFT",
+            "TaxRule": body.get("TaxRule") or supplier.get("TaxRule"),
+            "Note": body.get("Note") or "",
+            "Order": {"Status": "NOT AVAILABLE", "Lines": []},
+            "Invoice": {"Status": "NOT AVAILABLE", "Lines": []},
+        }
+        self.purchases[task["ID"]] = task
+        return {"ID": task["ID"], "Supplier": task["Supplier"], "Status": task["Status"]}
+
+    def _purchase(self, task_id: str) -> dict[str, Any]:
+        task = self.purchases.get(task_id)
+        if task is None:
+            raise Cin7Refusal(400, "Purchase not found.")
+        return {
+            "ID": task["ID"],
+            "Supplier": task["Supplier"],
+            "Status": task["Status"],
+            "Note": task["Note"],
+        }
+
+    def _task(self, body: dict[str, Any]) -> dict[str, Any]:
+        task = self.purchases.get(str(body.get("TaskID") or ""))
+        if task is None:
+            raise Cin7Refusal(400, "TaskID not found.")
+        return task
+
+    def _order(self, body: dict[str, Any]) -> dict[str, Any]:
+        task = self._task(body)
+        if task["Order"]["Status"] not in ("DRAFT", "NOT AVAILABLE"):
+            raise Cin7Refusal(400, "Order status must be DRAFT or NOT AVAILABLE.")
+        task["Order"] = {"Status": body.get("Status") or "DRAFT", "Lines": body.get("Lines") or []}
+        task["Status"] = "ORDERED" if task["Order"]["Status"] == "AUTHORISED" else "ORDERING"
+        return {"TaskID": task["ID"], "Status": task["Order"]["Status"]}
+
+    def _invoice(self, body: dict[str, Any]) -> dict[str, Any]:
+        task = self._task(body)
+        if task["Order"]["Status"] != "AUTHORISED":
+            raise Cin7Refusal(400, "Order status is not AUTHORISED.")
+        if task["Invoice"]["Status"] not in ("DRAFT", "NOT AVAILABLE"):
+            raise Cin7Refusal(400, "Invoice status must be DRAFT or NOT AVAILABLE.")
+        for line in body.get("Lines") or []:
+            account = str(line.get("Account") or "")
+            if account and account not in self.accounts:
+                raise Cin7Refusal(400, f"Account {account} not found.")
+        task["Invoice"] = {
+            "Status": body.get("Status") or "DRAFT",
+            "InvoiceNumber": body.get("InvoiceNumber"),
+            "Lines": body.get("Lines") or [],
+        }
+        if task["Invoice"]["Status"] == "AUTHORISED":
+            task["Status"] = "INVOICED"
+        return {"TaskID": task["ID"], "Status": task["Invoice"]["Status"]}
+
+    # -- sandbox ----------------------------------------------------------------------------
+
+    def put_account(self, code: str, name: str, kind: str = "EXPENSE") -> None:
+        self.accounts[code] = {
+            "Code": code,
+            "Name": name,
+            "Type": kind,
+            "Class": kind,
+            "Status": "ACTIVE",
+        }
+
+    def seed(self, **options: Any) -> None:
+        with self.lock:
+            if self.accounts:
+                return
+            for code, name in (
+                ("200", "Sales"),
+                ("310", "Cost of goods sold"),
+                ("429", "General expenses"),
+                ("800", "Accounts payable"),
+            ):
+                self.put_account(code, name)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "keys": (self.account_id, self.application_key),
+                "suppliers": self.suppliers,
+                "accounts": self.accounts,
+                "purchases": self.purchases,
+            }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        with self.lock:
+            self.account_id, self.application_key = snapshot["keys"]
+            self.suppliers = snapshot["suppliers"]
+            self.accounts = snapshot["accounts"]
+            self.purchases = snapshot["purchases"]
+
+    def state_summary(self) -> dict[str, Any]:
+        return {
+            **super().state_summary(),
+            "suppliers": len(self.suppliers),
+            "purchases": len(self.purchases),
+            "api_requests": self.api_requests,
+            "limited": self.limited,
+            "violations": len(self.violations),
+        }
+
+    def connection_values(self, url: str) -> dict[str, Any]:
+        return {
+            "kind": "cin7",
+            "credentials": {"account_id": self.account_id, "application_key": self.application_key},
+            "settings": {"base_url": url.rstrip("/") + "/ExternalApi/v2/"},
+        }
+
+
+class Cin7Refusal(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
