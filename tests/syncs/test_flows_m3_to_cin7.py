@@ -1,0 +1,107 @@
+"""CloudSuite → Cin7 Core suppliers, end to end against the M3 simulator and the Cin7 simulator
+that checks every call against Cin7's OpenAPI file: created, updated, matched by name, ambiguous
+(flagged), and made once even when the answer to the POST is lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from audit.models import AuditRecord
+from connections.models import Connection
+from connections.sandbox.base import Served
+from connections.sandbox.cin7 import Cin7Simulator
+from connections.sandbox.m3 import M3Simulator
+from syncs.models import Integration, SyncRun
+from syncs.runner import Runner
+
+S = AuditRecord.Status
+BASE = {
+    "Currency": "EUR",
+    "PaymentTerm": "30 days",
+    "AccountPayable": "800",
+    "TaxRule": "Tax Exempt",
+}
+
+
+@pytest.fixture
+def m3(m3_sim: Served) -> M3Simulator:
+    sim: M3Simulator = m3_sim.app  # type: ignore[assignment]
+    sim.state.put_supplier("S1", SUNM="Nord Kontor AB", CUCD="SEK", VRNO="SE5560000001")
+    sim.state.put_supplier("S2", SUNM="Atelier Lumière SARL", CUCD="EUR")
+    return sim
+
+
+@pytest.fixture
+def cin7(cin7_sim: Served) -> Cin7Simulator:
+    return cin7_sim.app  # type: ignore[return-value]
+
+
+@pytest.fixture
+def suppliers(m3_connection: Connection, cin7_connection: Connection) -> Integration:
+    integ = Integration(
+        name="Suppliers to Cin7",
+        slug="suppliers-cin7",
+        flow="m3_cin7.suppliers",
+        source=m3_connection,
+        target=cin7_connection,
+    )
+    integ.full_clean()
+    integ.save()
+    return integ
+
+
+def run(integ: Integration) -> SyncRun:
+    return Runner(Integration.objects.get(pk=integ.pk), trigger="manual").run()
+
+
+def by_vendor(cin7: Cin7Simulator) -> dict[str, dict]:
+    return {
+        s["AdditionalAttribute1"]: s for s in cin7.suppliers.values() if s["AdditionalAttribute1"]
+    }
+
+
+def test_suppliers_are_created_then_updated_and_each_decision_audited(
+    suppliers: Integration, m3: M3Simulator, cin7: Cin7Simulator
+) -> None:
+    first = run(suppliers)
+    assert first.synced == 2 and sorted(by_vendor(cin7)) == ["S1", "S2"]
+    assert by_vendor(cin7)["S1"]["TaxNumber"] == "SE5560000001"
+    assert all("created" in r.reason for r in first.records.all())
+    m3.state.put_supplier("S1", SUNM="Nord Kontor Holding AB")
+    second = run(suppliers)
+    changed = second.records.get(source_key="S1")
+    assert changed.status == S.SYNCED and "by its number in AdditionalAttribute1" in changed.reason
+    assert "updated Name" in changed.reason
+    assert by_vendor(cin7)["S1"]["Name"] == "Nord Kontor Holding AB" and len(cin7.suppliers) == 2
+    assert cin7.violations == []
+
+
+def test_a_supplier_known_by_name_gets_its_number(
+    suppliers: Integration, m3: M3Simulator, cin7: Cin7Simulator
+) -> None:
+    cin7._suppliers("POST", {}, {**BASE, "Name": "Nord Kontor AB", "Currency": "SEK"})
+    done = run(suppliers)
+    record = done.records.get(source_key="S1")
+    assert "by its exact name" in record.reason and len(cin7.suppliers) == 2
+    assert by_vendor(cin7)["S1"]["Name"] == "Nord Kontor AB"
+
+
+def test_an_ambiguous_match_is_flagged_not_guessed(
+    suppliers: Integration, m3: M3Simulator, cin7: Cin7Simulator
+) -> None:
+    for _ in range(2):
+        cin7._suppliers("POST", {}, {**BASE, "Name": "Atelier Lumière SARL"})
+    done = run(suppliers)
+    flagged = done.records.get(source_key="S2")
+    assert flagged.status == S.FLAGGED and "matches 2 Cin7 suppliers" in flagged.reason
+    assert len(cin7.suppliers) == 3  # S1 created; nothing made or changed for S2
+
+
+def test_a_lost_answer_on_create_makes_one_supplier(
+    suppliers: Integration, m3: M3Simulator, cin7: Cin7Simulator
+) -> None:
+    cin7.faults.add("lose_response", match="POST /ExternalApi/v2/supplier", count=1)
+    first = run(suppliers)
+    assert first.failed >= 1
+    run(suppliers)
+    assert sorted(by_vendor(cin7)) == ["S1", "S2"] and len(cin7.suppliers) == 2
