@@ -321,12 +321,20 @@ class Cin7Simulator(Simulator):
     # -- sandbox ----------------------------------------------------------------------------
 
     def put_account(self, code: str, name: str, kind: str = "EXPENSE") -> None:
+        """An account of Cin7's chart, with every field its answer carries."""
         self.accounts[code] = {
             "Code": code,
             "Name": name,
             "Type": kind,
             "Class": kind,
             "Status": "ACTIVE",
+            "Description": "",
+            "DisplayName": f"{code}: {name}",
+            "ForPayments": False,
+            "SystemAccount": None,
+            "OldCode": None,
+            "BankAccountId": None,
+            "BankAccountNumber": None,
         }
 
     def seed(self, **options: Any) -> None:

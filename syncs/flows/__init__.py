@@ -22,6 +22,7 @@ from syncs.flows.base import (
 from syncs.flows.ifs_stripe_customers import IfsCustomersToStripe
 from syncs.flows.ifs_stripe_invoices import IfsInvoicesToStripe
 from syncs.flows.ifs_stripe_orders import IfsOrdersToStripe
+from syncs.flows.m3_cin7_accounts import M3AccountsToCin7
 from syncs.flows.m3_cin7_suppliers import M3SuppliersToCin7
 from syncs.flows.m3_stripe_customers import M3CustomersToStripe
 from syncs.flows.m3_stripe_invoices import M3InvoicesToStripe
@@ -51,6 +52,7 @@ FLOWS: dict[str, type[Flow]] = {
         StampliInvoicesToM3,
         StampliPaymentsToM3,
         M3SuppliersToCin7,
+        M3AccountsToCin7,
     )
 }
 

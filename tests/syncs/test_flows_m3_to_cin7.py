@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from audit.models import AuditRecord
+from audit.models import AuditRecord, ReviewItem
 from connections.models import Connection
 from connections.sandbox.base import Served
 from connections.sandbox.cin7 import Cin7Simulator
@@ -105,3 +105,39 @@ def test_a_lost_answer_on_create_makes_one_supplier(
     assert first.failed >= 1
     run(suppliers)
     assert sorted(by_vendor(cin7)) == ["S1", "S2"] and len(cin7.suppliers) == 2
+
+
+def test_cloudsuite_accounts_missing_in_cin7_are_listed_for_review(
+    m3_connection: Connection, cin7_connection: Connection, m3: M3Simulator, cin7: Cin7Simulator
+) -> None:
+    for code, name in (("429", "General expenses"), ("6110", "Office supplies"), ("6540", "IT")):
+        m3.state.put_account(code, name)
+    cin7.put_account("429", "General expenses")
+    cin7.put_account("6100", "Office costs")
+    integ = Integration(
+        name="Chart check",
+        slug="chart-cin7",
+        flow="m3_cin7.accounts",
+        source=m3_connection,
+        target=cin7_connection,
+    )
+    integ.full_clean()
+    integ.save()
+    first = run(integ)
+    flagged = {r.source_key: r.reason for r in first.records.filter(status=S.FLAGGED)}
+    assert sorted(flagged) == ["6110", "6540"] and "read-only" in flagged["6110"]
+    from syncs.models import FieldMapping
+    from syncs.services import records_replay
+
+    FieldMapping.objects.create(
+        integration=integ, kind="cin7_account", source_value="6110", target_value="6100"
+    )
+    record = first.records.get(source_key="6110")
+    (replayed,) = records_replay(record_ids=[record.pk])
+    assert replayed.records.get().status == S.SKIPPED  # it posts to 6100 now
+    run(integ)
+    waiting = ReviewItem.objects.filter(
+        integration=integ, status=S.FLAGGED, resolved_at=None
+    ).values_list("source_key", flat=True)
+    assert list(waiting) == ["6540"]
+    assert cin7.violations == []

@@ -1,0 +1,70 @@
+"""CloudSuite's chart of accounts checked against Cin7 Core's, for review.
+
+Cin7's chart is effectively read-only for an integration, so nothing is created there: each
+CloudSuite account (CRS630MI, dimension 1) is looked for in Cin7's chart (``/ref/account``) —
+through its ``cin7_account`` mapping, or by the same code — and one Cin7 does not have is put
+in the review queue with what to do (add it in Cin7, or map it to an account Cin7 has).  Accounts
+that match need nothing and add no audit row; a flag already waiting is noted as seen again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+from connections.providers.cin7 import Cin7Core
+from connections.providers.infor_m3 import InforM3
+from syncs.flows.base import Flag, Flow, FlowContext, Mappings, Skip, SourceRecord
+
+logger = logging.getLogger(__name__)
+
+Context = FlowContext[InforM3, Cin7Core]
+
+
+def cin7_account(code: str, mappings: Mappings) -> str:
+    """The Cin7 account a CloudSuite account posts to: its mapping, or the same code."""
+    return mappings.get("cin7_account", code) or code
+
+
+class M3AccountsToCin7(Flow[InforM3, Cin7Core]):
+    key = "m3_cin7.accounts"
+    label = "CloudSuite chart of accounts ↔ Cin7 Core chart (review)"
+    source_kind = "infor_m3"
+    target_kind = "cin7"
+    stream = "accounts"
+    ledger_target = "cin7.account"
+
+    def extract(self, ctx: Context) -> Iterator[SourceRecord]:
+        cin7 = {str(a.get("Code")): a for a in ctx.target.list_accounts()}
+        for account in ctx.source.list_accounts():
+            code = str(account.get("AITM") or "")
+            wanted = cin7_account(code, ctx.mappings)
+            if code and wanted not in cin7:
+                yield SourceRecord(code, {"m3": account, "cin7_code": wanted})
+
+    def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
+        """Whether Cin7's chart has the account now (a replay after a mapping was added)."""
+        cache = self.__dict__.setdefault("_cin7_chart", {})
+        if "codes" not in cache:
+            cache["codes"] = {str(a.get("Code")) for a in ctx.target.list_accounts()}
+        wanted = cin7_account(record.source_key, ctx.mappings)
+        return replace(record, data={**record.data, "in_cin7": wanted in cache["codes"]})
+
+    reread = prepare
+
+    def map(self, record: SourceRecord, mappings: Mappings) -> Flag | Skip:
+        m3: dict[str, Any] = record.data["m3"]
+        code, wanted = record.source_key, cin7_account(record.source_key, mappings)
+        if record.data.get("in_cin7"):
+            return Skip(f"CloudSuite account {code} now posts to Cin7 account {wanted}.")
+        what = f"CloudSuite account {code} ({m3.get('TX40') or 'no name'})"
+        if wanted != code:
+            problem = f"{what} is mapped to Cin7 account {wanted}, which Cin7's chart lacks"
+        else:
+            problem = f"{what} has no account of that code in Cin7's chart"
+        return Flag(
+            f"{problem}. Cin7's chart is read-only for ml-connector: add the account in Cin7, or "
+            "map the CloudSuite account to one Cin7 has (a cin7_account mapping), then replay."
+        )
