@@ -39,6 +39,7 @@ SANDBOX_CONNECTIONS = {
     "ifs": ("ifs-sandbox", "IFS Cloud (sandbox)"),
     "wise": ("wise-sandbox", "Wise (sandbox)"),
     "stampli": ("stampli-sandbox", "Stampli (sandbox SFTP)"),
+    "cin7": ("cin7-sandbox", "Cin7 Core (sandbox)"),
 }
 STAMPLI_MAPPINGS = {
     "stampli-invoices-to-cloudsuite": [
@@ -153,6 +154,24 @@ INTEGRATIONS = [
         45,
     ),
     (
+        "cloudsuite-suppliers-to-cin7",
+        "CloudSuite suppliers → Cin7 Core",
+        "m3_cin7.suppliers",
+        "m3",
+        "cin7",
+        2,
+        35,
+    ),
+    (
+        "cloudsuite-chart-vs-cin7",
+        "CloudSuite chart ↔ Cin7 Core chart (review, run by hand)",
+        "m3_cin7.accounts",
+        "m3",
+        "cin7",
+        0,
+        0,
+    ),
+    (
         "wise-transfers-to-cloudsuite",
         "Wise transfers → CloudSuite payment journals",
         "wise_m3.payments",
@@ -230,8 +249,12 @@ def demo_seed(*, urls: dict[str, str], web_url: str) -> dict[str, Any]:
                     "flow": flow,
                     "source": sides[source],
                     "target": sides[target],
-                    "schedule_type": Integration.ScheduleType.INTERVAL,
-                    "interval_minutes": minutes,
+                    "schedule_type": (
+                        Integration.ScheduleType.INTERVAL
+                        if minutes
+                        else Integration.ScheduleType.OFF
+                    ),
+                    "interval_minutes": minutes or None,
                 },
             )
             if new:

@@ -54,9 +54,9 @@ def test_demo_seed_creates_the_integrations_once(
     with django_capture_on_commit_callbacks(execute=True):
         demo_seed(urls=sandbox.urls(), web_url="http://x")
         demo_seed(urls=sandbox.urls(), web_url="http://x")
-    assert Integration.objects.count() == 12 and Connection.objects.count() == 5
+    assert Integration.objects.count() == 14 and Connection.objects.count() == 6
     assert FieldMapping.objects.filter(source_value="stripe_receipts:EUR").count() == 1
-    assert all(i.q_schedule_id for i in Integration.objects.all())
+    assert all(i.q_schedule_id for i in Integration.objects.exclude(schedule_type="off"))
     stripe = Connection.objects.get(slug="stripe-sandbox")
     (endpoint,) = sandbox["stripe"].app.webhooks.endpoints
     assert endpoint["url"] == "http://x/webhooks/stripe/stripe-sandbox/"
@@ -67,6 +67,7 @@ def test_demo_seed_creates_the_integrations_once(
     assert connection_check(connection=stripe).ok
     assert connection_check(connection=Connection.objects.get(slug="ifs-sandbox")).ok
     assert connection_check(connection=Connection.objects.get(slug="wise-sandbox")).ok
+    assert connection_check(connection=Connection.objects.get(slug="cin7-sandbox")).ok
     wise_sim = sandbox["wise"].app
     assert wise_sim.endpoints == ["http://x/webhooks/wise/wise-sandbox/"]
     stripe.refresh_from_db()
