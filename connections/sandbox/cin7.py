@@ -197,6 +197,8 @@ class Cin7Simulator(Simulator):
             return 200, self._new_purchase(body)
         if path == "/purchase" and method == "GET":
             return 200, self._purchase(args.get("ID", ""))
+        if path == "/purchaseList" and method == "GET":
+            return 200, self._purchase_list(args)
         if path == "/purchase/order" and method == "POST":
             return 200, self._order(body)
         if path == "/purchase/invoice" and method == "POST":
@@ -268,6 +270,9 @@ class Cin7Simulator(Simulator):
             "Status": "DRAFT",
             "TaxRule": body.get("TaxRule") or supplier.get("TaxRule"),
             "Note": body.get("Note") or "",
+            "OrderNumber": f"PO-{len(self.purchases) + 1:05d}",
+            "Currency": supplier.get("Currency"),
+            "Updated": now(),
             "Order": {"Status": "NOT AVAILABLE", "Lines": []},
             "Invoice": {"Status": "NOT AVAILABLE", "Lines": []},
         }
@@ -283,6 +288,59 @@ class Cin7Simulator(Simulator):
             "Supplier": task["Supplier"],
             "Status": task["Status"],
             "Note": task["Note"],
+        }
+
+    def _purchase_list(self, args: Any) -> dict[str, Any]:
+        """Purchases, searched (unverified: which fields Cin7's Search covers) in the order
+        number, the supplier, the invoice number and the note."""
+        wanted = str(args.get("Search") or "").lower()
+        rows = []
+        for task in self.purchases.values():
+            text = " ".join(
+                str(v)
+                for v in (
+                    task["OrderNumber"],
+                    task["Supplier"],
+                    task["Invoice"].get("InvoiceNumber"),
+                    task["Note"],
+                )
+            ).lower()
+            if not wanted or wanted in text:
+                rows.append(self._list_row(task))
+        return self._page(rows, args, "PurchaseList")
+
+    @staticmethod
+    def _list_row(task: dict[str, Any]) -> dict[str, Any]:
+        invoice = task["Invoice"]
+        return {
+            "ID": task["ID"],
+            "BaseCurrency": "EUR",
+            "BlindReceipt": False,
+            "CombinedInvoiceStatus": invoice["Status"],
+            "CombinedPaymentStatus": "UNPAID",
+            "CombinedReceivingStatus": "NOT RECEIVED",
+            "CreditNoteNumber": "",
+            "CreditNoteStatus": "NOT AVAILABLE",
+            "DropShipTaskID": None,
+            "InvoiceAmount": 0,
+            "InvoiceDate": invoice.get("InvoiceDate") or "",
+            "InvoiceDueDate": invoice.get("InvoiceDueDate") or "",
+            "InvoiceNumber": invoice.get("InvoiceNumber") or "",
+            "InvoiceStatus": invoice["Status"],
+            "IsServiceOnly": False,
+            "LastUpdatedDate": task["Updated"],
+            "OrderDate": task["Updated"],
+            "OrderNumber": task["OrderNumber"],
+            "OrderStatus": task["Order"]["Status"],
+            "PaidAmount": 0,
+            "RequiredBy": None,
+            "Status": task["Status"],
+            "StockReceivedStatus": "NOT AVAILABLE",
+            "Supplier": task["Supplier"],
+            "SupplierCurrency": task.get("Currency") or "EUR",
+            "SupplierID": task["SupplierID"],
+            "Type": "Simple Purchase",
+            "UnstockStatus": "NOT AVAILABLE",
         }
 
     def _task(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -312,6 +370,8 @@ class Cin7Simulator(Simulator):
         task["Invoice"] = {
             "Status": body.get("Status") or "DRAFT",
             "InvoiceNumber": body.get("InvoiceNumber"),
+            "InvoiceDate": body.get("InvoiceDate") or "",
+            "InvoiceDueDate": body.get("InvoiceDueDate") or "",
             "Lines": body.get("Lines") or [],
         }
         if task["Invoice"]["Status"] == "AUTHORISED":

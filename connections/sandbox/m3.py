@@ -105,6 +105,7 @@ class M3State:
     ap_rules: dict[str, str] = field(default_factory=dict)
     ap_default_account: str = "4010"
     vouchers: dict[tuple[int, int], list[dict[str, Any]]] = field(default_factory=dict)
+    purchase_orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Text an MI line input may carry to be refused, as a tenant's validation would (tests).
     refuse_line_text: str = "REFUSE"
 
@@ -265,6 +266,37 @@ class M3State:
         }
         self.supplier_invoices.append(entry)
         return entry
+
+    def add_purchase_order(
+        self, puno: str, suno: str, currency: str, *, pudt: str, lines: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """A purchase order with its lines (``ITNO``, ``ITDS``, ``ORQA``, ``PUPR``, ``VTCD``)."""
+        head = {
+            "CONO": self.cono,
+            "DIVI": self.divi,
+            "PUNO": puno,
+            "SUNO": suno,
+            "CUCD": currency,
+            "PUDT": pudt,
+            "DWDT": pudt,
+            "PUSL": "20",
+            "PUST": "20",
+            "lines": [
+                {
+                    "PUNO": puno,
+                    "PNLI": 10 * n,
+                    "PNLS": 0,
+                    "SUNO": suno,
+                    "PUST": "20",
+                    "PUSL": "20",
+                    **line,
+                    "LNAM": Decimal(str(line["ORQA"])) * Decimal(str(line["PUPR"])),
+                }
+                for n, line in enumerate(lines, start=1)
+            ],
+        }
+        self.purchase_orders[puno] = head
+        return head
 
     def ap_invoices(self) -> list[dict[str, Any]]:
         """Supplier invoices M3 holds that came through APS450MI batches."""
@@ -925,6 +957,22 @@ class M3Simulator(Simulator):
         ]
         batch.update(SUPA="50", YEA4=year, VONO=vono, errors="")
         return []
+
+    # PPS200MI — purchase orders
+    def mi_PPS200MI_SearchHead(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        return search(list(self.state.purchase_orders.values()), i["SQRY"].strip())
+
+    def _po(self, i: dict[str, str]) -> dict[str, Any]:
+        found = self.state.purchase_orders.get(i["PUNO"].strip())
+        if found is None:
+            raise MIError(f"Purchase order {i['PUNO'].strip()} does not exist", "PUNO", "WPU0203")
+        return found
+
+    def mi_PPS200MI_GetHead(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        return [self._po(i)]
+
+    def mi_PPS200MI_LstLine(self, i: dict[str, str]) -> list[dict[str, Any]]:
+        return list(self._po(i)["lines"])
 
     # GLS200MI — what was posted
     def mi_GLS200MI_LstVoucherLines(self, i: dict[str, str]) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from syncs.flows.ifs_stripe_customers import IfsCustomersToStripe
 from syncs.flows.ifs_stripe_invoices import IfsInvoicesToStripe
 from syncs.flows.ifs_stripe_orders import IfsOrdersToStripe
 from syncs.flows.m3_cin7_accounts import M3AccountsToCin7
+from syncs.flows.m3_cin7_purchases import M3PurchasesToCin7
 from syncs.flows.m3_cin7_suppliers import M3SuppliersToCin7
 from syncs.flows.m3_stripe_customers import M3CustomersToStripe
 from syncs.flows.m3_stripe_invoices import M3InvoicesToStripe
@@ -53,6 +54,7 @@ FLOWS: dict[str, type[Flow]] = {
         StampliPaymentsToM3,
         M3SuppliersToCin7,
         M3AccountsToCin7,
+        M3PurchasesToCin7,
     )
 }
 

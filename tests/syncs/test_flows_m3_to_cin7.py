@@ -141,3 +141,87 @@ def test_cloudsuite_accounts_missing_in_cin7_are_listed_for_review(
     ).values_list("source_key", flat=True)
     assert list(waiting) == ["6540"]
     assert cin7.violations == []
+
+
+@pytest.fixture
+def purchases(
+    m3_connection: Connection, cin7_connection: Connection, suppliers: Integration
+) -> Integration:
+    integ = Integration(
+        name="Purchases to Cin7",
+        slug="purchases-cin7",
+        flow="m3_cin7.purchases",
+        source=m3_connection,
+        target=cin7_connection,
+        settings={"default_account": "429"},
+    )
+    integ.full_clean()
+    integ.save()
+    return integ
+
+
+def order(m3: M3Simulator, number: str, *items: tuple[str, str, str]) -> None:
+    m3.state.add_purchase_order(
+        number,
+        "S1",
+        "SEK",
+        pudt="20261120",
+        lines=[
+            {"ITNO": i, "ITDS": f"Item {i}", "ORQA": q, "PUPR": p, "VTCD": "25"}
+            for i, q, p in items
+        ],
+    )
+
+
+def test_a_purchase_order_and_its_invoice_become_one_cin7_purchase(
+    purchases: Integration, suppliers: Integration, m3: M3Simulator, cin7: Cin7Simulator
+) -> None:
+    from syncs.models import FieldMapping
+
+    cin7.put_account("429", "General expenses")
+    cin7.put_account("310", "Cost of goods sold")
+    FieldMapping.objects.create(
+        integration=purchases, kind="item_account", source_value="PAPER", target_value="310"
+    )
+    order(m3, "PO-1", ("PAPER", "10", "12.50"), ("TONER", "2", "40.00"))
+    m3.state.add_supplier_invoice("S1", "NK-500", "205.00", "SEK", due="20261220", PUNO="PO-1")
+    waiting = run(purchases).records.get()
+    assert waiting.status == S.FAILED and waiting.retryable and "not in Cin7 yet" in waiting.reason
+    run(suppliers)
+    done = run(purchases)
+    record = done.records.get(source_key="PO-1")
+    assert record.status == S.SYNCED and "invoice NK-500" in record.reason, record.reason
+    (task,) = cin7.purchases.values()
+    assert task["Status"] == "INVOICED" and task["Invoice"]["InvoiceNumber"] == "NK-500"
+    assert [line["Account"] for line in task["Invoice"]["Lines"]] == ["310", "429"]
+    assert run(purchases).synced == 0 and len(cin7.purchases) == 1  # posted once
+    assert cin7.violations == []
+
+
+def test_a_lost_answer_to_the_purchase_post_makes_no_second_purchase(
+    purchases: Integration, suppliers: Integration, m3: M3Simulator, cin7: Cin7Simulator
+) -> None:
+    cin7.put_account("429", "General expenses")
+    run(suppliers)
+    order(m3, "PO-2", ("PAPER", "1", "10.00"))
+    cin7.faults.add("lose_response", match="POST /ExternalApi/v2/purchase", count=1)
+    first = run(purchases)
+    assert first.failed == 1
+    second = run(purchases)
+    assert second.synced == 1 and len(cin7.purchases) == 1, list(
+        second.records.values_list("reason", flat=True)
+    )
+    (task,) = cin7.purchases.values()
+    assert task["Order"]["Status"] == "AUTHORISED"
+    assert cin7.violations == []
+
+
+def test_a_line_without_an_account_is_flagged_and_nothing_posted(
+    purchases: Integration, suppliers: Integration, m3: M3Simulator, cin7: Cin7Simulator
+) -> None:
+    Integration.objects.filter(pk=purchases.pk).update(settings={})
+    run(suppliers)
+    order(m3, "PO-3", ("PAPER", "1", "10.00"))
+    flagged = run(purchases).records.get()
+    assert flagged.status == S.FLAGGED and "no Cin7 account mapped" in flagged.reason
+    assert cin7.purchases == {}

@@ -138,6 +138,10 @@ class Cin7Core(HttpProvider):
     def create_purchase_invoice(self, invoice: Mapping[str, Any]) -> dict[str, Any]:
         return self._one(self.http.post("purchase/invoice", json=dict(invoice)))
 
+    def find_purchases(self, search: str) -> list[dict[str, Any]]:
+        """Purchases Cin7 finds for ``search`` (its order number, supplier, invoice number…)."""
+        return list(self.pages("purchaseList", "PurchaseList", Search=search))
+
     def get_purchase(self, task_id: str) -> dict[str, Any]:
         return self._one(self.http.get("purchase", params={"ID": task_id}))
 

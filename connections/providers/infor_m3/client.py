@@ -598,6 +598,23 @@ class InforM3(HttpProvider):
             b: {"head": found[b], "lines": r.records} for b, r in zip(keyed, vouchers, strict=True)
         }
 
+    def purchase_orders(self, query: str) -> list[dict[str, Any]]:
+        """Purchase orders matching a PPS200MI search query, each with its head and lines (the
+        heads in one bulk request, the lines in another)."""
+        found = self.execute("purchase_orders.search", {"SQRY": query}, maxrecs=0)
+        numbers = [f["PUNO"] for f in found]
+        if not numbers:
+            return []
+        heads = self.execute_bulk("purchase_orders.get", [{"PUNO": n} for n in numbers])
+        lines = self.execute_bulk(
+            "purchase_orders.lines", [{"PUNO": n} for n in numbers], maxrecs=0
+        )
+        return [
+            {"head": h.records[0], "lines": ls.records}
+            for h, ls in zip(heads, lines, strict=True)
+            if h.records
+        ]
+
     def voucher_lines(self, *, year: str, voucher: str, division: str = "") -> list[dict[str, str]]:
         """What M3 posted for a voucher, account by account (GLS200MI)."""
         return self.execute(

@@ -53,6 +53,9 @@ DEFAULT_PROGRAMS: dict[str, tuple[str, str]] = {
     "ap_invoices.find": ("APS450MI", "LstInvBySupInv"),
     "ap_invoices.validate": ("APS455MI", "ValidByBatchNo"),
     "vouchers.lines": ("GLS200MI", "LstVoucherLines"),
+    "purchase_orders.search": ("PPS200MI", "SearchHead"),
+    "purchase_orders.get": ("PPS200MI", "GetHead"),
+    "purchase_orders.lines": ("PPS200MI", "LstLine"),
     "discovery.transactions": ("MRS001MI", "LstTransactions"),
 }
 
