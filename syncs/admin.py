@@ -85,6 +85,8 @@ class IntegrationForm(forms.ModelForm):
             "enabled",
             "schedule_type",
             "interval_minutes",
+            "run_at",
+            "period_close_day",
             "cron",
             "settings",
         ]
@@ -117,7 +119,10 @@ class IntegrationAdmin(admin.ModelAdmin):
     actions = ["run_now", "check_gl_mappings"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "flow", "source", "target", "enabled"]}),
-        ("Schedule", {"fields": ["schedule_type", "interval_minutes", "cron"]}),
+        (
+            "Schedule",
+            {"fields": ["schedule_type", "interval_minutes", "run_at", "period_close_day", "cron"]},
+        ),
         ("Settings", {"fields": ["settings"], "classes": ["collapse"]}),
     ]
 
@@ -130,6 +135,10 @@ class IntegrationAdmin(admin.ModelAdmin):
     def schedule(self, obj: Integration) -> str:
         if obj.schedule_type == Integration.ScheduleType.INTERVAL:
             return f"every {obj.interval_minutes} min"
+        if obj.schedule_type == Integration.ScheduleType.DAILY:
+            return f"daily at {obj.run_at:%H:%M}"
+        if obj.schedule_type == Integration.ScheduleType.PERIOD_CLOSE:
+            return f"after period close (day {obj.period_close_day}, {obj.run_at:%H:%M})"
         if obj.schedule_type == Integration.ScheduleType.CRON:
             return obj.cron
         return "manual"

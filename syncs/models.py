@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 from typing import Any
 
@@ -21,6 +22,8 @@ class Integration(models.Model):
     class ScheduleType(models.TextChoices):
         OFF = "off", "Manual only"
         INTERVAL = "interval", "Every N minutes"
+        DAILY = "daily", "Every day at a time"
+        PERIOD_CLOSE = "period_close", "After the accounting period closes"
         CRON = "cron", "Cron expression"
 
     name = models.CharField(max_length=120)
@@ -30,9 +33,19 @@ class Integration(models.Model):
     target = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="+")
     enabled = models.BooleanField(default=True)
     schedule_type = models.CharField(
-        max_length=10, choices=ScheduleType.choices, default=ScheduleType.OFF
+        max_length=20, choices=ScheduleType.choices, default=ScheduleType.OFF
     )
     interval_minutes = models.PositiveIntegerField(null=True, blank=True)
+    run_at = models.TimeField(
+        default=datetime.time(6, 0),
+        help_text="For a daily or after-period-close schedule: when it runs (the server's time "
+        "zone).",
+    )
+    period_close_day = models.PositiveSmallIntegerField(
+        default=3,
+        help_text="For after period close: the day of the month by which the previous "
+        "accounting period is closed in CloudSuite (1-28); the run reads that period then.",
+    )
     cron = models.CharField(max_length=120, blank=True, help_text="e.g. */15 6-20 * * 1-5")
     settings = models.JSONField(default=dict, blank=True)
     q_schedule = models.OneToOneField(
@@ -52,6 +65,16 @@ class Integration(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def schedule_cron(self) -> str:
+        """The cron expression a daily, after-period-close or cron schedule runs by."""
+        at = self.run_at or datetime.time(6, 0)
+        if self.schedule_type == self.ScheduleType.DAILY:
+            return f"{at.minute} {at.hour} * * *"
+        if self.schedule_type == self.ScheduleType.PERIOD_CLOSE:
+            return f"{at.minute} {at.hour} {self.period_close_day} * *"
+        return self.cron
+
     def clean(self) -> None:
         from syncs.flows import FLOWS
 
@@ -69,6 +92,10 @@ class Integration(models.Model):
                 self.interval_minutes = flow.default_interval_minutes
             else:
                 errors["interval_minutes"] = "Give the interval in minutes."
+        if self.schedule_type == self.ScheduleType.PERIOD_CLOSE and not (
+            1 <= int(self.period_close_day or 0) <= 28
+        ):
+            errors["period_close_day"] = "A day from 1 to 28 (every month has it)."
         if self.schedule_type == self.ScheduleType.CRON:
             from croniter import croniter
 

@@ -147,7 +147,7 @@ def integration_sync_schedule(*, integration: Integration) -> Schedule | None:
             schedule_type=Schedule.MINUTES, minutes=integration.interval_minutes, cron=None
         )
     else:
-        fields.update(schedule_type=Schedule.CRON, cron=integration.cron, minutes=None)
+        fields.update(schedule_type=Schedule.CRON, cron=integration.schedule_cron, minutes=None)
     if schedule is None:
         schedule = Schedule.objects.filter(name=fields["name"]).first()
     if schedule is None:

@@ -214,3 +214,31 @@ def test_the_heartbeat_keeps_a_long_run_alive(integration: Integration, settings
 
     Runner(integration, trigger="manual", flow=SlowRead()).run()
     assert beats[1] > beats[0]
+
+
+@pytest.mark.parametrize(
+    ("changes", "cron"),
+    [
+        ({"schedule_type": "daily", "run_at": "05:45"}, "45 5 * * *"),
+        ({"schedule_type": "period_close", "period_close_day": 3, "run_at": "07:30"}, "30 7 3 * *"),
+    ],
+)
+def test_daily_and_after_period_close_schedules(
+    integration: Integration, django_capture_on_commit_callbacks: Any, changes: dict, cron: str
+) -> None:
+    import datetime
+
+    if "run_at" in changes:
+        hour, minute = changes["run_at"].split(":")
+        changes = {**changes, "run_at": datetime.time(int(hour), int(minute))}
+    save(integration, django_capture_on_commit_callbacks, **changes)
+    schedule = Schedule.objects.get(name=f"integration:{integration.pk}")
+    assert (schedule.schedule_type, schedule.cron) == (Schedule.CRON, cron)
+
+
+def test_a_period_close_day_past_28_is_refused(integration: Integration) -> None:
+    integration.schedule_type = "period_close"
+    integration.period_close_day = 31
+    with pytest.raises(ValidationError) as info:
+        integration.full_clean()
+    assert "period_close_day" in info.value.message_dict
