@@ -17,7 +17,9 @@ Prints, from one run (``make bench``), and ends with a summary block of ``name: 
    (``BENCH_MEMORY_INVOICES``, default 10,000: 100,000 against 10,000);
 6. ``webhook_events_per_s`` — signed Stripe events verified, stored and acknowledged by the
    webhook view, and ``djstripe_webhook_events_per_s``, dj-stripe's view on the same events
-   when dj-stripe is installed in the benchmark's own environment (else "not measured").
+   when dj-stripe is installed in the benchmark's own environment (else "not measured");
+7. ``cin7_calls_*`` — the Cin7 Core calls 1,000 CloudSuite suppliers and 500 purchase orders
+   take (``BENCH_CIN7_SUPPLIERS``, ``BENCH_CIN7_ORDERS``), and a second run with nothing changed.
 
 The simulators run in their own processes (``manage.py sandbox``), so the measured process holds
 only the connector.  ``BENCH_REDIS_URL`` (default ``redis://127.0.0.1:6379/14``) is the Redis the
@@ -55,6 +57,8 @@ PAYMENTS = int(os.environ.get("BENCH_PAYMENTS", "200"))
 MEMORY_N = int(os.environ.get("BENCH_MEMORY_INVOICES", "10000"))
 EVENTS = int(os.environ.get("BENCH_EVENTS", "2000"))
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+CIN7_SUPPLIERS = int(os.environ.get("BENCH_CIN7_SUPPLIERS", "1000"))
+CIN7_ORDERS = int(os.environ.get("BENCH_CIN7_ORDERS", "500"))
 CHUNK = 50
 PAGE = 500
 UNLIMITED = 10**9
@@ -508,6 +512,96 @@ def part_receipts(summary: dict[str, Any]) -> None:
     summary["m3_requests_per_receipt_batch"] = f"{per:.2f}"
 
 
+def part_cin7(summary: dict[str, Any]) -> None:
+    """CloudSuite → Cin7 Core: the calls 1,000 suppliers and 500 purchase orders take, and a
+    second run over the same (unchanged) records — Cin7 allows 60 calls a minute, so calls are
+    the figure that counts (the simulators run unlimited here; the minutes are what the calls
+    would take at the connection's 58 a minute)."""
+    from datetime import date
+
+    from connections.models import Connection
+    from connections.sandbox.base import Served
+    from connections.sandbox.cin7 import Cin7Simulator
+    from connections.sandbox.m3 import M3Simulator
+    from syncs.models import Integration
+
+    suppliers_n, orders_n = CIN7_SUPPLIERS, CIN7_ORDERS
+    m3 = M3Simulator()
+    day = date.today().strftime("%Y%m%d")
+    for n in range(suppliers_n):
+        m3.state.put_supplier(f"S{n:05d}", SUNM=f"Supplier {n:05d}", CUCD="EUR")
+    for n in range(orders_n):
+        m3.state.add_purchase_order(
+            f"PO{n:06d}",
+            f"S{n % suppliers_n:05d}",
+            "EUR",
+            pudt=day,
+            lines=[{"ITNO": "PAPER", "ITDS": "Paper", "ORQA": "2", "PUPR": "10.00", "VTCD": "0"}],
+        )
+        m3.state.add_supplier_invoice(
+            f"S{n % suppliers_n:05d}", f"INV{n:06d}", "20.00", "EUR", due=day, PUNO=f"PO{n:06d}"
+        )
+    cin7 = Cin7Simulator(rate_limit_per_minute=None)
+    cin7.put_account("429", "General expenses")
+    served = [Served(m3).start(), Served(cin7).start()]
+    try:
+        made = []
+        for sim, box in zip((m3, cin7), served, strict=True):
+            values = sim.connection_values(box.url)
+            conn = Connection(
+                name=f"{sim.label} cin7 bench",
+                slug=f"{sim.name}-cin7-bench",
+                kind=values["kind"],
+                credentials=values["credentials"],
+                settings={**values["settings"], "rate_limit_per_minute": UNLIMITED},
+            )
+            conn.full_clean()
+            conn.save()
+            made.append(conn)
+        flows = {}
+        for flow, settings in (
+            ("m3_cin7.suppliers", {}),
+            ("m3_cin7.purchases", {"default_account": "429"}),
+        ):
+            integ = Integration(
+                name=f"{flow} bench",
+                slug=f"{flow.replace('.', '-')}-bench",
+                flow=flow,
+                source=made[0],
+                target=made[1],
+                settings=settings,
+            )
+            integ.full_clean()
+            integ.save()
+            flows[flow] = integ
+        counts = []
+        for flow in (
+            "m3_cin7.suppliers",
+            "m3_cin7.suppliers",
+            "m3_cin7.purchases",
+            "m3_cin7.purchases",
+        ):
+            before = cin7.api_requests
+            result = run(flows[flow])
+            counts.append((result.synced, cin7.api_requests - before))
+    finally:
+        for box in served:
+            box.stop()
+    (s_synced, s_calls), (_, s_again), (p_synced, p_calls), (_, p_again) = counts
+    minutes = (s_calls + p_calls) / 58
+    print(
+        f"7. Cin7 Core at 60 calls a minute: {s_synced} suppliers in {s_calls} calls "
+        f"(a create each, one page of up to 1,000 to match them), {p_synced} purchase orders in "
+        f"{p_calls} calls (purchase, authorised order, invoice each; one page of suppliers); "
+        f"run again with nothing changed: {s_again} and {p_again} calls. "
+        f"At 58 a minute that is {minutes:.0f} minutes of Cin7's limit; "
+        f"{len(cin7.violations)} contract violations."
+    )
+    summary["cin7_calls_suppliers"] = f"{s_calls} for {s_synced}"
+    summary["cin7_calls_purchases"] = f"{p_calls} for {p_synced}"
+    summary["cin7_calls_unchanged_rerun"] = s_again + p_again
+
+
 def memory_child(invoices: int) -> None:
     """In a fresh process: sync ``invoices`` invoices, print the peak RSS in KiB."""
     setup_django()
@@ -704,6 +798,7 @@ def main() -> None:
         "receipts": part_receipts,
         "memory": part_memory,
         "webhooks": part_webhooks,
+        "cin7": part_cin7,
     }
     for name, part in parts.items():
         if not only or name in only:
@@ -719,6 +814,9 @@ def main() -> None:
         "memory_ratio_10x",
         "webhook_events_per_s",
         "djstripe_webhook_events_per_s",
+        "cin7_calls_suppliers",
+        "cin7_calls_purchases",
+        "cin7_calls_unchanged_rerun",
     ):
         print(f"{name}: {summary.get(name, 'not measured')}")
 

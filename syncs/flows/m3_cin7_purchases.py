@@ -67,14 +67,17 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
             **{"from": ctx.window_start or "19000101", "to": today}
         )
         orders = ctx.source.purchase_orders(query)
-        if not orders:
-            return
+        posted = ctx.already_posted(f"cin7-purchase:{o['head']['PUNO']}" for o in orders)
+        if len(posted) == len(orders):
+            return  # nothing new: Cin7 is not asked anything
         attribute = str(self.options.get("vendor_attribute") or "AdditionalAttribute1")
         suppliers = {
             s.get(attribute): s["ID"] for s in ctx.target.list_suppliers() if s.get(attribute)
         }
         for order in sorted(orders, key=lambda o: (o["head"].get("PUDT", ""), o["head"]["PUNO"])):
             head = order["head"]
+            if f"cin7-purchase:{head['PUNO']}" in posted:
+                continue  # in Cin7 already: not read again, not listed again
             invoices = ctx.source.search_supplier_invoices(f"PUNO:{head['PUNO']}")
             yield SourceRecord(
                 head["PUNO"],
