@@ -163,6 +163,15 @@ INTEGRATIONS = [
         35,
     ),
     (
+        "cloudsuite-purchases-to-cin7",
+        "CloudSuite purchase orders → Cin7 Core purchases",
+        "m3_cin7.purchases",
+        "m3",
+        "cin7",
+        2,
+        75,
+    ),
+    (
         "cloudsuite-chart-vs-cin7",
         "CloudSuite chart ↔ Cin7 Core chart (review, run by hand)",
         "m3_cin7.accounts",
@@ -259,6 +268,9 @@ def demo_seed(*, urls: dict[str, str], web_url: str) -> dict[str, Any]:
             )
             if new:
                 created.append((integration, delay))
+                if flow == "m3_cin7.purchases":  # the demo's items post to Cin7's expenses
+                    integration.settings = {"default_account": "429"}
+                    integration.save(update_fields=["settings"])
         mapped = [("stripe-payments-to-cloudsuite", GL_MAPPINGS)]
         if "wise" in sides:
             mapped.append(("wise-transfers-to-cloudsuite", WISE_MAPPINGS))

@@ -118,6 +118,35 @@ def seed_tenant(state: M3State, *, invoices: int = 24, customers: int = 0, seed:
                 ivdt=(today - timedelta(days=20 - n)).strftime("%Y%m%d"),
                 due=(today + timedelta(days=2 + 5 * k + n)).strftime("%Y%m%d"),
             )
+    # Purchase orders (and, for most, the supplier's invoice) for the Cin7 integration.
+    for n, (suno, _, currency, _, _, _) in enumerate(SUPPLIERS[:4], start=1):
+        puno = f"PO{4000 + n}"
+        state.add_purchase_order(
+            puno,
+            suno,
+            currency,
+            pudt=(today - timedelta(days=n)).strftime("%Y%m%d"),
+            lines=[
+                {
+                    "ITNO": "PAPER-A4",
+                    "ITDS": "Copy paper A4",
+                    "ORQA": "20",
+                    "PUPR": "4.50",
+                    "VTCD": "25",
+                },
+                {"ITNO": "SERVICE", "ITDS": "Delivery", "ORQA": "1", "PUPR": "35.00", "VTCD": "25"},
+            ],
+        )
+        if n < 4:
+            state.add_supplier_invoice(
+                suno,
+                f"PINV-{4000 + n}",
+                "125.00",
+                currency,
+                due=(today + timedelta(days=20)).strftime("%Y%m%d"),
+                ivdt=(today - timedelta(days=n)).strftime("%Y%m%d"),
+                PUNO=puno,
+            )
     logger.info(
         "Seeded the demo tenant: %d customers, %d invoices, %d suppliers",
         len(people),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -90,9 +91,24 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
                 watermark=head.get("PUDT"),
             )
 
+    def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
+        """Which of the order's line accounts Cin7's chart has (read once a run)."""
+        cache = self.__dict__.setdefault("_cin7_chart", {})
+        if "codes" not in cache:
+            cache["codes"] = {str(a.get("Code")) for a in ctx.target.list_accounts()}
+        wanted = {self._account(line, ctx.mappings) for line in record.data["lines"]} - {""}
+        missing = sorted(wanted - cache["codes"])
+        return replace(record, data={**record.data, "missing_accounts": missing})
+
+    reread = prepare
+
+    def _account(self, line: dict[str, Any], mappings: Mappings) -> str:
+        item = str(line.get("ITNO") or "")
+        return str(mappings.get("item_account", item) or self.options.get("default_account") or "")
+
     def _line(self, line: dict[str, Any], mappings: Mappings) -> dict[str, Any] | str:
         item = str(line.get("ITNO") or "")
-        account = mappings.get("item_account", item) or self.options.get("default_account")
+        account = self._account(line, mappings)
         if not account:
             return f"line {line.get('PNLI')} (item {item or 'none'}) has no Cin7 account mapped"
         quantity, price = Decimal(str(line.get("ORQA") or 0)), Decimal(str(line.get("PUPR") or 0))
@@ -122,6 +138,13 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
             )
         if not data["lines"]:
             return Flag(f"Purchase order {number} has no lines to send.")
+        missing = data.get("missing_accounts") or []
+        if missing:
+            return Flag(
+                f"Purchase order {number}: Cin7's chart has no account {', '.join(missing)} "
+                "(it is read-only for ml-connector): map the items to accounts Cin7 has, then "
+                "replay."
+            )
         lines = []
         for line in data["lines"]:
             built = self._line(line, mappings)

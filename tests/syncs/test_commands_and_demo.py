@@ -54,7 +54,7 @@ def test_demo_seed_creates_the_integrations_once(
     with django_capture_on_commit_callbacks(execute=True):
         demo_seed(urls=sandbox.urls(), web_url="http://x")
         demo_seed(urls=sandbox.urls(), web_url="http://x")
-    assert Integration.objects.count() == 14 and Connection.objects.count() == 6
+    assert Integration.objects.count() == 15 and Connection.objects.count() == 6
     assert FieldMapping.objects.filter(source_value="stripe_receipts:EUR").count() == 1
     assert all(i.q_schedule_id for i in Integration.objects.exclude(schedule_type="off"))
     stripe = Connection.objects.get(slug="stripe-sandbox")
@@ -223,3 +223,26 @@ def test_the_demo_posts_stampli_exports_to_cloudsuite(db: Any, sandbox: Any) -> 
     assert paid.failed == 0 and paid.synced == len(
         [e for e in stampli.exported if e.get("paid")]
     ), list(paid.records.values_list("reason", flat=True))
+
+
+def test_the_demo_sends_suppliers_and_purchases_to_cin7(db: Any, sandbox: Any) -> None:
+    from syncs.runner import Runner
+
+    demo_seed(urls=sandbox.urls(), web_url="http://127.0.0.1:9")
+    Connection.objects.filter(slug="cin7-sandbox").update(
+        settings={
+            **Connection.objects.get(slug="cin7-sandbox").settings,
+            "rate_limit_per_minute": 6000,
+        }
+    )
+    cin7 = sandbox["cin7"].app
+    cin7.rate_limit.per_minute = None
+
+    def run(slug: str) -> Any:
+        return Runner(Integration.objects.get(slug=slug), trigger="manual").run()
+
+    assert run("cloudsuite-suppliers-to-cin7").synced == 5
+    purchases = run("cloudsuite-purchases-to-cin7")
+    assert purchases.synced == 4, list(purchases.records.values_list("reason", flat=True))
+    assert sum(1 for t in cin7.purchases.values() if t["Status"] == "INVOICED") == 3
+    assert cin7.violations == []

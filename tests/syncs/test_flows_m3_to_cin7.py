@@ -216,12 +216,27 @@ def test_a_lost_answer_to_the_purchase_post_makes_no_second_purchase(
     assert cin7.violations == []
 
 
-def test_a_line_without_an_account_is_flagged_and_nothing_posted(
+def test_a_line_without_an_account_is_flagged_then_replayed_once_mapped(
     purchases: Integration, suppliers: Integration, m3: M3Simulator, cin7: Cin7Simulator
 ) -> None:
+    from syncs.models import FieldMapping
+    from syncs.services import records_replay
+
+    cin7.put_account("310", "Cost of goods sold")
     Integration.objects.filter(pk=purchases.pk).update(settings={})
     run(suppliers)
     order(m3, "PO-3", ("PAPER", "1", "10.00"))
     flagged = run(purchases).records.get()
     assert flagged.status == S.FLAGGED and "no Cin7 account mapped" in flagged.reason
     assert cin7.purchases == {}
+    mapping = FieldMapping.objects.create(
+        integration=purchases, kind="item_account", source_value="PAPER", target_value="999"
+    )
+    (again,) = records_replay(record_ids=[flagged.pk])
+    refused = again.records.get()
+    assert refused.status == S.FLAGGED and "has no account 999" in refused.reason
+    mapping.target_value = "310"
+    mapping.save()
+    (posted,) = records_replay(record_ids=[refused.pk])
+    assert posted.synced == 1 and len(cin7.purchases) == 1
+    assert cin7.violations == []
