@@ -14,6 +14,7 @@ from typing import Any
 
 from connections.providers.errors import NotFound, Rejected
 from connections.providers.infor_m3 import InforM3
+from connections.providers.sftp import RemoteFile
 from connections.providers.stampli import StampliSftp
 from syncs.flows.base import Flag, FlowContext, Mappings, SourceRecord
 
@@ -118,3 +119,12 @@ def no_supplier(vendor_id: str, vendor_name: str, candidates: dict[str, Any]) ->
         f"Vendor {vendor_id} ({vendor_name}) has no CloudSuite supplier: add a vendor mapping "
         f"for {vendor_id}" + (f" (closest name: {hint} — please confirm)." if hint else ".")
     )
+
+
+def archive_done(ctx: Context) -> None:
+    """Move the exports this run processed to the end to the archive folder (when allowed)."""
+    folder = ctx.source.remote_dir.rstrip("/")
+    for done in ctx.done_files:
+        ctx.source.archive(
+            RemoteFile(done["name"], f"{folder}/{done['name']}", int(done["size"]), 0)
+        )

@@ -31,7 +31,6 @@ from typing import Any
 
 from connections.providers.errors import ApiError
 from connections.providers.infor_m3 import InforM3
-from connections.providers.sftp import RemoteFile
 from connections.providers.stampli import StampliSftp
 from syncs.flows.base import (
     Flag,
@@ -48,6 +47,7 @@ from syncs.flows.base import (
 )
 from syncs.flows.m3_journals import account_check, chart_accounts, journal_line
 from syncs.flows.stampli_common import (
+    archive_done,
     file_records,
     no_supplier,
     rows_of,
@@ -297,11 +297,7 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
 
     def acknowledge(self, ctx: Context, records: Sequence[SourceRecord]) -> None:
         """Archive the invoice exports processed to the end (when the connection allows)."""
-        folder = ctx.source.remote_dir.rstrip("/")
-        for done in ctx.done_files:
-            ctx.source.archive(
-                RemoteFile(done["name"], f"{folder}/{done['name']}", int(done["size"]), 0)
-            )
+        archive_done(ctx)
 
     def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:
         result = self.load_many(ctx, [(payload, posting)])[0]

@@ -18,7 +18,7 @@ payment id.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -44,6 +44,7 @@ from syncs.flows.m3_journals import (
     post_journal,
 )
 from syncs.flows.stampli_common import (
+    archive_done,
     file_records,
     no_supplier,
     supplier_candidates,
@@ -184,3 +185,7 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
 
     def find_existing(self, ctx: Context, payload: Payload, posting: Posting) -> LoadResult | None:
         return None  # the journal is keyed by its ledger entry: sending it again completes it
+
+    def acknowledge(self, ctx: Context, records: Sequence[SourceRecord]) -> None:
+        """Archive the payment exports processed to the end (when the connection allows)."""
+        archive_done(ctx)
