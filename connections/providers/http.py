@@ -134,6 +134,9 @@ def _never_sent(exc: requests.RequestException) -> bool:
 class ApiClient:
     """Timeouts, retries, rate limiting, auth and redaction for one remote API."""
 
+    # The statuses a system answers its rate limit with (Cin7 Core adds 503).
+    rate_limited_statuses: frozenset[int] = frozenset({429})
+
     def __init__(
         self,
         config: ClientConfig,
@@ -327,7 +330,7 @@ class ApiClient:
         detail = self.error_detail(response)
         message = f"{where} answered {status}: {self.error_message(response, detail)}"
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if status == 429:
+        if status in self.rate_limited_statuses:
             if retry_after and self.limiter and self.config.rate_limit_key:
                 self.limiter.penalize(self.config.rate_limit_key, seconds=retry_after)
             raise RateLimited(message, status=status, detail=detail, retry_after=retry_after)

@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=Provider)
 T = TypeVar("T", bound=Provider)
+V = TypeVar("V")
 
 
 class Unit(enum.Enum):
@@ -328,6 +329,14 @@ class Flow(Generic[S, T]):
 
     def extract(self, ctx: FlowContext[S, T]) -> Iterable[SourceRecord]:
         raise NotImplementedError
+
+    def per_run(self, name: str, load: Callable[[], V]) -> V:
+        """``load()`` once for the run (a flow object lives for one run): a chart of accounts
+        ``prepare`` checks every record against, say."""
+        cache = self.__dict__.setdefault("_per_run", {})
+        if name not in cache:
+            cache[name] = load()
+        return cache[name]
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         raise NotImplementedError

@@ -46,11 +46,11 @@ class M3AccountsToCin7(Flow[InforM3, Cin7Core]):
 
     def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
         """Whether Cin7's chart has the account now (a replay after a mapping was added)."""
-        cache = self.__dict__.setdefault("_cin7_chart", {})
-        if "codes" not in cache:
-            cache["codes"] = {str(a.get("Code")) for a in ctx.target.list_accounts()}
+        codes = self.per_run(
+            "cin7_chart", lambda: {str(a.get("Code")) for a in ctx.target.list_accounts()}
+        )
         wanted = cin7_account(record.source_key, ctx.mappings)
-        return replace(record, data={**record.data, "in_cin7": wanted in cache["codes"]})
+        return replace(record, data={**record.data, "in_cin7": wanted in codes})
 
     reread = prepare
 

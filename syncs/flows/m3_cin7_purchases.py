@@ -79,6 +79,8 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
             head = order["head"]
             if f"cin7-purchase:{head['PUNO']}" in posted:
                 continue  # in Cin7 already: not read again, not listed again
+            # One search per new order: neither APS200MI answer names an invoice's order, so a
+            # search over many orders could not tell whose invoice is whose.
             invoices = ctx.source.search_supplier_invoices(f"PUNO:{head['PUNO']}")
             yield SourceRecord(
                 head["PUNO"],
@@ -93,11 +95,11 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
 
     def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
         """Which of the order's line accounts Cin7's chart has (read once a run)."""
-        cache = self.__dict__.setdefault("_cin7_chart", {})
-        if "codes" not in cache:
-            cache["codes"] = {str(a.get("Code")) for a in ctx.target.list_accounts()}
+        codes = self.per_run(
+            "cin7_chart", lambda: {str(a.get("Code")) for a in ctx.target.list_accounts()}
+        )
         wanted = {self._account(line, ctx.mappings) for line in record.data["lines"]} - {""}
-        missing = sorted(wanted - cache["codes"])
+        missing = sorted(wanted - codes)
         return replace(record, data={**record.data, "missing_accounts": missing})
 
     reread = prepare

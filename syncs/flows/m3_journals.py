@@ -11,18 +11,15 @@ from decimal import Decimal
 from typing import Any
 
 from connections.providers.infor_m3 import InforM3
-from syncs.flows.base import FlowContext, LoadResult, Payload, Posting
+from syncs.flows.base import Flow, FlowContext, LoadResult, Payload, Posting
 from syncs.money import exponent
 
 logger = logging.getLogger(__name__)
 
 
-def chart_accounts(flow: object, m3: InforM3) -> set[str]:
-    """CloudSuite's chart (CRS630MI), read once per run (kept on the run's flow object)."""
-    cache = flow.__dict__.setdefault("_m3_chart", {})
-    if "chart" not in cache:
-        cache["chart"] = {a.get("AITM") for a in m3.list_accounts()}
-    return cache["chart"]
+def chart_accounts(flow: Flow[Any, Any], m3: InforM3) -> set[str]:
+    """CloudSuite's chart (CRS630MI), read once per run."""
+    return flow.per_run("m3_chart", lambda: {str(a.get("AITM")) for a in m3.list_accounts()})
 
 
 def account_check(mapped: str | None, chart: set[str]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import requests
 
 from connections.providers.base import CheckResult, HttpProvider
 from connections.providers.cin7.credentials import SPEC
-from connections.providers.errors import ApiError, RateLimited
+from connections.providers.errors import ApiError
 from connections.providers.http import ApiClient
 
 logger = logging.getLogger(__name__)
@@ -33,24 +33,10 @@ PAGE_LIMIT = 1000
 
 
 class _Cin7Api(ApiClient):
-    """A 503 from Cin7 is its rate limit: slow down, as for a 429."""
+    """Cin7 answers its rate limit with 503 (documented) as well as 429: both mean slow down,
+    never "a write that may have gone through"."""
 
-    def _check(self, response: requests.Response, idempotent: bool) -> requests.Response:
-        if response.status_code == 503:
-            retry_after = None
-            try:
-                retry_after = float(response.headers.get("Retry-After") or 0) or None
-            except ValueError:
-                retry_after = None
-            if retry_after and self.limiter and self.config.rate_limit_key:
-                self.limiter.penalize(self.config.rate_limit_key, seconds=retry_after)
-            raise RateLimited(
-                "Cin7 Core asked to slow down (503: over 60 calls a minute).",
-                status=503,
-                retry_after=retry_after
-                or 60.0 / max(1.0, float(self.config.rate_limit_per_minute or 60)),
-            )
-        return super()._check(response, idempotent)
+    rate_limited_statuses = frozenset({429, 503})
 
 
 class Cin7Core(HttpProvider):
