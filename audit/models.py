@@ -43,7 +43,16 @@ class AuditRecord(models.Model):
     source_key = models.CharField(max_length=255)
     target_key = models.CharField(max_length=255, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices)
-    reason = models.TextField(blank=True)
+    reason = models.TextField(blank=True, help_text="Why, in plain language.")
+    detail = models.TextField(
+        blank=True, help_text="The technical detail behind the reason (request, status, error)."
+    )
+    fix_kind = models.CharField(
+        max_length=30, blank=True, help_text="The kind of mapping that would settle this flag."
+    )
+    fix_value = models.CharField(
+        max_length=200, blank=True, help_text="The source value that mapping is for."
+    )
     retryable = models.BooleanField(
         default=False, help_text="A temporary failure: the next run or a replay may succeed."
     )
@@ -62,6 +71,9 @@ class AuditRecord(models.Model):
         default=1, help_text="How often runs met this record with the same problem."
     )
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    replay_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a person last asked for this record's replay."
+    )
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.CharField(max_length=150, blank=True)
     resolution = models.CharField(max_length=255, blank=True)

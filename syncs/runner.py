@@ -45,6 +45,7 @@ from connections.providers.base import InboundEvent, Provider
 from connections.providers.errors import ApiError, AuthFailed, Rejected
 from connections.providers.registry import client_for
 from connections.redaction import Redactor
+from syncs import plain
 from syncs.flows import (
     Flag,
     Flow,
@@ -154,6 +155,8 @@ class _Outcome:
     ledger_op: Callable[[], PostingLedger] | None = None
     confirm: tuple[PostingLedger, str] | None = None  # (entry, remote id): posted
     error: Exception | None = None
+    detail: str = ""  # the technical detail behind a plain reason
+    fix: tuple[str, str] | None = None  # (mapping kind, source value) that would settle a flag
 
 
 @dataclass
@@ -620,16 +623,27 @@ class Runner:
         """Give ``item`` its outcome now, or leave it None: it is to be loaded."""
         mapped = item.mapped
         if isinstance(mapped, Exception):
+            detail = self._describe(mapped)
             if item.prepare_failed:
-                reason = f"Could not read what this record needs: {self._describe(mapped)}"
+                said = getattr(mapped, "remote_message", "") or ""
+                reason = "Could not read what this record needs" + (
+                    f": {said.rstrip('.')}." if said else "; the technical detail is below."
+                )
                 item.outcome = _Outcome(
-                    Status.FAILED, reason, retryable=not isinstance(mapped, Rejected), error=mapped
+                    Status.FAILED,
+                    reason,
+                    retryable=not isinstance(mapped, Rejected),
+                    error=mapped,
+                    detail=detail,
                 )
             else:
-                reason = f"Could not map this record: {self._describe(mapped)}"
-                item.outcome = _Outcome(Status.FAILED, reason)
+                reason = (
+                    "Could not map this record into what the target expects (a value in it is "
+                    "missing or not what was expected); the technical detail is below."
+                )
+                item.outcome = _Outcome(Status.FAILED, reason, detail=detail)
         elif isinstance(mapped, Flag):
-            item.outcome = _Outcome(Status.FLAGGED, mapped.reason)
+            item.outcome = _Outcome(Status.FLAGGED, mapped.reason, fix=mapped.fix)
         elif isinstance(mapped, Skip):
             item.outcome = _Outcome(Status.SKIPPED, mapped.reason)
         elif isinstance(mapped, Wait):
@@ -756,13 +770,20 @@ class Runner:
                 logger.error("load failed for %s", item.record.source_key, exc_info=result)
             reason = self._describe(result)
             refused = isinstance(result, Rejected)
+            told = plain.failure(
+                result,
+                system=self.integration.target.kind,
+                thing=plain.thing_name(self.flow.ledger_target),
+                detail=reason,
+            )
             return _Outcome(
                 Status.FAILED,
-                reason,
+                told.reason,
                 payload=payload,
                 retryable=not refused,
                 response=result.summary() if isinstance(result, ApiError) else None,
                 error=result,
+                detail=told.detail,
                 ledger_op=(
                     (lambda: ledger.release(entry, refused=refused, error=reason))
                     if entry is not None
@@ -850,6 +871,9 @@ class Runner:
             target_key=(target_key or (payload.target_key if payload else ""))[:255],
             status=out.status,
             reason=redact.text(out.reason or ""),
+            detail=redact.text(out.detail or "")[:4000],
+            fix_kind=out.fix[0][:30] if out.fix else "",
+            fix_value=str(out.fix[1])[:200] if out.fix else "",
             retryable=out.retryable,
             seen_via=record.seen_via or self.trigger,
             source_payload=redact(record.data),

@@ -23,9 +23,13 @@ class ApiError(Exception):
         status: int | None = None,
         detail: Any = None,
         retry_after: float | None = None,
+        remote_message: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
+        # What the remote system itself said (its error text), without the request line: the
+        # plain-language reason a finance user reads is built from it.
+        self.remote_message = remote_message
         self.status = status
         self.detail = detail
         self.retry_after = retry_after

@@ -328,23 +328,32 @@ class ApiClient:
         method = response.request.method if response.request is not None else "?"
         where = f"{method} {self.redact.text(response.url or '')}"
         detail = self.error_detail(response)
-        message = f"{where} answered {status}: {self.error_message(response, detail)}"
+        said = self.error_message(response, detail)
+        message = f"{where} answered {status}: {said}"
+        error = self._error_for(response, status, message, detail, idempotent)
+        error.remote_message = said
+        raise error
+
+    def _error_for(
+        self, response: requests.Response, status: int, message: str, detail: Any, idempotent: bool
+    ) -> ApiError:
+        """The typed error for a refused request (not raised)."""
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if status in self.rate_limited_statuses:
             if retry_after and self.limiter and self.config.rate_limit_key:
                 self.limiter.penalize(self.config.rate_limit_key, seconds=retry_after)
-            raise RateLimited(message, status=status, detail=detail, retry_after=retry_after)
+            return RateLimited(message, status=status, detail=detail, retry_after=retry_after)
         if status in (401, 403):
-            raise AuthFailed(message, status=status, detail=detail)
+            return AuthFailed(message, status=status, detail=detail)
         if status >= 500:
             if idempotent or status in NOT_APPLIED_STATUSES:
                 error = Transient(message, status=status, detail=detail, retry_after=retry_after)
                 error.retryable = status in RETRY_STATUSES  # a plain 500 is not retried
-                raise error
-            raise OutcomeUnknown(message, status=status, detail=detail)
+                return error
+            return OutcomeUnknown(message, status=status, detail=detail)
         if status == 404:
-            raise NotFound(message, status=status, detail=detail)
-        raise Rejected(message, status=status, detail=detail)
+            return NotFound(message, status=status, detail=detail)
+        return Rejected(message, status=status, detail=detail)
 
     # -- hooks a provider may override ------------------------------------------------------
 

@@ -143,9 +143,14 @@ class Payload:
 
 @dataclass(frozen=True)
 class Flag:
-    """The record needs a human (unmapped vendor, currency mismatch …): never posted."""
+    """The record needs a human (unmapped vendor, currency mismatch …): never posted.
+
+    ``fix`` names the mapping that would settle it, as (mapping kind, source value): the review
+    queue links to that mapping's form, prefilled, which saves it and replays the record.
+    """
 
     reason: str
+    fix: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -66,5 +66,6 @@ class M3AccountsToCin7(Flow[InforM3, Cin7Core]):
             problem = f"{what} has no account of that code in Cin7's chart"
         return Flag(
             f"{problem}. Cin7's chart is read-only for ml-connector: add the account in Cin7, or "
-            "map the CloudSuite account to one Cin7 has (a cin7_account mapping), then replay."
+            "map the CloudSuite account to one Cin7 has (a cin7_account mapping), then replay.",
+            fix=("cin7_account", code),
         )

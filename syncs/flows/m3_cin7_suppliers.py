@@ -129,7 +129,8 @@ class M3SuppliersToCin7(Flow[InforM3, Cin7Core]):
             ids = ", ".join(c["ID"] for c in candidates[:5])
             return Flag(
                 f"Supplier {number} ({wanted['Name']}) matches {len(candidates)} Cin7 suppliers by "
-                f"{how} ({ids}): add a cin7_supplier mapping to say which."
+                f"{how} ({ids}): add a cin7_supplier mapping to say which.",
+                fix=("cin7_supplier", number),
             )
         if not candidates:
             return Payload(

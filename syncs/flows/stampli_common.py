@@ -117,7 +117,8 @@ def no_supplier(vendor_id: str, vendor_name: str, candidates: dict[str, Any]) ->
     hint = candidates.get("suggestion")
     return Flag(
         f"Vendor {vendor_id} ({vendor_name}) has no CloudSuite supplier: add a vendor mapping "
-        f"for {vendor_id}" + (f" (closest name: {hint} — please confirm)." if hint else ".")
+        f"for {vendor_id}" + (f" (closest name: {hint} — please confirm)." if hint else "."),
+        fix=("vendor", vendor_id),
     )
 
 

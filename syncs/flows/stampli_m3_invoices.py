@@ -164,9 +164,15 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
             return Flag(f"{number}: its lines ({net}) and tax ({tax}) do not add up to {total}.")
         for code, found in (data.get("accounts") or {}).items():
             if not found["mapped"]:
-                return Flag(f"{number}: GL code {code} has no CloudSuite account mapped.")
+                return Flag(
+                    f"{number}: GL code {code} has no CloudSuite account mapped.",
+                    fix=("gl_account", code),
+                )
             if not found["in_chart"]:
-                return Flag(f"{number}: account {found['mapped']} (GL {code}) is not in the chart.")
+                return Flag(
+                    f"{number}: account {found['mapped']} (GL {code}) is not in the chart.",
+                    fix=("gl_account", code),
+                )
         year = invoice["invoice_date"][:4]
         key = f"ap-invoice:{supplier}:{invoice['invoice_number']}:{year}:{total}:{currency}"
         others = [k for k in data.get("prior") or {} if k != key]
@@ -193,7 +199,10 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
             if centre:
                 mapped = mappings.get("cost_center", centre)
                 if not mapped:
-                    return Flag(f"{number}: cost centre {centre} has no CloudSuite mapping.")
+                    return Flag(
+                        f"{number}: cost centre {centre} has no CloudSuite mapping.",
+                        fix=("cost_center", centre),
+                    )
                 dims = (account.split(";") + [""] * 7)[:7]
                 dims[int(self.options.get("cost_center_dimension", 2)) - 1] = mapped
                 account = ";".join(dims).rstrip(";")

@@ -160,7 +160,7 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
                 mapping=f"stampli_{role}:{currency}",
             )
             if problem:
-                return Flag(f"{what}: {problem}")
+                return Flag(f"{what}: {problem}", fix=("gl_account", f"stampli_{role}:{currency}"))
         text = f"Stampli {payment['payment_id']} {payment['invoice_number']}"
         day = str(payment["payment_date"]).replace("-", "")
         accounts = data["accounts"]

@@ -194,7 +194,8 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
         if gl is None:
             return Flag(
                 "No GL account is mapped for Stripe receipts: add a GL account mapping "
-                f"for “stripe_receipts” (or “stripe_receipts:{currency}”), then replay."
+                f"for “stripe_receipts” (or “stripe_receipts:{currency}”), then replay.",
+                fix=("gl_account", f"stripe_receipts:{currency}"),
             )
         still_open = _still_open(m, inv)  # None: CloudSuite could not say, nor the invoice
         if m["kind"] == "payment" and still_open is not None and still_open <= 0:
@@ -269,7 +270,8 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
         if gl is None:
             return Flag(
                 "No GL account is mapped for Stripe receipts: add a GL account mapping "
-                f"for “stripe_receipts” (or “stripe_receipts:{currency}”), then replay."
+                f"for “stripe_receipts” (or “stripe_receipts:{currency}”), then replay.",
+                fix=("gl_account", f"stripe_receipts:{currency}"),
             )
         fee_code = mappings.get("charge_code", "stripe_fees")
         fees = sum(p["fee"] for p in parts)
@@ -277,7 +279,8 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
             return Flag(
                 f"{what} carries {from_minor(fees, currency)} {currency} of Stripe fees but no "
                 "charge code is mapped for “stripe_fees”, so the batch would not equal the "
-                "deposit: add the charge code mapping, then replay."
+                "deposit: add the charge code mapping, then replay.",
+                fix=("charge_code", "stripe_fees"),
             )
         paid: dict[tuple[str, str], Decimal] = {}
         lines, charges = [], []

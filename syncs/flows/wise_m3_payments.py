@@ -175,9 +175,9 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
             sign, key, what = Decimal(1), paid_key, "paid"
         else:
             return Skip(f"Transfer {tid} is {state}: posted once the money is sent{late}.")
-        problem = self._problem(transfer, data.get("accounts") or {})
+        problem, fix = self._problem(transfer, data.get("accounts") or {})
         if problem:
-            return Flag(f"Transfer {tid}: {problem}")
+            return Flag(f"Transfer {tid}: {problem}", fix=fix)
         target = decimal(transfer["targetValue"]) * sign
         source = decimal(transfer["sourceValue"]) * sign
         text = f"Wise {tid} {data['invoice'].split(':')[2]}"[:40]
@@ -195,10 +195,14 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
         )
 
     @staticmethod
-    def _problem(transfer: dict[str, Any], accounts: dict[str, Any]) -> str:
+    def _problem(
+        transfer: dict[str, Any], accounts: dict[str, Any]
+    ) -> tuple[str, tuple[str, str] | None]:
+        """Why the transfer cannot be posted ("" when it can), and the mapping that would fix
+        it."""
         for side in ("targetCurrency", "sourceCurrency"):
             if not currency_known(str(transfer.get(side) or "")):
-                return f"“{transfer.get(side)}” is not a currency code."
+                return f"“{transfer.get(side)}” is not a currency code.", None
         for value, currency in (
             (transfer.get("targetValue"), transfer.get("targetCurrency")),
             (transfer.get("sourceValue"), transfer.get("sourceCurrency")),
@@ -207,9 +211,9 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
                 amount = decimal(value)
                 to_minor(amount, str(currency))
             except ValueError as exc:
-                return f"the amount {value} {currency} cannot be posted ({exc})."
+                return f"the amount {value} {currency} cannot be posted ({exc}).", None
             if amount <= 0:
-                return f"the amount {value} {currency} is not a payment."
+                return f"the amount {value} {currency} is not a payment.", None
         for role, label in (("ap", "supplier liability"), ("bank", "Wise balance")):
             currency = transfer.get("targetCurrency" if role == "ap" else "sourceCurrency")
             problem = account_problem(
@@ -218,8 +222,8 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
                 mapping=f"wise_{role}:{currency}",
             )
             if problem:
-                return problem
-        return ""
+                return problem, ("gl_account", f"wise_{role}:{currency}")
+        return "", None
 
     @staticmethod
     def _day(transfer: dict[str, Any]) -> str:

@@ -95,7 +95,7 @@ def test_a_locked_invoice_is_noted_when_it_is_free_again(world: World) -> None:
     world.ifs.lock_entity(INVOICES, "10", "1001")
     charge = world.pay("1001")
     failed = AuditRecord.objects.get(integration=world.notes, status=S.FAILED)
-    assert failed.retryable and "locked" in failed.reason
+    assert failed.retryable and "locked" in failed.reason, failed.detail
     assert world.note("1001") == ""
     assert WebhookEvent.objects.filter(processed=False).exists()  # queued again later
     world.ifs.lock_entity(INVOICES, "10", "1001", locked=False)

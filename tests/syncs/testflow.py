@@ -114,7 +114,10 @@ class LedgerTestFlow(Flow):
             return Skip("draft payments are not posted")
         account = mappings.get("gl_account", data["account"])
         if account is None:
-            return Flag(f"No GL mapping for account {data['account']}")
+            return Flag(
+                f"No GL mapping for account {data['account']}",
+                fix=("gl_account", str(data["account"])),
+            )
         amount = f"{int(data['amount_cents']) / 100:.2f}"  # KeyError/ValueError = bad record
         return Payload(
             data={"invoice": data["invoice"], "amount": amount, "gl": account},

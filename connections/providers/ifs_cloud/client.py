@@ -181,6 +181,7 @@ class IfsCloud(HttpProvider):
                     "The IFS record is locked by another user; it is tried again later.",
                     status=423,
                     detail=exc.detail,
+                    remote_message=exc.remote_message or "the record is locked by another user",
                 ) from None
             raise
         if response.status_code == 204 or not response.content:

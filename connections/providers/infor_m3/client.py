@@ -37,7 +37,11 @@ class MIError(Rejected):
     """An MI transaction refused its input."""
 
     def __init__(self, message: str, *, transaction: str, field: str = "", code: str = "") -> None:
-        super().__init__(f"{transaction}: {message}", detail={"field": field, "code": code})
+        super().__init__(
+            f"{transaction}: {message}",
+            detail={"field": field, "code": code},
+            remote_message=message,
+        )
         self.field, self.code, self.mi_message = field, code, message
 
     @property

@@ -1,0 +1,190 @@
+"""Payloads as a finance user reads them: labelled fields, amounts in major units with their
+currency, dates as dates — the raw JSON stays available, folded, for support.
+
+Pure functions (no I/O, no Django): the admin renders what they return.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from syncs.money import currency_known, from_minor
+
+logger = logging.getLogger(__name__)
+
+# CloudSuite (M3) field codes and the names finance staff know them by.
+M3_FIELDS = {
+    "CONO": "Company",
+    "DIVI": "Division",
+    "CUNO": "Customer",
+    "CUNM": "Customer name",
+    "PYNO": "Payer",
+    "CINO": "Invoice",
+    "INYR": "Invoice year",
+    "IVDT": "Invoice date",
+    "DUDT": "Due date",
+    "ACDT": "Accounting date",
+    "RGDT": "Entry date",
+    "TRDT": "Transaction date",
+    "PYAM": "Amount paid",
+    "CUAM": "Amount",
+    "VTAM": "VAT amount",
+    "CUCD": "Currency",
+    "LOCD": "Local currency",
+    "ARAT": "Exchange rate",
+    "SUNO": "Supplier",
+    "SUNM": "Supplier name",
+    "SINO": "Supplier invoice",
+    "SPYN": "Payee",
+    "BKID": "Bank account",
+    "PYME": "Payment method",
+    "TEPY": "Payment terms",
+    "AIT1": "GL account",
+    "AIT2": "Dimension 2",
+    "AIT3": "Dimension 3",
+    "AIT4": "Dimension 4",
+    "AIT5": "Dimension 5",
+    "AIT6": "Dimension 6",
+    "AIT7": "Dimension 7",
+    "AITM": "GL account",
+    "TX40": "Description",
+    "VTXT": "Voucher text",
+    "VONO": "Voucher",
+    "JRNO": "Journal",
+    "YEA4": "Year",
+    "CHRI": "Charge code",
+    "BJNO": "Batch",
+    "RECD": "Receipt",
+    "REMK": "Remark",
+    "STAT": "Status",
+}
+
+# Stripe amounts are integers in the currency's minor unit (cents, öre …).
+MINOR_UNIT_KEYS = {
+    "amount",
+    "amount_captured",
+    "amount_due",
+    "amount_paid",
+    "amount_received",
+    "amount_refunded",
+    "amount_remaining",
+    "fee",
+    "net",
+    "subtotal",
+    "total",
+    "tax",
+    "unit_amount",
+}
+TIMESTAMP_KEYS = {"created", "occurred_at", "period_start", "period_end", "due_date", "arrival"}
+MAX_ROWS = 80
+
+
+def label(key: str) -> str:
+    """A field's readable name: an M3 code's meaning, otherwise the key in words."""
+    if key in M3_FIELDS:
+        return f"{M3_FIELDS[key]} ({key})"
+    words = key.replace("_", " ").replace("-", " ").strip()
+    if words.lower() == "m3" or words.lower().startswith("m3 "):
+        words = "CloudSuite" + words[2:]
+    # camelCase → words
+    out = "".join(f" {c.lower()}" if c.isupper() and i else c for i, c in enumerate(words))
+    return out[:1].upper() + out[1:]
+
+
+def money(minor: int, currency: str) -> str:
+    """An amount in minor units as ``500.00 SEK``."""
+    code = currency.upper()
+    return f"{from_minor(int(minor), code):,} {code}"
+
+
+def _scalar(key: str, value: Any, currency: str) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if (
+        key in MINOR_UNIT_KEYS
+        and isinstance(value, int)
+        and currency
+        and currency_known(currency.upper())
+    ):
+        return money(value, currency)
+    if key in TIMESTAMP_KEYS and isinstance(value, int) and 10**8 < value < 10**11:
+        return datetime.fromtimestamp(value, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if isinstance(value, Decimal):
+        return f"{value:,}"
+    if key in ("IVDT", "DUDT", "ACDT", "RGDT", "TRDT") and len(str(value)) == 8:
+        text = str(value)
+        return f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    return str(value)
+
+
+def fields(payload: Any, *, prefix: str = "", currency: str = "") -> list[tuple[str, str]]:
+    """``payload`` as (label, value) rows, nested objects and lists flattened with a chevron."""
+    rows: list[tuple[str, str]] = []
+    if isinstance(payload, dict):
+        currency = str(payload.get("currency") or payload.get("CUCD") or currency or "")
+        for key, value in payload.items():
+            name = f"{prefix}{label(str(key))}"
+            if isinstance(value, dict | list):
+                rows.extend(fields(value, prefix=f"{name} \u203a ", currency=currency))
+            else:
+                rows.append((name, _scalar(str(key), value, currency)))
+            if len(rows) >= MAX_ROWS:
+                break
+    elif isinstance(payload, list):
+        for n, value in enumerate(payload, start=1):
+            if isinstance(value, dict | list):
+                rows.extend(fields(value, prefix=f"{prefix}{n} \u203a ", currency=currency))
+            else:
+                rows.append((f"{prefix}{n}", _scalar("", value, currency)))
+            if len(rows) >= MAX_ROWS:
+                break
+    elif payload not in (None, ""):
+        rows.append((prefix.rstrip(" \u203a") or "Value", _scalar("", payload, currency)))
+    return rows[:MAX_ROWS]
+
+
+def age(seconds: float) -> str:
+    """How long ago, in the largest sensible unit: ``45 s``, ``12 min``, ``3 h``, ``2 days``."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400 * 2:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
+
+
+def collection(sent: Any, source: Any) -> dict[str, Any]:
+    """A Stripe collection posted to CloudSuite as a finance user reads it: customer, invoice,
+    amount, fee, net and the GL accounting string (from what was sent)."""
+    sent = sent if isinstance(sent, dict) else {}
+    source = source if isinstance(source, dict) else {}
+    lines = [line for line in sent.get("lines") or [] if isinstance(line, dict)]
+    charges = [c for c in sent.get("charges") or [] if isinstance(c, dict)]
+    first = lines[0] if lines else {}
+
+    def amount(value: Any) -> Decimal:
+        try:
+            return Decimal(str(value))
+        except ArithmeticError:
+            return Decimal(0)
+
+    gross = sum((amount(line.get("PYAM")) for line in lines), Decimal(0))
+    fee = sum((amount(c.get("CHAM")) for c in charges), Decimal(0))
+    dims = [str(first.get(f"AIT{n}") or "") for n in range(1, 8)]
+    return {
+        "kind": str(source.get("kind") or ""),
+        "customer": str(first.get("CUNO") or ""),
+        "invoice": ", ".join(dict.fromkeys(str(line.get("CINO", "")) for line in lines)),
+        "currency": str(first.get("CUCD") or str(source.get("currency") or "").upper()),
+        "amount": gross,
+        "fee": fee,
+        "net": gross - fee,
+        "gl": ";".join(dims).rstrip(";"),
+    }

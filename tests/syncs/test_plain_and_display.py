@@ -1,0 +1,84 @@
+"""Plain language and labelled payloads: what a finance user reads instead of HTTP and JSON."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from connections.providers.errors import (
+    AuthFailed,
+    OutcomeUnknown,
+    RateLimited,
+    Rejected,
+    Transient,
+)
+from syncs import display, plain
+
+
+def test_a_refusal_says_who_refused_what_in_the_remote_s_own_words() -> None:
+    exc = Rejected(
+        "GET http://m3/ARS040MI/AddBatchLine?CONO=100 answered 400: Invoice 70023 does not exist",
+        status=400,
+        remote_message="Invoice 70023 does not exist",
+    )
+    told = plain.failure(exc, system="infor_m3", thing="the receipt", detail=exc.message)
+    assert told.reason == "CloudSuite refused the receipt: Invoice 70023 does not exist."
+    assert "ARS040MI" in told.detail and "http" not in told.reason
+
+
+def test_temporary_failures_say_they_will_be_retried_and_nothing_technical() -> None:
+    for exc in (
+        Transient("POST http://x failed: ConnectionError: HTTPConnectionPool(...)"),
+        RateLimited("429", status=429),
+    ):
+        told = plain.failure(exc, system="stripe", thing="the invoice", detail=exc.message)
+        assert "again by itself" in told.reason and "HTTPConnectionPool" not in told.reason
+    lost = plain.failure(
+        OutcomeUnknown("read timeout"), system="infor_m3", thing="the receipt", detail=""
+    )
+    assert "cannot be posted twice" in lost.reason
+    auth = plain.failure(AuthFailed("401"), system="wise", thing="the quote", detail="")
+    assert "credentials" in auth.reason and auth.reason.startswith("Wise refused")
+
+
+def test_stripe_amounts_read_in_major_units_with_their_currency() -> None:
+    rows = dict(display.fields({"amount": 50000, "currency": "sek", "fee": 1480}))
+    assert rows["Amount"] == "500.00 SEK" and rows["Fee"] == "14.80 SEK"
+    assert dict(display.fields({"amount": 5000, "currency": "jpy"}))["Amount"] == "5,000 JPY"
+
+
+def test_m3_field_codes_read_as_names_and_dates_as_dates() -> None:
+    rows = dict(display.fields({"lines": [{"CINO": "70023", "IVDT": "20261101", "PYAM": "1"}]}))
+    assert rows["Lines \u203a 1 \u203a Invoice (CINO)"] == "70023"
+    assert rows["Lines \u203a 1 \u203a Invoice date (IVDT)"] == "2026-11-01"
+
+
+def test_a_collection_has_customer_fee_net_and_gl() -> None:
+    sent = {
+        "lines": [
+            {
+                "CUNO": "C100",
+                "CINO": "9001",
+                "PYAM": "1210.00",
+                "CUCD": "EUR",
+                "AIT1": "1930",
+                "AIT2": "100",
+            }
+        ],
+        "charges": [{"CHAM": "35.39", "CHRI": "FEE", "CUCD": "EUR"}],
+    }
+    row = display.collection(sent, {"kind": "payment"})
+    assert (row["customer"], row["invoice"], row["gl"]) == ("C100", "9001", "1930;100")
+    assert (row["amount"], row["fee"], row["net"]) == (
+        Decimal("1210.00"),
+        Decimal("35.39"),
+        Decimal("1174.61"),
+    )
+
+
+def test_ages_read_in_the_largest_sensible_unit() -> None:
+    assert [display.age(s) for s in (5, 600, 7200, 86400 * 3)] == [
+        "5 s",
+        "10 min",
+        "2 h",
+        "3 days",
+    ]
