@@ -110,6 +110,47 @@ class ConnectionAdmin(admin.ModelAdmin):
             request, "admin/connections/connection/trust_host_key.html", context
         )
 
+    def _tested(self, request: HttpRequest, obj: Connection) -> None:
+        """Saving tests the connection and says how it went (the save itself stands)."""
+        if obj.kind not in SYSTEMS:
+            return
+        result = connection_check(connection=obj)
+        if result.ok:
+            self.message_user(
+                request, f"Tested “{obj.name}”: it works. {result.message}", messages.SUCCESS
+            )
+        else:
+            self.message_user(
+                request,
+                f"Saved “{obj.name}”, but the test failed: {result.message} Integrations using "
+                "it will fail until this is fixed.",
+                messages.WARNING,
+            )
+            request._mlc_test_failed = True  # type: ignore[attr-defined]
+
+    def message_user(
+        self,
+        request: HttpRequest,
+        message: str,
+        level: int = messages.INFO,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        """No "saved successfully" after a failed test: the warning says what happened."""
+        if level == messages.SUCCESS and getattr(request, "_mlc_test_failed", False):
+            return
+        super().message_user(request, message, level, *args, **kwargs)
+
+    def response_add(
+        self, request: HttpRequest, obj: Connection, post_url_continue: Any = None
+    ) -> HttpResponse:
+        self._tested(request, obj)
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request: HttpRequest, obj: Connection) -> HttpResponse:
+        self._tested(request, obj)
+        return super().response_change(request, obj)
+
     def _kind(self, request: HttpRequest, obj: Connection | None) -> str:
         kind = obj.kind if obj is not None else request.POST.get("kind") or request.GET.get("kind")
         return kind if kind in SYSTEMS else next(iter(SYSTEMS))

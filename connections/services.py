@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.utils import timezone
@@ -13,7 +14,7 @@ from django_q.models import Schedule
 
 from connections.models import Connection, KeyRotation, OAuthToken
 from connections.providers.base import CheckResult
-from connections.providers.errors import ApiError, OutcomeUnknown
+from connections.providers.errors import ApiError, AuthFailed, OutcomeUnknown, Transient
 from connections.providers.stripe import StripeProvider, keys
 from connections.redaction import Redactor
 
@@ -37,19 +38,74 @@ def secrets_reencrypt() -> dict[str, int]:
     return counts
 
 
+# A test is answered within about ten seconds: one attempt, short timeouts, no retry budget
+# (a run keeps the connection's own, patient settings).
+CHECK_SETTINGS = {
+    "connect_timeout": 3.0,
+    "read_timeout": 5.0,
+    "max_attempts": 1,
+    "max_retry_seconds": 0,
+}
+
+
+def _where(connection: Connection) -> str:
+    url = str(connection.setting("base_url", "") or connection.setting("host", "") or "")
+    return urlsplit(url).netloc or url or "the server"
+
+
+def _plainly(exc: ApiError, connection: Connection, label: str) -> str:
+    """A failed test in words a finance user can act on (the technical text goes to details)."""
+    text = f"{exc.message} {exc.detail or ''}".lower()
+    where = _where(connection)
+    if isinstance(exc, AuthFailed):
+        said = exc.remote_message.strip().rstrip(".")
+        return (
+            f"{label} refused the credentials"
+            + (f": {said}." if said else ".")
+            + (" Check the secret and the account it belongs to, then save again.")
+        )
+    if isinstance(exc, Transient) and exc.status is None:
+        if "timed out" in text or "timeout" in text:
+            return f"{where} did not answer within {CHECK_SETTINGS['connect_timeout']:.0f} s."
+        if "resolve" in text or "name or service" in text or "nodename" in text:
+            return f"The address {where} does not resolve: check the base URL or host."
+        if "refused" in text:
+            return f"{where} refused the connection: check the address and port."
+        return f"{where} could not be reached."
+    if isinstance(exc, Transient):
+        return f"{label} had a temporary problem (it answered {exc.status}); try again shortly."
+    said = (exc.remote_message or "").strip().rstrip(".")
+    if said:
+        return f"{label} refused the test: {said}."
+    return exc.message
+
+
 def connection_check(*, connection: Connection) -> CheckResult:
-    """Authenticate against the remote and record the outcome on the connection."""
+    """Authenticate against the remote, within about ten seconds, and record the outcome on
+    the connection: a plain message, the technical detail kept apart."""
     from connections.providers.registry import client_for
 
+    probe = Connection.objects.get(pk=connection.pk) if connection.pk else connection
+    probe.settings = {**(probe.settings or {}), **CHECK_SETTINGS}
+    label = probe.kind
     try:
-        result = client_for(connection).check()
+        client = client_for(probe)
+        label = client.label
+        try:
+            result = client.probe()
+        finally:
+            client.close()
     except LookupError as exc:
         result = CheckResult(False, str(exc))
     except ApiError as exc:
-        result = CheckResult(False, exc.message)
+        result = CheckResult(False, _plainly(exc, probe, label), [exc.message])
     except Exception as exc:
         logger.exception("Checking %s failed", connection.slug)
-        result = CheckResult(False, f"{type(exc).__name__}: {exc}")
+        result = CheckResult(
+            False,
+            "The test stopped on an unexpected error in ml-connector.",
+            [f"{type(exc).__name__}: {exc}"],
+        )
     redact = Redactor(connection.secret_values())
     message = redact.text("\n".join([result.message, *result.details]))[:4000]
     Connection.objects.filter(pk=connection.pk).update(

@@ -1,0 +1,57 @@
+"""Testing a connection answers within about ten seconds, in plain words, and saving a
+connection tests it and says how it went."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from connections.models import Connection
+from connections.services import connection_check
+from tests.conftest import ionapi_bytes
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once it is closed
+
+
+def test_an_unreachable_host_is_said_plainly_within_ten_seconds(make_connection: Any) -> None:
+    port = _closed_port()
+    conn = make_connection(
+        "stripe", base_url=f"http://127.0.0.1:{port}", max_attempts=5, max_retry_seconds=120
+    )
+    started = time.monotonic()
+    result = connection_check(connection=conn)
+    took = time.monotonic() - started
+    assert not result.ok and took < 10
+    assert result.message == f"127.0.0.1:{port} refused the connection: check the address and port."
+    assert "Error" not in result.message  # no Python exception names
+    conn.refresh_from_db()
+    assert conn.status == Connection.Status.FAILING and "127.0.0.1" in conn.last_check_message
+
+
+def test_saving_a_connection_that_fails_its_test_does_not_say_success(
+    admin_client: Client,
+) -> None:
+    saved = admin_client.post(
+        "/admin/connections/connection/add/?kind=infor_m3",
+        {
+            "name": "CloudSuite TST",
+            "slug": "cloudsuite-tst",
+            "kind": "infor_m3",
+            "credentials_file": SimpleUploadedFile("ACME.ionapi", ionapi_bytes()),
+            "setting__cono": "100",
+            "setting__divi": "AAA",
+        },
+        follow=True,
+    )
+    text = saved.content.decode()
+    assert "but the test failed" in text and "refused the connection" in text
+    assert "was added successfully" not in text
+    assert Connection.objects.get(slug="cloudsuite-tst").status == Connection.Status.FAILING
