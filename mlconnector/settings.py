@@ -17,6 +17,7 @@ from pathlib import Path
 
 import environ
 from cryptography.fernet import Fernet
+from import_export.formats.base_formats import CSV
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "axes",
+    # django-admin-rangefilter: date-range filters on the audit lists (month-end).
+    "rangefilter",
+    # django-import-export: CSV export of audit records and collections, mapping imports with
+    # a preview before anything is saved.
+    "import_export",
     "connections",
     "syncs",
     "audit",
@@ -192,6 +198,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
+# Times with seconds and time zone everywhere (mlconnector/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["mlconnector.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
@@ -227,7 +235,24 @@ MLC = {
     "RATE_LIMIT_BACKEND": env.str("RATE_LIMIT_BACKEND", default="redis" if REDIS_URL else "db"),
     # Redis key prefix of the rate-limit buckets: give each deployment sharing a Redis its own.
     "RATE_LIMIT_PREFIX": env.str("RATE_LIMIT_PREFIX", default="mlc:rl:"),
+    # Alerts to the finance reviewers (the Finance reviewer group's e-mail addresses, plus
+    # ALERT_EMAILS): a run that failed, and items waiting in the review queue longer than this.
+    "ALERT_WAITING_HOURS": env.float("ALERT_WAITING_HOURS", default=24),
+    "ALERT_EMAILS": env.list("ALERT_EMAILS", default=[]),
+    # The address the admin is reached at, for the links in alert e-mails.
+    "ADMIN_URL": env.str("ADMIN_URL", default="http://127.0.0.1:8000/admin/"),
 }
+
+# CSV only (what finance staff open in a spreadsheet); exporting needs view permission, importing
+# mappings needs add permission on them.
+IMPORT_EXPORT_FORMATS = [CSV]
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
+
+# E-mail: EMAIL_URL (smtp+tls://user:password@host:587) in production; without it, alerts are
+# printed to the worker's console (what the demo shows).
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ml-connector <ml-connector@localhost>")
 
 LOGGING = {
     "version": 1,

@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 admin.site.site_header = "ml-connector"
 admin.site.site_title = "ml-connector"
 admin.site.index_title = "Finance integrations"
+# The page's width goes to the lists' columns; the overview (home) lists every page instead.
+admin.site.enable_nav_sidebar = False
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

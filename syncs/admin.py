@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet
 from django.forms.fields import InvalidJSONInput
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from import_export.admin import ImportExportMixin
+from rangefilter.filters import DateRangeQuickSelectListFilterBuilder
 
 from connections import jsonsafe
 from connections.providers.errors import ApiError
 from syncs.admin_base import ReadOnlyAdmin
 from syncs.flows import FLOWS, flow_choices
 from syncs.models import (
+    AlertSent,
     Cursor,
     FieldMapping,
     Integration,
@@ -26,9 +33,14 @@ from syncs.models import (
     WebhookEvent,
     WebhookProcessing,
 )
+from syncs.reconcile import RECONCILED_FLOWS, reconcile
+from syncs.resources import FieldMappingResource
 from syncs.services import (
+    gl_account_unknown,
     gl_mappings_check,
     integration_enqueue_run,
+    records_enqueue_replay,
+    records_waiting_on,
     webhook_events_reprocess,
 )
 
@@ -151,7 +163,67 @@ class IntegrationAdmin(admin.ModelAdmin):
         url = reverse("admin:syncs_syncrun_change", args=[run.pk])
         return format_html('<a href="{}">{}</a>', url, run.get_status_display())
 
-    @admin.action(description="Run selected integrations now", permissions=["change"])
+    def has_run_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("syncs.run_integration")
+
+    def get_urls(self) -> list[Any]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:pk>/run/", wrap(self.run_view), name="syncs_integration_run"),
+            path("reconcile/", wrap(self.reconcile_view), name="syncs_integration_reconcile"),
+            *super().get_urls(),
+        ]
+
+    def reconcile_view(self, request: HttpRequest) -> HttpResponse:
+        """Month-end: Stripe's collections of a period against CloudSuite's receipts."""
+        if not (
+            self.has_view_permission(request) and request.user.has_perm("audit.view_collection")
+        ):
+            raise PermissionDenied
+        form = ReconcileForm(request.GET or None)
+        result = None
+        if request.GET and form.is_valid():
+            try:
+                result = reconcile(
+                    integration=form.cleaned_data["integration"],
+                    start=form.cleaned_data["start"],
+                    end=form.cleaned_data["end"],
+                )
+            except ApiError as exc:
+                form.add_error(
+                    None,
+                    f"The payment system could not be read: {exc.remote_message or exc.message}",
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Reconcile payments with CloudSuite",
+            "opts": self.model._meta,
+            "form": form,
+            "result": result,
+        }
+        return TemplateResponse(request, "admin/syncs/reconcile.html", context)
+
+    def run_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Run now, from the overview's button (POST only)."""
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:index"))
+        if not self.has_run_permission(request):
+            raise PermissionDenied
+        integration = Integration.objects.filter(pk=pk).first()
+        if integration is None:
+            self.message_user(request, "That integration no longer exists.", messages.ERROR)
+        else:
+            integration_enqueue_run(
+                integration=integration, requested_by=request.user.get_username()
+            )
+            self.message_user(
+                request,
+                f"{integration.name}: run queued. The overview shows its outcome when it ends.",
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(reverse("admin:index"))
+
+    @admin.action(description="Run selected integrations now", permissions=["run"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[Integration]) -> None:
         for integration in queryset:
             integration_enqueue_run(
@@ -183,12 +255,151 @@ class IntegrationAdmin(admin.ModelAdmin):
                 )
 
 
+class ReconcileForm(forms.Form):
+    """The period to reconcile (dates in the server's time zone, both included)."""
+
+    integration = forms.ModelChoiceField(
+        queryset=Integration.objects.filter(flow__in=RECONCILED_FLOWS), empty_label=None
+    )
+    start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        today = timezone.localdate()
+        self.fields["start"].initial = today.replace(day=1)
+        self.fields["end"].initial = today
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        start, end = data.get("start"), data.get("end")
+        if start and end:
+            if end < start:
+                raise forms.ValidationError("The period ends before it starts.")
+            if (end - start).days > 92:
+                raise forms.ValidationError("Reconcile at most a quarter (92 days) at a time.")
+        return data
+
+
+MAPPING_HELP = {
+    "vendor": "Source: the vendor id in the source system (e.g. Stampli's V-1001). "
+    "Target: the CloudSuite supplier number (SUNO).",
+    "customer": "Source: the customer id in the source system. Target: the customer in the "
+    "target system.",
+    "gl_account": "Source: the GL code in the source system, or a role such as "
+    "stripe_receipts, stripe_receipts:SEK, wise_ap:EUR, wise_bank:GBP, stampli_ap:USD. Target: "
+    "the CloudSuite accounting string, dimensions separated by ; (e.g. 1930 or 6100;200).",
+    "charge_code": "Source: stripe_fees. Target: the CloudSuite charge code (CHRI) that takes "
+    "Stripe's fees.",
+    "tax_code": "Source: the tax code in the source system. Target: the target's tax code.",
+    "currency": "Source: a currency code as the source writes it. Target: the ISO 4217 code.",
+    "payment_method": "Source: the payment method in the source. Target: the target's code.",
+    "cost_center": "Source: the cost centre in Stampli. Target: the CloudSuite dimension value.",
+    "cin7_account": "Source: the CloudSuite account. Target: the Cin7 Core account code (Cin7's "
+    "chart is read-only: the account must exist there).",
+    "cin7_supplier": "Source: the CloudSuite supplier number. Target: the Cin7 Core supplier ID.",
+}
+
+
+class FieldMappingForm(forms.ModelForm):
+    class Meta:
+        model = FieldMapping
+        fields = ["integration", "kind", "source_value", "target_value", "note"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "kind" not in self.fields:  # the list's form edits targets only
+            return
+        self.fields["kind"].help_text = format_html(
+            "<ul class='mlc-why'>{}</ul>",
+            format_html_join(
+                "",
+                "<li><b>{}</b>: {}</li>",
+                (
+                    (label, MAPPING_HELP.get(value, ""))
+                    for value, label in FieldMapping.Kind.choices
+                ),
+            ),
+        )
+
+    def clean_source_value(self) -> str:
+        return (self.cleaned_data.get("source_value") or "").strip()
+
+    def clean_target_value(self) -> str:
+        value = (self.cleaned_data.get("target_value") or "").strip()
+        if not value:
+            raise forms.ValidationError("Give the value in the target system.")
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        known = self.instance if self.instance.pk else None  # the list edits targets only
+        integration = data.get("integration") or (known.integration if known else None)
+        kind = data.get("kind") or (known.kind if known else None)
+        value = data.get("target_value")
+        if (
+            kind == FieldMapping.Kind.GL_ACCOUNT
+            and integration is not None
+            and value
+            and (problem := gl_account_unknown(integration=integration, accounting_string=value))
+        ):
+            self.add_error("target_value", problem)
+        return data
+
+
 @admin.register(FieldMapping)
-class FieldMappingAdmin(admin.ModelAdmin):
+class FieldMappingAdmin(ImportExportMixin, admin.ModelAdmin):
+    """Mappings a finance user keeps; one opened from a review item saves and replays it.
+    Mappings come in from CSV too (integration slug, kind, source value, target value, note),
+    previewed before anything is saved."""
+
+    resource_classes = [FieldMappingResource]
+    form = FieldMappingForm
     list_display = ("integration", "kind", "source_value", "target_value", "note", "updated_at")
     list_filter = ("integration", "kind")
     search_fields = ("source_value", "target_value", "note")
     list_editable = ("target_value",)
+
+    def get_changelist_form(self, request: HttpRequest, **kwargs: Any) -> Any:
+        """Targets edited in the list are checked as in the form (a GL account in the chart)."""
+        return super().get_changelist_form(request, form=FieldMappingForm, **kwargs)
+
+    def _replay_after_save(self, request: HttpRequest, obj: FieldMapping) -> HttpResponse | None:
+        """Opened from a review item (?replay=<record>): replay what this mapping settles."""
+        raw = request.GET.get("replay", "")
+        if not raw.isdigit():
+            return None
+        if not request.user.has_perm("audit.change_reviewitem"):
+            self.message_user(
+                request,
+                "Saved. You may not replay records: ask a reviewer to replay the item.",
+                messages.WARNING,
+            )
+            return None
+        ids = {
+            int(raw),
+            *records_waiting_on(
+                integration=obj.integration, kind=obj.kind, source_value=obj.source_value
+            ),
+        }
+        count = records_enqueue_replay(record_ids=ids, requested_by=request.user.get_username())
+        self.message_user(
+            request,
+            f"Saved the mapping {obj.source_value} → {obj.target_value} and queued {count} "
+            "item(s) for replay.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:audit_reviewitem_change", args=[int(raw)]))
+
+    def response_add(
+        self, request: HttpRequest, obj: FieldMapping, post_url_continue: Any = None
+    ) -> HttpResponse:
+        return self._replay_after_save(request, obj) or super().response_add(
+            request, obj, post_url_continue
+        )
+
+    def response_change(self, request: HttpRequest, obj: FieldMapping) -> HttpResponse:
+        return self._replay_after_save(request, obj) or super().response_change(request, obj)
 
 
 @admin.register(Cursor)
@@ -202,23 +413,115 @@ class CursorAdmin(admin.ModelAdmin):
         return False
 
 
+class RunShowFilter(admin.SimpleListFilter):
+    """Runs that did something, by default: webhook deliveries (one run each) and scheduled
+    runs that found nothing new are counted, not listed, unless asked for."""
+
+    title = "show"
+    parameter_name = "show"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("all", "Every run, empty ones and webhook deliveries included"),
+            ("webhook", "Only webhook deliveries"),
+            ("empty", "Only runs that found nothing new"),
+        ]
+
+    def choices(self, changelist: Any) -> Any:
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "Runs that did something",
+        }
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[SyncRun]) -> QuerySet[SyncRun]:
+        empty = Q(synced=0, failed=0, flagged=0, status__in=("succeeded", "skipped"))
+        if self.value() == "all" or request.GET.get("trigger__exact"):
+            return queryset
+        if self.value() == "webhook":
+            return queryset.filter(trigger=SyncRun.Trigger.WEBHOOK)
+        if self.value() == "empty":
+            return queryset.filter(empty)
+        return queryset.exclude(trigger=SyncRun.Trigger.WEBHOOK).exclude(empty)
+
+
 @admin.register(SyncRun)
 class SyncRunAdmin(ReadOnlyAdmin):
     list_display = (
-        "id",
+        "run",
         "integration",
         "trigger",
-        "status",
-        "progress",
+        "status_badge",
         "synced",
-        "duplicate",
-        "skipped",
         "flagged",
         "failed",
-        "started_at",
+        "rereads",
         "finished_at",
+        "took",
     )
-    list_filter = ("status", "trigger", "integration")
+    list_display_links = ("run",)
+    list_filter = (
+        RunShowFilter,
+        "status",
+        "trigger",
+        ("created_at", DateRangeQuickSelectListFilterBuilder(title="Date")),
+        "integration",
+    )
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        hidden = SyncRun.objects.filter(
+            created_at__gte=timezone.now() - timedelta(hours=24)
+        ).aggregate(
+            webhook=Count("id", filter=Q(trigger=SyncRun.Trigger.WEBHOOK)),
+            empty=Count(
+                "id",
+                filter=Q(synced=0, failed=0, flagged=0, status__in=("succeeded", "skipped"))
+                & ~Q(trigger=SyncRun.Trigger.WEBHOOK),
+            ),
+        )
+        if "show" not in request.GET and (hidden["webhook"] or hidden["empty"]):
+            extra_context = {
+                **(extra_context or {}),
+                "subtitle": f"Last 24 h, not listed: {hidden['webhook']} webhook deliveries, "
+                f"{hidden['empty']} runs that found nothing new (see “show”).",
+            }
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="Run", ordering="id")
+    def run(self, obj: SyncRun) -> str:
+        return f"#{obj.pk}"
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: SyncRun) -> str:
+        css = {
+            SyncRun.Status.SUCCEEDED: "ok",
+            SyncRun.Status.PARTIAL: "attention",
+            SyncRun.Status.FAILED: "failing",
+            SyncRun.Status.INTERRUPTED: "failing",
+        }.get(obj.status, "off")
+        text = obj.get_status_display()
+        if obj.status == SyncRun.Status.RUNNING and obj.progress_percent is not None:
+            text = f"{text} {obj.progress_percent}%"
+        return format_html('<span class="mlc-badge mlc-{}">{}</span>', css, text)
+
+    @admin.display(description="Re-reads")
+    def rereads(self, obj: SyncRun) -> int:
+        """Already posted or unchanged: counted here, not listed in the audit trail."""
+        return obj.duplicate + obj.skipped
+
+    @admin.display(description="Took")
+    def took(self, obj: SyncRun) -> str:
+        if not (obj.started_at and obj.finished_at):
+            return "—"
+        seconds = (obj.finished_at - obj.started_at).total_seconds()
+        return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
     readonly_fields = (
         "integration",
         "trigger",
@@ -291,17 +594,13 @@ class WebhookProcessingInline(admin.TabularInline):
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ReadOnlyAdmin):
-    list_display = (
-        "received_at",
-        "system",
-        "connection",
-        "event_type",
-        "event_id",
-        "occurred_at",
+    list_display = ("received_at", "system", "event_type", "event_id", "handled", "attempts")
+    list_filter = (
         "processed",
-        "attempts",
+        "system",
+        ("received_at", DateRangeQuickSelectListFilterBuilder(title="Received")),
+        "event_type",
     )
-    list_filter = ("system", "processed", "event_type")
     search_fields = ("event_id", "event_type")
     actions = ["reprocess"]
     inlines = [WebhookProcessingInline]
@@ -321,6 +620,14 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     )
     fields = readonly_fields
 
+    @admin.display(description="Handled", ordering="processed")
+    def handled(self, obj: WebhookEvent) -> str:
+        if obj.processed:
+            return format_html('<span class="mlc-badge mlc-ok">{}</span>', "Processed")
+        if obj.error:
+            return format_html('<span class="mlc-badge mlc-failing">{}</span>', "Failed")
+        return format_html('<span class="mlc-badge mlc-attention">{}</span>', "Waiting")
+
     @admin.action(
         description="Process selected events again (failed or unprocessed only)",
         permissions=["work"],
@@ -328,6 +635,16 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
         count = webhook_events_reprocess(event_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"Queued {count} event(s) for processing.", messages.SUCCESS)
+
+
+@admin.register(AlertSent)
+class AlertSentAdmin(ReadOnlyAdmin):
+    """The alerts e-mailed to the finance reviewers: what, when, to how many."""
+
+    list_display = ("sent_at", "kind", "subject", "recipients")
+    list_filter = ("kind",)
+    fields = ("kind", "key", "subject", "recipients", "sent_at")
+    readonly_fields = fields
 
 
 from syncs import audit_admin  # noqa: E402, F401  (registers the audit trail's pages)

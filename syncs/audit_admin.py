@@ -12,38 +12,109 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from import_export.admin import ExportMixin
+from rangefilter.filters import DateRangeQuickSelectListFilterBuilder
 
 from audit.models import AuditRecord, Collection, PaymentQuote, PostingLedger, ReviewItem
+from syncs import display
 from syncs.admin_base import ReadOnlyAdmin
-from syncs.services import records_dismiss, records_enqueue_replay, records_replayable
+from syncs.models import FieldMapping
+from syncs.resources import AuditRecordResource, CollectionResource
+from syncs.services import (
+    record_state,
+    records_dismiss,
+    records_enqueue_replay,
+    records_replayable,
+    review_siblings,
+)
 
 logger = logging.getLogger(__name__)
 
 RECORD_FIELDS = (
-    "run",
-    "event",
     "integration",
     "stream",
     "source_key",
     "target_key",
     "status",
-    "reason",
-    "retryable",
     "seen_via",
+    "created_at",
+    "times_seen",
+    "last_seen_at",
+    "run",
+    "event",
     "attempt",
     "replay_of",
     "ledger",
     "resolved_at",
     "resolved_by",
     "resolution",
-    "created_at",
-    "source_payload",
-    "sent_payload",
-    "response_summary",
 )
+OPEN_STATUSES = (AuditRecord.Status.FAILED, AuditRecord.Status.FLAGGED)
+QUIET = (AuditRecord.Status.DUPLICATE, AuditRecord.Status.SKIPPED)
+DateRange = DateRangeQuickSelectListFilterBuilder(title="Date")
+
+
+def fix_link(record: AuditRecord) -> tuple[str, str] | None:
+    """(label, url) of the mapping form that settles a flag, prefilled, saving then replaying."""
+    if not record.fix_kind or record.status != AuditRecord.Status.FLAGGED:
+        return None
+    kind_label = dict(FieldMapping.Kind.choices).get(record.fix_kind, record.fix_kind)
+    existing = FieldMapping.objects.filter(
+        integration_id=record.integration_id, kind=record.fix_kind, source_value=record.fix_value
+    ).first()
+    if existing is not None:
+        url = reverse("admin:syncs_fieldmapping_change", args=[existing.pk])
+        return f"Correct the {kind_label} mapping for {record.fix_value}", (
+            f"{url}?replay={record.pk}"
+        )
+    url = reverse("admin:syncs_fieldmapping_add")
+    query = (
+        f"integration={record.integration_id}&kind={record.fix_kind}"
+        f"&source_value={record.fix_value}&replay={record.pk}"
+    )
+    return f"Add the {kind_label} mapping for {record.fix_value}", f"{url}?{query}"
+
+
+class ShowFilter(admin.SimpleListFilter):
+    """Audit lists show postings and problems by default: re-reads (already posted, unchanged)
+    are counted on their run and listed only when asked for."""
+
+    title = "show"
+    parameter_name = "show"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("all", "Everything, re-reads included"),
+            ("rereads", "Only re-reads (already posted, unchanged)"),
+        ]
+
+    def choices(self, changelist: Any) -> Any:
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "Postings and problems",
+        }
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "all" or request.GET.get("status__exact") in QUIET:
+            return queryset
+        if self.value() == "rereads":
+            return queryset.filter(status__in=QUIET)
+        return queryset.exclude(status__in=QUIET)
 
 
 def _ask_then_do(
@@ -115,61 +186,281 @@ class ReplayActionsMixin:
         )
 
 
+class RecordPageMixin:
+    """The page of one record: plain reason, the fix, Replay and Dismiss, labelled payloads."""
+
+    change_form_template = "admin/audit/record_change_form.html"
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: AuditRecord | None = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            context.update(record_context(self, request, obj))
+        return super().render_change_form(  # type: ignore[misc]
+            request, context, add, change, form_url, obj
+        )
+
+
+def record_context(model_admin: Any, request: HttpRequest, obj: AuditRecord) -> dict[str, Any]:
+    """What the record page shows beyond its fields."""
+    can_work = model_admin.has_work_permission(request)
+    is_open = obj.status in OPEN_STATUSES and obj.resolved_at is None
+    return {
+        "record": obj,
+        "record_open": is_open,
+        "can_work": can_work and is_open,
+        "fix": (
+            fix_link(obj) if is_open and request.user.has_perm("syncs.add_fieldmapping") else None
+        ),
+        "state": record_state(record=obj),
+        "state_url": reverse("admin:audit_reviewitem_state", args=[obj.pk]),
+        "replay_url": reverse("admin:audit_reviewitem_replay", args=[obj.pk]),
+        "dismiss_url": reverse("admin:audit_reviewitem_dismiss", args=[obj.pk]),
+        "read_fields": display.fields(obj.source_payload),
+        "sent_fields": display.fields(obj.sent_payload) if obj.sent_payload else [],
+        "answer_fields": display.fields(obj.response_summary) if obj.response_summary else [],
+        "replay_link": (
+            reverse("admin:audit_auditrecord_change", args=[obj.replays.order_by("-pk")[0].pk])
+            if obj.replays.exists()
+            else ""
+        ),
+    }
+
+
 @admin.register(AuditRecord)
-class AuditRecordAdmin(ReplayActionsMixin, ReadOnlyAdmin):
+class AuditRecordAdmin(RecordPageMixin, ReplayActionsMixin, ExportMixin, ReadOnlyAdmin):
+    resource_classes = [AuditRecordResource]
     list_display = (
         "created_at",
         "integration",
-        "source_key",
-        "target_key",
-        "status",
-        "seen_via",
+        "record",
+        "status_badge",
         "short_reason",
+        "seen_via",
     )
-    list_filter = ("status", "integration", "stream", "seen_via", "retryable")
+    list_filter = (ShowFilter, "status", ("created_at", DateRange), "integration", "stream")
     search_fields = ("source_key", "target_key", "reason")
     readonly_fields = RECORD_FIELDS
     fields = RECORD_FIELDS
     list_select_related = ("integration",)
 
+    @admin.display(description="Record", ordering="source_key")
+    def record(self, obj: AuditRecord) -> str:
+        return f"{obj.stream} {obj.source_key}" + (f" → {obj.target_key}" if obj.target_key else "")
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: AuditRecord) -> str:
+        css = {
+            AuditRecord.Status.SYNCED: "ok",
+            AuditRecord.Status.FAILED: "failing",
+            AuditRecord.Status.FLAGGED: "attention",
+        }.get(obj.status, "off")
+        text = obj.get_status_display()
+        if obj.resolved_at is not None and obj.status in OPEN_STATUSES:
+            css, text = "off", f"{text} · resolved"
+        elif obj.replay_requested_at is not None and obj.status in OPEN_STATUSES:
+            text = "Replay queued"
+        return format_html('<span class="mlc-badge mlc-{}">{}</span>', css, text)
+
     @admin.display(description="Reason")
     def short_reason(self, obj: AuditRecord) -> str:
-        return obj.reason if len(obj.reason) <= 90 else obj.reason[:88] + "…"
+        return obj.reason if len(obj.reason) <= 160 else obj.reason[:158] + "…"
 
 
 @admin.register(ReviewItem)
 class ReviewItemAdmin(AuditRecordAdmin):
-    """Failed and flagged records that still need a human."""
+    """Failed and flagged records that still need a human: one item per record of an
+    integration (however many runs met it), oldest problems easiest to find."""
 
-    list_display = (
-        "created_at",
-        "integration",
-        "stream",
-        "source_key",
-        "status",
-        "short_reason",
-        "attempt",
-    )
+    list_display = ("age", "integration", "record", "status_badge", "problem", "seen", "fix")
+    list_display_links = ("record",)
+    list_filter = ("status", "integration", ("created_at", DateRange), "stream")
+    ordering = ("created_at",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        open_rows = AuditRecord.objects.filter(
+            integration=OuterRef("integration"),
+            stream=OuterRef("stream"),
+            source_key=OuterRef("source_key"),
+            status__in=OPEN_STATUSES,
+            resolved_at=None,
+        )
+        latest = open_rows.order_by("-pk").values("pk")[:1]
+        first_seen = open_rows.order_by("pk").values("created_at")[:1]
+        seen = (
+            open_rows.order_by().values("integration").annotate(n=Sum("times_seen")).values("n")[:1]
+        )
         return (
             super()
             .get_queryset(request)
-            .filter(
-                status__in=(AuditRecord.Status.FAILED, AuditRecord.Status.FLAGGED), resolved_at=None
+            .filter(status__in=OPEN_STATUSES, resolved_at=None)
+            .filter(pk=Subquery(latest))
+            .annotate(first_seen=Subquery(first_seen), seen_total=Subquery(seen))
+        )
+
+    @admin.display(description="Age", ordering="first_seen")
+    def age(self, obj: AuditRecord) -> str:
+        first = getattr(obj, "first_seen", None) or obj.created_at
+        return display.age((timezone.now() - first).total_seconds())
+
+    @admin.display(description="Problem")
+    def problem(self, obj: AuditRecord) -> str:
+        return obj.reason if len(obj.reason) <= 200 else obj.reason[:198] + "…"
+
+    @admin.display(description="Seen")
+    def seen(self, obj: AuditRecord) -> str:
+        total = getattr(obj, "seen_total", None) or obj.times_seen
+        last = obj.last_seen_at or obj.created_at
+        return format_html(
+            "{}\u00d7<div class='mlc-why'>last {}</div>",
+            total,
+            display.age((timezone.now() - last).total_seconds()) + " ago",
+        )
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "title": "Review queue: what needs a person, oldest first",
+        }
+        return super().changelist_view(request, extra_context)
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        """The fix column links to a mapping form only for those who may add mappings."""
+        if request.user.has_perm("syncs.add_fieldmapping"):
+            return self.list_display
+        return tuple(c for c in self.list_display if c != "fix")
+
+    @admin.display(description="Fix")
+    def fix(self, obj: AuditRecord) -> str:
+        link = fix_link(obj)
+        if link is None:
+            url = reverse("admin:audit_reviewitem_change", args=[obj.pk])
+            return format_html('<a href="{}">Open the item</a>', url)
+        return format_html('<a href="{}">{}</a>', link[1], link[0])
+
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> AuditRecord | None:
+        """An item's page stays reachable once it is resolved (it then says how)."""
+        try:
+            return ReviewItem.objects.select_related("integration").get(pk=int(object_id))
+        except (ValueError, ReviewItem.DoesNotExist):
+            return None
+
+    def get_urls(self) -> list[Any]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:pk>/replay/", wrap(self.replay_view), name="audit_reviewitem_replay"),
+            path("<int:pk>/dismiss/", wrap(self.dismiss_view), name="audit_reviewitem_dismiss"),
+            path("<int:pk>/state/", wrap(self.state_view), name="audit_reviewitem_state"),
+            *super().get_urls(),
+        ]
+
+    def _item(self, request: HttpRequest, pk: int) -> AuditRecord:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(AuditRecord, pk=pk)
+
+    def state_view(self, request: HttpRequest, pk: int) -> JsonResponse:
+        """Where an item stands (its page asks every few seconds after a replay)."""
+        return JsonResponse(record_state(record=self._item(request, pk)))
+
+    def replay_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Replay one item, after a page showing what will be read, mapped and sent."""
+        record = self._item(request, pk)
+        if not self.has_work_permission(request):
+            raise PermissionDenied
+        page = reverse("admin:audit_reviewitem_change", args=[pk])
+        if request.method == "POST" and request.POST.get("confirmed") == "yes":
+            count = records_enqueue_replay(
+                record_ids=[record.pk], requested_by=request.user.get_username()
+            )
+            if count:
+                self.message_user(request, "Replay queued.", messages.SUCCESS)
+            else:
+                self.message_user(
+                    request, "This item is resolved already: nothing to replay.", messages.INFO
+                )
+            return HttpResponseRedirect(page)
+        mappings = list(
+            FieldMapping.objects.filter(integration_id=record.integration_id).order_by(
+                "kind", "source_value"
             )
         )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Replay {record.stream} {record.source_key}?",
+            "opts": self.model._meta,
+            "record": record,
+            "page_url": page,
+            "source": record.integration.source,
+            "target": record.integration.target,
+            "read_fields": display.fields(record.source_payload),
+            "sent_fields": display.fields(record.sent_payload) if record.sent_payload else [],
+            "mappings": mappings,
+            "open": record.status in OPEN_STATUSES and record.resolved_at is None,
+        }
+        return TemplateResponse(request, "admin/audit/replay_one.html", context)
+
+    def dismiss_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Dismiss one item (and every open row of the same record), saying why."""
+        record = self._item(request, pk)
+        if not self.has_work_permission(request):
+            raise PermissionDenied
+        page = reverse("admin:audit_reviewitem_change", args=[pk])
+        note = (request.POST.get("note") or "").strip()
+        if request.method == "POST" and note:
+            count = records_dismiss(
+                record_ids=[record.pk], requested_by=request.user.get_username(), note=note
+            )
+            self.message_user(
+                request,
+                f"Dismissed ({count} row(s) of this record)." if count else "Already resolved.",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(reverse("admin:audit_reviewitem_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Dismiss {record.stream} {record.source_key}?",
+            "opts": self.model._meta,
+            "record": record,
+            "page_url": page,
+            "rows": len(review_siblings(record_ids=[record.pk])),
+            "asked": request.method == "POST",
+        }
+        return TemplateResponse(request, "admin/audit/dismiss_one.html", context)
 
 
 @admin.register(Collection)
-class CollectionAdmin(ReadOnlyAdmin):
-    """Which CloudSuite invoices Stripe has collected, and where each receipt was posted."""
+class CollectionAdmin(RecordPageMixin, ExportMixin, ReadOnlyAdmin):
+    """Which CloudSuite invoices Stripe has collected, and where each receipt was posted, with
+    totals per currency for the period filtered."""
 
-    list_display = ("created_at", "invoice", "what", "amount", "receipt", "seen_via")
-    list_filter = ("integration", "seen_via")
+    resource_classes = [CollectionResource]
+    list_display = (
+        "posted",
+        "customer",
+        "invoice",
+        "what",
+        "amount",
+        "fee",
+        "net",
+        "gl",
+        "receipt",
+    )
+    list_display_links = ("posted",)
+    list_filter = (("created_at", DateRange), "integration", "seen_via")
     search_fields = ("reason", "source_key", "target_key")  # the reason names the invoice
     fields = RECORD_FIELDS
     readonly_fields = RECORD_FIELDS
+    change_list_template = "admin/audit/collection/change_list.html"
+    TOTALS_LIMIT = 50_000
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return (
@@ -179,20 +470,75 @@ class CollectionAdmin(ReadOnlyAdmin):
             .select_related("ledger")
         )
 
+    def has_work_permission(self, request: HttpRequest) -> bool:
+        return False  # a posted collection has nothing to replay
+
+    @staticmethod
+    def _row(obj: AuditRecord) -> dict[str, Any]:
+        cache = getattr(obj, "_mlc_row", None)
+        if cache is None:
+            cache = obj._mlc_row = display.collection(obj.sent_payload, obj.source_payload)
+        return cache
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        response = super().changelist_view(request, extra_context)
+        cl = (
+            getattr(response, "context_data", {}).get("cl")
+            if hasattr(response, "context_data")
+            else None
+        )
+        if cl is not None:
+            totals: dict[str, dict[str, Any]] = {}
+            rows = cl.queryset.select_related(None).only("sent_payload", "source_payload")[
+                : self.TOTALS_LIMIT
+            ]
+            for obj in rows:
+                row = display.collection(obj.sent_payload, obj.source_payload)
+                t = totals.setdefault(
+                    row["currency"] or "?",
+                    {"count": 0, "amount": 0, "fee": 0, "net": 0},
+                )
+                t["count"] += 1
+                for key in ("amount", "fee", "net"):
+                    t[key] += row[key]
+            response.context_data["totals"] = sorted(totals.items())
+            response.context_data["totals_capped"] = len(rows) >= self.TOTALS_LIMIT
+        return response
+
+    @admin.display(description="Posted", ordering="created_at")
+    def posted(self, obj: AuditRecord) -> str:
+        at = timezone.localtime(obj.created_at)
+        return format_html("{}<div class='mlc-why'>{}</div>", f"{at:%Y-%m-%d}", f"{at:%H:%M:%S %Z}")
+
+    @admin.display(description="Customer")
+    def customer(self, obj: AuditRecord) -> str:
+        return self._row(obj)["customer"]
+
     @admin.display(description="CloudSuite invoice")
     def invoice(self, obj: AuditRecord) -> str:
-        lines = (obj.sent_payload or {}).get("lines") or [{}]
-        return str(lines[0].get("CINO", ""))
+        return self._row(obj)["invoice"]
 
     @admin.display(description="Stripe")
     def what(self, obj: AuditRecord) -> str:
-        kind = (obj.source_payload or {}).get("kind", "")
-        return f"{kind} {obj.source_key}".strip()
+        return f"{self._row(obj)['kind']} {obj.source_key}".strip()
 
     @admin.display(description="Amount")
     def amount(self, obj: AuditRecord) -> str:
-        lines = (obj.sent_payload or {}).get("lines") or [{}]
-        return f"{lines[0].get('PYAM', '')} {lines[0].get('CUCD', '')}".strip()
+        row = self._row(obj)
+        return f"{row['amount']:,} {row['currency']}"
+
+    @admin.display(description="Fee")
+    def fee(self, obj: AuditRecord) -> str:
+        row = self._row(obj)
+        return f"{row['fee']:,}" if row["fee"] else "—"
+
+    @admin.display(description="Net")
+    def net(self, obj: AuditRecord) -> str:
+        return f"{self._row(obj)['net']:,}"
+
+    @admin.display(description="GL account")
+    def gl(self, obj: AuditRecord) -> str:
+        return self._row(obj)["gl"] or "—"
 
     @admin.display(description="Receipt batch", ordering="target_key")
     def receipt(self, obj: AuditRecord) -> str:
@@ -200,7 +546,7 @@ class CollectionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PaymentQuote)
-class PaymentQuoteAdmin(ReadOnlyAdmin):
+class PaymentQuoteAdmin(RecordPageMixin, ReadOnlyAdmin):
     """The Wise quote prepared for each open supplier invoice: make the transfer from it in Wise."""
 
     list_display = (
@@ -264,6 +610,7 @@ class PaymentQuoteAdmin(ReadOnlyAdmin):
 
 @admin.register(PostingLedger)
 class PostingLedgerAdmin(ReadOnlyAdmin):
+    list_filter = ("state", "target", ("created_at", DateRange), "integration")
     list_display = (
         "created_at",
         "integration",
@@ -274,7 +621,6 @@ class PostingLedgerAdmin(ReadOnlyAdmin):
         "attempts",
         "confirmed_at",
     )
-    list_filter = ("state", "target", "integration")
     search_fields = ("natural_key", "remote_id")
     readonly_fields = (
         "integration",

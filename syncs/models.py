@@ -61,6 +61,7 @@ class Integration(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("run_integration", "Can run an integration now")]
 
     def __str__(self) -> str:
         return self.name
@@ -120,6 +121,9 @@ class FieldMapping(models.Model):
         TAX_CODE = "tax_code", "Tax code"
         CURRENCY = "currency", "Currency"
         PAYMENT_METHOD = "payment_method", "Payment method"
+        COST_CENTER = "cost_center", "Cost centre (CloudSuite dimension)"
+        CIN7_ACCOUNT = "cin7_account", "Cin7 Core account"
+        CIN7_SUPPLIER = "cin7_supplier", "Cin7 Core supplier"
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="mappings")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -316,3 +320,27 @@ class WebhookProcessing(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} → {self.integration}: {self.get_state_display()}"
+
+
+class AlertSent(models.Model):
+    """An alert e-mailed to the finance reviewers, once per thing it is about (a failed run, an
+    item waiting too long): the history of who was told what, and when."""
+
+    class Kind(models.TextChoices):
+        RUN_FAILED = "run_failed", "A run failed"
+        WAITING = "waiting", "An item waited too long"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    key = models.CharField(max_length=100, help_text="What it was about (a run's or record's id).")
+    subject = models.CharField(max_length=255)
+    recipients = models.PositiveIntegerField(default=0)
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-sent_at"]
+        verbose_name = "alert sent"
+        verbose_name_plural = "Alerts sent"
+        constraints = [models.UniqueConstraint(fields=["kind", "key"], name="uniq_alert_about")]
+
+    def __str__(self) -> str:
+        return self.subject

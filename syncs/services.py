@@ -21,10 +21,12 @@ from django_q.tasks import async_task
 from audit.models import AuditRecord
 from connections.models import Connection
 from connections.providers.base import InboundEvent
+from connections.providers.errors import ApiError
 from connections.providers.infor_m3 import InforM3
 from connections.providers.registry import client_for
 from connections.redaction import Redactor
-from connections.services import key_rotation_schedule_ensure
+from connections.services import CHECK_SETTINGS, key_rotation_schedule_ensure
+from syncs.alerts import alerts_schedule_ensure
 from syncs.flows import FLOWS
 from syncs.models import FieldMapping, Integration, SyncRun, WebhookEvent, WebhookProcessing
 from syncs.runner import AlreadyRunning, Runner
@@ -174,6 +176,7 @@ def schedules_reconcile() -> int:
     Schedule.objects.filter(func=RUN_TASK).exclude(name__in=known).delete()
     reaper_schedule_ensure()
     key_rotation_schedule_ensure()
+    alerts_schedule_ensure()
     return count
 
 
@@ -367,13 +370,49 @@ def records_replay(*, record_ids: Iterable[int], requested_by: str = "") -> list
             records[0].integration, trigger=SyncRun.Trigger.REPLAY, requested_by=requested_by
         )
         runs.append(runner.replay(sorted(records, key=lambda r: r.pk)))
+        _webhooks_settled_by_replay(records)
     return runs
+
+
+def _webhooks_settled_by_replay(originals: list[AuditRecord]) -> None:
+    """Webhook deliveries of a record a replay has now posted are handled: their processing
+    for that integration is done, and each event is processed once every integration is."""
+    posted = (AuditRecord.Status.SYNCED, AuditRecord.Status.DUPLICATE)
+    for original in originals:
+        if not AuditRecord.objects.filter(replay_of=original, status__in=posted).exists():
+            continue
+        event_ids = set(
+            AuditRecord.objects.filter(
+                integration_id=original.integration_id,
+                stream=original.stream,
+                source_key=original.source_key,
+            )
+            .exclude(event=None)
+            .values_list("event_id", flat=True)
+        )
+        if not event_ids:
+            continue
+        WebhookProcessing.objects.filter(
+            event_id__in=event_ids, integration_id=original.integration_id
+        ).exclude(state=WebhookProcessing.State.DONE).update(
+            state=WebhookProcessing.State.DONE, error=""
+        )
+        for event_id in event_ids:
+            if (
+                not WebhookProcessing.objects.filter(event_id=event_id)
+                .exclude(state=WebhookProcessing.State.DONE)
+                .exists()
+            ):
+                WebhookEvent.objects.filter(pk=event_id, processed=False).update(
+                    processed=True, processed_at=timezone.now(), error=""
+                )
 
 
 def records_enqueue_replay(*, record_ids: Iterable[int], requested_by: str = "") -> int:
     """Queue a replay of the eligible records for a worker; returns how many were queued."""
     eligible = [r.pk for r in records_replayable(record_ids=record_ids)]
     if eligible:
+        AuditRecord.objects.filter(pk__in=eligible).update(replay_requested_at=timezone.now())
         transaction.on_commit(
             lambda: async_task(
                 "syncs.tasks.replay_records",
@@ -385,10 +424,72 @@ def records_enqueue_replay(*, record_ids: Iterable[int], requested_by: str = "")
     return len(eligible)
 
 
+def review_siblings(*, record_ids: Iterable[int]) -> list[int]:
+    """The open review rows of the same records as ``record_ids`` (one queue item is every
+    open failure or flag of one record of one integration, however many runs met it)."""
+    keys = set(
+        AuditRecord.objects.filter(pk__in=list(record_ids)).values_list(
+            "integration_id", "stream", "source_key"
+        )
+    )
+    ids: set[int] = set(record_ids)
+    for integration_id, stream, source_key in keys:
+        ids.update(
+            AuditRecord.objects.filter(
+                integration_id=integration_id,
+                stream=stream,
+                source_key=source_key,
+                status__in=REPLAYABLE,
+                resolved_at=None,
+            ).values_list("pk", flat=True)
+        )
+    return sorted(ids)
+
+
+def records_waiting_on(*, integration: Integration, kind: str, source_value: str) -> list[int]:
+    """The open flagged records that a mapping of ``kind`` for ``source_value`` would settle
+    (the latest of each record)."""
+    latest: dict[tuple[str, str], int] = {}
+    for pk, stream, key in AuditRecord.objects.filter(
+        integration=integration,
+        status=AuditRecord.Status.FLAGGED,
+        resolved_at=None,
+        fix_kind=kind,
+        fix_value=source_value,
+    ).values_list("pk", "stream", "source_key"):
+        latest[(stream, key)] = max(pk, latest.get((stream, key), 0))
+    return sorted(latest.values())
+
+
+def record_state(*, record: AuditRecord) -> dict[str, Any]:
+    """Where a review item stands, for its page to show without a reload."""
+    record.refresh_from_db()
+    replay = record.replays.order_by("-pk").first()
+    if record.resolved_at is not None:
+        if replay is not None and replay.status == AuditRecord.Status.SYNCED:
+            state, label = "done", f"Replayed and synced as record #{replay.pk}"
+        elif replay is not None and replay.status in REPLAYABLE:
+            state, label = "again", f"Replayed, but it needs attention again (record #{replay.pk})"
+        else:
+            state, label = "done", record.resolution or "Resolved"
+    elif record.replay_requested_at is not None:
+        state, label = "queued", "Replay queued: a worker is on it"
+    else:
+        state, label = "waiting", record.get_status_display()
+    return {
+        "state": state,
+        "label": label,
+        "resolved": record.resolved_at is not None,
+        "replay_id": replay.pk if replay is not None else None,
+        "replay_status": replay.status if replay is not None else None,
+    }
+
+
 def records_dismiss(*, record_ids: Iterable[int], requested_by: str, note: str) -> int:
-    """Take records out of the review queue without replaying them (the note says why)."""
+    """Take records out of the review queue without replaying them (the note says why); every
+    open row of the same record goes with them."""
     return AuditRecord.objects.filter(
-        pk__in=list(record_ids), status__in=REPLAYABLE, resolved_at=None
+        pk__in=review_siblings(record_ids=record_ids), status__in=REPLAYABLE, resolved_at=None
     ).update(
         resolved_at=timezone.now(),
         resolved_by=requested_by[:150],
@@ -417,3 +518,31 @@ def gl_mappings_check(*, integration: Integration) -> tuple[list[str], list[str]
         else:
             unknown.append(f"{mapping.source_value} → {account}: not in the CloudSuite chart")
     return known, unknown
+
+
+def gl_account_unknown(*, integration: Integration, accounting_string: str) -> str:
+    """Why ``accounting_string`` cannot be a GL mapping of ``integration`` ("" when it can, or
+    when CloudSuite's chart could not be read within a few seconds: the run checks again)."""
+    m3_side = next(
+        (c for c in (integration.target, integration.source) if c.kind == InforM3.kind),
+        None,
+    )
+    account = accounting_string.split(";")[0].strip()
+    if m3_side is None or not account:
+        return ""
+    probe = Connection.objects.get(pk=m3_side.pk)
+    probe.settings = {**(probe.settings or {}), **CHECK_SETTINGS}
+    client = client_for(probe)
+    try:
+        chart = {str(a.get("AITM")) for a in client.list_accounts()}
+    except ApiError:
+        logger.info("The chart of %s could not be read to check %s", m3_side.slug, account)
+        return ""
+    finally:
+        client.close()
+    if account in chart:
+        return ""
+    return (
+        f"Account {account} is not in CloudSuite's chart of accounts ({m3_side.name}): check "
+        "the number, or add the account in CloudSuite first."
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from syncs.alerts import alerts_send
 from syncs.models import Integration, SyncRun
 
 logger = logging.getLogger(__name__)
@@ -65,3 +66,8 @@ def reap() -> dict[str, int]:
     from syncs.services import engine_reap
 
     return engine_reap()
+
+
+def send_alerts() -> dict[str, int]:
+    """Scheduled (mlc:alerts): e-mail the finance reviewers what failed or waits too long."""
+    return alerts_send()

@@ -184,7 +184,8 @@ def test_the_finance_reviewer_reviews_maps_and_replays_but_never_sees_connection
     assert client.get(
         f"/admin/connections/connection/{integration.source_id}/change/"
     ).status_code in (403, 302)
-    assert "run_now" not in client.get("/admin/syncs/integration/").content.decode()
+    listing = client.get("/admin/syncs/integration/").content.decode()
+    assert "run_now" in listing and "delete_selected" not in listing  # run, never edit
     SOURCE.append({**ROW, "amount_cents": 100, "account": "40"})
     assert Runner(integration, trigger="manual").run().flagged == 1
     added = client.post(

@@ -177,6 +177,38 @@ class M3State:
         self.ledger.append(entry)
         return entry
 
+    def add_receipt(
+        self, cuno: str, cino: str, amount: Decimal | str, *, text: str = "Bank transfer"
+    ) -> dict[str, Any]:
+        """A payment someone posted in CloudSuite by hand (a bank transfer, say): it lowers
+        what is open on the invoice, as an AR receipt does."""
+        invoice = self.invoice(cuno, cino)
+        if invoice is None:
+            raise KeyError(f"no invoice {cino} of {cuno}")
+        self.next_jrno += 1
+        today = time.strftime("%Y%m%d")
+        entry = {
+            **{k: invoice[k] for k in ("CONO", "DIVI", "PYNO", "CUNO", "CINO", "INYR", "CUCD")},
+            **{k: invoice[k] for k in ("DUDT", "IVDT")},
+            "YEA4": int(today[:4]),
+            "JRNO": self.next_jrno,
+            "JSNO": 1,
+            "TRCD": 20,
+            "CUAM": -_money(amount),
+            "VTAM": Decimal("0"),
+            "ACDT": today,
+            "RECO": 0,
+            "IVTP": "",
+            "TDSC": text,
+            "VSER": "",
+            "VONO": self.next_jrno,
+            "PBID": "",
+            "CKNO": "",
+            "LMTS": self.now_lmts(),
+        }
+        self.ledger.append(entry)
+        return entry
+
     def by_key(self) -> dict[tuple[int, int, int], dict[str, Any]]:
         """The AR ledger by (YEA4, JRNO, JSNO), rebuilt only when entries were added."""
         cache = self.__dict__.get("_by_key")

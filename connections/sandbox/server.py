@@ -19,6 +19,7 @@ from connections.sandbox.cin7 import Cin7Simulator
 from connections.sandbox.ifs import IfsSimulator
 from connections.sandbox.m3 import M3Simulator
 from connections.sandbox.stampli import StampliSimulator
+from connections.sandbox.story import DemoStory
 from connections.sandbox.stripe import StripeSimulator
 from connections.sandbox.wise import WiseSimulator
 
@@ -117,11 +118,16 @@ def start_sandbox(
     if activity_seconds:
         rng = random.Random()
 
+        sims = sandbox.simulators
+        story = DemoStory(sims["m3"], sims["stripe"]) if {"m3", "stripe"} <= set(sims) else None
+
         def activity() -> None:
             for name, sim in sandbox.simulators.items():
                 happened = sim.activity(rng)
                 if happened:
                     logger.info("Sandbox %s: %s", name, happened)
+            if story is not None and (happened := story.tick()):
+                logger.info("Sandbox story: %s", happened)
 
         sandbox.every(activity_seconds, activity, "activity")
     return sandbox

@@ -522,6 +522,19 @@ class StripeSimulator(Simulator):
     # -- lists and search -------------------------------------------------------------------
 
     def _list(self, items: list[dict[str, Any]], params: dict[str, Any], url: str) -> Any:
+        created = params.get("created")
+        if isinstance(created, dict):  # created[gte|gt|lte|lt]=<unix time>, as Stripe's lists
+            bounds = {k: int(v) for k, v in created.items() if k in ("gte", "gt", "lte", "lt")}
+            items = [
+                o
+                for o in items
+                if o["created"] >= bounds.get("gte", o["created"])
+                and o["created"] > bounds.get("gt", o["created"] - 1)
+                and o["created"] <= bounds.get("lte", o["created"])
+                and o["created"] < bounds.get("lt", o["created"] + 1)
+            ]
+        elif created not in (None, ""):
+            items = [o for o in items if o["created"] == int(created)]
         items = sorted(items, key=lambda o: (o["created"], o["id"]), reverse=True)
         limit = max(1, min(100, int(params.get("limit", 10))))
         after = params.get("starting_after")

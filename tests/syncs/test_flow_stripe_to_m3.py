@@ -498,3 +498,37 @@ def test_a_payout_with_a_payment_not_linked_to_an_invoice_is_flagged(world: Worl
     (flag,) = AuditRecord.objects.filter(integration=world.payments, status=S.FLAGGED)
     assert "not linked to a CloudSuite invoice" in flag.reason
     assert world.receipts() == [] and world.m3.state.batches == {}
+
+
+def test_a_replay_that_posts_a_webhook_s_record_marks_its_events_processed(world: World) -> None:
+    world.m3.faults.add("status", count=20, match="ARS040MI/AddBatchHead", status=400)
+    world.pay("9002")
+    failed = AuditRecord.objects.filter(integration=world.payments, status=S.FAILED)
+    assert failed.exists() and world.receipts() == []
+    assert WebhookEvent.objects.filter(processed=False).exists()
+    world.m3.faults.clear()
+    records_replay(record_ids=[failed.latest("pk").pk])
+    assert len(world.receipts()) == 1
+    assert not AuditRecord.objects.filter(
+        integration=world.payments, status=S.FAILED, resolved_at=None
+    ).exists()
+    assert not WebhookEvent.objects.filter(processed=False).exists()
+
+
+def test_a_gl_mapping_to_an_account_not_in_the_chart_is_a_form_error(
+    world: World, admin_client: Any
+) -> None:
+    form = {
+        "integration": world.payments.pk,
+        "kind": "gl_account",
+        "source_value": "stripe_receipts:GBP",
+        "note": "",
+    }
+    refused = admin_client.post("/admin/syncs/fieldmapping/add/", {**form, "target_value": "4999"})
+    assert refused.status_code == 200
+    assert "Account 4999 is not in CloudSuite" in refused.content.decode()
+    assert not FieldMapping.objects.filter(source_value="stripe_receipts:GBP").exists()
+    saved = admin_client.post(
+        "/admin/syncs/fieldmapping/add/", {**form, "target_value": "1930;200"}
+    )
+    assert saved.status_code == 302

@@ -162,3 +162,25 @@ def test_an_unmapped_gl_account_is_flagged_then_replayed(world: World) -> None:
     FieldMapping.objects.filter(source_value="wise_bank:EUR").update(target_value="1940")
     records_replay(record_ids=[again.pk])
     assert len(world.journals()) == 2
+
+
+def test_the_month_reconciles_what_wise_paid_against_the_journals(world: World) -> None:
+    from django.utils import timezone
+
+    from syncs.reconcile import reconcile
+
+    paid, waiting = world.transfer("R-100"), world.transfer("R-200")
+    world.wise.move(paid["id"], *SENT)
+    FieldMapping.objects.filter(integration=world.payments, source_value="wise_bank:EUR").delete()
+    world.wise.move(waiting["id"], *SENT)  # no Wise balance account mapped: flagged
+    today = timezone.localdate()
+    result = reconcile(integration=world.payments, start=today, end=today)
+    (eur,) = result.totals
+    assert (eur.currency, eur.collected, eur.posted) == (
+        "EUR",
+        Decimal("1330.40"),
+        Decimal("1250.40"),
+    )
+    (difference,) = result.differences
+    assert difference.key == f"transfer:{waiting['id']}" and difference.posted is None
+    assert "review queue" in difference.explanation

@@ -77,6 +77,7 @@ def test_reconcile_removes_orphans_and_restores_missing(
     assert schedules_reconcile() == 1
     assert sorted(Schedule.objects.values_list("name", flat=True)) == [
         f"integration:{integration.pk}",
+        "mlc:alerts",  # alerts to the finance reviewers are always scheduled
         "mlc:key-rotation",  # key rotation checks are always scheduled
         "mlc:reaper",  # and so is the reaper
     ]

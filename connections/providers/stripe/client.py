@@ -324,6 +324,24 @@ class StripeProvider(HttpProvider):
             t for t in (_plain(i) for i in listing.auto_paging_iter()) if t.get("type") != "payout"
         ]
 
+    def list_charges(self, *, created_gte: int, created_lt: int) -> Iterator[dict[str, Any]]:
+        """Charges created in [``created_gte``, ``created_lt``) (Unix time), every page."""
+        page = self.client.v1.charges.list(
+            {"created": {"gte": created_gte, "lt": created_lt}, "limit": 100}
+        )
+        for charge in page.auto_paging_iter():
+            yield _plain(charge)
+
+    def list_refunds_created(
+        self, *, created_gte: int, created_lt: int
+    ) -> Iterator[dict[str, Any]]:
+        """Refunds created in [``created_gte``, ``created_lt``) (Unix time), every page."""
+        page = self.client.v1.refunds.list(
+            {"created": {"gte": created_gte, "lt": created_lt}, "limit": 100}
+        )
+        for refund in page.auto_paging_iter():
+            yield _plain(refund)
+
     def list_events(
         self, *, since: int, types: Sequence[str] = EVENT_TYPES
     ) -> Iterator[dict[str, Any]]:

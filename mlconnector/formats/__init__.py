@@ -1,0 +1,2 @@
+"""Date and time formats: every time with seconds and its time zone (what finance staff
+reconcile against)."""

@@ -1,0 +1,37 @@
+"""Template tags for the finance admin: the overview, ages, labelled payloads."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django import template
+from django.utils import timezone
+
+from syncs import display
+from syncs.overview import Overview, overview
+
+logger = logging.getLogger(__name__)
+
+register = template.Library()
+
+
+@register.simple_tag
+def mlc_overview() -> Overview:
+    """Each integration's health and what waits for a person (the admin index)."""
+    return overview()
+
+
+@register.filter
+def age_since(value: datetime | None) -> str:
+    """``3 h`` since ``value`` ("—" when there is none)."""
+    if value is None:
+        return "—"
+    return display.age((timezone.now() - value).total_seconds())
+
+
+@register.filter
+def labelled(payload: Any) -> list[tuple[str, str]]:
+    """A payload as (label, value) rows, amounts in major units."""
+    return display.fields(payload)

@@ -1,0 +1,1 @@
+"""Browser tests: the finance admin in Debian chromium."""

@@ -1,0 +1,297 @@
+"""The finance admin without a browser: the overview, the review queue as one item per record,
+the item page's replay and dismiss, the fix that saves a mapping and replays, quiet lists,
+CSV in and out, and alerts."""
+
+from __future__ import annotations
+
+import importlib
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, Permission, User
+from django.core import mail
+from django.test import Client
+from django.utils import timezone
+
+from audit.models import AuditRecord
+from syncs.alerts import alerts_send
+from syncs.models import AlertSent, FieldMapping, Integration, SyncRun
+from syncs.runner import Runner
+from tests.syncs.testflow import SOURCE, TARGET
+
+S = AuditRecord.Status
+ROW = {"ts": "2026-11-01", "invoice": "INV1", "amount_cents": 12345, "account": "40"}
+
+
+def _reviewer(email: str = "") -> User:
+    groups = importlib.import_module("syncs.migrations.0004_permission_groups")
+    grants = importlib.import_module("syncs.migrations.0014_finance_admin_grants")
+    group, _ = Group.objects.get_or_create(name="Finance reviewer")
+    wanted = [(app, code) for app, codes in groups.REVIEWER.items() for code in codes]
+    for app, code in [*wanted, *grants.GRANTS["Finance reviewer"]]:
+        group.permissions.add(Permission.objects.get(content_type__app_label=app, codename=code))
+    user = User.objects.create_user("rita", password="pw", is_staff=True, email=email)
+    user.groups.add(group)
+    return User.objects.get(pk=user.pk)
+
+
+def _run(integration: Integration, trigger: str = "schedule") -> SyncRun:
+    return Runner(Integration.objects.get(pk=integration.pk), trigger=trigger).run()
+
+
+@pytest.fixture(autouse=True)
+def mapped(integration: Integration) -> None:
+    """Account 40 is mapped; the tests flag other accounts."""
+    FieldMapping.objects.create(
+        integration=integration, kind="gl_account", source_value="40", target_value="1930"
+    )
+
+
+@pytest.fixture
+def reviewer_client(db: Any) -> Client:
+    client = Client()
+    client.force_login(_reviewer())
+    return client
+
+
+def test_a_failure_seen_by_three_runs_is_one_queue_item_seen_three_times(
+    integration: Integration, reviewer_client: Client
+) -> None:
+    SOURCE.append({**ROW, "id": "ch_1", "account": "40"})
+    TARGET.transient.add("ch_1")
+    for _ in range(3):
+        _run(integration)
+    assert AuditRecord.objects.filter(source_key="ch_1", status=S.FAILED).count() == 3
+    page = reviewer_client.get("/admin/audit/reviewitem/").content.decode()
+    assert page.count(">payments ch_1</a>") == 1  # one item, not three
+    assert "3\u00d7" in page
+    latest = AuditRecord.objects.filter(source_key="ch_1").latest("pk")
+    # Dismissing the item takes every open row of the record with it.
+    response = reviewer_client.post(
+        f"/admin/audit/reviewitem/{latest.pk}/dismiss/", {"note": "paid by cheque"}
+    )
+    assert response.status_code == 302
+    assert not AuditRecord.objects.filter(source_key="ch_1", resolved_at=None).exists()
+    assert "ch_1" not in reviewer_client.get("/admin/audit/reviewitem/").content.decode()
+
+
+def test_a_plain_reason_is_stored_with_the_technical_detail_apart(
+    integration: Integration,
+) -> None:
+    SOURCE.append({**ROW, "id": "ch_2"})
+    TARGET.refuse.add("ch_2")
+    record = _run(integration).records.get(source_key="ch_2")
+    assert record.reason == "CloudSuite refused the record: Invoice INV1 is closed."
+    assert record.detail == "Invoice INV1 is closed" and not record.retryable
+
+
+def test_the_fix_link_saves_the_mapping_and_replays_the_item_in_one_step(
+    integration: Integration, reviewer_client: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    SOURCE.append({**ROW, "id": "ch_3", "account": "77"})
+    flagged = _run(integration).records.get(source_key="ch_3")
+    assert (flagged.status, flagged.fix_kind, flagged.fix_value) == (S.FLAGGED, "gl_account", "77")
+    queue = reviewer_client.get("/admin/audit/reviewitem/").content.decode()
+    assert "Add the GL account mapping for 77" in queue
+    form_url = (
+        f"/admin/syncs/fieldmapping/add/?integration={integration.pk}&kind=gl_account"
+        f"&source_value=77&replay={flagged.pk}"
+    )
+    form = reviewer_client.get(form_url).content.decode()
+    assert 'value="77"' in form  # prefilled
+    with django_capture_on_commit_callbacks(execute=True):
+        saved = reviewer_client.post(
+            form_url,
+            {
+                "integration": integration.pk,
+                "kind": "gl_account",
+                "source_value": "77",
+                "target_value": "1930",
+                "note": "",
+                "_save": "Save",
+            },
+        )
+    assert saved.status_code == 302 and saved["Location"].endswith(
+        f"/admin/audit/reviewitem/{flagged.pk}/change/"
+    )
+    flagged.refresh_from_db()
+    assert flagged.resolved_at is not None and TARGET.effects("ch_3") == 1
+    state = reviewer_client.get(f"/admin/audit/reviewitem/{flagged.pk}/state/").json()
+    assert state["state"] == "done" and "synced" in state["label"]
+    page = reviewer_client.get(f"/admin/audit/reviewitem/{flagged.pk}/change/").content.decode()
+    assert "Replayed and synced" in page and "see the replay" in page
+
+
+def test_replay_from_the_item_page_asks_first_and_shows_what_it_will_use(
+    integration: Integration, reviewer_client: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    SOURCE.append({**ROW, "id": "ch_4", "account": "88"})
+    flagged = _run(integration).records.get(source_key="ch_4")
+    page = reviewer_client.get(f"/admin/audit/reviewitem/{flagged.pk}/change/").content.decode()
+    assert 'id="mlc-replay"' in page and 'id="mlc-dismiss"' in page
+    assert "123.45" not in page or "Amount cents" in page  # labelled fields, not raw JSON first
+    ask = reviewer_client.get(f"/admin/audit/reviewitem/{flagged.pk}/replay/").content.decode()
+    assert "Yes, replay it" in ask and "No GL mapping for account 88" in ask
+    assert TARGET.calls == 0  # asking sends nothing
+    FieldMapping.objects.create(
+        integration=integration, kind="gl_account", source_value="88", target_value="1930"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        done = reviewer_client.post(
+            f"/admin/audit/reviewitem/{flagged.pk}/replay/", {"confirmed": "yes"}
+        )
+    assert done.status_code == 302 and TARGET.effects("ch_4") == 1
+
+
+def test_a_view_only_user_gets_no_buttons_and_403_on_replay(
+    integration: Integration, db: Any
+) -> None:
+    viewer = User.objects.create_user("vic", password="pw", is_staff=True)
+    viewer.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
+    client = Client()
+    client.force_login(viewer)
+    SOURCE.append({**ROW, "id": "ch_5", "account": "99"})
+    flagged = _run(integration).records.get(source_key="ch_5")
+    page = client.get(f"/admin/audit/reviewitem/{flagged.pk}/change/").content.decode()
+    assert 'id="mlc-replay"' not in page and 'id="mlc-fix"' not in page
+    assert (
+        client.post(
+            f"/admin/audit/reviewitem/{flagged.pk}/replay/", {"confirmed": "yes"}
+        ).status_code
+        == 403
+    )
+    assert TARGET.calls == 0
+
+
+def test_the_overview_counts_what_waits_and_runs_now(
+    integration: Integration, reviewer_client: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    SOURCE.extend([{**ROW, "id": "ch_6"}, {**ROW, "id": "ch_7", "account": "x"}])
+    _run(integration)
+    page = reviewer_client.get("/admin/").content.decode()
+    assert "Needs attention" in page and "Test payments" in page
+    assert 'id="mlc-waiting"' in page and ">1</span>" in page
+    with django_capture_on_commit_callbacks(execute=True):
+        ran = reviewer_client.post(f"/admin/syncs/integration/{integration.pk}/run/")
+    assert ran.status_code == 302
+    assert SyncRun.objects.filter(integration=integration, trigger="manual").exists()
+
+
+def test_runs_that_found_nothing_and_webhook_deliveries_are_not_listed_by_default(
+    integration: Integration, admin_client: Client
+) -> None:
+    SOURCE.append({**ROW, "id": "ch_8"})
+    busy = _run(integration)
+    empty = _run(integration)
+    assert empty.synced == 0 and busy.synced == 1
+    listing = admin_client.get("/admin/syncs/syncrun/").content.decode()
+    assert f"#{busy.pk}<" in listing and f"#{empty.pk}<" not in listing
+    assert "runs that found nothing new" in listing
+    everything = admin_client.get("/admin/syncs/syncrun/?show=all").content.decode()
+    assert f"#{empty.pk}<" in everything
+
+
+def test_re_reads_are_counted_on_the_run_not_listed_in_the_audit_trail(
+    integration: Integration, admin_client: Client
+) -> None:
+    SOURCE.append({**ROW, "id": "ch_9", "ts": "2026-11-02"})
+    _run(integration)
+    integration.cursors.all().delete()  # read it all again: a duplicate
+    again = _run(integration)
+    assert again.duplicate == 1
+    default = admin_client.get("/admin/audit/auditrecord/").content.decode()
+    assert default.count("Duplicate (already posted)</span>") == 0
+    everything = admin_client.get("/admin/audit/auditrecord/?show=all").content.decode()
+    assert "Duplicate (already posted)</span>" in everything
+
+
+def test_audit_records_export_to_csv_for_a_reviewer(
+    integration: Integration, reviewer_client: Client
+) -> None:
+    SOURCE.append({**ROW, "id": "ch_10", "account": "x"})
+    _run(integration)
+    page = reviewer_client.get("/admin/audit/auditrecord/export/")
+    assert page.status_code == 200
+    exported = reviewer_client.post(
+        "/admin/audit/auditrecord/export/",
+        {"format": "0", **{f"auditrecordresource_{f}": "on" for f in ("id", "status", "reason")}},
+    )
+    assert exported.status_code == 200 and "text/csv" in exported["Content-Type"]
+    text = exported.content.decode()
+    assert "Flagged for review" in text and "No GL mapping for account x" in text
+
+
+def test_mappings_import_from_csv_after_a_preview(
+    integration: Integration, reviewer_client: Client
+) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    csv = (
+        "integration,kind,source_value,target_value,note\n"
+        f"{integration.slug},gl_account,6000,6110,Office\n"
+        f"{integration.slug},not_a_kind,6500,6540,Bad row\n"
+    )
+    preview = reviewer_client.post(
+        "/admin/syncs/fieldmapping/import/",
+        {
+            "format": "0",
+            "resource": "0",
+            "import_file": SimpleUploadedFile("m.csv", csv.encode(), "text/csv"),
+        },
+    )
+    assert preview.status_code == 200
+    body = preview.content.decode()
+    assert "not a valid choice" in body
+    assert not FieldMapping.objects.filter(source_value="6000").exists()  # nothing saved yet
+    good = csv.splitlines(keepends=True)[:2]
+    good = "".join(good)
+    preview = reviewer_client.post(
+        "/admin/syncs/fieldmapping/import/",
+        {
+            "format": "0",
+            "resource": "0",
+            "import_file": SimpleUploadedFile("m.csv", good.encode(), "text/csv"),
+        },
+    )
+    confirm = preview.context["confirm_form"]
+    done = reviewer_client.post("/admin/syncs/fieldmapping/process_import/", dict(confirm.initial))
+    assert done.status_code == 302
+    assert FieldMapping.objects.get(source_value="6000").target_value == "6110"
+
+
+def test_alerts_tell_the_reviewers_once_of_a_failed_run_and_of_long_waits(
+    integration: Integration, settings: Any
+) -> None:
+    _reviewer(email="rita@example.com")
+    settings.MLC = {**settings.MLC, "ALERT_WAITING_HOURS": 1}
+    SOURCE.append({**ROW, "id": "ch_11", "account": "zz"})
+    _run(integration)
+    failed = SyncRun.objects.create(
+        integration=integration,
+        trigger="schedule",
+        status=SyncRun.Status.FAILED,
+        finished_at=timezone.now(),
+        error_summary="CloudSuite refused ml-connector's sign-in.",
+    )
+    AuditRecord.objects.filter(source_key="ch_11").update(
+        created_at=timezone.now() - timedelta(hours=2)
+    )
+    sent = alerts_send()
+    assert sent == {"runs": 1, "waiting": 1, "recipients": 1}
+    subjects = [m.subject for m in mail.outbox]
+    assert any("failed" in s for s in subjects) and any("waiting" in s for s in subjects)
+    body = "\n".join(m.body for m in mail.outbox)
+    assert f"syncs/syncrun/{failed.pk}/change/" in body and "sign-in" in body
+    assert mail.outbox[0].to == ["rita@example.com"]
+    assert alerts_send() == {"runs": 0, "waiting": 0, "recipients": 1}  # told once
+    assert AlertSent.objects.count() == 2
+
+
+def test_no_alert_is_lost_when_there_is_no_one_to_tell(integration: Integration) -> None:
+    SyncRun.objects.create(
+        integration=integration, trigger="schedule", status="failed", finished_at=timezone.now()
+    )
+    assert alerts_send()["recipients"] == 0 and not mail.outbox
+    _reviewer(email="rita@example.com")
+    assert alerts_send()["runs"] == 1  # still due once someone can be told
