@@ -127,18 +127,24 @@ RETRY_FAILED_AFTER = timedelta(days=1)  # a refused rotation is tried again a da
 R = KeyRotation.Status
 
 
-def key_rotation_schedule_ensure() -> Schedule:
-    """The schedule that rotates keys when their connection says they are due (every 15 min)."""
+def schedule_every(*, name: str, func: str, minutes: int) -> Schedule:
+    """The django-q2 schedule ``name`` that calls ``func`` every ``minutes``, forever (created,
+    or brought back in step)."""
     schedule, _ = Schedule.objects.update_or_create(
-        name=ROTATION_SCHEDULE,
+        name=name,
         defaults={
-            "func": ROTATION_TASK,
+            "func": func,
             "schedule_type": Schedule.MINUTES,
-            "minutes": 15,
+            "minutes": minutes,
             "repeats": -1,
         },
     )
     return schedule
+
+
+def key_rotation_schedule_ensure() -> Schedule:
+    """The schedule that rotates keys when their connection says they are due (every 15 min)."""
+    return schedule_every(name=ROTATION_SCHEDULE, func=ROTATION_TASK, minutes=15)
 
 
 def stripe_key_rotation_due(*, connection: Connection, now: datetime | None = None) -> bool:

@@ -22,7 +22,7 @@ from rangefilter.filters import DateRangeQuickSelectListFilterBuilder
 
 from connections import jsonsafe
 from connections.providers.errors import ApiError
-from syncs.admin_base import ReadOnlyAdmin
+from syncs.admin_base import DefaultFirstFilter, ReadOnlyAdmin
 from syncs.flows import FLOWS, flow_choices
 from syncs.models import (
     AlertSent,
@@ -413,12 +413,13 @@ class CursorAdmin(admin.ModelAdmin):
         return False
 
 
-class RunShowFilter(admin.SimpleListFilter):
+class RunShowFilter(DefaultFirstFilter):
     """Runs that did something, by default: webhook deliveries (one run each) and scheduled
     runs that found nothing new are counted, not listed, unless asked for."""
 
     title = "show"
     parameter_name = "show"
+    default_label = "Runs that did something"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [
@@ -426,19 +427,6 @@ class RunShowFilter(admin.SimpleListFilter):
             ("webhook", "Only webhook deliveries"),
             ("empty", "Only runs that found nothing new"),
         ]
-
-    def choices(self, changelist: Any) -> Any:
-        yield {
-            "selected": self.value() is None,
-            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
-            "display": "Runs that did something",
-        }
-        for lookup, title in self.lookup_choices:
-            yield {
-                "selected": self.value() == lookup,
-                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
-                "display": title,
-            }
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[SyncRun]) -> QuerySet[SyncRun]:
         empty = Q(synced=0, failed=0, flagged=0, status__in=("succeeded", "skipped"))

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from audit.models import AuditRecord
+from connections.services import schedule_every
 from syncs.models import AlertSent, SyncRun
 
 logger = logging.getLogger(__name__)
@@ -30,16 +31,7 @@ LOOK_BACK = timedelta(days=2)  # failed runs older than this are not announced a
 
 def alerts_schedule_ensure() -> Schedule:
     """The schedule that sends due alerts (every 15 minutes)."""
-    schedule, _ = Schedule.objects.update_or_create(
-        name=ALERTS_SCHEDULE,
-        defaults={
-            "func": ALERTS_TASK,
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 15,
-            "repeats": -1,
-        },
-    )
-    return schedule
+    return schedule_every(name=ALERTS_SCHEDULE, func=ALERTS_TASK, minutes=15)
 
 
 def recipients() -> list[str]:

@@ -25,7 +25,7 @@ from rangefilter.filters import DateRangeQuickSelectListFilterBuilder
 
 from audit.models import AuditRecord, Collection, PaymentQuote, PostingLedger, ReviewItem
 from syncs import display
-from syncs.admin_base import ReadOnlyAdmin
+from syncs.admin_base import DefaultFirstFilter, ReadOnlyAdmin
 from syncs.models import FieldMapping
 from syncs.resources import AuditRecordResource, CollectionResource
 from syncs.services import (
@@ -83,31 +83,19 @@ def fix_link(record: AuditRecord) -> tuple[str, str] | None:
     return f"Add the {kind_label} mapping for {record.fix_value}", f"{url}?{query}"
 
 
-class ShowFilter(admin.SimpleListFilter):
+class ShowFilter(DefaultFirstFilter):
     """Audit lists show postings and problems by default: re-reads (already posted, unchanged)
     are counted on their run and listed only when asked for."""
 
     title = "show"
     parameter_name = "show"
+    default_label = "Postings and problems"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [
             ("all", "Everything, re-reads included"),
             ("rereads", "Only re-reads (already posted, unchanged)"),
         ]
-
-    def choices(self, changelist: Any) -> Any:
-        yield {
-            "selected": self.value() is None,
-            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
-            "display": "Postings and problems",
-        }
-        for lookup, title in self.lookup_choices:
-            yield {
-                "selected": self.value() == lookup,
-                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
-                "display": title,
-            }
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() == "all" or request.GET.get("status__exact") in QUIET:
@@ -273,6 +261,22 @@ class AuditRecordAdmin(RecordPageMixin, ReplayActionsMixin, ExportMixin, ReadOnl
         return obj.reason if len(obj.reason) <= 160 else obj.reason[:158] + "…"
 
 
+class ProblemFilter(admin.SimpleListFilter):
+    """The queue holds two kinds of problem: failed (may retry by itself) and flagged."""
+
+    title = "problem"
+    parameter_name = "problem"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            (AuditRecord.Status.FLAGGED, "Flagged for review (needs a person)"),
+            (AuditRecord.Status.FAILED, "Failed"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(status=self.value()) if self.value() else queryset
+
+
 @admin.register(ReviewItem)
 class ReviewItemAdmin(AuditRecordAdmin):
     """Failed and flagged records that still need a human: one item per record of an
@@ -280,7 +284,7 @@ class ReviewItemAdmin(AuditRecordAdmin):
 
     list_display = ("age", "integration", "record", "status_badge", "problem", "seen", "fix")
     list_display_links = ("record",)
-    list_filter = ("status", "integration", ("created_at", DateRange), "stream")
+    list_filter = (ProblemFilter, "integration", ("created_at", DateRange), "stream")
     ordering = ("created_at",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:

@@ -25,7 +25,7 @@ from connections.providers.errors import ApiError
 from connections.providers.infor_m3 import InforM3
 from connections.providers.registry import client_for
 from connections.redaction import Redactor
-from connections.services import CHECK_SETTINGS, key_rotation_schedule_ensure
+from connections.services import CHECK_SETTINGS, key_rotation_schedule_ensure, schedule_every
 from syncs.alerts import alerts_schedule_ensure
 from syncs.flows import FLOWS
 from syncs.models import FieldMapping, Integration, SyncRun, WebhookEvent, WebhookProcessing
@@ -186,16 +186,7 @@ REAPER_SCHEDULE = "mlc:reaper"
 
 def reaper_schedule_ensure() -> Schedule:
     """The every-minute schedule that closes dead runs and requeues unfinished events."""
-    schedule, _ = Schedule.objects.update_or_create(
-        name=REAPER_SCHEDULE,
-        defaults={
-            "func": REAPER_TASK,
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-        },
-    )
-    return schedule
+    return schedule_every(name=REAPER_SCHEDULE, func=REAPER_TASK, minutes=1)
 
 
 WEBHOOK_TASK = "syncs.tasks.process_webhook_event"

@@ -32,6 +32,15 @@ def age_since(value: datetime | None) -> str:
 
 
 @register.filter
+def age_until(value: datetime | None) -> str:
+    """``in 3 min`` until ``value`` ("due now" once it has passed)."""
+    if value is None:
+        return "—"
+    seconds = (value - timezone.now()).total_seconds()
+    return f"in {display.age(seconds)}" if seconds >= 1 else "due now"
+
+
+@register.filter
 def labelled(payload: Any) -> list[tuple[str, str]]:
     """A payload as (label, value) rows, amounts in major units."""
     return display.fields(payload)

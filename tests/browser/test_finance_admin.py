@@ -134,6 +134,15 @@ def flagged(
     return {"m3": m3, "payments": payments, "item": item, "url": live_server.url}
 
 
+def _log_in(page: Any, base: str) -> None:
+    """Log in as the reviewer, as a person does, and land on the overview."""
+    page.goto(f"{base}/admin/login/?next=/admin/")
+    page.fill("#id_username", "reviewer")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#mlc-integrations")
+
+
 def _columns_fit(page: Any) -> list[str]:
     """The list's column headers that do not fit in the window (none should)."""
     return page.evaluate(
@@ -157,17 +166,14 @@ def test_a_reviewer_fixes_an_unmapped_gl_account_from_the_item_page_and_replays_
     context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
     page = context.new_page()
     try:
-        page.goto(f"{base}/admin/login/?next=/admin/")
-        page.fill("#id_username", "reviewer")
-        page.fill("#id_password", PASSWORD)
-        page.click("input[type=submit]")
-        page.wait_for_selector("#mlc-integrations")
+        _log_in(page, base)
 
         # The overview: every integration's health, and what waits.
         row = page.locator("#mlc-integrations tr", has_text="Stripe payments to CloudSuite")
         assert "Needs attention" in row.inner_text()
         assert page.locator("#mlc-waiting .n").inner_text().strip() == "1"
         page.screenshot(path=str(shots / "overview.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= WIDTH  # no side scroll
 
         # The queue: one item, its plain reason, the fix.
         page.click("#mlc-waiting a")
@@ -215,11 +221,7 @@ def test_a_reviewer_fixes_an_unmapped_gl_account_from_the_item_page_and_replays_
     context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
     page = context.new_page()
     try:
-        page.goto(f"{base}/admin/login/?next=/admin/")
-        page.fill("#id_username", "reviewer")
-        page.fill("#id_password", PASSWORD)
-        page.click("input[type=submit]")
-        page.wait_for_selector("#mlc-integrations")
+        _log_in(page, base)
         # The run that replayed it, and the list of runs.
         run = SyncRun.objects.get(pk=replay.run_id)
         page.goto(f"{base}/admin/syncs/syncrun/{run.pk}/change/")
