@@ -66,7 +66,8 @@ def _plainly(exc: ApiError, connection: Connection, label: str) -> str:
         )
     if isinstance(exc, Transient) and exc.status is None:
         if "timed out" in text or "timeout" in text:
-            return f"{where} did not answer within {CHECK_SETTINGS['connect_timeout']:.0f} s."
+            waited = CHECK_SETTINGS["read_timeout" if "read" in text else "connect_timeout"]
+            return f"{where} did not answer within {waited:.0f} s."
         if "resolve" in text or "name or service" in text or "nodename" in text:
             return f"The address {where} does not resolve: check the base URL or host."
         if "refused" in text:

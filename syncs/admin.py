@@ -10,7 +10,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Case, Count, Q, QuerySet, Value, When
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -530,7 +530,42 @@ class SyncRunAdmin(ReadOnlyAdmin):
         "audit_records",
         "split",
     )
-    fields = readonly_fields
+    fieldsets = [
+        ("Outcome", {"fields": ["integration", "trigger", "status", "requested_by", "progress"]}),
+        (
+            "Records",
+            {"fields": ["total", "done", "synced", "flagged", "failed", "duplicate", "skipped"]},
+        ),
+        ("When", {"fields": ["started_at", "finished_at", "heartbeat_at"]}),
+        ("Detail", {"fields": ["error_summary", "audit_records", "split"]}),
+    ]
+    change_form_template = "admin/syncs/syncrun/change_form.html"
+    RECORDS_SHOWN = 50
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: SyncRun | None = None,
+    ) -> HttpResponse:
+        """A run's page opens with what it did and its problems and postings (not re-reads)."""
+        if obj is not None:
+            problems_first = Case(
+                When(status__in=("failed", "flagged"), then=Value(0)), default=Value(1)
+            )
+            shown = obj.records.exclude(status__in=("duplicate", "skipped")).order_by(
+                problems_first, "pk"
+            )[: self.RECORDS_SHOWN]
+            context.update(
+                run=obj,
+                run_records=list(shown),
+                run_rereads=obj.duplicate + obj.skipped,
+                run_took=self.took(obj),
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="Progress")
     def progress(self, obj: SyncRun) -> str:

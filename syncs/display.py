@@ -87,11 +87,12 @@ def label(key: str) -> str:
     if key in M3_FIELDS:
         return f"{M3_FIELDS[key]} ({key})"
     words = key.replace("_", " ").replace("-", " ").strip()
-    if words.lower() == "m3" or words.lower().startswith("m3 "):
-        words = "CloudSuite" + words[2:]
     # camelCase → words
     out = "".join(f" {c.lower()}" if c.isupper() and i else c for i, c in enumerate(words))
-    return out[:1].upper() + out[1:]
+    out = out[:1].upper() + out[1:]
+    if out.lower() == "m3" or out.lower().startswith("m3 "):
+        out = "CloudSuite" + out[2:]  # the flows' m3_invoice, m3_customer …
+    return out
 
 
 def money(minor: int, currency: str) -> str:

@@ -226,6 +226,8 @@ def test_a_reviewer_fixes_an_unmapped_gl_account_from_the_item_page_and_replays_
         run = SyncRun.objects.get(pk=replay.run_id)
         page.goto(f"{base}/admin/syncs/syncrun/{run.pk}/change/")
         assert "Succeeded" in page.inner_text("#content")
+        assert "1 synced" in page.inner_text("#mlc-run")
+        assert page.locator("#mlc-run-records tbody tr").count() == 1
         page.screenshot(path=str(shots / "run.png"), full_page=True)
         page.goto(f"{base}/admin/syncs/syncrun/?show=all")
         page.screenshot(path=str(shots / "runs.png"), full_page=True)

@@ -55,3 +55,18 @@ def test_saving_a_connection_that_fails_its_test_does_not_say_success(
     assert "but the test failed" in text and "refused the connection" in text
     assert "was added successfully" not in text
     assert Connection.objects.get(slug="cloudsuite-tst").status == Connection.Status.FAILING
+
+
+def test_a_server_that_never_answers_is_given_up_on_within_ten_seconds(
+    make_connection: Any,
+) -> None:
+    with socket.socket() as silent:  # accepts connections (the backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        conn = make_connection("stripe", base_url=f"http://127.0.0.1:{port}", read_timeout=60)
+        started = time.monotonic()
+        result = connection_check(connection=conn)
+        took = time.monotonic() - started
+    assert not result.ok and took < 10
+    assert result.message == f"127.0.0.1:{port} did not answer within 5 s."

@@ -82,3 +82,9 @@ def test_ages_read_in_the_largest_sensible_unit() -> None:
         "2 h",
         "3 days",
     ]
+
+
+def test_the_flows_own_keys_read_as_cloudsuite_fields() -> None:
+    rows = dict(display.fields({"m3": {"m3_invoice": "9002"}, "sourceCurrency": "EUR"}))
+    assert rows["CloudSuite \u203a CloudSuite invoice"] == "9002"
+    assert rows["Source currency"] == "EUR"
