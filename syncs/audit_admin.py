@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin, messages
@@ -562,9 +563,9 @@ class PaymentQuoteAdmin(RecordPageMixin, ReadOnlyAdmin):
         "costs",
         "rate",
         "held_until",
-        "target_key",
+        "quote",
     )
-    list_filter = ("integration",)
+    list_filter = ("integration", ("created_at", DateRange))
     search_fields = ("source_key", "target_key", "reason")
     fields = RECORD_FIELDS
     readonly_fields = RECORD_FIELDS
@@ -609,7 +610,18 @@ class PaymentQuoteAdmin(RecordPageMixin, ReadOnlyAdmin):
 
     @admin.display(description="Rate held until")
     def held_until(self, obj: AuditRecord) -> str:
-        return str(self._quote(obj).get("expires", ""))
+        raw = str(self._quote(obj).get("expires", ""))
+        try:
+            at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            return raw
+        if at.tzinfo is None:
+            return raw
+        return f"{timezone.localtime(at):%Y-%m-%d %H:%M:%S %Z}"
+
+    @admin.display(description="Wise quote", ordering="target_key")
+    def quote(self, obj: AuditRecord) -> str:
+        return obj.target_key
 
 
 @admin.register(PostingLedger)
