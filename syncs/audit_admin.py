@@ -478,12 +478,7 @@ class CollectionAdmin(RecordPageMixin, ExportMixin, ReadOnlyAdmin):
     def has_work_permission(self, request: HttpRequest) -> bool:
         return False  # a posted collection has nothing to replay
 
-    @staticmethod
-    def _row(obj: AuditRecord) -> dict[str, Any]:
-        cache = getattr(obj, "_mlc_row", None)
-        if cache is None:
-            cache = obj._mlc_row = display.collection(obj.sent_payload, obj.source_payload)
-        return cache
+    _row = staticmethod(display.collection_of)
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         response = super().changelist_view(request, extra_context)
@@ -493,20 +488,12 @@ class CollectionAdmin(RecordPageMixin, ExportMixin, ReadOnlyAdmin):
             else None
         )
         if cl is not None:
-            totals: dict[str, dict[str, Any]] = {}
-            rows = cl.queryset.select_related(None).only("sent_payload", "source_payload")[
-                : self.TOTALS_LIMIT
-            ]
-            for obj in rows:
-                row = display.collection(obj.sent_payload, obj.source_payload)
-                t = totals.setdefault(
-                    row["currency"] or "?",
-                    {"count": 0, "amount": 0, "fee": 0, "net": 0},
-                )
-                t["count"] += 1
-                for key in ("amount", "fee", "net"):
-                    t[key] += row[key]
-            response.context_data["totals"] = sorted(totals.items())
+            rows = list(
+                cl.queryset.select_related(None).only("sent_payload", "source_payload")[
+                    : self.TOTALS_LIMIT
+                ]
+            )
+            response.context_data["totals"] = display.collection_totals(rows)
             response.context_data["totals_capped"] = len(rows) >= self.TOTALS_LIMIT
         return response
 

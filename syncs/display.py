@@ -189,3 +189,28 @@ def collection(sent: Any, source: Any) -> dict[str, Any]:
         "net": gross - fee,
         "gl": ";".join(dims).rstrip(";"),
     }
+
+
+def collection_of(record: Any) -> dict[str, Any]:
+    """``collection`` of an audit record, worked out once per record (lists and exports read
+    several columns of it)."""
+    cached = getattr(record, "_mlc_collection", None)
+    if cached is None:
+        cached = collection(record.sent_payload, record.source_payload)
+        record._mlc_collection = cached
+    return cached
+
+
+def collection_totals(records: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Receipts, amount, fee and net per currency of ``records``, by currency."""
+    totals: dict[str, dict[str, Any]] = {}
+    for record in records:
+        row = collection_of(record)
+        t = totals.setdefault(
+            row["currency"] or "?",
+            {"count": 0, "amount": Decimal(0), "fee": Decimal(0), "net": Decimal(0)},
+        )
+        t["count"] += 1
+        for key in ("amount", "fee", "net"):
+            t[key] += row[key]
+    return sorted(totals.items())

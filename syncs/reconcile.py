@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -100,12 +101,11 @@ def _signed_amount(sent: Any) -> Decimal | None:
         return None
 
 
-def _posted(
-    integration: Integration, source_keys: set[str], window: tuple[datetime, datetime]
-) -> dict[str, tuple[Decimal, AuditRecord]]:
-    """What this integration posted for ``source_keys``, for payouts around the period, and
-    anything posted within ``window``: ledger key → (signed amount, its record)."""
-    found: dict[str, tuple[Decimal, AuditRecord]] = {}
+def _synced(
+    integration: Integration, source_keys: set[str], begin: datetime, stop: datetime
+) -> Iterator[AuditRecord]:
+    """The integration's confirmed postings of ``source_keys``, and any made in [begin, stop),
+    each once, oldest first."""
     synced = (
         AuditRecord.objects.filter(integration=integration, status=S.SYNCED)
         .exclude(ledger=None)
@@ -113,26 +113,31 @@ def _posted(
     )
     keys = sorted(source_keys)
     batches = [synced.filter(source_key__in=keys[i : i + 500]) for i in range(0, len(keys), 500)]
-    begin, stop = window
-    batches.append(
-        synced.filter(
-            created_at__gte=begin - timedelta(days=14), created_at__lt=stop + timedelta(days=14)
-        )
-    )
-    for rows in batches:
-        for record in rows.iterator():
-            data = record.source_payload or {}
-            kind = data.get("kind")
-            if kind == "payout":
-                for part in data.get("parts") or []:
-                    if part.get("kind") in ("payment", "refund"):
-                        amount = from_minor(int(part["amount"]), str(part["currency"]).upper())
-                        sign = 1 if part["kind"] == "payment" else -1
-                        found[f"{part['kind']}:{part['id']}"] = (amount * sign, record)
-            elif kind in ("payment", "refund"):
-                amount = _signed_amount(record.sent_payload)
-                if amount is not None:
-                    found[f"{kind}:{record.source_key}"] = (amount, record)
+    batches.append(synced.filter(created_at__gte=begin, created_at__lt=stop))
+    records = {r.pk: r for rows in batches for r in rows.iterator()}
+    yield from (records[pk] for pk in sorted(records))
+
+
+def _posted(
+    integration: Integration, source_keys: set[str], window: tuple[datetime, datetime]
+) -> dict[str, tuple[Decimal, AuditRecord]]:
+    """The receipts posted for Stripe movements — one by one, or as the parts of a payout
+    (looked for two weeks either side of the period): ledger key → (signed amount, record)."""
+    found: dict[str, tuple[Decimal, AuditRecord]] = {}
+    begin, stop = window[0] - timedelta(days=14), window[1] + timedelta(days=14)
+    for record in _synced(integration, source_keys, begin, stop):
+        data = record.source_payload or {}
+        kind = data.get("kind")
+        if kind == "payout":
+            for part in data.get("parts") or []:
+                if part.get("kind") in ("payment", "refund"):
+                    amount = from_minor(int(part["amount"]), str(part["currency"]).upper())
+                    sign = 1 if part["kind"] == "payment" else -1
+                    found[f"{part['kind']}:{part['id']}"] = (amount * sign, record)
+        elif kind in ("payment", "refund"):
+            amount = _signed_amount(record.sent_payload)
+            if amount is not None:
+                found[f"{kind}:{record.source_key}"] = (amount, record)
     return found
 
 
@@ -217,23 +222,9 @@ def _wise_posted(
     """The payment journals posted for Wise transfers: the supplier-liability line, net of any
     reversal (transfer key → (amount, the latest record))."""
     found: dict[str, tuple[Decimal, AuditRecord]] = {}
-    begin, stop = window
-    synced = (
-        AuditRecord.objects.filter(integration=integration, status=S.SYNCED)
-        .exclude(ledger=None)
-        .only("id", "source_key", "sent_payload", "created_at")
-        .order_by("pk")
-    )
-    keys = sorted(source_keys)
-    batches = [synced.filter(source_key__in=keys[i : i + 500]) for i in range(0, len(keys), 500)]
-    batches.append(synced.filter(created_at__gte=begin, created_at__lt=stop))
-    seen: set[int] = set()
-    for rows in batches:
-        for record in rows.iterator():
-            lines = (record.sent_payload or {}).get("lines") or []
-            if record.pk in seen or not lines:
-                continue
-            seen.add(record.pk)
+    for record in _synced(integration, source_keys, *window):
+        lines = (record.sent_payload or {}).get("lines") or []
+        if lines:
             key = f"transfer:{record.source_key}"
             before = found.get(key, (Decimal(0), record))[0]
             found[key] = (before + Decimal(str(lines[0].get("CUAM") or "0")), record)

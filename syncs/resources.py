@@ -102,9 +102,7 @@ class CollectionResource(resources.ModelResource):
         )
         export_order = fields
 
-    @staticmethod
-    def _row(obj: AuditRecord) -> dict[str, Any]:
-        return display.collection(obj.sent_payload, obj.source_payload)
+    _row = staticmethod(display.collection_of)
 
     def dehydrate_kind(self, obj: AuditRecord) -> str:
         return self._row(obj)["kind"]

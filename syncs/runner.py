@@ -41,11 +41,11 @@ from django_q.tasks import async_task
 from audit import ledger
 from audit.models import AuditRecord, PostingLedger
 from audit.selectors import ledger_confirmed_keys, ledger_confirmed_under, ledger_known_keys
+from connections.providers import plain
 from connections.providers.base import InboundEvent, Provider
 from connections.providers.errors import ApiError, AuthFailed, Rejected
 from connections.providers.registry import client_for
 from connections.redaction import Redactor
-from syncs import plain
 from syncs.flows import (
     Flag,
     Flow,
@@ -625,13 +625,9 @@ class Runner:
         if isinstance(mapped, Exception):
             detail = self._describe(mapped)
             if item.prepare_failed:
-                said = getattr(mapped, "remote_message", "") or ""
-                reason = "Could not read what this record needs" + (
-                    f": {said.rstrip('.')}." if said else "; the technical detail is below."
-                )
                 item.outcome = _Outcome(
                     Status.FAILED,
-                    reason,
+                    plain.unreadable(mapped),
                     retryable=not isinstance(mapped, Rejected),
                     error=mapped,
                     detail=detail,
@@ -772,7 +768,7 @@ class Runner:
             refused = isinstance(result, Rejected)
             told = plain.failure(
                 result,
-                system=self.integration.target.kind,
+                system=plain.system_name(self.integration.target.provider_class),
                 thing=plain.thing_name(self.flow.ledger_target),
                 detail=reason,
             )

@@ -25,7 +25,7 @@ from connections.providers.errors import ApiError
 from connections.providers.infor_m3 import InforM3
 from connections.providers.registry import client_for
 from connections.redaction import Redactor
-from connections.services import CHECK_SETTINGS, key_rotation_schedule_ensure, schedule_every
+from connections.services import key_rotation_schedule_ensure, quick, schedule_every
 from syncs.alerts import alerts_schedule_ensure
 from syncs.flows import FLOWS
 from syncs.models import FieldMapping, Integration, SyncRun, WebhookEvent, WebhookProcessing
@@ -488,19 +488,33 @@ def records_dismiss(*, record_ids: Iterable[int], requested_by: str, note: str) 
     )
 
 
+def _cloudsuite_side(integration: Integration) -> Connection | None:
+    """The integration's CloudSuite connection (target or source), if it has one."""
+    return next(
+        (c for c in (integration.target, integration.source) if c.kind == InforM3.kind),
+        None,
+    )
+
+
+def _chart(connection: Connection) -> dict[str, str]:
+    """CloudSuite's chart of accounts (CRS630MI): account → its name."""
+    client = client_for(connection)
+    try:
+        return {str(a["AITM"]): a.get("TX40", "") for a in client.list_accounts()}
+    finally:
+        client.close()
+
+
 def gl_mappings_check(*, integration: Integration) -> tuple[list[str], list[str]]:
     """Compare the integration's GL account mappings with the CloudSuite chart (CRS630MI).
 
     Returns (known, unknown) as readable lines; only the first accounting dimension (AIT1) is
     checked, since the chart lists accounts by dimension 1.
     """
-    m3_side = next(
-        (c for c in (integration.target, integration.source) if c.kind == InforM3.kind),
-        None,
-    )
+    m3_side = _cloudsuite_side(integration)
     if m3_side is None:
         return [], ["This integration does not post to CloudSuite."]
-    chart = {a["AITM"]: a.get("TX40", "") for a in client_for(m3_side).list_accounts()}
+    chart = _chart(m3_side)
     known, unknown = [], []
     for mapping in integration.mappings.filter(kind=FieldMapping.Kind.GL_ACCOUNT):
         account = mapping.target_value.split(";")[0].strip()
@@ -514,23 +528,15 @@ def gl_mappings_check(*, integration: Integration) -> tuple[list[str], list[str]
 def gl_account_unknown(*, integration: Integration, accounting_string: str) -> str:
     """Why ``accounting_string`` cannot be a GL mapping of ``integration`` ("" when it can, or
     when CloudSuite's chart could not be read within a few seconds: the run checks again)."""
-    m3_side = next(
-        (c for c in (integration.target, integration.source) if c.kind == InforM3.kind),
-        None,
-    )
+    m3_side = _cloudsuite_side(integration)
     account = accounting_string.split(";")[0].strip()
     if m3_side is None or not account:
         return ""
-    probe = Connection.objects.get(pk=m3_side.pk)
-    probe.settings = {**(probe.settings or {}), **CHECK_SETTINGS}
-    client = client_for(probe)
     try:
-        chart = {str(a.get("AITM")) for a in client.list_accounts()}
+        chart = _chart(quick(m3_side))
     except ApiError:
         logger.info("The chart of %s could not be read to check %s", m3_side.slug, account)
         return ""
-    finally:
-        client.close()
     if account in chart:
         return ""
     return (

@@ -19,11 +19,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 import requests
 
 from connections import jsonsafe
-from connections.providers.errors import ApiError, AuthFailed
+from connections.providers import plain
+from connections.providers.errors import ApiError
 from connections.providers.http import ApiClient, Auth, ClientConfig
 from connections.providers.oauth import BearerAuth, Grant, TokenManager
 from connections.providers.ratelimit import get_rate_limiter
@@ -107,6 +109,7 @@ class Provider:
 
     kind: ClassVar[str]  # the connection kind, e.g. "stripe"
     label: ClassVar[str]  # what a finance user calls the system
+    short_label: ClassVar[str] = ""  # its name in a sentence ("CloudSuite"), when shorter
     spec: ClassVar[ConnectionSpec]
     # What this system's secrets look like: (pattern, replacement) pairs for free text, and the
     # names of payload keys whose values are secret (beyond the generic password/token/secret).
@@ -122,17 +125,26 @@ class Provider:
         self.redactor = Redactor(connection.secret_values())
 
     def check(self) -> CheckResult:
-        """Test the connection: a refusal or an unreachable system is a failed result (with a
-        message safe to show), never an exception."""
+        """Test the connection: a refusal or an unreachable system is a failed result — in
+        plain words, the technical text in its details, both safe to show — never an
+        exception."""
         try:
             return self.probe()
-        except AuthFailed as exc:
-            message = exc.message
-            if "refused" not in message:
-                message = f"{self.label} refused the credentials ({message})."
-            return CheckResult(False, self.redactor.text(message))
         except ApiError as exc:
-            return CheckResult(False, self.redactor.text(exc.message))
+            # The host that failed (a token endpoint may not be the API's), else the settings'.
+            tried = re.search(r"https?://[^\s/]+", exc.message)
+            url = tried.group(0) if tried else str(self.connection.setting("base_url", "") or "")
+            where = urlsplit(url).netloc or str(self.connection.setting("host", "") or "")
+            message = plain.check_failure(
+                exc,
+                system=plain.system_name(self),
+                where=where or "the server",
+                connect_timeout=float(self.connection.setting("connect_timeout", 5.0)),
+                read_timeout=float(self.connection.setting("read_timeout", 30.0)),
+            )
+            return CheckResult(
+                False, self.redactor.text(message), [self.redactor.text(exc.message)]
+            )
         finally:
             self.close()
 

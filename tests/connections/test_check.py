@@ -52,7 +52,7 @@ def test_saving_a_connection_that_fails_its_test_does_not_say_success(
         follow=True,
     )
     text = saved.content.decode()
-    assert "but the test failed" in text and "refused the connection" in text
+    assert "but the test failed" in text and "127.0.0.1:9 refused the connection" in text
     assert "was added successfully" not in text
     assert Connection.objects.get(slug="cloudsuite-tst").status == Connection.Status.FAILING
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from connections.providers import plain
 from connections.providers.errors import (
     AuthFailed,
     OutcomeUnknown,
@@ -11,7 +12,7 @@ from connections.providers.errors import (
     Rejected,
     Transient,
 )
-from syncs import display, plain
+from syncs import display
 
 
 def test_a_refusal_says_who_refused_what_in_the_remote_s_own_words() -> None:
@@ -20,7 +21,7 @@ def test_a_refusal_says_who_refused_what_in_the_remote_s_own_words() -> None:
         status=400,
         remote_message="Invoice 70023 does not exist",
     )
-    told = plain.failure(exc, system="infor_m3", thing="the receipt", detail=exc.message)
+    told = plain.failure(exc, system="CloudSuite", thing="the receipt", detail=exc.message)
     assert told.reason == "CloudSuite refused the receipt: Invoice 70023 does not exist."
     assert "ARS040MI" in told.detail and "http" not in told.reason
 
@@ -30,13 +31,13 @@ def test_temporary_failures_say_they_will_be_retried_and_nothing_technical() -> 
         Transient("POST http://x failed: ConnectionError: HTTPConnectionPool(...)"),
         RateLimited("429", status=429),
     ):
-        told = plain.failure(exc, system="stripe", thing="the invoice", detail=exc.message)
+        told = plain.failure(exc, system="Stripe", thing="the invoice", detail=exc.message)
         assert "again by itself" in told.reason and "HTTPConnectionPool" not in told.reason
     lost = plain.failure(
-        OutcomeUnknown("read timeout"), system="infor_m3", thing="the receipt", detail=""
+        OutcomeUnknown("read timeout"), system="CloudSuite", thing="the receipt", detail=""
     )
     assert "cannot be posted twice" in lost.reason
-    auth = plain.failure(AuthFailed("401"), system="wise", thing="the quote", detail="")
+    auth = plain.failure(AuthFailed("401"), system="Wise", thing="the quote", detail="")
     assert "credentials" in auth.reason and auth.reason.startswith("Wise refused")
 
 

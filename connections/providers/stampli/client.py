@@ -40,6 +40,7 @@ class StampliSftp(SftpProvider):
 
     kind = "stampli"
     label = "Stampli (SFTP)"
+    short_label = "Stampli"
     spec = SPEC
 
     @property

@@ -1,19 +1,20 @@
-"""Plain language for what a finance user reads: why a record failed, in the words of the
-systems involved, with the technical detail (request line, status, Python error) kept apart.
+"""Plain language for what a finance user reads when a remote system says no: why a record
+failed, or why a connection test did, in the words of the systems involved — the technical
+detail (request line, status, Python error) kept apart.
 
-Pure functions of their inputs, no I/O: the runner stores both texts on the audit record; the
-admin shows the plain one and folds the detail below it.
+Pure functions of their inputs, no I/O: the runner stores both texts on the audit record and
+the admin folds the detail below the reason; ``Provider.check`` words a failed test with it.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from connections.providers.errors import (
     ApiError,
     AuthFailed,
-    NotFound,
     OutcomeUnknown,
     RateLimited,
     Rejected,
@@ -21,16 +22,6 @@ from connections.providers.errors import (
 )
 
 logger = logging.getLogger(__name__)
-
-# The names finance staff use for each system.
-SYSTEM_NAMES = {
-    "infor_m3": "CloudSuite",
-    "stripe": "Stripe",
-    "ifs_cloud": "IFS Cloud",
-    "cin7": "Cin7 Core",
-    "wise": "Wise",
-    "stampli": "Stampli",
-}
 
 # What each kind of posting is called (the posting ledger's target names).
 THINGS = {
@@ -48,9 +39,9 @@ THINGS = {
 }
 
 
-def system_name(kind: str) -> str:
-    """A system's everyday name ("CloudSuite"), or its kind when unknown."""
-    return SYSTEM_NAMES.get(kind, kind.replace("_", " ").title())
+def system_name(provider: Any) -> str:
+    """A system's everyday name ("CloudSuite"): its provider's short label, else its label."""
+    return getattr(provider, "short_label", "") or provider.label
 
 
 def thing_name(ledger_target: str) -> str:
@@ -73,11 +64,10 @@ def _said(exc: ApiError) -> str:
 
 
 def failure(exc: BaseException, *, system: str, thing: str, detail: str) -> Explained:
-    """Why writing ``thing`` to ``system`` failed, as a finance user would want it said.
-
-    ``detail`` is the technical text (already redacted) kept beside the plain reason.
+    """Why writing ``thing`` to ``system`` (its everyday name) failed, as a finance user would
+    want it said.  ``detail`` is the technical text (already redacted) kept beside it.
     """
-    name = system_name(system)
+    name = system
     if isinstance(exc, RateLimited):
         reason = f"{name} asked ml-connector to slow down; {thing} will be sent again by itself."
     elif isinstance(exc, AuthFailed):
@@ -101,8 +91,6 @@ def failure(exc: BaseException, *, system: str, thing: str, detail: str) -> Expl
             if exc.retryable
             else f"; {thing} was not sent. Replay it later."
         )
-    elif isinstance(exc, NotFound):
-        reason = f"{name} refused {thing}: {_said(exc)}."
     elif isinstance(exc, Rejected):
         reason = f"{name} refused {thing}: {_said(exc)}."
     elif isinstance(exc, ApiError):
@@ -113,3 +101,42 @@ def failure(exc: BaseException, *, system: str, thing: str, detail: str) -> Expl
             "detail below is for whoever supports ml-connector."
         )
     return Explained(reason=reason, detail=detail)
+
+
+def unreadable(exc: BaseException) -> str:
+    """Why a record could not be prepared: what the remote said, when it said something."""
+    said = (getattr(exc, "remote_message", "") or "").strip().rstrip(".")
+    if said:
+        return f"Could not read what this record needs: {said}."
+    return "Could not read what this record needs; the technical detail is below."
+
+
+def check_failure(
+    exc: ApiError, *, system: str, where: str, connect_timeout: float, read_timeout: float
+) -> str:
+    """A failed connection test in words a finance user can act on: ``where`` is the host
+    tried; the technical text stays in the result's details."""
+    text = f"{exc.message} {exc.detail or ''}".lower()
+    said = (exc.remote_message or "").strip().rstrip(".")
+    if not said and "://" not in exc.message:
+        return exc.message  # the provider worded it for people already (an SFTP host key …)
+    if isinstance(exc, AuthFailed):
+        return (
+            f"{system} refused the credentials"
+            + (f": {said}." if said else ".")
+            + " Check the secret and the account it belongs to, then save again."
+        )
+    if isinstance(exc, Transient) and exc.status is None:
+        if "timed out" in text or "timeout" in text:
+            waited = read_timeout if "read" in text else connect_timeout
+            return f"{where} did not answer within {waited:.0f} s."
+        if "resolve" in text or "name or service" in text or "nodename" in text:
+            return f"The address {where} does not resolve: check the base URL or host."
+        if "refused" in text:
+            return f"{where} refused the connection: check the address and port."
+        return f"{where} could not be reached."
+    if isinstance(exc, Transient):
+        return f"{system} had a temporary problem (it answered {exc.status}); try again shortly."
+    if said:
+        return f"{system} refused the test: {said}."
+    return exc.message
