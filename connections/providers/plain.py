@@ -118,6 +118,11 @@ def check_failure(
     tried; the technical text stays in the result's details."""
     text = f"{exc.message} {exc.detail or ''}".lower()
     said = (exc.remote_message or "").strip().rstrip(".")
+    if isinstance(exc, RateLimited):
+        return (
+            f"{system} is busy with ml-connector's other requests (its rate limit is reached): "
+            "try again in a few seconds."
+        )
     if not said and "://" not in exc.message:
         return exc.message  # the provider worded it for people already (an SFTP host key …)
     if isinstance(exc, AuthFailed):

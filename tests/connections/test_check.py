@@ -70,3 +70,12 @@ def test_a_server_that_never_answers_is_given_up_on_within_ten_seconds(
         took = time.monotonic() - started
     assert not result.ok and took < 10
     assert result.message == f"127.0.0.1:{port} did not answer within 5 s."
+
+
+def test_a_rate_limit_reached_by_the_runs_is_said_plainly() -> None:
+    from connections.providers.errors import RateLimited
+    from connections.providers.plain import check_failure
+
+    busy = RateLimited("Rate limit for connection:6: next slot in 9.0s", retry_after=9.0)
+    message = check_failure(busy, system="Cin7 Core", where="x", connect_timeout=3, read_timeout=5)
+    assert message.startswith("Cin7 Core is busy") and "connection:6" not in message
