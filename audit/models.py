@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.db import models
+from django.db.models.functions import Coalesce
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,17 @@ class AuditRecord(models.Model):
         default=1, help_text="How often runs met this record with the same problem."
     )
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    waiting = models.BooleanField(
+        default=False,
+        help_text="Waiting for something still to arrive (its invoice, its customer): retried "
+        "by itself, and a review item only once it has waited too long.",
+    )
+    first_seen_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When this problem was first met, kept across replays that meet it again "
+        "(empty: when the record was written).",
+    )
     replay_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="When a person last asked for this record's replay."
     )
@@ -88,6 +100,19 @@ class AuditRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stream} {self.source_key}: {self.get_status_display()}"
+
+
+# The review queue: problems that need a person (a record still waiting for something to
+# arrive is not one until it has waited too long).
+NEEDS_REVIEW = models.Q(
+    status__in=(AuditRecord.Status.FAILED, AuditRecord.Status.FLAGGED),
+    resolved_at=None,
+    waiting=False,
+)
+
+# When a record's problem was first met: kept across replays (``first_seen_at``), else the row's
+# own time. The queue's age and order, the overview's oldest and the waiting alert read it.
+FIRST_SEEN = Coalesce("first_seen_at", "created_at")
 
 
 class ReviewItem(AuditRecord):

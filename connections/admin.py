@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html_join
 
+from connections.admin_base import SafeModelAdmin
 from connections.forms import connection_form_for, form_field_names
 from connections.models import Connection, KeyRotation, OAuthToken
 from connections.providers.errors import ApiError
@@ -28,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(SafeModelAdmin):
     list_display = ("name", "kind", "status", "last_checked_at", "updated_at")
     list_filter = ("kind", "status")
     search_fields = ("name", "slug")
@@ -258,7 +259,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
 
 @admin.register(OAuthToken)
-class OAuthTokenAdmin(admin.ModelAdmin):
+class OAuthTokenAdmin(SafeModelAdmin):
     """Token state for support: expiry and refresh counts, never the tokens themselves."""
 
     list_display = ("connection", "expires_at", "lifetime_seconds", "refresh_count", "updated_at")
@@ -281,7 +282,7 @@ class OAuthTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(KeyRotation)
-class KeyRotationAdmin(admin.ModelAdmin):
+class KeyRotationAdmin(SafeModelAdmin):
     """Every rotation of a Stripe key: when, by whom, the key ids and how it ended (never a
     secret)."""
 

@@ -107,6 +107,10 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# …and an address whose wrong passwords across all usernames reach this many (password
+# spraying) is locked for every username for the same time (mlconnector/logins.py).
+AXES_HANDLER = "mlconnector.logins.LoginThrottle"
+LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", default=20)
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 
@@ -231,6 +235,15 @@ MLC = {
     "WORKER_STOP_SECONDS": env.int("WORKER_STOP_SECONDS", default=20),
     # A webhook event still unprocessed this long after it was queued is queued again.
     "EVENT_REQUEUE_SECONDS": env.int("EVENT_REQUEUE_SECONDS", default=120),
+    # …at most this many times in all (about 4 hours with the doubling wait): then it is parked
+    # with its last problem for a person to read, and retried only when they ask.
+    "EVENT_MAX_ATTEMPTS": env.int("EVENT_MAX_ATTEMPTS", default=8),
+    # A record waiting for something still to arrive (a payment's invoice, an invoice's
+    # customer) is retried by every run and comes to the review queue after this many hours.
+    "WAIT_REVIEW_HOURS": env.float("WAIT_REVIEW_HOURS", default=6),
+    # A run or replay a person asked for that no worker has taken this long after it was handed
+    # to the queue (lost in a Redis restart, or the queue was out of reach) is queued again.
+    "REQUEST_REQUEUE_SECONDS": env.int("REQUEST_REQUEUE_SECONDS", default=60),
     # "db" or "redis"; defaults to redis when REDIS_URL is set.
     "RATE_LIMIT_BACKEND": env.str("RATE_LIMIT_BACKEND", default="redis" if REDIS_URL else "db"),
     # Redis key prefix of the rate-limit buckets: give each deployment sharing a Redis its own.

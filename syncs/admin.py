@@ -21,9 +21,11 @@ from import_export.admin import ImportExportMixin
 from rangefilter.filters import DateRangeQuickSelectListFilterBuilder
 
 from connections import jsonsafe
+from connections.admin_base import SafeModelAdmin
 from connections.providers.errors import ApiError
 from syncs.admin_base import DefaultFirstFilter, ReadOnlyAdmin
 from syncs.flows import FLOWS, flow_choices
+from syncs.forms import FieldMappingForm
 from syncs.models import (
     AlertSent,
     Cursor,
@@ -34,9 +36,9 @@ from syncs.models import (
     WebhookProcessing,
 )
 from syncs.reconcile import RECONCILED_FLOWS, reconcile
-from syncs.resources import FieldMappingResource
+from syncs.resources import FieldMappingResource, SpreadsheetCSV
 from syncs.services import (
-    gl_account_unknown,
+    QUEUE_UNREACHABLE,
     gl_mappings_check,
     integration_enqueue_run,
     records_enqueue_replay,
@@ -105,13 +107,16 @@ class IntegrationForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["settings"] = SettingsField(
-            required=False, help_text=self.fields["settings"].help_text
-        )
-        self.fields["flow"] = forms.ChoiceField(
-            choices=[("", "---------"), *flow_choices()],
-            help_text=self.fields["flow"].help_text,
-        )
+        # A user who may only view gets a form without the read-only fields: leave them be.
+        if "settings" in self.fields:
+            self.fields["settings"] = SettingsField(
+                required=False, help_text=self.fields["settings"].help_text
+            )
+        if "flow" in self.fields:
+            self.fields["flow"] = forms.ChoiceField(
+                choices=[("", "---------"), *flow_choices()],
+                help_text=self.fields["flow"].help_text,
+            )
 
 
 class FieldMappingInline(admin.TabularInline):
@@ -121,7 +126,7 @@ class FieldMappingInline(admin.TabularInline):
 
 
 @admin.register(Integration)
-class IntegrationAdmin(admin.ModelAdmin):
+class IntegrationAdmin(SafeModelAdmin):
     form = IntegrationForm
     list_display = ("name", "flow_label", "source", "target", "enabled", "schedule", "last_run")
     list_filter = ("enabled", "flow")
@@ -212,10 +217,14 @@ class IntegrationAdmin(admin.ModelAdmin):
         integration = Integration.objects.filter(pk=pk).first()
         if integration is None:
             self.message_user(request, "That integration no longer exists.", messages.ERROR)
-        else:
+        elif (
             integration_enqueue_run(
                 integration=integration, requested_by=request.user.get_username()
             )
+            is False
+        ):
+            self.message_user(request, f"{integration.name}: {QUEUE_UNREACHABLE}", messages.WARNING)
+        else:
             self.message_user(
                 request,
                 f"{integration.name}: run queued. The overview shows its outcome when it ends.",
@@ -225,15 +234,20 @@ class IntegrationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Run selected integrations now", permissions=["run"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[Integration]) -> None:
-        for integration in queryset:
+        queued = [
             integration_enqueue_run(
                 integration=integration, requested_by=request.user.get_username()
             )
-        self.message_user(
-            request,
-            f"Queued {queryset.count()} run(s); watch them under Sync runs.",
-            messages.SUCCESS,
-        )
+            for integration in queryset
+        ]
+        if False in queued:
+            self.message_user(request, QUEUE_UNREACHABLE, messages.WARNING)
+        else:
+            self.message_user(
+                request,
+                f"Queued {len(queued)} run(s); watch them under Sync runs.",
+                messages.SUCCESS,
+            )
 
     @admin.action(
         description="Check GL account mappings against the CloudSuite chart", permissions=["view"]
@@ -281,79 +295,16 @@ class ReconcileForm(forms.Form):
         return data
 
 
-MAPPING_HELP = {
-    "vendor": "Source: the vendor id in the source system (e.g. Stampli's V-1001). "
-    "Target: the CloudSuite supplier number (SUNO).",
-    "customer": "Source: the customer id in the source system. Target: the customer in the "
-    "target system.",
-    "gl_account": "Source: the GL code in the source system, or a role such as "
-    "stripe_receipts, stripe_receipts:SEK, wise_ap:EUR, wise_bank:GBP, stampli_ap:USD. Target: "
-    "the CloudSuite accounting string, dimensions separated by ; (e.g. 1930 or 6100;200).",
-    "charge_code": "Source: stripe_fees. Target: the CloudSuite charge code (CHRI) that takes "
-    "Stripe's fees.",
-    "tax_code": "Source: the tax code in the source system. Target: the target's tax code.",
-    "currency": "Source: a currency code as the source writes it. Target: the ISO 4217 code.",
-    "payment_method": "Source: the payment method in the source. Target: the target's code.",
-    "cost_center": "Source: the cost centre in Stampli. Target: the CloudSuite dimension value.",
-    "cin7_account": "Source: the CloudSuite account. Target: the Cin7 Core account code (Cin7's "
-    "chart is read-only: the account must exist there).",
-    "cin7_supplier": "Source: the CloudSuite supplier number. Target: the Cin7 Core supplier ID.",
-}
-
-
-class FieldMappingForm(forms.ModelForm):
-    class Meta:
-        model = FieldMapping
-        fields = ["integration", "kind", "source_value", "target_value", "note"]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if "kind" not in self.fields:  # the list's form edits targets only
-            return
-        self.fields["kind"].help_text = format_html(
-            "<ul class='mlc-why'>{}</ul>",
-            format_html_join(
-                "",
-                "<li><b>{}</b>: {}</li>",
-                (
-                    (label, MAPPING_HELP.get(value, ""))
-                    for value, label in FieldMapping.Kind.choices
-                ),
-            ),
-        )
-
-    def clean_source_value(self) -> str:
-        return (self.cleaned_data.get("source_value") or "").strip()
-
-    def clean_target_value(self) -> str:
-        value = (self.cleaned_data.get("target_value") or "").strip()
-        if not value:
-            raise forms.ValidationError("Give the value in the target system.")
-        return value
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        known = self.instance if self.instance.pk else None  # the list edits targets only
-        integration = data.get("integration") or (known.integration if known else None)
-        kind = data.get("kind") or (known.kind if known else None)
-        value = data.get("target_value")
-        if (
-            kind == FieldMapping.Kind.GL_ACCOUNT
-            and integration is not None
-            and value
-            and (problem := gl_account_unknown(integration=integration, accounting_string=value))
-        ):
-            self.add_error("target_value", problem)
-        return data
-
-
 @admin.register(FieldMapping)
-class FieldMappingAdmin(ImportExportMixin, admin.ModelAdmin):
+class FieldMappingAdmin(ImportExportMixin, SafeModelAdmin):
     """Mappings a finance user keeps; one opened from a review item saves and replays it.
     Mappings come in from CSV too (integration slug, kind, source value, target value, note),
     previewed before anything is saved."""
 
     resource_classes = [FieldMappingResource]
+    import_formats = [SpreadsheetCSV]
+    import_template_name = "admin/syncs/fieldmapping/import.html"
+    import_error_display = ("message",)
     form = FieldMappingForm
     list_display = ("integration", "kind", "source_value", "target_value", "note", "updated_at")
     list_filter = ("integration", "kind")
@@ -403,7 +354,7 @@ class FieldMappingAdmin(ImportExportMixin, admin.ModelAdmin):
 
 
 @admin.register(Cursor)
-class CursorAdmin(admin.ModelAdmin):
+class CursorAdmin(SafeModelAdmin):
     list_display = ("integration", "stream", "value", "updated_at")
     list_filter = ("integration",)
     readonly_fields = ("integration", "stream", "updated_at")
@@ -636,6 +587,7 @@ class WebhookEventAdmin(ReadOnlyAdmin):
         "processed",
         "processed_at",
         "attempts",
+        "parked_at",
         "error",
         "received_at",
         "headers",
@@ -647,6 +599,12 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     def handled(self, obj: WebhookEvent) -> str:
         if obj.processed:
             return format_html('<span class="mlc-badge mlc-ok">{}</span>', "Processed")
+        if obj.parked_at is not None:
+            return format_html(
+                '<span class="mlc-badge mlc-failing" title="{}">{}</span>',
+                obj.error,
+                "Stopped retrying: see why",
+            )
         if obj.error:
             return format_html('<span class="mlc-badge mlc-failing">{}</span>', "Failed")
         return format_html('<span class="mlc-badge mlc-attention">{}</span>', "Waiting")
@@ -670,4 +628,5 @@ class AlertSentAdmin(ReadOnlyAdmin):
     readonly_fields = fields
 
 
-from syncs import audit_admin  # noqa: E402, F401  (registers the audit trail's pages)
+# Registered after this module's pages: the audit trail's, and django-q2's and axes' on our terms.
+from syncs import admin_thirdparty, audit_admin  # noqa: E402, F401

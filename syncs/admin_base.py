@@ -8,10 +8,12 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from connections.admin_base import SafeModelAdmin
+
 logger = logging.getLogger(__name__)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(SafeModelAdmin):
     """History is never edited by hand.
 
     Acting on history — replaying a record, dismissing it, processing an event again — is the

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
-from audit.models import AuditRecord
+from audit.models import FIRST_SEEN, NEEDS_REVIEW, AuditRecord
 from connections.services import schedule_every
 from syncs.models import AlertSent, SyncRun
 
@@ -108,13 +108,10 @@ def _waiting(now: datetime, to: list[str]) -> int:
     told = set(AlertSent.objects.filter(kind=AlertSent.Kind.WAITING).values_list("key", flat=True))
     items = [
         r
-        for r in AuditRecord.objects.filter(
-            status__in=(AuditRecord.Status.FAILED, AuditRecord.Status.FLAGGED),
-            resolved_at=None,
-            created_at__lt=now - timedelta(hours=hours),
-        )
+        for r in AuditRecord.objects.annotate(first_seen=FIRST_SEEN)
+        .filter(NEEDS_REVIEW, first_seen__lt=now - timedelta(hours=hours))
         .select_related("integration")
-        .order_by("created_at")
+        .order_by("first_seen")
         if str(r.pk) not in told
     ]
     if not items:
@@ -126,7 +123,7 @@ def _waiting(now: datetime, to: list[str]) -> int:
         return 0
     lines = [
         f"- {r.integration.name}: {r.stream} {r.source_key}, since "
-        f"{timezone.localtime(r.created_at):%Y-%m-%d %H:%M:%S %Z} — {r.reason[:240]}\n"
+        f"{timezone.localtime(r.first_seen):%Y-%m-%d %H:%M:%S %Z} — {r.reason[:240]}\n"
         f"  {_link(f'audit/reviewitem/{r.pk}/change/')}"
         for r in items[:50]
     ]

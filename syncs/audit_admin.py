@@ -24,16 +24,26 @@ from django.utils.html import format_html
 from import_export.admin import ExportMixin
 from rangefilter.filters import DateRangeQuickSelectListFilterBuilder
 
-from audit.models import AuditRecord, Collection, PaymentQuote, PostingLedger, ReviewItem
+from audit.models import (
+    FIRST_SEEN,
+    NEEDS_REVIEW,
+    AuditRecord,
+    Collection,
+    PaymentQuote,
+    PostingLedger,
+    ReviewItem,
+)
 from syncs import display
 from syncs.admin_base import DefaultFirstFilter, ReadOnlyAdmin
 from syncs.models import FieldMapping
 from syncs.resources import AuditRecordResource, CollectionResource
 from syncs.services import (
+    QUEUE_UNREACHABLE,
+    record_live,
     record_state,
     records_dismiss,
-    records_enqueue_replay,
     records_replayable,
+    records_request_replay,
     review_siblings,
 )
 
@@ -113,16 +123,20 @@ def _ask_then_do(
     *,
     action: str,
     explain: str,
-    do: Callable[[list[int], str, str], int],
+    do: Callable[[list[int], str, str], int | tuple[int, bool | None]],
     done: str,
     ask_note: bool = False,
 ) -> TemplateResponse | None:
-    """Show a confirmation page listing the eligible records; act once the user confirms."""
+    """Show a confirmation page listing the eligible records; act once the user confirms.
+    ``do`` returns how many it acted on, and for queued work whether the queue took it."""
     ids = list(queryset.values_list("pk", flat=True))
     note = (request.POST.get("note") or "").strip()
     if request.POST.get("confirmed") == "yes" and (note or not ask_note):
-        count = do(ids, request.user.get_username(), note)
+        result = do(ids, request.user.get_username(), note)
+        count, queued = result if isinstance(result, tuple) else (result, True)
         model_admin.message_user(request, done.format(count=count), messages.SUCCESS)
+        if queued is False:
+            model_admin.message_user(request, QUEUE_UNREACHABLE, messages.WARNING)
         return None
     records = records_replayable(record_ids=ids)
     context = {
@@ -155,7 +169,7 @@ class ReplayActionsMixin:
             explain="Each record is mapped again from its stored source data (with today's "
             "mappings) and loaded. Anything already posted is recognised by the posting ledger "
             "and not posted twice.",
-            do=lambda ids, user, _: records_enqueue_replay(record_ids=ids, requested_by=user),
+            do=lambda ids, user, _: records_request_replay(record_ids=ids, requested_by=user),
             done="Queued {count} record(s) for replay.",
         )
 
@@ -288,25 +302,27 @@ class ReviewItemAdmin(AuditRecordAdmin):
     list_filter = (ProblemFilter, "integration", ("created_at", DateRange), "stream")
     ordering = ("created_at",)
 
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
+        return ("first_seen", "pk")  # oldest problem first, however often it was replayed
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         open_rows = AuditRecord.objects.filter(
+            NEEDS_REVIEW,
             integration=OuterRef("integration"),
             stream=OuterRef("stream"),
             source_key=OuterRef("source_key"),
-            status__in=OPEN_STATUSES,
-            resolved_at=None,
         )
         latest = open_rows.order_by("-pk").values("pk")[:1]
-        first_seen = open_rows.order_by("pk").values("created_at")[:1]
+        first_seen = open_rows.annotate(f=FIRST_SEEN).order_by("f").values("f")[:1]
         seen = (
             open_rows.order_by().values("integration").annotate(n=Sum("times_seen")).values("n")[:1]
         )
         return (
-            super()
-            .get_queryset(request)
-            .filter(status__in=OPEN_STATUSES, resolved_at=None)
+            self.model._default_manager.select_related("integration")  # ordered below, once
+            .filter(NEEDS_REVIEW)
             .filter(pk=Subquery(latest))
             .annotate(first_seen=Subquery(first_seen), seen_total=Subquery(seen))
+            .order_by(*self.get_ordering(request))
         )
 
     @admin.display(description="Age", ordering="first_seen")
@@ -358,6 +374,27 @@ class ReviewItemAdmin(AuditRecordAdmin):
         except (ValueError, ReviewItem.DoesNotExist):
             return None
 
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """An item replayed that needs attention again lives on in a newer record: its page
+        follows it there, so what the user sees and acts on is the live item."""
+        obj = self.get_object(request, object_id)
+        live = record_live(record=obj) if obj is not None else None
+        if live is not None and self.has_view_permission(request, obj):
+            self.message_user(
+                request,
+                f"Record #{obj.pk} was replayed and needs attention again: this is the item "
+                "now, with its history.",
+                messages.INFO,
+            )
+            return HttpResponseRedirect(reverse("admin:audit_reviewitem_change", args=[live.pk]))
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def get_urls(self) -> list[Any]:
         wrap = self.admin_site.admin_view
         return [
@@ -383,10 +420,12 @@ class ReviewItemAdmin(AuditRecordAdmin):
             raise PermissionDenied
         page = reverse("admin:audit_reviewitem_change", args=[pk])
         if request.method == "POST" and request.POST.get("confirmed") == "yes":
-            count = records_enqueue_replay(
+            count, queued = records_request_replay(
                 record_ids=[record.pk], requested_by=request.user.get_username()
             )
-            if count:
+            if count and queued is False:
+                self.message_user(request, QUEUE_UNREACHABLE, messages.WARNING)
+            elif count:
                 self.message_user(request, "Replay queued.", messages.SUCCESS)
             else:
                 self.message_user(

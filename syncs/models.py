@@ -281,6 +281,12 @@ class WebhookEvent(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     queued_at = models.DateTimeField(null=True, blank=True, help_text="Last queued for processing.")
+    parked_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="No longer retried by itself after failing too many times (see the error); "
+        "Process again retries it.",
+    )
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -344,3 +350,36 @@ class AlertSent(models.Model):
 
     def __str__(self) -> str:
         return self.subject
+
+
+class WorkRequest(models.Model):
+    """A run or a replay a person asked for, recorded before it is queued.
+
+    The queue (Redis) may lose what it holds or be out of reach; the request is not lost with
+    it: the reaper queues again every request no worker has taken, and the first worker to take
+    one marks it taken, so queuing it twice does the work once.
+    """
+
+    class Kind(models.TextChoices):
+        RUN = "run", "Run now"
+        REPLAY = "replay", "Replay"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    integration = models.ForeignKey(
+        Integration, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    trigger = models.CharField(max_length=10, blank=True)
+    record_ids = models.JSONField(default=list, blank=True)
+    requested_by = models.CharField(max_length=150, blank=True)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="Last handed to the queue.")
+    queue_attempts = models.PositiveIntegerField(default=0)
+    taken_at = models.DateTimeField(null=True, blank=True, help_text="When a worker took it.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["taken_at", "queued_at"])]
+
+    def __str__(self) -> str:
+        what = self.integration or f"{len(self.record_ids)} record(s)"
+        return f"{self.get_kind_display()} {what} ({self.requested_by or 'system'})"

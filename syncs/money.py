@@ -67,4 +67,5 @@ def to_minor(amount: Decimal, currency: str) -> int:
 def from_minor(minor: int, currency: str) -> Decimal:
     """121050 EUR → Decimal("1210.50")."""
     exp = exponent(currency)
-    return (Decimal(int(minor)).scaleb(-exp)).quantize(Decimal(1).scaleb(-exp))
+    sign, digits, _ = Decimal(int(minor)).as_tuple()
+    return Decimal((sign, digits, -exp))  # exact at any size: no context precision applies

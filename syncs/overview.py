@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
-from audit.models import AuditRecord
+from audit.models import FIRST_SEEN, NEEDS_REVIEW, AuditRecord
 from connections.models import Connection
 from syncs.flows import FLOWS
 from syncs.models import Integration, SyncRun
@@ -19,7 +19,7 @@ from syncs.reconcile import RECONCILED_FLOWS
 logger = logging.getLogger(__name__)
 
 Status = AuditRecord.Status
-OPEN = Q(status__in=(Status.FAILED, Status.FLAGGED), resolved_at=None)
+OPEN = NEEDS_REVIEW
 READING = (SyncRun.Trigger.SCHEDULE, SyncRun.Trigger.MANUAL)
 
 
@@ -98,7 +98,7 @@ def overview(*, now: datetime | None = None, hours: int = 24) -> Overview:
             # one item per record, however many runs met it
             failed=Count("source_key", distinct=True, filter=Q(status=Status.FAILED)),
             flagged=Count("source_key", distinct=True, filter=Q(status=Status.FLAGGED)),
-            oldest=Min("created_at"),
+            oldest=Min(FIRST_SEEN),
         )
     }
     last_success = dict(

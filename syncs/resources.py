@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from import_export import fields, resources
+from import_export.formats.base_formats import CSV
 from import_export.widgets import ForeignKeyWidget
 
 from audit.models import AuditRecord, Collection
@@ -17,29 +19,98 @@ from syncs.models import FieldMapping, Integration
 logger = logging.getLogger(__name__)
 
 
+COLUMNS = ("integration", "kind", "source_value", "target_value", "note")
+
+
+class SpreadsheetCSV(CSV):
+    """CSV as spreadsheets write it: comma-, semicolon- (Excel in most of Europe) or
+    tab-separated, the separator read from the header line."""
+
+    SEPARATORS = (",", ";", "\t")
+
+    def create_dataset(self, in_stream: Any, **kwargs: Any) -> Any:
+        if isinstance(in_stream, bytes) and self.encoding:
+            in_stream = in_stream.decode(self.encoding)
+        header = in_stream.lstrip("\ufeff").split("\n", 1)[0]
+        kwargs.setdefault("delimiter", max(self.SEPARATORS, key=header.count))
+        return super().create_dataset(in_stream.lstrip("\ufeff"), **kwargs)
+
+
+class IntegrationBySlug(ForeignKeyWidget):
+    """The integration a row names by its slug; an unknown one is that row's problem alone."""
+
+    def clean(self, value: Any, row: Any = None, **kwargs: Any) -> Any:
+        slug = str(value or "").strip()
+        if not slug:
+            raise ValueError("Give the integration (its slug, as in the export).")
+        found = Integration.objects.filter(slug=slug).first()
+        if found is None:
+            raise ValueError(f"There is no integration “{slug[:80]}”: check the slug.")
+        return found
+
+
 class FieldMappingResource(resources.ModelResource):
     """Mappings by integration slug, kind and source value: a row for an existing one updates
-    its target; unchanged rows are skipped; a bad row is an error in the preview."""
+    its target; unchanged rows are skipped.  Every row is checked as the mapping form checks
+    it (the same form: the kind, the values, a GL account in CloudSuite's chart, a supplier
+    CloudSuite has) before anything is saved; the preview words each row's problems, and a
+    file with any is not imported."""
 
     integration = fields.Field(
         attribute="integration",
         column_name="integration",
-        widget=ForeignKeyWidget(Integration, field="slug"),
+        widget=IntegrationBySlug(Integration, field="slug"),
     )
 
     class Meta:
         model = FieldMapping
-        fields = ("integration", "kind", "source_value", "target_value", "note")
+        fields = COLUMNS
         import_id_fields = ("integration", "kind", "source_value")
         export_order = fields
         skip_unchanged = True
         report_skipped = True
         clean_model_instances = True
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._charts: dict = {}  # CloudSuite's answers, read once per file
+
     def before_import_row(self, row: Any, **kwargs: Any) -> None:
-        for key in ("integration", "kind", "source_value", "target_value", "note"):
-            if key in row and isinstance(row[key], str):
-                row[key] = row[key].strip()
+        for key in COLUMNS:  # a column the file lacks is a blank the form words per row
+            row[key] = str(row.get(key) or "").strip()
+
+    def get_instance(self, instance_loader: Any, row: Any) -> Any:
+        integration = Integration.objects.filter(slug=row.get("integration") or "").first()
+        if integration is None:
+            return None  # the row's problem is worded when it is checked
+        return FieldMapping.objects.filter(
+            integration=integration, kind=row.get("kind"), source_value=row.get("source_value")
+        ).first()
+
+    def validate_instance(
+        self, instance: Any, import_validation_errors: Any = None, validate_unique: bool = True
+    ) -> None:
+        """The mapping form's checks on the row, field by field in plain words."""
+        from syncs.forms import FieldMappingForm
+
+        errors = dict(import_validation_errors or {})
+        data = {
+            "integration": instance.integration_id or "",
+            "kind": instance.kind,
+            "source_value": instance.source_value,
+            "target_value": instance.target_value,
+            "note": instance.note,
+        }
+        saved = FieldMapping.objects.filter(pk=instance.pk).first() if instance.pk else None
+        form = FieldMappingForm(data=data, instance=saved or FieldMapping(), charts=self._charts)
+        if not form.is_valid():
+            for field, messages in form.errors.items():
+                key = NON_FIELD_ERRORS if field == "__all__" else field
+                if key == "integration" and "integration" in errors:
+                    continue  # the slug's own problem says it better
+                errors[key] = [*errors.get(key, []), *messages]
+        if errors:
+            raise ValidationError(errors)
 
 
 class AuditRecordResource(resources.ModelResource):

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence, Sized
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import db
@@ -46,6 +46,7 @@ from connections.providers.base import InboundEvent, Provider
 from connections.providers.errors import ApiError, AuthFailed, Rejected
 from connections.providers.registry import client_for
 from connections.redaction import Redactor
+from syncs.dbretry import drop_connection, with_reconnect
 from syncs.flows import (
     Flag,
     Flow,
@@ -119,6 +120,7 @@ class _Heartbeat:
                     )
                 except Exception:
                     logger.warning("Heartbeat of run %s not written", self.run_id, exc_info=True)
+                    drop_connection()  # a restarted database: a new connection next beat
         finally:
             db.connection.close()  # this thread's own connection
 
@@ -157,6 +159,7 @@ class _Outcome:
     error: Exception | None = None
     detail: str = ""  # the technical detail behind a plain reason
     fix: tuple[str, str] | None = None  # (mapping kind, source value) that would settle a flag
+    waiting: bool = False  # not yet: what it needs has not arrived (retried by itself)
 
 
 @dataclass
@@ -171,6 +174,8 @@ class _Item:
     superseded: str = ""  # why an earlier attempt's remnant was left and the write made afresh
     serial: str | None = None  # the flow's serial key: never loaded beside another with it
     prepare_failed: bool = False
+    first_seen: datetime | None = None  # when a record that waited first waited
+    seen_before: int = 0  # …and how often runs met it waiting
 
 
 DROPPED = _Outcome(Status.SKIPPED, "not sent: the run stopped")  # written nowhere
@@ -353,7 +358,8 @@ class _Pipeline:
         if not (force or stale or ready >= WRITE_BATCH):
             return
         items = [self.order.popleft() for _ in range(ready)]
-        self.runner._write_many([item for item in items if item.outcome is not DROPPED])
+        written = [item for item in items if item.outcome is not DROPPED]
+        with_reconnect(lambda: self.runner._write_many(written), what="Writing outcomes")
         self.last_write = time.monotonic()
 
     def finish(self, *, send: bool) -> None:
@@ -481,14 +487,24 @@ class Runner:
         if len(parts) < 2:
             return 0
         for n, part in enumerate(parts[1:], start=2):
-            async_task(
-                PART_TASK,
-                self.integration.pk,
-                run.pk,
-                part,
-                ctx.window_start,
-                task_name=f"run {self.integration.slug} part {n}/{len(parts)}"[:100],
-            )
+            try:
+                async_task(
+                    PART_TASK,
+                    self.integration.pk,
+                    run.pk,
+                    part,
+                    ctx.window_start,
+                    task_name=f"run {self.integration.slug} part {n}/{len(parts)}"[:100],
+                )
+            except Exception:  # the queue is out of reach: this worker runs the part itself
+                logger.warning("Run %s: part %d not queued; run here instead", run.pk, n)
+                Runner(
+                    self.integration,
+                    trigger=SyncRun.Trigger.PART,
+                    requested_by=self.requested_by,
+                    parent=run,
+                    part=part,
+                ).run(window_start=ctx.window_start)
         self.flow = type(self.flow)(options={**self.flow.options, **parts[0]})
         logger.info("Run %s of %s split in %d parts", run.pk, self.integration.slug, len(parts))
         return len(parts) - 1
@@ -643,7 +659,7 @@ class Runner:
         elif isinstance(mapped, Skip):
             item.outcome = _Outcome(Status.SKIPPED, mapped.reason)
         elif isinstance(mapped, Wait):
-            item.outcome = _Outcome(Status.FAILED, mapped.reason, retryable=True)
+            item.outcome = _Outcome(Status.FAILED, mapped.reason, retryable=True, waiting=True)
 
     def _claim_batch(self, ctx: FlowContext, items: list[_Item]) -> None:
         """Claim the ledger keys of ``items``: keys never seen before in one go, the rest (a
@@ -822,17 +838,36 @@ class Runner:
         """The ledger change, the AuditRecord and the cursor, in one transaction."""
         record, replay_of, redact = item.record, item.replay_of, self.redact
         posted = out.ledger_op is not None or out.confirm is not None
+        if out.waiting:
+            waited = self._still_waiting(item, out)
+            if waited is not None:
+                return waited
         if out.status == Status.FLAGGED and replay_of is None and not posted:
             waiting = self._waiting_flag(record, redact.text(out.reason or ""))
             if waiting is not None:
                 return waiting
         if out.status in (Status.SYNCED, Status.FAILED):
             self._ensure_run()  # a webhook delivery gets a run once it writes or fails
+        # A replay that met an outage (the target, or what stands before it, out of reach)
+        # changes nothing of the item: its open problem and fix stand, the attempt is history.
+        outage = (
+            replay_of is not None
+            and replay_of.status == Status.FLAGGED
+            and out.status == Status.FAILED
+            and out.retryable
+            and not out.waiting
+        )
         with transaction.atomic():
             ledger_entry = self._ledger_change(out)
             audit = self._audit_row(item, out, ledger_entry)
+            if outage:
+                audit.resolved_at = timezone.now()
+                audit.resolved_by = "ml-connector"
+                audit.resolution = "A replay that could not finish: the item stays as it was"
             audit.save(force_insert=True)
-            if replay_of is not None:
+            if outage:
+                AuditRecord.objects.filter(pk=replay_of.pk).update(replay_requested_at=None)
+            elif replay_of is not None:
                 AuditRecord.objects.filter(pk=replay_of.pk, resolved_at=None).update(
                     resolved_at=timezone.now(),
                     resolved_by=self.requested_by[:150],
@@ -878,7 +913,29 @@ class Runner:
             attempt=(replay_of.attempt + 1) if replay_of else 1,
             replay_of=replay_of,
             ledger=ledger_entry,
+            waiting=out.waiting,
+            **self._history(item, out.status),
         )
+
+    @staticmethod
+    def _history(item: _Item, status: str) -> dict[str, Any]:
+        """A replay that meets a problem again, or a wait that became one, keeps the item's
+        age and count: the queue's oldest-first order, the overview's oldest and the 24 h
+        alert read them."""
+        replay_of = item.replay_of
+        if item.first_seen is not None:
+            return {
+                "first_seen_at": item.first_seen,
+                "times_seen": item.seen_before + 1,
+                "last_seen_at": timezone.now(),
+            }
+        if replay_of is None or status not in (Status.FAILED, Status.FLAGGED):
+            return {}
+        return {
+            "first_seen_at": replay_of.first_seen_at or replay_of.created_at,
+            "times_seen": replay_of.times_seen + 1,
+            "last_seen_at": timezone.now(),
+        }
 
     def _write_many(self, items: Sequence[_Item]) -> None:
         """Write outcomes in order, in one transaction: runs of plain outcomes (no replay, no
@@ -888,7 +945,11 @@ class Runner:
         with transaction.atomic():
             for item in items:
                 assert item.outcome is not None
-                if item.replay_of is None and item.outcome.status in PLAIN:
+                if (
+                    item.replay_of is None
+                    and item.outcome.status in PLAIN
+                    and not item.outcome.waiting
+                ):
                     plain.append(item)
                     continue
                 self._write_plain(plain)
@@ -966,6 +1027,64 @@ class Runner:
             if self.run_row is None:
                 self.counts.records.append(row.pk)
             self._count(row.status)
+
+    def _still_waiting(self, item: _Item, out: _Outcome) -> AuditRecord | None:
+        """A record that waits for something to arrive (its invoice, its customer) is retried
+        by itself — the cursor holds — and noted on one row, not a new one per run.  It becomes
+        a review item (a flag) once it has waited ``WAIT_REVIEW_HOURS``, or at once when a
+        person replayed it and it still waits.  ``out`` is turned into that flag, or the row
+        that notes the wait again is returned."""
+        record = item.record
+        since: datetime | None = None
+        with transaction.atomic():
+            same = AuditRecord.objects.select_for_update().filter(
+                integration=self.integration,
+                stream=self.flow.stream,
+                source_key=record.source_key[:255],
+                resolved_at=None,
+            )
+            flagged = same.filter(status=Status.FLAGGED).order_by("-pk").first()
+            if item.replay_of is None and flagged is not None:  # a person has it already
+                flagged.times_seen += 1
+                flagged.last_seen_at = timezone.now()
+                flagged.save(update_fields=["times_seen", "last_seen_at"])
+                if record.watermark and not self._hold_cursor:
+                    self._move_cursor(record.watermark)
+                self._keep_final(record)
+                self._count(Status.SKIPPED)
+                return flagged
+            waits = list(same.filter(status=Status.FAILED, waiting=True).order_by("pk"))
+            if waits:
+                since = waits[0].first_seen_at or waits[0].created_at
+            patience = timedelta(hours=float(settings.MLC["WAIT_REVIEW_HOURS"]))
+            if item.replay_of is None and waits and timezone.now() - since < patience:
+                latest = waits[-1]
+                latest.times_seen += 1
+                latest.last_seen_at = timezone.now()
+                latest.save(update_fields=["times_seen", "last_seen_at"])
+                self._hold_cursor = True
+                self._count(Status.FAILED)
+                return latest
+            if item.replay_of is None and not waits:
+                return None  # the first time: written as a waiting row
+            same.filter(pk__in=[w.pk for w in waits]).update(
+                resolved_at=timezone.now(),
+                resolved_by="ml-connector",
+                resolution="Waited too long: now in the review queue",
+            )
+        first = since or (item.replay_of.first_seen_at or item.replay_of.created_at)
+        waited = (
+            "still not there when replayed"
+            if item.replay_of is not None
+            else f"waited since {timezone.localtime(first):%Y-%m-%d %H:%M}"
+        )
+        out.status, out.retryable, out.waiting = Status.FLAGGED, False, False
+        out.reason = f"{out.reason} ({waited}; replay it once it is there.)"
+        item.first_seen = first
+        item.seen_before = sum(w.times_seen for w in waits) or (
+            item.replay_of.times_seen if item.replay_of is not None else 0
+        )
+        return None
 
     def _waiting_flag(self, record: SourceRecord, reason: str) -> AuditRecord | None:
         """The same flag, still in the review queue: note it was seen again, add nothing new."""
@@ -1169,7 +1288,10 @@ class Runner:
             return
         self._last_flush = now
         run.heartbeat_at = timezone.now()
-        run.save(update_fields=["total", "done", *COUNTED, "heartbeat_at"])
+        with_reconnect(
+            lambda: run.save(update_fields=["total", "done", *COUNTED, "heartbeat_at"]),
+            what=f"Progress of run {run.pk}",
+        )
 
     def _finish(self, run: SyncRun, error: str = "", warning: str = "") -> SyncRun:
         if self._heartbeat is not None:
@@ -1186,7 +1308,7 @@ class Runner:
         run.heartbeat_at = run.finished_at
         if run.total is None:
             run.total = run.done
-        run.save()
+        with_reconnect(run.save, what=f"The end of run {run.pk}")
         logger.info(
             "Run %s of %s: %s (%s synced, %s duplicate, %s skipped, %s flagged, %s failed)",
             run.pk,

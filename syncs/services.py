@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from django_q.brokers import Broker, get_broker
 from django_q.models import Schedule
@@ -28,7 +28,14 @@ from connections.redaction import Redactor
 from connections.services import key_rotation_schedule_ensure, quick, schedule_every
 from syncs.alerts import alerts_schedule_ensure
 from syncs.flows import FLOWS
-from syncs.models import FieldMapping, Integration, SyncRun, WebhookEvent, WebhookProcessing
+from syncs.models import (
+    FieldMapping,
+    Integration,
+    SyncRun,
+    WebhookEvent,
+    WebhookProcessing,
+    WorkRequest,
+)
 from syncs.runner import AlreadyRunning, Runner
 
 logger = logging.getLogger(__name__)
@@ -115,17 +122,91 @@ def integration_run_part(
 
 def integration_enqueue_run(
     *, integration: Integration, requested_by: str = "", trigger: str = SyncRun.Trigger.MANUAL
-) -> None:
-    """Queue a run for a django-q2 worker once the current transaction commits."""
-    transaction.on_commit(
-        lambda: async_task(
-            RUN_TASK,
-            integration.pk,
-            trigger,
-            requested_by,
-            task_name=f"run {integration.slug}"[:100],
-        )
+) -> bool | None:
+    """Record a run a person asked for, and queue it for a django-q2 worker once the current
+    transaction commits.  Returns whether the queue took it (None: it is handed over when the
+    transaction commits); a request the queue did not take is queued again by the reaper."""
+    request = WorkRequest.objects.create(
+        kind=WorkRequest.Kind.RUN,
+        integration=integration,
+        trigger=trigger,
+        requested_by=requested_by[:150],
     )
+    return _queue_on_commit(request, f"run {integration.slug}")
+
+
+REQUEST_TASK = "syncs.tasks.do_work_request"
+
+
+def _queue_on_commit(request: WorkRequest, name: str) -> bool | None:
+    outcome: dict[str, bool] = {}
+    transaction.on_commit(lambda: outcome.update(ok=_queue_request(request.pk, name)))
+    return outcome.get("ok")  # set already when no transaction was open
+
+
+def _queue_request(pk: int, name: str) -> bool:
+    """Hand a recorded request to the queue; False when the queue cannot be reached."""
+    try:
+        async_task(REQUEST_TASK, pk, task_name=name[:100], broker=_broker())
+    except Exception:
+        logger.warning("The task queue cannot be reached: request %s waits for the reaper", pk)
+        return False
+    WorkRequest.objects.filter(pk=pk).update(
+        queued_at=timezone.now(), queue_attempts=F("queue_attempts") + 1
+    )
+    return True
+
+
+def work_request_do(*, request_id: int) -> list[SyncRun]:
+    """Do one recorded request, once: the worker that marks it taken does it; a copy of it
+    queued again finds it taken and does nothing."""
+    now = timezone.now()
+    taken = WorkRequest.objects.filter(pk=request_id, taken_at=None).update(taken_at=now)
+    request = WorkRequest.objects.select_related("integration").filter(pk=request_id).first()
+    if not taken or request is None:
+        return []
+    runs: list[SyncRun] = []
+    try:
+        if request.kind == WorkRequest.Kind.RUN and request.integration is not None:
+            integration = Integration.objects.select_related("source", "target").get(
+                pk=request.integration_id
+            )
+            runs = [
+                integration_run(
+                    integration=integration,
+                    trigger=request.trigger or SyncRun.Trigger.MANUAL,
+                    requested_by=request.requested_by,
+                )
+            ]
+        elif request.kind == WorkRequest.Kind.REPLAY:
+            runs = records_replay(
+                record_ids=[int(pk) for pk in request.record_ids],
+                requested_by=request.requested_by,
+            )
+    finally:
+        WorkRequest.objects.filter(pk=request_id).update(finished_at=timezone.now())
+    return runs
+
+
+def work_requests_requeue() -> int:
+    """Queue again the requests no worker has taken: the queue lost them (Redis restarted
+    empty) or could not be reached.  Each waits ``REQUEST_REQUEUE_SECONDS`` after it was last
+    handed over, doubling up to 15 minutes while no worker takes it."""
+    now = timezone.now()
+    base = settings.MLC["REQUEST_REQUEUE_SECONDS"]
+    count = 0
+    for request in WorkRequest.objects.filter(
+        taken_at=None, requested_at__gte=now - timedelta(days=7)
+    ).order_by("pk")[:500]:
+        wait = min(base * 2 ** max(request.queue_attempts - 1, 0), 900)
+        if request.queued_at is not None and request.queued_at > now - timedelta(seconds=wait):
+            continue
+        if not _queue_request(request.pk, f"{request.get_kind_display()} (again)"):
+            break  # the queue is still out of reach: the next reap tries again
+        count += 1
+    if count:
+        logger.info("Queued %d request(s) again that no worker had taken", count)
+    return count
 
 
 def integration_sync_schedule(*, integration: Integration) -> Schedule | None:
@@ -220,7 +301,7 @@ def webhook_receive(
         created = False
     if created:
         _enqueue_on_commit(row.pk)
-    elif not row.processed and row.error:
+    elif not row.processed and row.error and row.parked_at is None:
         webhook_enqueue(event=row)
     return row, created
 
@@ -232,9 +313,16 @@ def webhook_enqueue(*, event: WebhookEvent) -> None:
 
 
 def _enqueue_on_commit(pk: int) -> None:
-    transaction.on_commit(
-        lambda: async_task(WEBHOOK_TASK, pk, task_name=f"webhook {pk}", broker=_broker())
-    )
+    transaction.on_commit(lambda: _enqueue_event(pk))
+
+
+def _enqueue_event(pk: int) -> None:
+    """Queue an event's processing; with the queue out of reach the event stays stored and
+    the reaper queues it again (``queued_at`` says when it was last tried)."""
+    try:
+        async_task(WEBHOOK_TASK, pk, task_name=f"webhook {pk}", broker=_broker())
+    except Exception:
+        logger.warning("The task queue cannot be reached: event %s waits for the reaper", pk)
 
 
 @functools.cache
@@ -250,10 +338,14 @@ def webhook_events_requeue() -> int:
     less often (doubling up to an hour) while it keeps failing."""
     now = timezone.now()
     base = settings.MLC["EVENT_REQUEUE_SECONDS"]
+    limit = settings.MLC["EVENT_MAX_ATTEMPTS"]
     count = 0
     for event in WebhookEvent.objects.filter(
-        processed=False, queued_at__lt=now - timedelta(seconds=base)
+        processed=False, parked_at=None, queued_at__lt=now - timedelta(seconds=base)
     ).order_by("queued_at")[:500]:
+        if event.attempts >= limit:
+            webhook_event_park(event=event, limit=limit)
+            continue
         wait = min(base * 2 ** max(event.attempts - 1, 0), 3600)
         if event.queued_at and event.queued_at > now - timedelta(seconds=wait):
             continue
@@ -264,9 +356,27 @@ def webhook_events_requeue() -> int:
     return count
 
 
+def webhook_event_park(*, event: WebhookEvent, limit: int) -> None:
+    """Stop retrying an event that failed ``limit`` times: it waits for a person, who reads
+    why and processes it again once the cause is fixed."""
+    last = event.error or "its processing did not finish"
+    WebhookEvent.objects.filter(pk=event.pk, processed=False).update(
+        parked_at=timezone.now(),
+        error=(
+            f"Stopped retrying after {event.attempts} tries. The last problem: {last} — fix "
+            "the cause, then choose Process again."
+        )[:4000],
+    )
+    logger.warning("Webhook event %s parked after %d tries", event.pk, event.attempts)
+
+
 def engine_reap() -> dict[str, int]:
     """What the reaper schedule runs every minute: nothing is left stuck."""
-    return {"runs_interrupted": runs_reap(), "events_requeued": webhook_events_requeue()}
+    return {
+        "runs_interrupted": runs_reap(),
+        "events_requeued": webhook_events_requeue(),
+        "requests_requeued": work_requests_requeue(),
+    }
 
 
 def webhook_consumers(*, event: WebhookEvent) -> list[Integration]:
@@ -333,12 +443,18 @@ def webhook_process(*, event: WebhookEvent) -> list[WebhookProcessing]:
 def webhook_events_reprocess(*, event_ids: list[int]) -> int:
     """Queue stored events whose processing failed (or never ran) to be processed again."""
     events = list(WebhookEvent.objects.filter(pk__in=event_ids, processed=False))
+    WebhookEvent.objects.filter(pk__in=[e.pk for e in events]).update(parked_at=None, attempts=0)
     for event in events:
         webhook_enqueue(event=event)
     return len(events)
 
 
 REPLAYABLE = (AuditRecord.Status.FAILED, AuditRecord.Status.FLAGGED)
+
+QUEUE_UNREACHABLE = (
+    "The task queue cannot be reached right now. Your request is saved and starts by itself "
+    "once the queue is back, usually within a few minutes; there is no need to ask again."
+)
 
 
 def records_replayable(*, record_ids: Iterable[int]) -> list[AuditRecord]:
@@ -400,19 +516,24 @@ def _webhooks_settled_by_replay(originals: list[AuditRecord]) -> None:
 
 
 def records_enqueue_replay(*, record_ids: Iterable[int], requested_by: str = "") -> int:
-    """Queue a replay of the eligible records for a worker; returns how many were queued."""
+    """Record a replay of the eligible records and queue it for a worker; returns how many
+    were asked for.  The request outlives a queue that loses it (``work_requests_requeue``)."""
+    return records_request_replay(record_ids=record_ids, requested_by=requested_by)[0]
+
+
+def records_request_replay(
+    *, record_ids: Iterable[int], requested_by: str = ""
+) -> tuple[int, bool | None]:
+    """As ``records_enqueue_replay``, with whether the queue took the request (None: it is
+    handed over when the current transaction commits)."""
     eligible = [r.pk for r in records_replayable(record_ids=record_ids)]
-    if eligible:
-        AuditRecord.objects.filter(pk__in=eligible).update(replay_requested_at=timezone.now())
-        transaction.on_commit(
-            lambda: async_task(
-                "syncs.tasks.replay_records",
-                eligible,
-                requested_by,
-                task_name=f"replay {len(eligible)} record(s)",
-            )
-        )
-    return len(eligible)
+    if not eligible:
+        return 0, True
+    AuditRecord.objects.filter(pk__in=eligible).update(replay_requested_at=timezone.now())
+    request = WorkRequest.objects.create(
+        kind=WorkRequest.Kind.REPLAY, record_ids=eligible, requested_by=requested_by[:150]
+    )
+    return len(eligible), _queue_on_commit(request, f"replay {len(eligible)} record(s)")
 
 
 def review_siblings(*, record_ids: Iterable[int]) -> list[int]:
@@ -465,15 +586,41 @@ def record_state(*, record: AuditRecord) -> dict[str, Any]:
             state, label = "done", record.resolution or "Resolved"
     elif record.replay_requested_at is not None:
         state, label = "queued", "Replay queued: a worker is on it"
+    elif replay is not None and replay.status == AuditRecord.Status.FAILED:
+        state, label = (
+            "waiting",
+            f"The last replay could not finish ({replay.reason[:200]}); the item is as it "
+            "was: replay it again later.",
+        )
     else:
         state, label = "waiting", record.get_status_display()
+    live = record_live(record=record) if record.resolved_at is not None else None
     return {
         "state": state,
         "label": label,
         "resolved": record.resolved_at is not None,
         "replay_id": replay.pk if replay is not None else None,
         "replay_status": replay.status if replay is not None else None,
+        "live_id": live.pk if live is not None else None,
     }
+
+
+def record_live(*, record: AuditRecord) -> AuditRecord | None:
+    """The open row that now stands for ``record``'s item (a replay that met the problem
+    again, or a later run's), if ``record`` itself is resolved and the item is still open."""
+    if record.resolved_at is None:
+        return None
+    return (
+        AuditRecord.objects.filter(
+            integration_id=record.integration_id,
+            stream=record.stream,
+            source_key=record.source_key,
+            status__in=REPLAYABLE,
+            resolved_at=None,
+        )
+        .order_by("-pk")
+        .first()
+    )
 
 
 def records_dismiss(*, record_ids: Iterable[int], requested_by: str, note: str) -> int:
@@ -525,19 +672,78 @@ def gl_mappings_check(*, integration: Integration) -> tuple[list[str], list[str]
     return known, unknown
 
 
-def gl_account_unknown(*, integration: Integration, accounting_string: str) -> str:
+def mapping_target_problem(
+    *,
+    integration: Integration,
+    kind: str,
+    target_value: str,
+    charts: dict[tuple[int, str], Any] | None = None,
+) -> str:
+    """Why ``target_value`` cannot be the target of a mapping of ``kind`` for ``integration``
+    ("" when it can, or when CloudSuite could not be asked within a few seconds: the run
+    checks again).  The mapping form and the CSV import both ask this, so an import refuses
+    exactly what the form refuses; ``charts`` keeps what was read across the rows of a file."""
+    if kind == FieldMapping.Kind.GL_ACCOUNT:
+        return gl_account_unknown(
+            integration=integration, accounting_string=target_value, charts=charts
+        )
+    if kind == FieldMapping.Kind.VENDOR:
+        return supplier_unknown(integration=integration, supplier=target_value, charts=charts)
+    return ""
+
+
+def supplier_unknown(
+    *,
+    integration: Integration,
+    supplier: str,
+    charts: dict[tuple[int, str], Any] | None = None,
+) -> str:
+    """Why ``supplier`` cannot be the CloudSuite supplier of a vendor mapping ("" when it
+    can, when the integration does not post to CloudSuite, or CloudSuite did not answer)."""
+    target = integration.target
+    number = supplier.strip()
+    if target.kind != InforM3.kind or not number:
+        return ""
+    cache = charts if charts is not None else {}
+    key = (target.pk, f"supplier:{number}")
+    if key not in cache:
+        client = client_for(quick(target))
+        try:
+            cache[key] = bool(client.get_suppliers([number]))
+        except ApiError:
+            logger.info("Supplier %s of %s could not be looked up", number, target.slug)
+            cache[key] = True
+        finally:
+            client.close()
+    if cache[key]:
+        return ""
+    return (
+        f"Supplier {number} does not exist in CloudSuite ({target.name}): check the supplier "
+        "number, or add the supplier in CloudSuite first."
+    )
+
+
+def gl_account_unknown(
+    *,
+    integration: Integration,
+    accounting_string: str,
+    charts: dict[tuple[int, str], Any] | None = None,
+) -> str:
     """Why ``accounting_string`` cannot be a GL mapping of ``integration`` ("" when it can, or
     when CloudSuite's chart could not be read within a few seconds: the run checks again)."""
     m3_side = _cloudsuite_side(integration)
     account = accounting_string.split(";")[0].strip()
     if m3_side is None or not account:
         return ""
-    try:
-        chart = _chart(quick(m3_side))
-    except ApiError:
-        logger.info("The chart of %s could not be read to check %s", m3_side.slug, account)
-        return ""
-    if account in chart:
+    cache = charts if charts is not None else {}
+    if (m3_side.pk, "chart") not in cache:
+        try:
+            cache[(m3_side.pk, "chart")] = _chart(quick(m3_side))
+        except ApiError:
+            logger.info("The chart of %s could not be read to check %s", m3_side.slug, account)
+            cache[(m3_side.pk, "chart")] = None
+    chart = cache[(m3_side.pk, "chart")]
+    if chart is None or account in chart:
         return ""
     return (
         f"Account {account} is not in CloudSuite's chart of accounts ({m3_side.name}): check "

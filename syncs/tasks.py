@@ -50,6 +50,13 @@ def replay_records(record_ids: list[int], requested_by: str = "") -> list[int]:
     return [run.pk for run in records_replay(record_ids=record_ids, requested_by=requested_by)]
 
 
+def do_work_request(request_id: int) -> list[int]:
+    """Do a run or replay a person asked for (recorded first); returns the SyncRun ids."""
+    from syncs.services import work_request_do
+
+    return [run.pk for run in work_request_do(request_id=request_id)]
+
+
 def process_webhook_event(event_id: int) -> list[int]:
     """Process one stored webhook event; returns the SyncRun ids it made."""
     from syncs.models import WebhookEvent

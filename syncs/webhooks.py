@@ -5,12 +5,17 @@ before anything else is done with it; the system's provider verifies the signatu
 body and that it is a well-formed event of that system (400 and nothing stored if not); the
 event is stored — once per system, connection and event id — before it is acknowledged, and
 processed by a django-q2 task.  A duplicate delivery is acknowledged and not processed again.
+
+A stored event is acknowledged even when the task queue cannot be reached (the reaper queues it
+again); when the database cannot be reached the answer is 503, so the sender retries — never a
+500.
 """
 
 from __future__ import annotations
 
 import logging
 
+from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -33,6 +38,16 @@ def _refuse(status: int, message: str) -> JsonResponse:
 @csrf_exempt
 @require_POST
 def webhook(request: HttpRequest, system: str, slug: str) -> JsonResponse:
+    try:
+        return _webhook(request, system, slug)
+    except DatabaseError:
+        logger.exception("%s webhook for %s: the database cannot be reached", system, slug)
+        response = _refuse(503, "temporarily unavailable; retry later")
+        response["Retry-After"] = "30"
+        return response
+
+
+def _webhook(request: HttpRequest, system: str, slug: str) -> JsonResponse:
     provider = SYSTEMS.get(system)
     if provider is None or not provider.sends_webhooks():
         return _refuse(404, "unknown endpoint")

@@ -232,3 +232,157 @@ def test_admin_login_is_throttled(client: Client, db: Any) -> None:
         {"username": "bo", "password": "whatever", "next": "/admin/"},
     )
     assert other.status_code == 200
+
+
+def _every_admin_url(model_admin: Any) -> list[str]:
+    opts = model_admin.model._meta
+    urls = [f"/admin/{opts.app_label}/{opts.model_name}/"]
+    first = model_admin.get_queryset(None).first() if opts.model_name != "user" else None
+    if first is not None:
+        urls.append(f"/admin/{opts.app_label}/{opts.model_name}/{first.pk}/change/")
+    return urls
+
+
+def _seeded(integration: Integration) -> None:
+    """Something on every page: a run, synced and flagged records, a run request."""
+    from syncs.services import integration_enqueue_run
+
+    SOURCE.append(dict(ROW))
+    SOURCE.append({**ROW, "id": "ch_2", "account": "40"})
+    Runner(integration, trigger="manual").run()
+    integration_enqueue_run(integration=integration, requested_by="someone")
+
+
+@pytest.mark.parametrize("who", ["reviewer", "viewer"])
+def test_a_reviewer_and_view_only_staff_open_every_page_without_an_error(
+    client: Client, integration: Integration, who: str
+) -> None:
+    from django.contrib.auth.models import Permission
+
+    _seeded(integration)
+    if who == "reviewer":
+        user = _staff("reviewer", groups=("Finance reviewer",))
+    else:
+        user = _staff("viewer")
+        user.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
+        user = type(user).objects.get(pk=user.pk)
+    client.force_login(user)
+    opened = 0
+    for model_admin in admin.site._registry.values():
+        for url in _every_admin_url(model_admin):
+            answer = client.get(url)
+            assert answer.status_code in (200, 302, 403), (url, answer.status_code)
+            opened += answer.status_code == 200
+    assert client.get(f"/admin/syncs/integration/{integration.pk}/change/").status_code == 200
+    assert opened > 10
+    overview = client.get("/admin/").content.decode()
+    import re
+
+    for link in sorted(set(re.findall(r'href="(/admin/[^"#?]*)"', overview))):
+        if "logout" in link:
+            continue
+        assert client.get(link).status_code < 500, link
+
+
+def test_view_only_staff_run_no_action_of_any_admin_third_party_included(db: Any, rf: Any) -> None:
+    from django.contrib.auth.models import Permission
+
+    viewer = _staff("viewer2")
+    viewer.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
+    viewer = type(viewer).objects.get(pk=viewer.pk)
+    request = rf.get("/")
+    request.user = viewer
+    for model_admin in admin.site._registry.values():
+        allowed = set(model_admin.get_actions(request))
+        assert allowed <= {"check_gl_mappings"}, (model_admin, allowed)
+
+
+def test_the_finance_reviewer_cannot_resubmit_tasks_but_the_integration_admin_can(
+    client: Client, integration: Integration
+) -> None:
+    from django_q.models import Success
+    from django_q.tasks import async_task
+
+    async_task("math.floor", 1.5, sync=True)
+    task = Success.objects.first()
+    assert task is not None
+    form = {"action": "resubmit", "_selected_action": [task.pk]}
+    client.force_login(_staff("rev", groups=("Finance reviewer",)))
+    assert client.post("/admin/django_q/success/", form).status_code == 403  # not even listed
+    client.force_login(_staff("ops2", groups=("Integration admin",)))
+    listing = client.get("/admin/django_q/success/").content.decode()
+    assert 'value="resubmit"' in listing
+    done = client.post("/admin/django_q/success/", form, follow=True)
+    assert done.status_code == 200
+    assert "Queued 1 task(s) again." in done.content.decode()
+
+
+def test_clean_up_expired_login_attempts_works_and_needs_delete(
+    client: Client, db: Any, admin_user: Any
+) -> None:
+    from datetime import timedelta
+
+    from axes.models import AccessAttempt
+    from django.utils import timezone
+
+    old = AccessAttempt.objects.create(
+        username="x", ip_address="10.0.0.1", user_agent="ua", failures_since_start=3
+    )
+    AccessAttempt.objects.filter(pk=old.pk).update(attempt_time=timezone.now() - timedelta(days=2))
+    client.force_login(_staff("rev2", groups=("Finance reviewer",)))
+    assert (
+        "cleanup_expired_attempts" not in client.get("/admin/axes/accessattempt/").content.decode()
+    )
+    client.force_login(admin_user)
+    done = client.post(
+        "/admin/axes/accessattempt/",
+        {"action": "cleanup_expired_attempts", "_selected_action": [old.pk]},
+        follow=True,
+    )
+    assert done.status_code == 200
+    assert not AccessAttempt.objects.filter(pk=old.pk).exists()
+
+
+@pytest.mark.parametrize("selected", ["abc", "1.5", str(10**30), "-"])
+def test_a_list_action_with_a_selection_that_does_not_parse_is_refused_plainly(
+    admin_client: Client, integration: Integration, selected: str
+) -> None:
+    for model_admin in admin.site._registry.values():
+        opts = model_admin.model._meta
+        request_actions = list(model_admin.actions or []) or ["delete_selected"]
+        action = request_actions[0] if isinstance(request_actions[0], str) else "delete_selected"
+        url = f"/admin/{opts.app_label}/{opts.model_name}/"
+        answer = admin_client.post(url, {"action": action, "_selected_action": [selected]})
+        assert answer.status_code < 500, (url, answer.status_code)
+
+
+def test_password_spraying_from_one_address_is_locked_across_usernames(
+    client: Client, db: Any
+) -> None:
+    from django.conf import settings
+
+    _staff("real-user")
+    limit = settings.LOGIN_ADDRESS_FAILURE_LIMIT
+    answers = []
+    for n in range(limit + 3):  # one or two guesses each on many usernames
+        answers.append(
+            client.post(
+                "/admin/login/?next=/admin/",
+                {"username": f"user{n // 2}", "password": "Summer2026!", "next": "/admin/"},
+            ).status_code
+        )
+    assert answers[: limit - 1] == [200] * (limit - 1)  # each username is under its own limit
+    assert 429 in answers[limit - 1 :]
+    locked = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": "real-user", "password": "a-long-password-1", "next": "/admin/"},
+    )
+    assert locked.status_code == 429  # the whole address, even with the right password
+    other = Client(REMOTE_ADDR="10.9.9.9")
+    assert (
+        other.post(
+            "/admin/login/?next=/admin/",
+            {"username": "real-user", "password": "a-long-password-1", "next": "/admin/"},
+        ).status_code
+        == 302
+    )

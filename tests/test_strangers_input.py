@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from connections.models import Connection
@@ -193,3 +193,88 @@ def test_the_integration_form_never_crashes(
     )
     assert answer.status_code in (200, 302)
     Integration.objects.all().delete()
+
+
+READ_TYPES = [
+    "payment_intent.succeeded",
+    "charge.succeeded",
+    "charge.refunded",
+    "charge.dispute.created",
+    "invoice.paid",
+    "payout.paid",
+]
+READ_FIELDS = [
+    "id",
+    "amount",
+    "amount_received",
+    "currency",
+    "metadata",
+    "payment_intent",
+    "latest_charge",
+    "refunds",
+    "arrival_date",
+]
+objects = st.dictionaries(st.sampled_from(READ_FIELDS), json_values, max_size=5) | st.builds(
+    lambda refunds: {"id": "ch_1", "refunds": refunds},
+    st.dictionaries(st.sampled_from(["data", "has_more"]), json_values, max_size=2),
+)
+times = st.integers(min_value=-(2**70), max_value=2**70) | st.sampled_from(
+    [253402300799, 253402300800, 2**39, 10**15, 0, int(time.time())]
+)
+
+
+@SETTINGS
+@example(event_type="charge.dispute.created", obj={"id": "dp_1"}, created=253402300800)
+@example(event_type="charge.refunded", obj={"id": "ch_1", "refunds": True}, created=0)
+@given(event_type=st.sampled_from(READ_TYPES), obj=objects, created=times)
+def test_a_signed_event_the_flows_read_is_refused_or_readable_by_them(
+    client: Client, stripe_conn: Connection, event_type: str, obj: Any, created: int
+) -> None:
+    """Far-future times and wrong-typed fields per event type: a 400, or an event whose
+    object every flow can read (the flows' own key reader does not raise on it)."""
+    from syncs.flows.stripe_events import known_keys
+
+    WebhookEvent.objects.all().delete()
+    event = stripe_like({"type": event_type, "data": {"object": obj}, "created": created})
+    try:
+        body = json.dumps(event)
+    except ValueError:
+        return
+    body_bytes = body.encode("utf-8", "surrogatepass")
+    answer = client.post(
+        f"/webhooks/stripe/{stripe_conn.slug}/",
+        body_bytes,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=sign(
+            body_bytes.decode("utf-8", "surrogateescape"), stripe_conn.credentials["webhook_secret"]
+        ),
+    )
+    assert answer.status_code in (200, 400), answer.content
+    if answer.status_code == 200:
+        stored = WebhookEvent.objects.get()
+        known_keys(json.loads(stored.raw_body))
+        known_keys(json.loads(stored.raw_body), payouts=True)
+
+
+amounts = st.integers(min_value=-(10**40), max_value=10**40) | st.sampled_from([2**63, -(2**63)])
+
+
+@SETTINGS
+@example(payload={"currency": "usd", "amount": -(10**30)})  # a dispute seen in the wild
+@example(payload={"currency": "jpy", "fee": 10**40})
+@given(
+    payload=st.fixed_dictionaries(
+        {"currency": st.sampled_from(["usd", "jpy", "kwd", "GBP", "xxx", ""])},
+        optional={
+            "amount": amounts,
+            "fee": amounts,
+            "amount_received": amounts,
+            "extra": json_values,
+        },
+    )
+)
+def test_any_amount_reads_as_a_labelled_field(payload: dict[str, Any]) -> None:
+    from syncs import display
+
+    rows = display.fields(payload)
+    assert all(isinstance(label, str) and isinstance(value, str) for label, value in rows)

@@ -111,31 +111,72 @@ return 1
 
 
 class RedisRateLimiter:
-    """GCRA state in Redis; the Redis server's clock is the one clock all machines share."""
+    """GCRA state in Redis; the Redis server's clock is the one clock all machines share.
+
+    Redis out of reach (stopped, restarting, a network cut) is not a failure of the request
+    that wanted a slot: the slot is taken from the database's buckets instead — shared by every
+    worker too, so the limit still holds across machines — until Redis answers again (tried
+    again after ``RETRY_SECONDS``, doubling up to a minute while it stays away).
+    """
+
+    RETRY_SECONDS = 1.0
 
     def __init__(self, url: str, prefix: str = "mlc:rl:") -> None:
         import redis
 
-        self._redis = redis.Redis.from_url(url)
+        self._errors = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
         self._prefix = prefix
         self._acquire = self._redis.register_script(_ACQUIRE_LUA)
         self._penalize = self._redis.register_script(_PENALIZE_LUA)
+        self._fallback = DatabaseRateLimiter()
+        self._away_until = 0.0  # monotonic time before which Redis is not tried again
+        self._away_for = 0.0
+
+    def _reachable(self) -> bool:
+        return time.monotonic() >= self._away_until
+
+    def _went_away(self, exc: Exception) -> None:
+        self._away_for = min(max(self._away_for * 2, self.RETRY_SECONDS), 60.0)
+        self._away_until = time.monotonic() + self._away_for
+        logger.warning(
+            "Redis rate limiter unreachable (%s): the database's buckets stand in for %.0f s",
+            type(exc).__name__,
+            self._away_for,
+        )
 
     def acquire(
         self, key: str, *, per_second: float, burst: int, max_wait: float, count: int = 1
     ) -> float:
-        interval = 1.0 / per_second
-        ok, wait = self._acquire(
-            keys=[self._prefix + key],
-            args=[interval, interval * (max(burst, 1) - 1), max_wait, count],
+        if self._reachable():
+            interval = 1.0 / per_second
+            try:
+                ok, wait = self._acquire(
+                    keys=[self._prefix + key],
+                    args=[interval, interval * (max(burst, 1) - 1), max_wait, count],
+                )
+            except self._errors as exc:
+                self._went_away(exc)
+            else:
+                self._away_for = 0.0
+                wait = float(wait)
+                if not int(ok):
+                    raise RateLimited(
+                        f"Rate limit for {key}: next slot in {wait:.1f}s", retry_after=wait
+                    )
+                return wait
+        return self._fallback.acquire(
+            key, per_second=per_second, burst=burst, max_wait=max_wait, count=count
         )
-        wait = float(wait)
-        if not int(ok):
-            raise RateLimited(f"Rate limit for {key}: next slot in {wait:.1f}s", retry_after=wait)
-        return wait
 
     def penalize(self, key: str, *, seconds: float) -> None:
-        self._penalize(keys=[self._prefix + key], args=[seconds])
+        if self._reachable():
+            try:
+                self._penalize(keys=[self._prefix + key], args=[seconds])
+                return
+            except self._errors as exc:
+                self._went_away(exc)
+        self._fallback.penalize(key, seconds=seconds)
 
 
 class LeasingLimiter:

@@ -34,6 +34,7 @@ from syncs.flows.base import (
     Payload,
     Posting,
     SourceRecord,
+    Wait,
 )
 from syncs.flows.m3_journals import (
     account_check,
@@ -133,10 +134,10 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
             )
         if data.get("matches", 0) > 1:
             return Flag(f"{what}: CloudSuite has {data['matches']} such invoices; post it by hand.")
-        if invoice is None:
-            return Flag(
-                f"{what}: supplier {data['supplier']} has no such invoice in CloudSuite, so it is "
-                "not posted (post the invoice first, then replay)."
+        if invoice is None:  # not posted yet, most likely: every run looks again
+            return Wait(
+                f"{what}: supplier {data['supplier']} has no such invoice in CloudSuite yet, so "
+                "the payment waits for it."
             )
         currency = str(payment["currency"]).upper()
         if not currency_known(currency):

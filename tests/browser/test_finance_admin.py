@@ -134,10 +134,10 @@ def flagged(
     return {"m3": m3, "payments": payments, "item": item, "url": live_server.url}
 
 
-def _log_in(page: Any, base: str) -> None:
-    """Log in as the reviewer, as a person does, and land on the overview."""
+def _log_in(page: Any, base: str, username: str = "reviewer") -> None:
+    """Log in as the reviewer (or another user), as a person does, and land on the overview."""
     page.goto(f"{base}/admin/login/?next=/admin/")
-    page.fill("#id_username", "reviewer")
+    page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
     page.wait_for_selector("#mlc-integrations")
@@ -267,3 +267,44 @@ def test_a_reviewer_fixes_an_unmapped_gl_account_from_the_item_page_and_replays_
         context.close()
     with capsys.disabled():
         print(f"\nScreenshots of the finance admin (1366 px): {shots}")
+
+
+def _view_only() -> User:
+    """Staff who may look at everything and change nothing (every view permission)."""
+    user = User.objects.create_user("looker", password=PASSWORD, is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
+    return user
+
+
+@pytest.mark.parametrize("who", ["reviewer", "looker"])
+def test_reviewers_and_view_only_staff_open_every_page_the_overview_links_to(
+    browser: Any, flagged: dict[str, Any], who: str
+) -> None:
+    _reviewer() if who == "reviewer" else _view_only()
+    base = flagged["url"]
+    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+    page = context.new_page()
+    try:
+        _log_in(page, base, who)
+        links = page.evaluate(
+            """() => [...new Set([...document.querySelectorAll('#content a[href^="/admin/"]')]
+                 .map(a => a.getAttribute('href')))]"""
+        )
+        integration = flagged["payments"]
+        links.append(f"/admin/syncs/integration/{integration.pk}/change/")
+        links.append(f"/admin/audit/reviewitem/{flagged['item'].pk}/change/")
+        opened = []
+        for link in links:
+            if "logout" in link:
+                continue
+            answer = page.goto(f"{base}{link}")
+            assert answer is not None and answer.status < 500, (who, link, answer and answer.status)
+            assert "Server Error" not in page.content(), (who, link)
+            opened.append(link)
+        assert len(opened) >= 8, opened
+        # Nothing to run: no action that acts is offered to a viewer.
+        page.goto(f"{base}/admin/django_q/success/")
+        actions = page.locator("select[name=action] option").all_inner_texts()
+        assert not any("Resubmit" in a for a in actions), actions
+    finally:
+        context.close()

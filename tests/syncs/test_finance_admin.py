@@ -242,7 +242,7 @@ def test_mappings_import_from_csv_after_a_preview(
     )
     assert preview.status_code == 200
     body = preview.content.decode()
-    assert "not a valid choice" in body
+    assert "“not_a_kind” is not a kind of mapping" in body
     assert not FieldMapping.objects.filter(source_value="6000").exists()  # nothing saved yet
     good = csv.splitlines(keepends=True)[:2]
     good = "".join(good)
@@ -295,3 +295,72 @@ def test_no_alert_is_lost_when_there_is_no_one_to_tell(integration: Integration)
     assert alerts_send()["recipients"] == 0 and not mail.outbox
     _reviewer(email="rita@example.com")
     assert alerts_send()["runs"] == 1  # still due once someone can be told
+
+
+def test_a_replay_that_fails_again_keeps_the_item_s_age_and_count_and_the_page_follows(
+    integration: Integration, reviewer_client: Client
+) -> None:
+    from syncs.services import record_state, records_replay
+
+    SOURCE.append({**ROW, "id": "ch_77", "account": "zz"})
+    _run(integration)
+    _run(integration)  # seen twice
+    first = AuditRecord.objects.get(source_key="ch_77", status=S.FLAGGED, resolved_at=None)
+    eleven = timezone.now() - timedelta(minutes=11)
+    AuditRecord.objects.filter(pk=first.pk).update(created_at=eleven)
+    records_replay(record_ids=[first.pk], requested_by="rita")
+    live = AuditRecord.objects.get(source_key="ch_77", resolved_at=None)
+    assert live.pk != first.pk and live.replay_of_id == first.pk
+    assert live.times_seen == 3 and live.first_seen_at == eleven
+    queue = reviewer_client.get("/admin/audit/reviewitem/").content.decode()
+    assert "11 min" in queue and "3\u00d7" in queue
+    moved = reviewer_client.get(f"/admin/audit/reviewitem/{first.pk}/change/")
+    assert moved.status_code == 302
+    assert moved["Location"].endswith(f"/admin/audit/reviewitem/{live.pk}/change/")
+    assert record_state(record=first)["live_id"] == live.pk
+    page = reviewer_client.get(moved["Location"]).content.decode()
+    assert "was replayed and needs attention again" in page and 'id="mlc-replay"' in page
+    history = reviewer_client.get(f"/admin/audit/auditrecord/{first.pk}/change/")
+    assert history.status_code == 200  # the audit trail still shows the old row as it was
+
+
+def test_oldest_first_and_the_waiting_alert_use_the_first_time_seen(
+    integration: Integration, settings: Any
+) -> None:
+    from syncs.services import records_replay
+
+    _reviewer(email="rita@example.com")
+    settings.MLC = {**settings.MLC, "ALERT_WAITING_HOURS": 24}
+    SOURCE.append({**ROW, "id": "ch_78", "account": "zz"})
+    _run(integration)
+    first = AuditRecord.objects.get(source_key="ch_78")
+    AuditRecord.objects.filter(pk=first.pk).update(created_at=timezone.now() - timedelta(hours=30))
+    records_replay(record_ids=[first.pk])  # still flagged: a new row, the same old item
+    mail.outbox.clear()
+    alerts_send()
+    assert any("ch_78" in m.body for m in mail.outbox)
+
+
+def test_an_amount_no_currency_can_hold_shows_without_an_error(
+    integration: Integration, reviewer_client: Client
+) -> None:
+    record = AuditRecord.objects.create(
+        integration=integration,
+        stream="disputes",
+        source_key="dp_huge",
+        status=S.FLAGGED,
+        reason="A dispute",
+        source_payload={"kind": "dispute", "amount": -(10**30), "currency": "usd", "fee": 10**40},
+        sent_payload={"amount": 10**30, "currency": "usd"},
+    )
+    for url in (
+        f"/admin/audit/reviewitem/{record.pk}/change/",
+        f"/admin/audit/auditrecord/{record.pk}/change/",
+        "/admin/audit/reviewitem/",
+        "/admin/audit/auditrecord/",
+        f"/admin/audit/reviewitem/{record.pk}/replay/",
+    ):
+        answer = reviewer_client.get(url)
+        assert answer.status_code == 200, url
+    page = reviewer_client.get(f"/admin/audit/reviewitem/{record.pk}/change/").content.decode()
+    assert "-10,000,000,000,000,000,000,000,000,000.00 USD" in page

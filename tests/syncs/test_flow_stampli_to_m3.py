@@ -8,11 +8,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.utils import timezone
 
-from audit.models import AuditRecord
+from audit.models import NEEDS_REVIEW, AuditRecord
 from connections.models import Connection
 from connections.sandbox.base import Served
 from connections.sandbox.m3 import M3Simulator
@@ -308,7 +311,7 @@ def test_payments_are_matched_to_their_cloudsuite_invoice_and_recorded_once(
         "P-4,V-NORD,NK-1,2026-11-20,10.00,EUR,ACH\r\n",  # another currency
     )
     done = run(payments)
-    assert (done.synced, done.flagged) == (1, 3)
+    assert (done.synced, done.flagged, done.failed) == (1, 2, 1)  # P-2 waits for its invoice
     debit, credit = m3.state.journal_lines()
     assert (debit["AIT1"], str(debit["CUAM"]), debit["VTXT"]) == (
         "2440",
@@ -317,9 +320,43 @@ def test_payments_are_matched_to_their_cloudsuite_invoice_and_recorded_once(
     )
     assert (credit["AIT1"], str(credit["CUAM"])) == ("1930", "-1250.00")
     reasons = " | ".join(done.records.filter(status=S.FLAGGED).values_list("reason", flat=True))
-    assert "no such invoice in CloudSuite" in reasons and "not a payment of an invoice" in reasons
-    assert "is in EUR, the invoice in SEK" in reasons
-    assert run(payments).done == 0 and len(m3.state.journal_lines()) == 2  # processed once
+    assert "not a payment of an invoice" in reasons and "is in EUR, the invoice in SEK" in reasons
+    waiting = done.records.get(status=S.FAILED)
+    assert (
+        waiting.waiting
+        and waiting.retryable
+        and "no such invoice in CloudSuite yet" in (waiting.reason)
+    )
+    assert not AuditRecord.objects.filter(NEEDS_REVIEW, source_key=waiting.source_key).exists()
+    again = run(payments)  # the file is read again while a payment waits; nothing doubles
+    assert len(m3.state.journal_lines()) == 2 and again.synced == 0
+    waiting.refresh_from_db()
+    assert waiting.times_seen == 2  # one row that notes the wait, not one per run
+    m3.state.add_supplier_invoice("S100", "NK-404", "10.00", "SEK", due="20261202")
+    posted = run(payments)  # the invoice is there now: the payment goes by itself
+    assert posted.synced == 1 and len(m3.state.journal_lines()) == 4
+    waiting.refresh_from_db()
+    assert waiting.resolved_at is not None
+    assert run(payments).done == 0  # the file is done now: processed once
+
+
+def test_a_payment_whose_invoice_never_comes_is_a_review_item_after_the_wait(
+    payments: Integration, sftp: SftpSandbox, m3: M3Simulator, settings: Any
+) -> None:
+    m3.state.put_account("2440", "Accounts payable")
+    m3.state.put_account("1930", "Bank SEK")
+    drop(sftp, "payments_1.csv", PAY_HEAD + "P-2,V-NORD,NK-404,2026-11-20,10.00,SEK,ACH\r\n")
+    first = run(payments)
+    assert first.failed == 1 and not AuditRecord.objects.filter(NEEDS_REVIEW).exists()
+    AuditRecord.objects.filter(waiting=True).update(
+        created_at=timezone.now() - timedelta(hours=settings.MLC["WAIT_REVIEW_HOURS"] + 1)
+    )
+    late = run(payments)
+    assert late.flagged == 1
+    (item,) = AuditRecord.objects.filter(NEEDS_REVIEW)
+    assert item.status == S.FLAGGED and "waited since" in item.reason
+    assert item.times_seen == 2 and item.first_seen_at is not None
+    assert run(payments).flagged == 0  # the file is done; the item waits for a person
 
 
 def test_a_tenant_that_codes_per_line_gets_a_coding_journal_with_the_cost_centre(

@@ -13,6 +13,7 @@ from audit.models import AuditRecord, PostingLedger
 from syncs.models import Cursor, FieldMapping, Integration, SyncRun
 from syncs.runner import Runner
 from syncs.services import integration_run, records_replay
+from tests.conftest import requires_postgres
 from tests.syncs.testflow import SOURCE, TARGET
 
 S = AuditRecord.Status
@@ -348,3 +349,85 @@ def test_two_integrations_over_the_same_connections_post_each_payment_once(
     assert all(TARGET.effects(f"ch_{n}") == 1 for n in (1, 2, 3))
     assert PostingLedger.objects.count() == 3
     assert set(PostingLedger.objects.values_list("integration", flat=True)) == {mapped.pk}
+
+
+def _kill_backend(pid: int) -> None:
+    """What a PostgreSQL restart does to one connection: the server ends it."""
+    import psycopg
+    from django.db import connection
+
+    s = connection.settings_dict
+    with psycopg.connect(
+        host=s["HOST"] or "127.0.0.1",
+        port=s["PORT"] or 5432,
+        user=s["USER"],
+        password=s["PASSWORD"] or None,
+        dbname=s["NAME"],
+        autocommit=True,
+    ) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_run_whose_database_connection_dies_reconnects_and_finishes(
+    integration: Integration, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import connection
+
+    FieldMapping.objects.create(
+        integration=integration, kind="gl_account", source_value="40", target_value="1930"
+    )
+    for n in range(3):
+        SOURCE.append(
+            {"id": f"ch_{n}", "ts": f"2026-11-0{n + 1}", "invoice": f"I{n}", "amount_cents": 100}
+            | {"account": "40"}
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    real_post = TARGET.post
+    killed: list[int] = []
+
+    def post(key: str, data: dict[str, Any], idempotency_key: str | None) -> str:
+        if not killed and TARGET.calls >= 1:  # the second write: the database goes away
+            killed.append(pid)
+            _kill_backend(pid)
+        return real_post(key, data, idempotency_key)
+
+    monkeypatch.setattr(TARGET, "post", post)
+    run = Runner(integration, trigger="manual").run()
+    assert killed
+    run.refresh_from_db()
+    assert (run.status, run.synced, run.failed) == ("succeeded", 3, 0)
+    assert AuditRecord.objects.filter(status=S.SYNCED).count() == 3
+    assert sum(TARGET.effects(f"ch_{n}") for n in range(3)) == 3  # nothing posted twice
+
+
+def test_a_replay_that_meets_an_outage_leaves_the_item_s_open_problem_as_it_was(
+    integration: Integration,
+) -> None:
+    from syncs.services import record_state
+
+    SOURCE.append(pay(1, account="7777"))
+    run(integration)
+    flag = AuditRecord.objects.get(source_key="ch_1")
+    assert flag.status == S.FLAGGED and flag.fix_kind == "gl_account"
+    FieldMapping.objects.create(
+        integration=integration, kind="gl_account", source_value="7777", target_value="1930"
+    )
+    TARGET.transient.add("ch_1")  # the target (or the limiter in front of it) is out of reach
+    records_replay(record_ids=[flag.pk], requested_by="rita")
+    flag.refresh_from_db()
+    assert flag.resolved_at is None and flag.replay_requested_at is None  # still the item
+    attempt = flag.replays.get()
+    assert attempt.status == S.FAILED and attempt.resolved_at is not None  # not a new item
+    state = record_state(record=flag)
+    assert state["state"] == "waiting" and "could not finish" in state["label"]
+    open_items = AuditRecord.objects.filter(source_key="ch_1", resolved_at=None)
+    assert list(open_items) == [flag]  # its reason and fix stand
+    TARGET.transient.clear()
+    records_replay(record_ids=[flag.pk], requested_by="rita")
+    flag.refresh_from_db()
+    assert flag.resolved_at is not None
+    assert flag.replays.filter(status=S.SYNCED).exists()

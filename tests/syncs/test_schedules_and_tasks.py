@@ -172,7 +172,11 @@ def test_the_reaper_closes_dead_runs_and_requeues_unfinished_events(
     )
     done = WebhookEvent.objects.create(event_id="evt_done", queued_at=old, processed=True, **common)
     with django_capture_on_commit_callbacks(execute=True):
-        assert engine_reap() == {"runs_interrupted": 1, "events_requeued": 1}
+        assert engine_reap() == {
+            "runs_interrupted": 1,
+            "events_requeued": 1,
+            "requests_requeued": 0,
+        }
     dead.refresh_from_db()
     alive.refresh_from_db()
     assert dead.status == "interrupted" and "stopped before it finished" in dead.error_summary
@@ -243,3 +247,87 @@ def test_a_period_close_day_past_28_is_refused(integration: Integration) -> None
     with pytest.raises(ValidationError) as info:
         integration.full_clean()
     assert "period_close_day" in info.value.message_dict
+
+
+def _queue_down(*args: Any, **kwargs: Any) -> None:
+    raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+
+@pytest.mark.django_db(transaction=True)  # as in production: no transaction around the view
+def test_a_run_asked_for_while_the_queue_is_down_is_kept_and_runs_once_it_is_back(
+    integration: Integration, admin_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncs import services
+    from syncs.models import WorkRequest
+    from syncs.services import engine_reap
+
+    real = services.async_task
+    SOURCE.append(dict(ROW))
+    monkeypatch.setattr(services, "async_task", _queue_down)
+    answer = admin_client.post(f"/admin/syncs/integration/{integration.pk}/run/", follow=True)
+    assert answer.status_code == 200
+    assert "task queue cannot be reached right now" in answer.content.decode()
+    (request,) = WorkRequest.objects.all()
+    assert (request.kind, request.requested_by, request.queued_at) == ("run", "admin", None)
+    assert not SyncRun.objects.exists()
+    assert engine_reap()["requests_requeued"] == 0  # still down: kept for the next reap
+    monkeypatch.setattr(services, "async_task", real)  # the queue is back
+    assert engine_reap()["requests_requeued"] == 1
+    request.refresh_from_db()
+    assert request.taken_at is not None and request.finished_at is not None
+    run = SyncRun.objects.get()
+    assert (run.trigger, run.requested_by, run.done) == ("manual", "admin", 1)
+    assert engine_reap()["requests_requeued"] == 0
+    assert tasks.do_work_request(request.pk) == []  # a copy still queued does nothing
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_the_queue_lost_is_queued_again_by_the_reaper(
+    integration: Integration, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncs import services
+    from syncs.models import WorkRequest
+    from syncs.services import engine_reap
+
+    real = services.async_task
+    lost: list[Any] = []
+    monkeypatch.setattr(services, "async_task", lambda *a, **k: lost.append(a))  # Redis restarts
+    assert integration_enqueue_run(integration=integration, requested_by="ana") is True
+    request = WorkRequest.objects.get()
+    assert request.queued_at is not None and lost
+    monkeypatch.setattr(services, "async_task", real)
+    assert engine_reap()["requests_requeued"] == 0  # not yet: a worker may simply be busy
+    WorkRequest.objects.update(queued_at=timezone.now() - timedelta(minutes=2))
+    assert engine_reap()["requests_requeued"] == 1
+    assert SyncRun.objects.get().requested_by == "ana"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_replay_asked_for_while_the_queue_is_down_happens_once_it_is_back(
+    integration: Integration, admin_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audit.models import AuditRecord
+    from syncs import services
+    from syncs.models import FieldMapping
+    from syncs.services import engine_reap
+
+    real = services.async_task
+    SOURCE.append(dict(ROW))
+    integration_run(integration=integration, trigger="manual")
+    flagged = AuditRecord.objects.get(status="flagged")
+    FieldMapping.objects.create(
+        integration=integration, kind="gl_account", source_value="x", target_value="1930"
+    )
+    monkeypatch.setattr(services, "async_task", _queue_down)
+    answer = admin_client.post(
+        f"/admin/audit/reviewitem/{flagged.pk}/replay/", {"confirmed": "yes"}, follow=True
+    )
+    assert answer.status_code == 200
+    assert "task queue cannot be reached right now" in answer.content.decode()
+    flagged.refresh_from_db()
+    assert flagged.resolved_at is None and flagged.replay_requested_at is not None
+    monkeypatch.setattr(services, "async_task", real)
+    engine_reap()
+    flagged.refresh_from_db()
+    assert flagged.resolved_at is not None
+    assert flagged.replays.get().status == "synced"

@@ -257,3 +257,168 @@ def test_a_delivery_that_posts_nothing_makes_no_sync_run(
     synced = AuditRecord.objects.get(status=AuditRecord.Status.SYNCED)
     assert synced.run is not None and synced.event.event_id == "evt_1"
     assert WebhookProcessing.objects.filter(state="done").count() == 2
+
+
+@pytest.mark.parametrize("created", [253402300800, 2**39, 10**15, 0, -5, 1.5e9, True])
+def test_an_event_time_out_of_range_is_refused_not_a_500(
+    client: Client, stripe_conn: Connection, created: Any
+) -> None:
+    answer = post(
+        client, json.dumps(stripe_event(created=created)), stripe_conn.credentials["webhook_secret"]
+    )
+    assert answer.status_code == 400
+    assert not WebhookEvent.objects.exists()
+
+
+BAD_OBJECTS = {
+    "payment_intent.succeeded": [
+        {"id": True},
+        {"id": "pi_1", "amount": "100"},
+        {"id": "pi_1", "amount": -(10**30)},
+        {"id": "pi_1", "amount_received": 1.5},
+        {"id": "pi_1", "metadata": True},
+        {"id": "pi_1", "metadata": {"m3_invoice": 5}},
+        {"id": "pi_1", "currency": 7},
+    ],
+    "charge.refunded": [
+        {"id": "ch_1", "refunds": True},
+        {"id": "ch_1", "refunds": {"data": [True]}},
+        {"id": "ch_1", "refunds": {"data": [{"status": "succeeded"}]}},
+        {"id": "ch_1", "refunds": {"data": [], "has_more": "no"}},
+    ],
+    "charge.dispute.created": [
+        {"id": "dp_1", "currency": "usd"},
+        {"id": "dp_1", "amount": -(10**30), "currency": "usd"},
+        {"id": "dp_1", "amount": 100, "currency": "usd", "payment_intent": 5},
+    ],
+    "payout.paid": [
+        {"id": "po_1", "amount": 100},
+        {"id": "po_1", "amount": 100, "currency": "usd", "arrival_date": 10**13},
+    ],
+    "invoice.paid": [{"id": ["in_1"]}, {}],
+}
+
+
+@pytest.mark.parametrize(
+    ("event_type", "obj"),
+    [(t, o) for t, objects in BAD_OBJECTS.items() for o in objects],
+    ids=lambda v: v if isinstance(v, str) else json.dumps(v)[:40],
+)
+def test_a_signed_event_whose_object_no_flow_can_read_is_refused_and_not_stored(
+    client: Client, stripe_conn: Connection, event_type: str, obj: dict
+) -> None:
+    body = json.dumps(stripe_event(type=event_type, data={"object": obj}))
+    answer = post(client, body, stripe_conn.credentials["webhook_secret"])
+    assert answer.status_code == 400, answer.content
+    assert "cannot be read" in answer.json()["error"]
+    assert not WebhookEvent.objects.exists()
+
+
+def test_well_formed_objects_of_each_type_are_accepted(
+    client: Client, stripe_conn: Connection
+) -> None:
+    good = {
+        "payment_intent.succeeded": {
+            "id": "pi_1",
+            "amount": 1000,
+            "amount_received": 1000,
+            "currency": "usd",
+            "metadata": {"m3_invoice": "1001"},
+            "latest_charge": None,
+        },
+        "charge.refunded": {
+            "id": "ch_1",
+            "payment_intent": "pi_1",
+            "refunds": {
+                "data": [{"id": "re_1", "status": "succeeded", "amount": 5}],
+                "has_more": False,
+            },
+        },
+        "charge.dispute.created": {
+            "id": "dp_1",
+            "amount": 5,
+            "currency": "eur",
+            "payment_intent": None,
+        },
+        "payout.paid": {
+            "id": "po_1",
+            "amount": 5,
+            "currency": "eur",
+            "arrival_date": int(time.time()),
+        },
+        "customer.created": {"id": "cus_1", "anything": [1, True]},
+    }
+    for n, (event_type, obj) in enumerate(good.items()):
+        body = json.dumps(stripe_event(f"evt_{n}", type=event_type, data={"object": obj}))
+        assert post(client, body, stripe_conn.credentials["webhook_secret"]).status_code == 200
+    assert WebhookEvent.objects.count() == len(good)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stored_event_is_acknowledged_when_the_queue_cannot_be_reached(
+    client: Client, stripe_conn: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncs import services
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(services, "async_task", down)
+    answer = post(client, json.dumps(stripe_event()), stripe_conn.credentials["webhook_secret"])
+    assert answer.status_code == 200
+    (event,) = WebhookEvent.objects.all()
+    assert not event.processed  # stored; the reaper queues it again
+    queued = []
+    monkeypatch.setattr(services, "async_task", lambda *a, **k: queued.append(a))
+    WebhookEvent.objects.update(queued_at=event.received_at.replace(year=2020))
+    services.webhook_events_requeue()
+    assert queued and queued[0][1] == event.pk
+
+
+def test_the_database_out_of_reach_is_a_503_never_a_500(
+    client: Client, stripe_conn: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+
+    from syncs import webhooks
+
+    def gone(**kwargs: Any) -> None:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(webhooks, "webhook_receive", gone)
+    answer = post(client, json.dumps(stripe_event()), stripe_conn.credentials["webhook_secret"])
+    assert answer.status_code == 503
+    assert answer["Retry-After"]
+
+
+def test_an_event_that_keeps_failing_is_parked_with_a_plain_reason(
+    stripe_conn: Connection, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from syncs import services
+
+    queued: list[Any] = []
+    monkeypatch.setattr(services, "async_task", lambda *a, **k: queued.append(a))
+    limit = settings.MLC["EVENT_MAX_ATTEMPTS"]
+    event = WebhookEvent.objects.create(
+        system="stripe",
+        connection=stripe_conn,
+        event_id="evt_bad",
+        event_type="charge.succeeded",
+        raw_body=json.dumps(stripe_event("evt_bad")),
+        attempts=limit,
+        error="Test payments: TypeError",
+        queued_at=timezone.now() - timedelta(days=1),
+    )
+    assert services.webhook_events_requeue() == 0
+    event.refresh_from_db()
+    assert event.parked_at is not None and not queued
+    assert event.error.startswith(f"Stopped retrying after {limit} tries")
+    WebhookEvent.objects.filter(pk=event.pk).update(queued_at=timezone.now() - timedelta(days=2))
+    assert services.webhook_events_requeue() == 0  # parked: never again by itself
+    assert services.webhook_events_reprocess(event_ids=[event.pk]) == 1  # a person asks
+    event.refresh_from_db()
+    assert event.parked_at is None and event.attempts == 0  # retried again, from the start

@@ -21,16 +21,43 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from connections.providers import shapes
 from connections.providers.base import (
     InboundEvent,
     WebhookRejected,
     bounded_text,
     parse_json_object,
 )
+from connections.providers.shapes import Shape
 
 logger = logging.getLogger(__name__)
 
 WHAT = "a Wise event"
+
+
+def _resource_id(value: object) -> str:
+    """Wise's ids are numbers (``"id": 111`` in its examples); a digit string is read alike."""
+    if isinstance(value, str) and value.isdigit() and len(value) <= 19:
+        return ""
+    return shapes.whole(1, 2**63 - 1)(value)
+
+
+# data of the event types the flows read (Wise's webhook reference, "Transfer state change
+# event": resource {type, id, profile_id, account_id}, current_state, previous_state,
+# occurred_at). Other types pass as they are.
+DATA_SHAPES: dict[str, Shape] = {
+    "transfers#state-change": Shape(
+        {
+            "resource": Shape(
+                {"type": shapes.text(40), "id": _resource_id}, required=("type", "id")
+            ),
+            "current_state": shapes.text(60),
+            "previous_state": shapes.nullable(shapes.text(60)),
+            "occurred_at": shapes.text(40),
+        },
+        required=("resource",),
+    ),
+}
 # Wise's published webhook signing keys (docs.wise.com, Webhooks > Event handling).
 PUBLISHED_KEYS = {
     "live": """-----BEGIN PUBLIC KEY-----
@@ -71,9 +98,11 @@ def _moment(value: object) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        seconds = moment.timestamp()  # in range as UTC too (9999-12-31T23:00-05:00 is not)
+    except (ValueError, OverflowError):
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return None if shapes.epoch(int(seconds)) else moment
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
@@ -98,6 +127,10 @@ def verify(public_pem: str, raw_body: bytes, headers: Mapping[str, str]) -> Inbo
     data = event.get("data")
     if not isinstance(data, dict):
         raise WebhookRejected(f"The event carries no data object, so it is not {WHAT}.")
+    if event_type in DATA_SHAPES and (
+        reason := shapes.problem(data, DATA_SHAPES[event_type], "data.")
+    ):
+        raise WebhookRejected(f"This {event_type} event cannot be read: {reason}.")
     occurred = _moment(data.get("occurred_at")) or _moment(event.get("sent_at"))
     if occurred is None:
         raise WebhookRejected(f"The event has no valid occurred_at or sent_at, so not {WHAT}.")

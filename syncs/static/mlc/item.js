@@ -15,6 +15,10 @@
         if (s) {
           shown.textContent = s.label;
           box.setAttribute("data-state", s.state);
+          if (s.live_id) {  // the replay met the problem again: the item lives on there
+            window.location.replace("../../" + s.live_id + "/change/");
+            return;
+          }
           if (s.state !== "queued") {
             box.classList.toggle("done", s.state === "done");
             var buttons = box.querySelector(".buttons");

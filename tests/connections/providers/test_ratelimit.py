@@ -97,3 +97,53 @@ def test_penalize_holds_every_caller_off_and_max_wait_refuses(kind: str) -> None
         limiter.acquire("k", per_second=100, burst=5, max_wait=5)
     assert 25 < info.value.retry_after <= 30
     assert limiter.acquire("other", per_second=100, burst=5, max_wait=1) == 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redis_out_of_reach_is_a_slot_from_the_database_never_a_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shutil
+    import subprocess
+
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("needs redis-server")
+    port = _free_port()
+    limiter = RedisRateLimiter(f"redis://127.0.0.1:{port}/0", prefix="mlc:test:")
+    monkeypatch.setattr(RedisRateLimiter, "RETRY_SECONDS", 0.2)
+    # Redis is down: every acquire still answers, paced by the database's shared bucket.
+    waits = [limiter.acquire("k", per_second=10, burst=2, max_wait=5) for _ in range(4)]
+    assert waits[0] == 0 and waits[-1] > 0.1
+    limiter.penalize("k", seconds=1)  # no error either
+    from connections.models import RateLimitBucket
+
+    assert RateLimitBucket.objects.filter(key="k").exists()
+    redis = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(50):
+            time.sleep(0.1)
+            try:
+                if limiter._redis.ping():
+                    break
+            except Exception as exc:  # still starting
+                print(f"redis not up yet: {exc}")
+        time.sleep(limiter._away_for + 0.1)
+        assert limiter.acquire("fresh", per_second=10, burst=2, max_wait=5) == 0
+        assert limiter._redis.exists("mlc:test:fresh")  # back on Redis once it answers
+    finally:
+        redis.terminate()
+        redis.wait(timeout=10)
+    assert limiter.acquire("again", per_second=10, burst=2, max_wait=5) >= 0  # down again

@@ -1,0 +1,156 @@
+"""Mapping imports refuse what the mapping form refuses, row by row in plain words, from the
+CSV files spreadsheets write (comma, semicolon, tab); nothing is saved while any row is wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from connections.models import Connection
+from connections.sandbox.base import Served
+from syncs.models import FieldMapping, Integration
+from tests.test_admin_site import _staff
+
+HEADER = ["integration", "kind", "source_value", "target_value", "note"]
+
+
+@pytest.fixture
+def stampli_like(m3_connection: Connection, m3_sim: Served, make_connection: Any) -> Integration:
+    """An integration posting to the CloudSuite simulator, whose chart and suppliers are known."""
+    m3_sim.app.state.put_account("1930", "Bank")
+    m3_sim.app.state.put_account("6110", "Office supplies")
+    m3_sim.app.state.put_supplier("S100", SUNM="Acme Supplies")
+    integration = Integration.objects.create(
+        name="Stampli invoices",
+        slug="stampli-invoices",
+        flow="stampli_m3.invoices",
+        source=make_connection("stripe"),
+        target=m3_connection,
+    )
+    return integration
+
+
+@pytest.fixture
+def reviewer(client: Client, db: Any) -> Client:
+    client.force_login(_staff("rita", groups=("Finance reviewer",)))
+    return client
+
+
+def preview(client: Client, text: str, name: str = "m.csv") -> Any:
+    return client.post(
+        "/admin/syncs/fieldmapping/import/",
+        {
+            "format": "0",
+            "resource": "0",
+            "import_file": SimpleUploadedFile(name, text.encode("utf-8-sig"), "text/csv"),
+        },
+    )
+
+
+def rows(separator: str, *lines: list[str]) -> str:
+    return "\r\n".join(separator.join(cells) for cells in [HEADER, *lines]) + "\r\n"
+
+
+@pytest.mark.parametrize("separator", [",", ";", "\t"])
+def test_a_good_file_with_any_separator_previews_then_saves(
+    reviewer: Client, stampli_like: Integration, separator: str
+) -> None:
+    text = rows(
+        separator,
+        ["stampli-invoices", "gl_account", "6000", "6110", "Office"],
+        ["stampli-invoices", "vendor", "V-1", "S100", ""],
+    )
+    shown = preview(reviewer, text)
+    assert shown.status_code == 200
+    confirm = shown.context["confirm_form"]
+    assert confirm is not None, shown.content.decode()[:3000]
+    assert not FieldMapping.objects.exists()  # nothing before the confirmation
+    done = reviewer.post("/admin/syncs/fieldmapping/process_import/", dict(confirm.initial))
+    assert done.status_code == 302
+    assert dict(FieldMapping.objects.values_list("source_value", "target_value")) == {
+        "6000": "6110",
+        "V-1": "S100",
+    }
+
+
+def test_every_row_s_problem_is_worded_and_nothing_is_saved(
+    reviewer: Client, stampli_like: Integration
+) -> None:
+    text = rows(
+        ";",
+        ["stampli-invoices", "gl_account", "6000", "4999", "not in the chart"],
+        ["stampli-invoices", "vendor", "V-9", "S999", "no such supplier"],
+        ["no-such-integration", "gl_account", "7000", "1930", ""],
+        ["stampli-invoices", "not_a_kind", "1", "2", ""],
+        ["stampli-invoices", "gl_account", "6100", "", "no target"],
+        ["stampli-invoices", "gl_account", "6200", "6110", "this one is fine"],
+    )
+    shown = preview(reviewer, text)
+    assert shown.status_code == 200
+    body = shown.content.decode()
+    assert "Traceback" not in body and "/site-packages/" not in body and "File &quot;" not in body
+    assert shown.context.get("confirm_form") is None  # no Confirm while any row is wrong
+    for words in (
+        "Account 4999 is not in CloudSuite",
+        "Supplier S999 does not exist in CloudSuite",
+        "There is no integration “no-such-integration”",
+        "“not_a_kind” is not a kind of mapping",
+        "Give the value in the target system.",
+    ):
+        assert words in body.replace("&quot;", '"').replace("&#x27;", "'"), words
+    assert not FieldMapping.objects.exists()
+
+
+def test_the_form_and_the_import_refuse_the_same_supplier(
+    reviewer: Client, stampli_like: Integration
+) -> None:
+    form = {
+        "integration": stampli_like.pk,
+        "kind": "vendor",
+        "source_value": "V-9",
+        "target_value": "S999",
+        "note": "",
+    }
+    refused = reviewer.post("/admin/syncs/fieldmapping/add/", form)
+    assert refused.status_code == 200
+    assert "Supplier S999 does not exist in CloudSuite" in refused.content.decode()
+    saved = reviewer.post("/admin/syncs/fieldmapping/add/", {**form, "target_value": "S100"})
+    assert saved.status_code == 302
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "integration\n",
+        "just some words\nand more\n",
+        "a;b;c\n1;2;3\n",
+        "integration,kind\nx,y\n",
+        '"unterminated,quote\n',
+    ],
+)
+def test_a_file_that_is_not_a_mapping_file_is_a_plain_error(
+    reviewer: Client, stampli_like: Integration, text: str
+) -> None:
+    shown = preview(reviewer, text)
+    assert shown.status_code == 200
+    body = shown.content.decode()
+    assert "Traceback" not in body and "site-packages" not in body
+    assert not FieldMapping.objects.exists()
+
+
+def test_the_chart_is_read_once_for_a_whole_file(
+    reviewer: Client, stampli_like: Integration, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncs import services
+
+    reads: list[Any] = []
+    real = services._chart
+    monkeypatch.setattr(services, "_chart", lambda c: reads.append(c) or real(c))
+    lines = [["stampli-invoices", "gl_account", str(6000 + n), "6110", ""] for n in range(30)]
+    shown = preview(reviewer, rows(",", *lines))
+    assert shown.context.get("confirm_form") is not None
+    assert len(reads) == 1  # once for the file, not once per row
