@@ -246,3 +246,23 @@ def test_the_demo_sends_suppliers_and_purchases_to_cin7(db: Any, sandbox: Any) -
     assert purchases.synced == 4, list(purchases.records.values_list("reason", flat=True))
     assert sum(1 for t in cin7.purchases.values() if t["Status"] == "INVOICED") == 3
     assert cin7.violations == []
+
+
+def test_the_demo_gives_a_finance_reviewer_login_beside_the_admin(
+    db: Any, settings: Any, tmp_path: Any
+) -> None:
+    from io import StringIO
+
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+
+    settings.VAR_DIR = tmp_path
+    settings.STATIC_ROOT = tmp_path / "static"
+    out = StringIO()
+    call_command("demo", "--setup-only", stdout=out)
+    assert "Finance reviewer: reviewer /" in out.getvalue()
+    reviewer = User.objects.get(username="reviewer")
+    assert reviewer.is_staff and not reviewer.is_superuser
+    assert list(reviewer.groups.values_list("name", flat=True)) == ["Finance reviewer"]
+    assert reviewer.has_perm("audit.change_reviewitem")
+    assert not reviewer.has_perm("connections.view_connection")

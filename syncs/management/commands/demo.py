@@ -21,6 +21,7 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
@@ -30,6 +31,7 @@ from syncs.demo import demo_seed
 logger = logging.getLogger(__name__)
 
 USERNAME = "admin"
+REVIEWER = "reviewer"
 # Ctrl-C should be prompt in a demo: its runs are short, and one still going when the grace is
 # over is closed as interrupted and read again next time (production keeps WORKER_STOP_SECONDS).
 DEMO_GRACE = 5
@@ -70,8 +72,17 @@ class Command(BaseCommand):
         user.is_staff = user.is_superuser = True
         user.set_password(password)
         user.save()
+        # A finance user's own login: the Finance reviewer group's grants, nothing more.
+        reviewer, _ = get_user_model().objects.get_or_create(username=REVIEWER)
+        reviewer.is_staff, reviewer.is_superuser = True, False
+        reviewer.set_password(password)
+        reviewer.save()
+        reviewer.groups.set(Group.objects.filter(name="Finance reviewer"))
         url = f"http://{options['host']}:{options['port']}/admin/"
-        banner = f"\n  ml-connector demo\n  Admin:  {url}\n  Login:  {USERNAME} / {password}\n"
+        banner = (
+            f"\n  ml-connector demo\n  Admin:  {url}\n  Login:  {USERNAME} / {password}\n"
+            f"  Finance reviewer: {REVIEWER} / {password}\n"
+        )
         if options["setup_only"]:
             self.stdout.write(banner)
             return
