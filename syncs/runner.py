@@ -1045,14 +1045,7 @@ class Runner:
             )
             flagged = same.filter(status=Status.FLAGGED).order_by("-pk").first()
             if item.replay_of is None and flagged is not None:  # a person has it already
-                flagged.times_seen += 1
-                flagged.last_seen_at = timezone.now()
-                flagged.save(update_fields=["times_seen", "last_seen_at"])
-                if record.watermark and not self._hold_cursor:
-                    self._move_cursor(record.watermark)
-                self._keep_final(record)
-                self._count(Status.SKIPPED)
-                return flagged
+                return self._seen_again(flagged, record)
             waits = list(same.filter(status=Status.FAILED, waiting=True).order_by("pk"))
             if waits:
                 since = waits[0].first_seen_at or waits[0].created_at
@@ -1104,14 +1097,19 @@ class Runner:
             )
             if waiting is None:
                 return None
-            waiting.times_seen += 1
-            waiting.last_seen_at = timezone.now()
-            waiting.save(update_fields=["times_seen", "last_seen_at"])
-            if record.watermark and not self._hold_cursor:
-                self._move_cursor(record.watermark)
+            return self._seen_again(waiting, record)
+
+    def _seen_again(self, row: AuditRecord, record: SourceRecord) -> AuditRecord:
+        """An open flag met again: noted on it (how often, when), nothing new written; the
+        record is done for this run, so the cursor moves past it."""
+        row.times_seen += 1
+        row.last_seen_at = timezone.now()
+        row.save(update_fields=["times_seen", "last_seen_at"])
+        if record.watermark and not self._hold_cursor:
+            self._move_cursor(record.watermark)
         self._keep_final(record)
         self._count(Status.SKIPPED)  # nothing new needs anyone: it is already waiting
-        return waiting
+        return row
 
     # -- bookkeeping ------------------------------------------------------------------------
 

@@ -61,6 +61,19 @@ def stripe_conn(make_connection: Any) -> Connection:
     return make_connection("stripe")
 
 
+def post_signed(client: Client, stripe_conn: Connection, body: str) -> Any:
+    """POST ``body`` to the Stripe webhook, signed with the connection's secret."""
+    body_bytes = body.encode("utf-8", "surrogatepass")
+    return client.post(
+        f"/webhooks/stripe/{stripe_conn.slug}/",
+        body_bytes,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=sign(
+            body_bytes.decode("utf-8", "surrogateescape"), stripe_conn.credentials["webhook_secret"]
+        ),
+    )
+
+
 @SETTINGS
 @given(body=st.binary(max_size=3000))
 def test_any_signed_bytes_get_a_4xx_or_2xx(
@@ -90,15 +103,7 @@ def test_any_signed_json_event_gets_a_4xx_or_2xx(
         body = json.dumps(stripe_like(extra))
     except ValueError:
         return
-    body_bytes = body.encode("utf-8", "surrogatepass")
-    answer = client.post(
-        f"/webhooks/stripe/{stripe_conn.slug}/",
-        body_bytes,
-        content_type="application/json",
-        HTTP_STRIPE_SIGNATURE=sign(
-            body_bytes.decode("utf-8", "surrogateescape"), stripe_conn.credentials["webhook_secret"]
-        ),
-    )
+    answer = post_signed(client, stripe_conn, body)
     assert answer.status_code in (200, 400), answer.content
     for event in WebhookEvent.objects.all():  # whatever was stored reads back
         json.loads(event.raw_body)
@@ -240,15 +245,7 @@ def test_a_signed_event_the_flows_read_is_refused_or_readable_by_them(
         body = json.dumps(event)
     except ValueError:
         return
-    body_bytes = body.encode("utf-8", "surrogatepass")
-    answer = client.post(
-        f"/webhooks/stripe/{stripe_conn.slug}/",
-        body_bytes,
-        content_type="application/json",
-        HTTP_STRIPE_SIGNATURE=sign(
-            body_bytes.decode("utf-8", "surrogateescape"), stripe_conn.credentials["webhook_secret"]
-        ),
-    )
+    answer = post_signed(client, stripe_conn, body)
     assert answer.status_code in (200, 400), answer.content
     if answer.status_code == 200:
         stored = WebhookEvent.objects.get()
