@@ -94,6 +94,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A lost database connection: 503 and a plain page, never a 500 (mlconnector/middleware.py).
+    "mlconnector.middleware.DatabaseUnavailable",
     "axes.middleware.AxesMiddleware",  # answers a locked-out login (must come last)
 ]
 
