@@ -842,6 +842,12 @@ class Runner:
             waited = self._still_waiting(item, out)
             if waited is not None:
                 return waited
+        elif out.status == Status.FAILED and replay_of is None and self.event_row is None:
+            # (a webhook delivery keeps its own row: it links the event, which a replay that
+            # posts the record marks processed)
+            again = self._failed_again(item, out)
+            if again is not None:
+                return again
         if out.status == Status.FLAGGED and replay_of is None and not posted:
             waiting = self._waiting_flag(record, redact.text(out.reason or ""))
             if waiting is not None:
@@ -948,7 +954,7 @@ class Runner:
                 if (
                     item.replay_of is None
                     and item.outcome.status in PLAIN
-                    and not item.outcome.waiting
+                    and item.outcome.status != Status.FAILED  # one item per failing record
                 ):
                     plain.append(item)
                     continue
@@ -1098,6 +1104,46 @@ class Runner:
             if waiting is None:
                 return None
             return self._seen_again(waiting, record)
+
+    def _failed_again(self, item: _Item, out: _Outcome) -> AuditRecord | None:
+        """A record that fails again while its failure is still in the review queue is the
+        same item: noted on that row (how often, when, the latest reason), not a new row."""
+        record = item.record
+        with transaction.atomic():
+            row = (
+                AuditRecord.objects.select_for_update()
+                .filter(
+                    integration=self.integration,
+                    stream=self.flow.stream,
+                    source_key=record.source_key[:255],
+                    status=Status.FAILED,
+                    waiting=False,
+                    resolved_at=None,
+                )
+                .order_by("-pk")
+                .first()
+            )
+            if row is None:
+                return None
+            entry = self._ledger_change(out)
+            fresh = self._audit_row(item, out, entry)
+            for name in ("reason", "detail", "retryable", "sent_payload", "response_summary"):
+                setattr(row, name, getattr(fresh, name))
+            row.ledger = entry or row.ledger
+            row.times_seen += 1
+            row.last_seen_at = timezone.now()
+            row.save()
+        self._ensure_run()  # a webhook delivery that fails has a run, as in _write
+        if out.retryable:
+            self._hold_cursor = True
+        else:
+            if record.watermark and not self._hold_cursor:
+                self._move_cursor(record.watermark)
+            self._keep_final(record)
+        if self.run_row is None:
+            self.counts.records.append(row.pk)
+        self._count(Status.FAILED)
+        return row
 
     def _seen_again(self, row: AuditRecord, record: SourceRecord) -> AuditRecord:
         """An open flag met again: noted on it (how often, when), nothing new written; the

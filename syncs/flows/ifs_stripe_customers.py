@@ -83,8 +83,8 @@ class IfsCustomersToStripe(StripeCustomerWrites, Flow[IfsCloud, StripeProvider])
         changed = ifs.change_field("customers")
         rows = ifs.query(
             "customers",
-            orderby=f"{changed},{KEY_FIELD}",
-            filter=f"{changed} ge {since}Z" if since else None,
+            orderby=[changed, KEY_FIELD],
+            where=[(changed, "ge", since)] if since else [],
             page_size=int(self.options.get("page_size") or 5000),
         )
         existing: dict[str, dict[str, Any]] | None = None

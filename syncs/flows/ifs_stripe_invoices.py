@@ -11,10 +11,16 @@ in IFS while the Stripe invoice is a draft, the line's old Price is archived (pr
 immutable), a new one created, and the line replaced; once Stripe has finalized the invoice, a
 change is flagged for a person instead.
 
+Only invoices a customer can pay go to Stripe: those whose state (``Objstate``) is one of the
+connection's *payable states* (default Posted, PartlyPaidPosted); a preliminary, paid or
+cancelled one is skipped with the reason in the audit (and one cancelled after it went to
+Stripe is flagged).  The Stripe total — the lines' net amounts and the VAT lines — must equal
+the IFS gross amount to the cent, or nothing is sent and a person is told.
+
 Fields of the IFS invoice (unverified per tenant; the contracts README names the sets, not their
 fields): ``Company``, ``InvoiceId``, ``InvoiceNo``, ``Identity`` (the customer), ``Currency``,
-``DueDate`` and ``Lines`` (``LineNo``, ``Description``, ``NetAmount``, ``VatAmount``,
-``VatCode``).
+``DueDate``, ``Objstate``, ``GrossAmount`` (or ``NetAmount`` + ``VatAmount``), and the lines
+the provider reads (``LineNo``, ``Description``, ``NetAmount``, ``VatAmount``, ``VatCode``).
 """
 
 from __future__ import annotations
@@ -84,12 +90,12 @@ class IfsInvoicesToStripe(Flow[IfsCloud, StripeProvider]):
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         ifs, stripe, since = ctx.source, ctx.target, ctx.window_start
         changed = ifs.change_field("invoices")
-        rows = ifs.query(
-            "invoices",
-            orderby=f"{changed},Company,InvoiceId",
-            filter=f"{changed} ge {since}Z" if since else None,
+        rows = ifs.invoices(
+            orderby=[changed, *ifs.metadata("invoices").keys],
+            where=[(changed, "ge", since)] if since else [],
             page_size=int(self.options.get("page_size") or 5000),
         )
+        payable = ifs.payable_states()
         customers: dict[str, dict[str, Any]] | None = None
         for row in rows:
             if customers is None:
@@ -108,6 +114,7 @@ class IfsInvoicesToStripe(Flow[IfsCloud, StripeProvider]):
                     "existing": _summary(found) if found else None,
                     "posted": bool(found) and bool(ctx.already_posted([invoice_key(row)])),
                     "as_of": int(datetime.now(tz=UTC).timestamp()),
+                    "payable": payable,
                 },
                 watermark=as_cursor_moment(row.get(changed)),
             )
@@ -141,9 +148,55 @@ class IfsInvoicesToStripe(Flow[IfsCloud, StripeProvider]):
             return "it has no lines"
         return lines
 
+    @staticmethod
+    def _not_payable(row: dict[str, Any], payable: list[str], existing: Any) -> Skip | Flag | None:
+        """Why an invoice in its state is not sent (None when it is payable)."""
+        number = str(row.get("InvoiceNo") or row.get("InvoiceId"))
+        state = str(row.get("Objstate") or "")
+        if not payable or state in payable:
+            return None
+        if (
+            existing is not None
+            and existing["status"] in ("draft", "open")
+            and ("cancel" in state.lower())
+        ):
+            return Flag(
+                f"IFS invoice {number} was cancelled after it went to Stripe as "
+                f"{existing['id']} ({existing['status']}): void or delete it in Stripe."
+            )
+        return Skip(
+            f"IFS invoice {number} is {state or 'without a state'}: only invoices that are "
+            f"{' or '.join(payable)} go to Stripe."
+        )
+
+    @staticmethod
+    def _gross_differs(row: dict[str, Any], lines: list[dict[str, Any]], currency: str) -> str:
+        """Why the Stripe lines would not add up to the IFS gross amount ("" when they do, or
+        when the invoice states no gross)."""
+        try:
+            if row.get("GrossAmount") not in (None, ""):
+                gross = decimal(row["GrossAmount"])
+            elif row.get("NetAmount") not in (None, "") and row.get("VatAmount") not in (None, ""):
+                gross = decimal(row["NetAmount"]) + decimal(row["VatAmount"])
+            else:
+                return ""
+            expected = to_minor(gross, currency)
+        except ValueError as exc:
+            return f"its gross amount cannot be read ({exc})"
+        total = sum(line["amount"] for line in lines)
+        if total == expected:
+            return ""
+        return (
+            f"its lines and VAT add up to {total} but its gross amount is {expected} (in "
+            f"{currency} minor units)"
+        )
+
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         row, existing = record.data["ifs"], record.data.get("existing")
         number = str(row.get("InvoiceNo") or row.get("InvoiceId"))
+        state = self._not_payable(row, list(record.data.get("payable") or []), existing)
+        if state is not None:
+            return state
         currency = str(row.get("Currency") or "").upper()
         if not currency:
             return Flag(f"IFS invoice {number} has no currency.")
@@ -153,6 +206,8 @@ class IfsInvoicesToStripe(Flow[IfsCloud, StripeProvider]):
             return Flag(f"IFS invoice {number}: {exc}")
         if isinstance(wanted, str):
             return Flag(f"IFS invoice {number} cannot be sent to Stripe: {wanted}.")
+        if problem := self._gross_differs(row, wanted, currency):
+            return Flag(f"IFS invoice {number} is not sent to Stripe: {problem}.")
         if existing is not None:
             have = {line["n"]: line for line in existing["lines"] if line["n"]}
             changed = [

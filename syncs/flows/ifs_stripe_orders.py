@@ -54,8 +54,8 @@ class IfsOrdersToStripe(IfsCustomersToStripe):
         skip_states = {str(s) for s in self.options.get("skip_states", DEFAULT_SKIP_STATES)}
         rows = ifs.query(
             "orders",
-            orderby=f"{changed},{f['order']}",
-            filter=f"{changed} ge {since}Z" if since else None,
+            orderby=[changed, f["order"]],
+            where=[(changed, "ge", since)] if since else [],
             page_size=int(self.options.get("page_size") or 5000),
         )
         known: dict[str, Any] | None = None  # Stripe's customers by IFS id, read once there is work

@@ -6,10 +6,13 @@ belongs to — ``metadata.ifs_invoice`` and ``metadata.ifs_company`` on the Stri
 the payment itself) — and append one line to its note field (the integration setting
 ``note_field``, ``NoteText`` by default; which set is the connection's ``invoices`` entity set).
 
-The write is a ``PATCH`` with ``If-Match``: a record changed meanwhile is read again and written
-once more; a locked record fails retryably and is tried again (the event is queued again, the
-poll reads it again).  Each line carries the Stripe id, so a line already there is never added
-twice, and the posting ledger keeps every note to one write.
+The write is a ``PATCH`` with ``If-Match``: a record changed meanwhile (412), or a write whose
+answer was lost, is read again, and written only if its line is still missing — so a note is
+never written twice and a 412 inside a run is never a review item; a locked record fails
+retryably and is tried again (the event is queued again, the poll reads it again).  Each line
+carries the Stripe id, and the posting ledger keeps every note to one write.  A payment and a
+dispute of one invoice are written one after the other (``serial_key``), never side by side.
+The invoice's key is typed by IFS's ``$metadata`` (a numeric ``InvoiceId`` is written bare).
 """
 
 from __future__ import annotations
@@ -98,6 +101,11 @@ class StripeOutcomesToIfsNotes(Flow[StripeProvider, IfsCloud]):
         found = outcome(ctx.source, event.payload)
         return [SourceRecord(found["id"], found, seen_via="webhook")] if found else []
 
+    def serial_key(self, record: SourceRecord) -> str | None:
+        """One invoice's notes are written one after the other (each reads the other's)."""
+        ifs = record.data.get("ifs") or {}
+        return f"{ifs.get('ifs_company')}/{ifs.get('ifs_invoice')}" if ifs else None
+
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
         m = record.data
         ifs = m.get("ifs") or {}
@@ -127,17 +135,20 @@ class StripeOutcomesToIfsNotes(Flow[StripeProvider, IfsCloud]):
     def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:
         field, line, marker = self.note_field, payload.data["line"], payload.data["marker"]
 
-        def add_line(entity: dict[str, Any]) -> dict[str, Any]:
+        def add_line(entity: dict[str, Any]) -> dict[str, Any] | None:
             note = str(entity.get(field) or "")
             if marker in note:  # already there (an earlier attempt's write went through)
-                return {field: note}
+                return None
             return {field: f"{note}\n{line}".strip()}
 
-        entity, _ = ctx.target.update("invoices", payload.data["key"], add_line)
+        entity, written = ctx.target.update("invoices", payload.data["key"], add_line)
         number = payload.data["key"]["InvoiceId"]
-        return LoadResult(
-            f"IFS invoice {number}", {field: entity.get(field)}, f"Noted on IFS invoice {number}."
+        said = (
+            f"Noted on IFS invoice {number}."
+            if written
+            else (f"Already noted on IFS invoice {number} (an earlier write went through).")
         )
+        return LoadResult(f"IFS invoice {number}", {field: entity.get(field)}, said)
 
     def find_existing(self, ctx: Context, payload: Payload, posting: Posting) -> LoadResult | None:
         entity, _ = ctx.target.get("invoices", payload.data["key"])

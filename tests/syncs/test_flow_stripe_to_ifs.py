@@ -53,7 +53,14 @@ def world(
     ifs: IfsSimulator = ifs_sim.app  # type: ignore[assignment]
     stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
     for number in ("1001", "1002"):
-        ifs.put(INVOICES, Company="10", InvoiceId=number, InvoiceAmount=1210.0, NoteText="")
+        ifs.put(
+            INVOICES,
+            Company="10",
+            InvoiceId=number,
+            Objstate="Posted",
+            GrossAmount="1210.00",
+            NoteText="",
+        )
     notes = Integration(
         name="Stripe → IFS notes",
         slug="stripe-ifs-notes",
@@ -111,10 +118,52 @@ def test_a_payment_for_another_system_is_left_alone(world: World) -> None:
 def test_a_person_editing_the_invoice_meanwhile_keeps_their_edit(world: World) -> None:
     """The invoice changes in IFS between the flow's read and its write: IFS answers 412 to
     the stale ETag, the flow reads it again and writes once more — the person's edit stays."""
-    key = (INVOICES, ("10", "1001"))
+    key = (INVOICES, ("10", 1001))  # the invoice id is a number, as $metadata types it
     world.ifs.edit_after_read[key] = {"NoteText": "Customer called about delivery."}
     charge = world.pay("1001")
     note = world.note("1001")
     assert note.startswith("Customer called about delivery.")
     assert note.count(charge["payment_intent"]) == 1 and key not in world.ifs.edit_after_read
     assert AuditRecord.objects.filter(integration=world.notes, status=S.SYNCED).count() == 1
+
+
+def test_a_lost_answer_to_the_note_leaves_one_note_one_write_and_no_review_item(
+    world: World,
+) -> None:
+    world.ifs.faults.add("lose_response", match="PATCH", count=1)  # written, answer lost
+    charge = world.pay("1001")
+    assert world.note("1001").count(charge["payment_intent"]) == 1
+    assert world.ifs.patches == 1  # read back after the loss: not written again
+    assert not AuditRecord.objects.filter(
+        integration=world.notes, status__in=(S.FAILED, S.FLAGGED), resolved_at=None
+    ).exists()
+    assert world.poll().synced == 0  # a re-run writes nothing
+    assert world.ifs.patches == 1
+
+
+def test_a_payment_and_a_dispute_of_one_invoice_in_one_run_are_two_notes_and_no_item(
+    world: World,
+) -> None:
+    world.stripe.webhooks.endpoints.clear()  # both found by the poll, in one run
+    charge = world.pay("1002", 50000)
+    world.stripe.act(lambda: world.stripe.dispute(charge["id"]))
+    run = world.poll()
+    assert run.synced == 2, [r.reason for r in run.records.all()]
+    note = world.note("1002")
+    assert "Paid in Stripe: 500.00 SEK" in note and "Disputed in Stripe: 500.00 SEK" in note
+    assert world.ifs.patches == 2
+    assert not AuditRecord.objects.filter(
+        integration=world.notes, status__in=(S.FAILED, S.FLAGGED), resolved_at=None
+    ).exists()
+
+
+def test_a_note_that_keeps_failing_is_one_review_item_that_counts(world: World) -> None:
+    world.stripe.webhooks.endpoints.clear()
+    world.ifs.lock_entity(INVOICES, "10", "1001")
+    world.pay("1001")
+    for _ in range(3):
+        world.poll()
+    (failed,) = AuditRecord.objects.filter(
+        integration=world.notes, status=S.FAILED, resolved_at=None
+    )
+    assert failed.times_seen == 3 and failed.retryable

@@ -65,7 +65,8 @@ def test_customers_sync_incrementally_over_several_pages(
     stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
     before = ifs.api_requests
     first = run(customers)
-    assert first.synced == 12 and ifs.api_requests - before == 3  # pages of 5, 5 and 2
+    # $metadata once, then pages of 5, 5 and 2
+    assert first.synced == 12 and ifs.api_requests - before == 1 + 3
     made = by_number(stripe)
     kund = made["10041"]
     assert kund["name"] == "Kund 1 AB" and kund["address"]["city"] == "Uppsala"
@@ -131,6 +132,8 @@ def invoices(
         Identity="10041",
         Currency="SEK",
         DueDate="2027-01-31",
+        Objstate="Posted",
+        GrossAmount="1500.00",
         ChangedDate="2026-11-21T10:00:00Z",
         Lines=lines(("1000.00", "250.00"), ("200.00", "50.00")),
     )
@@ -184,6 +187,7 @@ def test_an_amount_change_archives_the_old_price(
         Company="10",
         InvoiceId="5001",
         ChangedDate="2026-11-21T11:00:00Z",
+        GrossAmount="1625.00",
         Lines=lines(("1000.00", "250.00"), ("300.00", "75.00")),
     )
     changed = run(invoices)
@@ -207,6 +211,7 @@ def test_a_change_after_stripe_finalized_the_invoice_is_flagged(
         Company="10",
         InvoiceId="5001",
         ChangedDate="2026-11-21T12:00:00Z",
+        GrossAmount="1125.00",
         Lines=lines(("900.00", "225.00")),
     )
     flagged = run(invoices).records.get()
@@ -327,3 +332,95 @@ def test_a_key_rotated_mid_run_fails_nothing(
     assert any("using its successor" in r.message for r in caplog.records)
     stripe_connection.refresh_from_db()
     assert stripe_connection.credentials["api_key"] == stripe.api_key != old_key
+
+
+def invoice(ifs: IfsSimulator, number: int, state: str, gross: str, *amounts: tuple[str, str]):
+    return ifs.put(
+        INVOICES,
+        Company="10",
+        InvoiceId=number,
+        InvoiceNo=f"CI-{number}",
+        Identity="10041",
+        Currency="SEK",
+        DueDate="2027-01-31",
+        Objstate=state,
+        GrossAmount=gross,
+        ChangedDate=f"2026-11-22T{number % 24:02d}:00:00Z",
+        Lines=lines(*amounts),
+    )
+
+
+def test_only_invoices_a_customer_can_pay_go_to_stripe(
+    invoices: Integration, ifs: IfsSimulator, stripe_sim: Served
+) -> None:
+    stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
+    invoice(ifs, 6001, "Preliminary", "125.00", ("100.00", "25.00"))
+    invoice(ifs, 6002, "Cancelled", "125.00", ("100.00", "25.00"))
+    invoice(ifs, 6003, "PaidPosted", "125.00", ("100.00", "25.00"))
+    invoice(ifs, 6004, "PartlyPaidPosted", "125.00", ("100.00", "25.00"))
+    done = run(invoices)
+    sent = {i["metadata"]["ifs_invoice"] for i in stripe.objects["invoice"].values()}
+    assert sent == {"5001", "6004"}
+    reasons = {r.source_key: r.reason for r in done.records.filter(status=S.SKIPPED)}
+    assert "is Preliminary: only invoices that are Posted or PartlyPaidPosted" in reasons["10/6001"]
+    assert "is Cancelled" in reasons["10/6002"] and "is PaidPosted" in reasons["10/6003"]
+    # Cancelled in IFS after it went to Stripe: a person voids it there.
+    invoice(ifs, 6004, "Cancelled", "125.00", ("100.00", "25.00"))
+    ifs.put(INVOICES, Company="10", InvoiceId=6004, ChangedDate="2026-11-23T09:00:00Z")
+    flagged = run(invoices).records.get(source_key="10/6004")
+    assert flagged.status == S.FLAGGED and "void or delete it in Stripe" in flagged.reason
+
+
+def test_the_stripe_total_equals_the_ifs_gross_to_the_cent_or_nothing_is_sent(
+    invoices: Integration, ifs: IfsSimulator, stripe_sim: Served
+) -> None:
+    stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
+    invoice(ifs, 6101, "Posted", "1234.57", ("987.65", "246.91"))  # 1234.56: a cent short
+    invoice(ifs, 6102, "Posted", "1234.56", ("987.65", "246.91"))
+    done = run(invoices)
+    flagged = done.records.get(source_key="10/6101")
+    assert flagged.status == S.FLAGGED and "add up to 123456" in flagged.reason
+    assert "123457" in flagged.reason
+    assert stripe_invoice(stripe, "6102")["amount_due"] == 123456
+    assert not [
+        i for i in stripe.objects["invoice"].values() if i["metadata"]["ifs_invoice"] == "6101"
+    ]
+
+
+@pytest.mark.parametrize("reading", ["expand allowed", "navigation path", "lines set"])
+def test_invoices_and_their_lines_arrive_under_every_reading_of_the_contract(
+    invoices: Integration,
+    ifs: IfsSimulator,
+    stripe_sim: Served,
+    ifs_connection: Connection,
+    reading: str,
+) -> None:
+    stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
+    ifs.expand_collections = reading == "expand allowed"
+    if reading == "lines set":
+        ifs.hide_navigations = True
+        Connection.objects.filter(pk=ifs_connection.pk).update(
+            settings={
+                **ifs_connection.settings,
+                "entities": {"invoice_lines": "CustomerInvoiceHandling.svc/CustomerInvoiceLineSet"},
+            }
+        )
+    for n in range(6201, 6211):
+        invoice(ifs, n, "Posted", "1500.00", ("1000.00", "250.00"), ("200.00", "50.00"))
+    first = run(invoices)
+    assert (first.synced, first.flagged, first.failed) == (11, 0, 0)
+    for n in range(6201, 6211):
+        assert stripe_invoice(stripe, str(n))["amount_due"] == 150000
+    posts = len(stripe.objects["invoice"])
+    again = run(invoices)  # an incremental run: the overlap reads the last ones again
+    assert again.synced == 0 and again.failed == 0 and len(stripe.objects["invoice"]) == posts
+
+
+def test_no_way_to_an_invoice_s_lines_fails_the_run_in_plain_words(
+    invoices: Integration, ifs: IfsSimulator
+) -> None:
+    ifs.hide_navigations = True
+    done = run(invoices)
+    assert done.status == "failed"
+    assert "cannot tell where the lines of an IFS invoice are" in done.error_summary
+    assert not AuditRecord.objects.filter(reason__contains="no lines").exists()

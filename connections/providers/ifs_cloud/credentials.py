@@ -24,6 +24,9 @@ DEFAULT_ENTITIES: dict[str, str] = {
     "orders": "CustomerOrderHandling.svc/CustomerOrderSet",
     "invoices": "CustomerInvoiceHandling.svc/CustomerInvoiceSet",
     "vouchers": "VoucherHandling.svc/VoucherSet",
+    # An invoice's lines as an entity set of their own, where the invoice declares no
+    # navigation to them (none by default: the navigation $metadata declares is used).
+    "invoice_lines": "",
 }
 # need → the field a set is read incrementally by (unverified: no change field is documented for
 # every projection).
@@ -86,6 +89,20 @@ def clean_change_fields(value: Any) -> dict[str, str]:
     )
 
 
+def navigation(value: Any) -> str:
+    value = text(value)
+    if value and not _FIELD.match(value):
+        raise ValidationError("A navigation property is a name such as InvoiceLines.")
+    return value
+
+
+def states(value: Any) -> str:
+    names = [s.strip() for s in text(value).split(",") if s.strip()]
+    if not names or not all(_FIELD.match(n) for n in names):
+        raise ValidationError("Name one state or more, comma-separated, e.g. Posted, Printed.")
+    return ", ".join(names)
+
+
 def realm(value: Any) -> str:
     value = text(value)
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", value):
@@ -135,7 +152,29 @@ SPEC = ConnectionSpec(
             clean=clean_entities,
             multiline=True,
             help="Only where this tenant differs, one per line: need = Projection.svc/EntitySet. "
-            "Defaults: " + "; ".join(f"{k} = {v}" for k, v in DEFAULT_ENTITIES.items()) + ".",
+            "Defaults: "
+            + "; ".join(f"{k} = {v}" for k, v in DEFAULT_ENTITIES.items() if v)
+            + ". Where an invoice declares no navigation to its lines, name their set: "
+            "invoice_lines = CustomerInvoiceHandling.svc/CustomerInvoiceLineSet.",
+        ),
+        FieldSpec(
+            "invoice_lines_navigation",
+            "Invoice lines navigation",
+            secret=False,
+            required=False,
+            clean=navigation,
+            help="The navigation property from an invoice to its lines, where $metadata "
+            "declares several collections (e.g. InvoiceLines). Empty: the only one it declares.",
+        ),
+        FieldSpec(
+            "payable_states",
+            "Payable invoice states",
+            secret=False,
+            default="Posted, PartlyPaidPosted",
+            clean=states,
+            help="The invoice states (Objstate) a customer can pay, comma-separated: only "
+            "invoices in one of them go to Stripe; others (preliminary, paid, cancelled) are "
+            "skipped with the reason in the audit.",
         ),
         FieldSpec(
             "change_fields",
