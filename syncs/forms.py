@@ -32,6 +32,12 @@ MAPPING_HELP = {
     "cin7_account": "Source: the CloudSuite account. Target: the Cin7 Core account code (Cin7's "
     "chart is read-only: the account must exist there).",
     "cin7_supplier": "Source: the CloudSuite supplier number. Target: the Cin7 Core supplier ID.",
+    "item_account": "Source: the CloudSuite item number (ITNO) of a purchase line. Target: the "
+    "Cin7 Core account code the line is booked to (it must be in Cin7's chart).",
+    "tax_rule": "Source: the CloudSuite VAT code (VTCD) of a purchase line. Target: the name of "
+    "the Cin7 Core tax rule, as Cin7 lists it (e.g. Tax on Purchases).",
+    "payment_term": "Source: the CloudSuite payment terms code (TEPY) of a supplier. Target: the "
+    "name of the Cin7 Core payment term (e.g. 30 days).",
 }
 
 

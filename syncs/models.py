@@ -124,6 +124,9 @@ class FieldMapping(models.Model):
         COST_CENTER = "cost_center", "Cost centre (CloudSuite dimension)"
         CIN7_ACCOUNT = "cin7_account", "Cin7 Core account"
         CIN7_SUPPLIER = "cin7_supplier", "Cin7 Core supplier"
+        ITEM_ACCOUNT = "item_account", "Cin7 Core account of an item"
+        TAX_RULE = "tax_rule", "Cin7 Core tax rule"
+        PAYMENT_TERM = "payment_term", "Cin7 Core payment term"
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="mappings")
     kind = models.CharField(max_length=20, choices=Kind.choices)

@@ -154,3 +154,33 @@ def test_the_chart_is_read_once_for_a_whole_file(
     shown = preview(reviewer, rows(",", *lines))
     assert shown.context.get("confirm_form") is not None
     assert len(reads) == 1  # once for the file, not once per row
+
+
+def test_every_mapping_kind_a_flow_reads_can_be_made_in_the_admin_and_by_csv(
+    reviewer: Client, stampli_like: Integration
+) -> None:
+    """A flow that says "map X, then replay" names a kind the form and the import offer."""
+    import re
+    from pathlib import Path
+
+    from syncs.forms import MAPPING_HELP
+
+    flows = Path(__file__).resolve().parents[2] / "syncs" / "flows"
+    read = {
+        kind
+        for path in flows.glob("*.py")
+        for kind in re.findall(r'mappings\.get\(\s*"([a-z0-9_]+)"', path.read_text())
+    }
+    kinds = {value for value, _ in FieldMapping.Kind.choices}
+    assert read and read <= kinds, read - kinds
+    assert all(MAPPING_HELP.get(kind) for kind in read)
+    form = reviewer.get("/admin/syncs/fieldmapping/add/").content.decode()
+    assert all(f'value="{kind}"' in form for kind in read)
+    text = rows(
+        ",",
+        ["stampli-invoices", "item_account", "ITEM-1", "429", ""],
+        ["stampli-invoices", "tax_rule", "25", "Tax on Purchases", ""],
+        ["stampli-invoices", "payment_term", "30", "30 days", ""],
+    )
+    shown = preview(reviewer, text)
+    assert shown.context.get("confirm_form") is not None, shown.content.decode()[-2000:]
