@@ -592,7 +592,8 @@ def part_cin7(summary: dict[str, Any]) -> None:
     print(
         f"7. Cin7 Core at 60 calls a minute: {s_synced} suppliers in {s_calls} calls "
         f"(a create each, one page of up to 1,000 to match them), {p_synced} purchase orders in "
-        f"{p_calls} calls (purchase, authorised order, invoice each; one page of suppliers); "
+        f"{p_calls} calls (purchase, authorised order with its memo, invoice with its tax "
+        "each; one page of suppliers, one of tax rules); "
         f"run again with nothing changed: {s_again} and {p_again} calls. "
         f"At 58 a minute that is {minutes:.0f} minutes of Cin7's limit; "
         f"{len(cin7.violations)} contract violations."

@@ -272,6 +272,12 @@ def demo_seed(*, urls: dict[str, str], web_url: str) -> dict[str, Any]:
                 if flow == "m3_cin7.purchases":  # the demo's items post to Cin7's expenses
                     integration.settings = {"default_account": "429"}
                     integration.save(update_fields=["settings"])
+                    FieldMapping.objects.get_or_create(  # VAT code 25 is Cin7's 25 % rule
+                        integration=integration,
+                        kind=FieldMapping.Kind.TAX_RULE,
+                        source_value="25",
+                        defaults={"target_value": "Tax on Purchases"},
+                    )
         mapped = [("stripe-payments-to-cloudsuite", GL_MAPPINGS)]
         if "wise" in sides:
             mapped.append(("wise-transfers-to-cloudsuite", WISE_MAPPINGS))

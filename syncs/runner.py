@@ -1019,6 +1019,22 @@ class Runner:
                     resolved_by="ml-connector",
                     resolution=f"Posted later (record #{posted[key]})",
                 )
+        settled = {
+            row.source_key: row.pk for row in rows if row.status == Status.SKIPPED
+        }  # nothing to do for it any more (in the target already, say): its failures are over
+        if settled:
+            for key, pk in settled.items():
+                AuditRecord.objects.filter(
+                    integration=self.integration,
+                    stream=self.flow.stream,
+                    source_key=key,
+                    status=Status.FAILED,
+                    resolved_at=None,
+                ).exclude(pk=pk).update(
+                    resolved_at=timezone.now(),
+                    resolved_by="ml-connector",
+                    resolution=f"Nothing left to do (record #{pk})",
+                )
         mark = None
         for item, row in zip(items, rows, strict=True):
             if row.status == Status.FAILED and row.retryable:

@@ -11,11 +11,25 @@ schema type, and validates JSON bodies and answers with ``openapi-schema-validat
 400 and is recorded in ``violations``; an answer of ours that breaks the contract is recorded
 there too — the tests assert there are none.
 
-Rules the schemas lack, written in the endpoints' descriptions, are kept: the fields a supplier
-needs (Name, Currency, PaymentTerm, AccountPayable, TaxRule), a purchase order only while it is
-DRAFT, a purchase invoice only once its order is AUTHORISED and while the invoice is DRAFT or
-NOT AVAILABLE.  Headers ``api-auth-accountid`` / ``api-auth-applicationkey`` are required (403
-otherwise); the limit of 60 calls a minute answers 503; errors are ``[{"ErrorCode", "Exception"}]``.
+Rules the schemas lack, each from the file's own text (its endpoint descriptions and model
+tables), are kept — and nothing beyond them:
+- a supplier needs Name, Currency, PaymentTerm, AccountPayable, TaxRule (Supplier Model table);
+- a purchase order needs ``Memo``, ``Status`` and ``Lines`` (Purchase Order Model table, all
+  "Required: Yes"), and is accepted only while it is DRAFT or NOT AVAILABLE (``/purchase/order``
+  description: POST overwrites a draft);
+- a purchase invoice only once its order is AUTHORISED and while the invoice is DRAFT or NOT
+  AVAILABLE (``/purchase/invoice`` description); its line accounts must be in the chart;
+- every order or invoice line's ``Total`` is its quantity times price less discount and its ``Tax``
+  what its ``TaxRule`` gives (``TaxPercent`` of ``/ref/tax``) on that total, to the cent (Purchase
+  Order Line Model: "Line Total. For validation"; "Tax" required) — a line that says 0 where
+  the rule gives tax breaks the contract;
+- ``purchaseList``'s ``Search`` covers only OrderNumber, Status, Supplier, InvoiceNumber and
+  CreditNoteNumber (its parameter description) — never a note.
+Headers ``api-auth-accountid`` / ``api-auth-applicationkey`` are required (403 otherwise); the
+limit of 60 calls a minute answers 503; errors are ``[{"ErrorCode", "Exception"}]`` with texts
+kept neutral (Cin7 publishes none: a client must decide from state it reads back, never from a
+message's wording; ``violations`` keeps what was wrong, for the tests). Any create can lose its
+answer after it is committed (the shared ``lose_response`` fault).
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ import functools
 import logging
 import uuid
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +54,10 @@ logger = logging.getLogger(__name__)
 
 SPEC_FILE = Path(__file__).parent / "data" / "cin7-openapi.yaml"
 SUPPLIER_REQUIRED = ("Name", "Currency", "PaymentTerm", "AccountPayable", "TaxRule")
+ORDER_REQUIRED = ("Memo", "Status", "Lines")  # Purchase Order Model table
+SEARCHED = ("OrderNumber", "Status", "Supplier", "InvoiceNumber", "CreditNoteNumber")
+NEUTRAL = {400: "The request could not be processed.", 404: "Not found."}
+CENT = Decimal("0.01")
 MAX_LIMIT = 1000
 
 
@@ -110,6 +129,10 @@ class Cin7Simulator(Simulator):
         self.suppliers: dict[str, dict[str, Any]] = {}
         self.accounts: dict[str, dict[str, Any]] = {}
         self.purchases: dict[str, dict[str, Any]] = {}
+        self.tax_rules: dict[str, dict[str, Any]] = {}
+        # A new Cin7 account comes with its tax rules (the demo's: exempt, and 25% on purchases).
+        self.put_tax_rule("Tax Exempt", 0)
+        self.put_tax_rule("Tax on Purchases", 25)
         self.violations: list[str] = []
         self.api_requests = 0
         self.limited = 0  # requests answered 503 (over the limit)
@@ -165,7 +188,10 @@ class Cin7Simulator(Simulator):
             with self.lock:
                 status, answer = self._route(request.method, path, request.args, body)
         except Cin7Refusal as exc:
-            return cin7_error(exc.status, exc.message)
+            with self.lock:
+                if exc.breaks_contract:
+                    self.violations.append(f"{request.method} {path}: {exc.message}")
+            return cin7_error(exc.status, NEUTRAL.get(exc.status, "The request failed."))
         schema = (
             (((op.get("responses") or {}).get(str(status)) or {}).get("content") or {})
             .get("application/json", {})
@@ -181,7 +207,7 @@ class Cin7Simulator(Simulator):
     def _refuse(self, message: str, status: int = 400) -> Response:
         with self.lock:
             self.violations.append(message)
-        return cin7_error(status, message)
+        return cin7_error(status, NEUTRAL.get(status, "The request failed."))
 
     # -- resources --------------------------------------------------------------------------
 
@@ -190,6 +216,13 @@ class Cin7Simulator(Simulator):
             return 200, {"Company": "ML Connector Demo Ltd", "Currency": "EUR", "TimeZone": "UTC"}
         if path == "/supplier":
             return 200, self._suppliers(method, args, body)
+        if path == "/ref/tax" and method == "GET":
+            rows = sorted(self.tax_rules.values(), key=lambda t: t["Name"])
+            return 200, self._page(rows, args, "TaxRuleList")
+        if path == "/purchase/order" and method == "GET":
+            return 200, self._order_of(self._task({"TaskID": args.get("TaskID")}))
+        if path == "/purchase/invoice" and method == "GET":
+            return 200, self._invoice_of(self._task({"TaskID": args.get("TaskID")}))
         if path == "/ref/account" and method == "GET":
             rows = sorted(self.accounts.values(), key=lambda a: a["Code"])
             return 200, self._page(rows, args, "AccountsList")
@@ -230,7 +263,7 @@ class Cin7Simulator(Simulator):
         missing = [f for f in SUPPLIER_REQUIRED if not str(body.get(f) or "").strip()]
         if method == "POST":
             if missing:
-                raise Cin7Refusal(400, f"{', '.join(missing)} required.")
+                raise Cin7Refusal(400, f"supplier without {', '.join(missing)}", True)
             supplier = {
                 **{f"AdditionalAttribute{n}": "" for n in range(1, 11)},
                 "Status": "Active",
@@ -291,22 +324,15 @@ class Cin7Simulator(Simulator):
         }
 
     def _purchase_list(self, args: Any) -> dict[str, Any]:
-        """Purchases, searched (unverified: which fields Cin7's Search covers) in the order
-        number, the supplier, the invoice number and the note."""
+        """Purchases whose OrderNumber, Status, Supplier, InvoiceNumber or CreditNoteNumber
+        contains ``Search`` (the parameter's description) — nothing else is searched."""
         wanted = str(args.get("Search") or "").lower()
         rows = []
         for task in self.purchases.values():
-            text = " ".join(
-                str(v)
-                for v in (
-                    task["OrderNumber"],
-                    task["Supplier"],
-                    task["Invoice"].get("InvoiceNumber"),
-                    task["Note"],
-                )
-            ).lower()
+            row = self._list_row(task)
+            text = " ".join(str(row.get(field) or "") for field in SEARCHED).lower()
             if not wanted or wanted in text:
-                rows.append(self._list_row(task))
+                rows.append(row)
         return self._page(rows, args, "PurchaseList")
 
     @staticmethod
@@ -349,34 +375,100 @@ class Cin7Simulator(Simulator):
             raise Cin7Refusal(400, "TaskID not found.")
         return task
 
+    def _lines_checked(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each line's Total and Tax as the contract has them validated (see the docstring)."""
+        for n, line in enumerate(lines, start=1):
+            try:
+                quantity = Decimal(str(line.get("Quantity")))
+                price = Decimal(str(line.get("Price")))
+                discount = Decimal(str(line.get("Discount") or 0))
+                total = Decimal(str(line.get("Total")))
+                tax = Decimal(str(line.get("Tax")))
+            except (InvalidOperation, ValueError):
+                raise Cin7Refusal(400, f"line {n}: amounts are not numbers", True) from None
+            rule = self.tax_rules.get(str(line.get("TaxRule") or ""))
+            if rule is None:
+                raise Cin7Refusal(400, f"line {n}: no tax rule {line.get('TaxRule')!r}", True)
+            expected = (quantity * price * (100 - discount) / 100).quantize(CENT, ROUND_HALF_UP)
+            if abs(total - expected) > CENT:
+                raise Cin7Refusal(400, f"line {n}: Total {total} is not {expected}", True)
+            due = (total * Decimal(str(rule["TaxPercent"])) / 100).quantize(CENT, ROUND_HALF_UP)
+            if abs(tax - due) > CENT:
+                raise Cin7Refusal(400, f"line {n}: Tax {tax} is not {due} by its rule", True)
+        return lines
+
+    @staticmethod
+    def _totals(lines: list[dict[str, Any]]) -> dict[str, float]:
+        before = sum((Decimal(str(line["Total"])) for line in lines), Decimal(0))
+        tax = sum((Decimal(str(line["Tax"])) for line in lines), Decimal(0))
+        return {"TotalBeforeTax": float(before), "Tax": float(tax), "Total": float(before + tax)}
+
     def _order(self, body: dict[str, Any]) -> dict[str, Any]:
+        missing = [f for f in ORDER_REQUIRED if f not in body]
+        if missing:
+            raise Cin7Refusal(400, f"purchase order without {', '.join(missing)}", True)
         task = self._task(body)
         if task["Order"]["Status"] not in ("DRAFT", "NOT AVAILABLE"):
-            raise Cin7Refusal(400, "Order status must be DRAFT or NOT AVAILABLE.")
-        task["Order"] = {"Status": body.get("Status") or "DRAFT", "Lines": body.get("Lines") or []}
+            raise Cin7Refusal(400, "the order is not DRAFT")
+        lines = self._lines_checked(list(body.get("Lines") or []))
+        task["Order"] = {
+            "Status": body.get("Status") or "DRAFT",
+            "Lines": lines,
+            "Memo": body["Memo"],
+        }
         task["Status"] = "ORDERED" if task["Order"]["Status"] == "AUTHORISED" else "ORDERING"
-        return {"TaskID": task["ID"], "Status": task["Order"]["Status"]}
+        return self._order_of(task)
+
+    def _order_of(self, task: dict[str, Any]) -> dict[str, Any]:
+        order = task["Order"]
+        return {
+            "TaskID": task["ID"],
+            "Status": order["Status"],
+            "Memo": order.get("Memo") or "",
+            "Lines": order["Lines"],
+            "AdditionalCharges": [],
+            "CombineAdditionalCharges": False,
+            **self._totals(order["Lines"]),
+        }
 
     def _invoice(self, body: dict[str, Any]) -> dict[str, Any]:
         task = self._task(body)
         if task["Order"]["Status"] != "AUTHORISED":
-            raise Cin7Refusal(400, "Order status is not AUTHORISED.")
+            raise Cin7Refusal(400, "the order is not AUTHORISED")
         if task["Invoice"]["Status"] not in ("DRAFT", "NOT AVAILABLE"):
-            raise Cin7Refusal(400, "Invoice status must be DRAFT or NOT AVAILABLE.")
-        for line in body.get("Lines") or []:
+            raise Cin7Refusal(400, "the invoice is not DRAFT")
+        lines = self._lines_checked(list(body.get("Lines") or []))
+        for line in lines:
             account = str(line.get("Account") or "")
             if account and account not in self.accounts:
-                raise Cin7Refusal(400, f"Account {account} not found.")
+                raise Cin7Refusal(400, f"no account {account}")
         task["Invoice"] = {
             "Status": body.get("Status") or "DRAFT",
             "InvoiceNumber": body.get("InvoiceNumber"),
             "InvoiceDate": body.get("InvoiceDate") or "",
             "InvoiceDueDate": body.get("InvoiceDueDate") or "",
-            "Lines": body.get("Lines") or [],
+            "Lines": lines,
         }
         if task["Invoice"]["Status"] == "AUTHORISED":
             task["Status"] = "INVOICED"
-        return {"TaskID": task["ID"], "Status": task["Invoice"]["Status"]}
+        return self._invoice_of(task)
+
+    def _invoice_of(self, task: dict[str, Any]) -> dict[str, Any]:
+        invoice = task["Invoice"]
+        totals = self._totals(invoice["Lines"])
+        return {
+            "TaskID": task["ID"],
+            "Status": invoice["Status"],
+            "InvoiceNumber": invoice.get("InvoiceNumber") or "",
+            "InvoiceDate": invoice.get("InvoiceDate") or "",
+            "InvoiceDueDate": invoice.get("InvoiceDueDate") or "",
+            "Lines": invoice["Lines"],
+            "AdditionalCharges": [],
+            "CombineAdditionalCharges": False,
+            "InvoiceTotalAmount": totals["Total"],
+            "InvoiceTotalTaxAmount": totals["Tax"],
+            **totals,
+        }
 
     # -- sandbox ----------------------------------------------------------------------------
 
@@ -395,6 +487,30 @@ class Cin7Simulator(Simulator):
             "OldCode": None,
             "BankAccountId": None,
             "BankAccountNumber": None,
+        }
+
+    def put_tax_rule(self, name: str, percent: str | float, *, purchase: bool = True) -> None:
+        """A tax rule as ``/ref/tax`` lists it, with every field its answer carries."""
+        self.tax_rules[name] = {
+            "ID": str(uuid.uuid4()),
+            "Name": name,
+            "TaxPercent": float(percent),
+            "TaxInclusive": False,
+            "IsActive": True,
+            "IsTaxForPurchase": purchase,
+            "IsTaxForSale": not purchase,
+            "Account": "820",
+            "Components": [
+                {
+                    "ID": str(uuid.uuid4()),
+                    "Name": name,
+                    # the contract types these three as strings
+                    "Percent": str(percent),
+                    "AccountCode": "820",
+                    "ComponentOrder": "1",
+                    "Compound": "false",
+                }
+            ],
         }
 
     def seed(self, **options: Any) -> None:
@@ -416,6 +532,7 @@ class Cin7Simulator(Simulator):
                 "suppliers": self.suppliers,
                 "accounts": self.accounts,
                 "purchases": self.purchases,
+                "tax_rules": self.tax_rules,
             }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
@@ -424,6 +541,10 @@ class Cin7Simulator(Simulator):
             self.suppliers = snapshot["suppliers"]
             self.accounts = snapshot["accounts"]
             self.purchases = snapshot["purchases"]
+            self.tax_rules = snapshot.get("tax_rules") or self.tax_rules
+            if not self.tax_rules:
+                self.put_tax_rule("Tax Exempt", 0)
+                self.put_tax_rule("Tax on Purchases", 25)
 
     def state_summary(self) -> dict[str, Any]:
         return {
@@ -444,6 +565,8 @@ class Cin7Simulator(Simulator):
 
 
 class Cin7Refusal(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    """A refusal; ``breaks_contract`` when the request broke a published rule (recorded)."""
+
+    def __init__(self, status: int, message: str, breaks_contract: bool = False) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.breaks_contract = status, message, breaks_contract

@@ -141,7 +141,7 @@ def seed_tenant(state: M3State, *, invoices: int = 24, customers: int = 0, seed:
             state.add_supplier_invoice(
                 suno,
                 f"PINV-{4000 + n}",
-                "125.00",
+                "156.25",  # 125.00 net and 25 % VAT
                 currency,
                 due=(today + timedelta(days=20)).strftime("%Y%m%d"),
                 ivdt=(today - timedelta(days=n)).strftime("%Y%m%d"),

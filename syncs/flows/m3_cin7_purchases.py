@@ -5,17 +5,26 @@ the setting ``po_query``, ``PUDT:[{from} TO {to}]``; M3's search syntax is unver
 tenant) with their heads and lines (two bulk requests), and for each the supplier invoice
 CloudSuite holds for it (APS200MI, by ``PUNO``).  Each order becomes one Cin7 purchase with the
 Approach ``INVOICE`` (setting ``approach``): ``POST /purchase`` — once, through the posting
-ledger, found again by its note after a lost answer — then its order, authorised, with the lines;
-then, when CloudSuite has the supplier invoice, the purchase invoice with its number, dates, the
-lines, their tax rule and the Cin7 account of each line.  Cin7 refuses an invoice before its
-order is authorised, so the steps go in that order; the order and invoice POSTs overwrite what a
-repeat left, and an invoice Cin7 already authorised is recognised.
+ledger — then its order, authorised, with the lines and a Memo; then, when CloudSuite has the
+supplier invoice, the purchase invoice with its number, dates, the lines, their tax rule, tax
+and the Cin7 account of each line.
+
+Tax: each line's tax is what its Cin7 tax rule gives (``TaxPercent`` of ``/ref/tax``) on the
+line's total; the rule is the ``tax_rule`` mapping of the line's VAT code, else the setting
+``tax_rule``.  Before anything is posted the Cin7 invoice total (lines and tax) must equal the
+CloudSuite invoice (``CUAM``) to the cent — a difference is a review item and nothing is sent —
+and after posting the invoice Cin7 holds is read back and compared again.
+
+After a lost answer, nothing is decided from an error's wording (Cin7 publishes none): a
+purchase is found again through ``Search`` on its supplier (Search covers OrderNumber, Status,
+Supplier, InvoiceNumber, CreditNoteNumber — not the note), each candidate read back by its ID
+and recognised by its note; an order or invoice POST that is refused or unanswered is settled
+by reading the order's or invoice's state back.
 
 A line's account: its item's ``item_account`` mapping, else the setting ``default_account``; a
-line with neither is flagged and nothing of the order is posted.  Its tax rule: the ``tax_rule``
-mapping of its VAT code, else the setting ``tax_rule``.  The supplier must already be in Cin7
-(the suppliers flow puts it there, its number in ``AdditionalAttribute1``): until then the order
-waits.
+line with neither is flagged and nothing of the order is posted.  The supplier must already be
+in Cin7 (the suppliers flow puts it there, its number in ``AdditionalAttribute1``): until then
+the order waits.
 """
 
 from __future__ import annotations
@@ -24,11 +33,11 @@ import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from connections.providers.cin7 import Cin7Core
-from connections.providers.errors import Rejected
+from connections.providers.errors import OutcomeUnknown, Rejected
 from connections.providers.infor_m3 import InforM3
 from syncs.flows.base import (
     Flag,
@@ -47,6 +56,7 @@ from syncs.flows.base import (
 logger = logging.getLogger(__name__)
 
 Context = FlowContext[InforM3, Cin7Core]
+CENT = Decimal("0.01")
 
 
 def _iso(day: str) -> str:
@@ -73,7 +83,9 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
             return  # nothing new: Cin7 is not asked anything
         attribute = str(self.options.get("vendor_attribute") or "AdditionalAttribute1")
         suppliers = {
-            s.get(attribute): s["ID"] for s in ctx.target.list_suppliers() if s.get(attribute)
+            s.get(attribute): (s["ID"], str(s.get("Name") or ""))
+            for s in ctx.target.list_suppliers()
+            if s.get(attribute)
         }
         for order in sorted(orders, key=lambda o: (o["head"].get("PUDT", ""), o["head"]["PUNO"])):
             head = order["head"]
@@ -88,19 +100,37 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
                     "head": head,
                     "lines": order["lines"],
                     "invoice": invoices[0] if len(invoices) == 1 else None,
-                    "supplier": suppliers.get(head.get("SUNO")),
+                    "supplier": (suppliers.get(head.get("SUNO")) or (None, ""))[0],
+                    "supplier_name": (suppliers.get(head.get("SUNO")) or (None, ""))[1],
                 },
                 watermark=head.get("PUDT"),
             )
 
     def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
-        """Which of the order's line accounts Cin7's chart has (read once a run)."""
+        """Which of the order's line accounts Cin7's chart has, and the percent of each tax rule
+        its lines use (both read once a run)."""
         codes = self.per_run(
             "cin7_chart", lambda: {str(a.get("Code")) for a in ctx.target.list_accounts()}
         )
-        wanted = {self._account(line, ctx.mappings) for line in record.data["lines"]} - {""}
-        missing = sorted(wanted - codes)
-        return replace(record, data={**record.data, "missing_accounts": missing})
+        rates = self.per_run(
+            "cin7_tax",
+            lambda: {
+                str(t.get("Name")): str(t.get("TaxPercent"))
+                for t in ctx.target.list_tax_rules()
+                if t.get("IsActive", True) and t.get("IsTaxForPurchase", True)
+            },
+        )
+        lines = record.data["lines"]
+        wanted = {self._account(line, ctx.mappings) for line in lines} - {""}
+        rules = {self._tax_rule(line, ctx.mappings) for line in lines}
+        return replace(
+            record,
+            data={
+                **record.data,
+                "missing_accounts": sorted(wanted - codes),
+                "tax_rates": {rule: rates.get(rule) for rule in sorted(rules)},
+            },
+        )
 
     reread = prepare
 
@@ -108,16 +138,35 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
         item = str(line.get("ITNO") or "")
         return str(mappings.get("item_account", item) or self.options.get("default_account") or "")
 
-    def _line(self, line: dict[str, Any], mappings: Mappings) -> dict[str, Any] | str:
+    def _tax_rule(self, line: dict[str, Any], mappings: Mappings) -> str:
+        return str(
+            mappings.get("tax_rule", line.get("VTCD") or "")
+            or self.options.get("tax_rule")
+            or "Tax Exempt"
+        )
+
+    def _line(
+        self, line: dict[str, Any], mappings: Mappings, rates: dict[str, str | None]
+    ) -> dict[str, Any] | Flag:
         item = str(line.get("ITNO") or "")
         account = self._account(line, mappings)
         if not account:
-            return f"line {line.get('PNLI')} (item {item or 'none'}) has no Cin7 account mapped"
+            return Flag(
+                f"line {line.get('PNLI')} (item {item or 'none'}) has no Cin7 account mapped",
+                fix=("item_account", item) if item else None,
+            )
         quantity, price = Decimal(str(line.get("ORQA") or 0)), Decimal(str(line.get("PUPR") or 0))
-        total = Decimal(str(line.get("LNAM") or quantity * price))
-        tax_rule = mappings.get("tax_rule", line.get("VTCD") or "") or self.options.get(
-            "tax_rule", "Tax Exempt"
-        )
+        total = (quantity * price).quantize(CENT, ROUND_HALF_UP)  # what Cin7 validates
+        rule = self._tax_rule(line, mappings)
+        rate = rates.get(rule)
+        if rate is None:
+            code = str(line.get("VTCD") or "")
+            return Flag(
+                f"Cin7 has no active purchase tax rule “{rule}” for VAT code {code or 'none'}: "
+                "map the VAT code to a tax rule Cin7 has (a Cin7 tax rule mapping)",
+                fix=("tax_rule", code) if code else None,
+            )
+        tax = (total * Decimal(rate) / 100).quantize(CENT, ROUND_HALF_UP)
         return {
             "ProductID": "",
             "SKU": item,
@@ -125,12 +174,19 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
             "Quantity": float(quantity),
             "Price": float(price),
             "Discount": 0,
-            "Tax": 0,
-            "TaxRule": tax_rule,
+            "Tax": float(tax),
+            "TaxRule": rule,
             "Account": str(account),
             "Comment": f"CloudSuite PO line {line.get('PNLI')}",
             "Total": float(total),
         }
+
+    @staticmethod
+    def _total(lines: list[dict[str, Any]]) -> Decimal:
+        return sum(
+            (Decimal(str(line["Total"])) + Decimal(str(line["Tax"])) for line in lines),
+            Decimal(0),
+        ).quantize(CENT)
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait:
         data, number = record.data, record.source_key
@@ -149,9 +205,12 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
             )
         lines = []
         for line in data["lines"]:
-            built = self._line(line, mappings)
-            if isinstance(built, str):
-                return Flag(f"Purchase order {number}: {built}; nothing of it was posted.")
+            built = self._line(line, mappings, data.get("tax_rates") or {})
+            if isinstance(built, Flag):
+                return Flag(
+                    f"Purchase order {number}: {built.reason}; nothing of it was posted.",
+                    fix=built.fix,
+                )
             lines.append(built)
         invoice = data.get("invoice")
         payload: dict[str, Any] = {
@@ -163,8 +222,23 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
             },
             "lines": lines,
             "number": number,
+            "memo": f"CloudSuite PO {number}",
+            "supplier_name": data.get("supplier_name") or "",
         }
         if invoice:
+            try:
+                expected = Decimal(str(invoice.get("CUAM"))).quantize(CENT)
+            except ArithmeticError:
+                return Flag(f"Purchase order {number}: CloudSuite's invoice has no amount.")
+            total = self._total(lines)
+            if total != expected:
+                return Flag(
+                    f"Purchase order {number}: in Cin7 its invoice would total {total} "
+                    f"{data['head'].get('CUCD') or ''} with tax, but CloudSuite's invoice "
+                    f"{invoice.get('SINO')} is {expected}: check each VAT code's Cin7 tax rule "
+                    "(tax rule mappings), then replay; nothing was posted."
+                )
+            payload["expected_total"] = str(expected)
             payload["invoice"] = {
                 "InvoiceNumber": str(invoice.get("SINO") or ""),
                 "InvoiceDate": _iso(str(invoice.get("IVDT") or "")),
@@ -179,29 +253,52 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
         return self._complete(ctx, data, task["ID"], "created")
 
     def _complete(self, ctx: Context, data: dict[str, Any], task_id: str, how: str) -> LoadResult:
+        """The purchase's order and invoice, each settled from the state Cin7 holds when a POST
+        is refused or unanswered (never from an error's wording)."""
         cin7 = ctx.target
         try:
-            cin7.authorise_order(task_id, data["lines"])
-        except Rejected as exc:
-            if "Order status must be DRAFT" not in exc.message:
+            cin7.authorise_order(task_id, data["lines"], memo=data.get("memo") or "")
+        except (Rejected, OutcomeUnknown):
+            if cin7.get_order(task_id).get("Status") != "AUTHORISED":
                 raise
         note = f"Purchase {task_id} {how} in Cin7 with its order authorised"
-        if "invoice" in data:
-            try:
-                cin7.create_purchase_invoice(
-                    {"TaskID": task_id, **data["invoice"], "Lines": data["lines"]}
-                )
-                note += f" and invoice {data['invoice']['InvoiceNumber']}"
-            except Rejected as exc:
-                if "Invoice status must be DRAFT" not in exc.message:
-                    raise
-                note += f"; invoice {data['invoice']['InvoiceNumber']} was already there"
-        return LoadResult(task_id, {"ID": task_id}, note + ".")
+        if "invoice" not in data:
+            return LoadResult(task_id, {"ID": task_id}, note + ".")
+        number = data["invoice"]["InvoiceNumber"]
+        try:
+            posted = cin7.create_purchase_invoice(
+                {"TaskID": task_id, **data["invoice"], "Lines": data["lines"]}
+            )
+            note += f" and invoice {number}"
+        except (Rejected, OutcomeUnknown):
+            posted = cin7.get_invoice(task_id)
+            if posted.get("Status") != "AUTHORISED":
+                raise
+            note += f"; invoice {number} was already there"
+        held = cin7.get_invoice(task_id) if "Total" not in posted else posted
+        total = Decimal(str(held.get("Total") or held.get("InvoiceTotalAmount") or 0))
+        expected = Decimal(str(data.get("expected_total") or total))
+        if total.quantize(CENT) != expected.quantize(CENT):
+            return LoadResult(
+                task_id,
+                {"ID": task_id, "Total": float(total)},
+                note + ".",
+                flag=f"Cin7 holds invoice {number} at {total.quantize(CENT)} but CloudSuite's "
+                f"is {expected.quantize(CENT)}: correct it in Cin7.",
+            )
+        return LoadResult(task_id, {"ID": task_id, "Total": float(total)}, note + ".")
 
     def find_existing(self, ctx: Context, payload: Payload, posting: Posting) -> LoadResult | None:
-        note = payload.data["purchase"]["Note"]
-        found = [p for p in ctx.target.find_purchases(payload.data["number"]) if p.get("ID")]
-        for purchase in found:
-            if note in str(ctx.target.get_purchase(purchase["ID"]).get("Note") or ""):
-                return self._complete(ctx, payload.data, purchase["ID"], "found again")
+        """After a lost answer: the supplier's purchases (Search covers the supplier), each read
+        back by its ID, ours recognised by its note."""
+        data = payload.data
+        name = str(data.get("supplier_name") or "")
+        if not name:
+            return None
+        for row in ctx.target.find_purchases(name):
+            if row.get("SupplierID") != data["purchase"]["SupplierID"] or not row.get("ID"):
+                continue
+            purchase = ctx.target.get_purchase(row["ID"])
+            if str(purchase.get("Note") or "") == data["purchase"]["Note"]:
+                return self._complete(ctx, data, row["ID"], "found again")
         return None

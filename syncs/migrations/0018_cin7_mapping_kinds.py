@@ -4,15 +4,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('syncs', '0017_work_requests'),
+        ("syncs", "0017_work_requests"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='fieldmapping',
-            name='kind',
-            field=models.CharField(choices=[('vendor', 'Vendor / supplier'), ('customer', 'Customer'), ('gl_account', 'GL account'), ('charge_code', 'Charge code (CloudSuite CHRI)'), ('tax_code', 'Tax code'), ('currency', 'Currency'), ('payment_method', 'Payment method'), ('cost_center', 'Cost centre (CloudSuite dimension)'), ('cin7_account', 'Cin7 Core account'), ('cin7_supplier', 'Cin7 Core supplier'), ('item_account', 'Cin7 Core account of an item'), ('tax_rule', 'Cin7 Core tax rule'), ('payment_term', 'Cin7 Core payment term')], max_length=20),
+            model_name="fieldmapping",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("vendor", "Vendor / supplier"),
+                    ("customer", "Customer"),
+                    ("gl_account", "GL account"),
+                    ("charge_code", "Charge code (CloudSuite CHRI)"),
+                    ("tax_code", "Tax code"),
+                    ("currency", "Currency"),
+                    ("payment_method", "Payment method"),
+                    ("cost_center", "Cost centre (CloudSuite dimension)"),
+                    ("cin7_account", "Cin7 Core account"),
+                    ("cin7_supplier", "Cin7 Core supplier"),
+                    ("item_account", "Cin7 Core account of an item"),
+                    ("tax_rule", "Cin7 Core tax rule"),
+                    ("payment_term", "Cin7 Core payment term"),
+                ],
+                max_length=20,
+            ),
         ),
     ]

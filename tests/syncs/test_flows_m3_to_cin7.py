@@ -105,6 +105,11 @@ def test_a_lost_answer_on_create_makes_one_supplier(
     assert first.failed >= 1
     run(suppliers)
     assert sorted(by_vendor(cin7)) == ["S1", "S2"] and len(cin7.suppliers) == 2
+    # The record is in Cin7 once: its "did not confirm" failure is closed, not left open.
+    assert not AuditRecord.objects.filter(
+        integration=suppliers, status=S.FAILED, resolved_at=None
+    ).exists()
+    assert run(suppliers).synced == 0 and cin7.violations == []  # a re-run writes nothing
 
 
 def test_cloudsuite_accounts_missing_in_cin7_are_listed_for_review(
@@ -160,6 +165,17 @@ def purchases(
     return integ
 
 
+@pytest.fixture
+def taxed(purchases: Integration) -> Integration:
+    """VAT code 25 is Cin7's "Tax on Purchases" (25 %)."""
+    from syncs.models import FieldMapping
+
+    FieldMapping.objects.create(
+        integration=purchases, kind="tax_rule", source_value="25", target_value="Tax on Purchases"
+    )
+    return purchases
+
+
 def order(m3: M3Simulator, number: str, *items: tuple[str, str, str]) -> None:
     m3.state.add_purchase_order(
         number,
@@ -174,17 +190,19 @@ def order(m3: M3Simulator, number: str, *items: tuple[str, str, str]) -> None:
 
 
 def test_a_purchase_order_and_its_invoice_become_one_cin7_purchase(
-    purchases: Integration, suppliers: Integration, m3: M3Simulator, cin7: Cin7Simulator
+    taxed: Integration, suppliers: Integration, m3: M3Simulator, cin7: Cin7Simulator
 ) -> None:
     from syncs.models import FieldMapping
 
+    purchases = taxed
     cin7.put_account("429", "General expenses")
     cin7.put_account("310", "Cost of goods sold")
     FieldMapping.objects.create(
         integration=purchases, kind="item_account", source_value="PAPER", target_value="310"
     )
     order(m3, "PO-1", ("PAPER", "10", "12.50"), ("TONER", "2", "40.00"))
-    m3.state.add_supplier_invoice("S1", "NK-500", "205.00", "SEK", due="20261220", PUNO="PO-1")
+    # 125.00 + 80.00 net, 25 % VAT: 256.25 as CloudSuite's invoice says
+    m3.state.add_supplier_invoice("S1", "NK-500", "256.25", "SEK", due="20261220", PUNO="PO-1")
     waiting = run(purchases).records.get()
     assert waiting.status == S.FAILED and waiting.retryable and "not in Cin7 yet" in waiting.reason
     run(suppliers)
@@ -194,26 +212,64 @@ def test_a_purchase_order_and_its_invoice_become_one_cin7_purchase(
     (task,) = cin7.purchases.values()
     assert task["Status"] == "INVOICED" and task["Invoice"]["InvoiceNumber"] == "NK-500"
     assert [line["Account"] for line in task["Invoice"]["Lines"]] == ["310", "429"]
+    assert [line["Tax"] for line in task["Invoice"]["Lines"]] == [31.25, 20.0]
+    assert task["Order"]["Memo"] == "CloudSuite PO PO-1"
+    assert record.response_summary["Total"] == 256.25  # read back: Cin7 equals CloudSuite
     assert run(purchases).synced == 0 and len(cin7.purchases) == 1  # posted once
     assert cin7.violations == []
 
 
-def test_a_lost_answer_to_the_purchase_post_makes_no_second_purchase(
-    purchases: Integration, suppliers: Integration, m3: M3Simulator, cin7: Cin7Simulator
+@pytest.mark.parametrize(
+    "lost", ["POST /ExternalApi/v2/purchase$", "/purchase/order", "/purchase/invoice"]
+)
+def test_a_lost_answer_at_each_create_leaves_no_duplicate_and_no_stale_failure(
+    taxed: Integration, suppliers: Integration, m3: M3Simulator, cin7: Cin7Simulator, lost: str
 ) -> None:
+    purchases = taxed
     cin7.put_account("429", "General expenses")
     run(suppliers)
     order(m3, "PO-2", ("PAPER", "1", "10.00"))
-    cin7.faults.add("lose_response", match="POST /ExternalApi/v2/purchase", count=1)
-    first = run(purchases)
-    assert first.failed == 1
-    second = run(purchases)
-    assert second.synced == 1 and len(cin7.purchases) == 1, list(
-        second.records.values_list("reason", flat=True)
-    )
+    m3.state.add_supplier_invoice("S1", "NK-502", "12.50", "SEK", due="20261220", PUNO="PO-2")
+    match = lost if not lost.endswith("$") else lost[:-1]
+    cin7.faults.add("lose_response", match=match, count=1)
+    run(purchases)
+    again = run(purchases)
+    assert len(cin7.purchases) == 1, list(again.records.values_list("reason", flat=True))
     (task,) = cin7.purchases.values()
-    assert task["Order"]["Status"] == "AUTHORISED"
+    assert task["Order"]["Status"] == "AUTHORISED" and task["Invoice"]["Status"] == "AUTHORISED"
+    assert cin7.faults.taken.get("lose_response") == 1
+    assert not AuditRecord.objects.filter(
+        integration=purchases, status=S.FAILED, resolved_at=None
+    ).exists()
+    assert run(purchases).synced == 0 and len(cin7.purchases) == 1  # a re-run writes nothing
     assert cin7.violations == []
+
+
+def test_vat_that_would_not_add_up_to_cloudsuite_s_invoice_is_flagged_before_posting(
+    purchases: Integration, suppliers: Integration, m3: M3Simulator, cin7: Cin7Simulator
+) -> None:
+    from syncs.models import FieldMapping
+
+    cin7.put_account("429", "General expenses")
+    run(suppliers)
+    order(m3, "PO-4", ("PAPER", "4", "25.00"))
+    m3.state.add_supplier_invoice("S1", "NK-504", "125.00", "SEK", due="20261220", PUNO="PO-4")
+    flagged = run(purchases).records.get()  # VAT code 25 unmapped: Tax Exempt, 100.00
+    assert flagged.status == S.FLAGGED and "would total 100.00" in flagged.reason
+    assert "is 125.00" in flagged.reason and cin7.purchases == {}
+    FieldMapping.objects.create(
+        integration=purchases, kind="tax_rule", source_value="25", target_value="VAT 25"
+    )
+    unknown = run(purchases).records.get(status=S.FLAGGED, resolved_at=None)
+    assert "no active purchase tax rule “VAT 25”" in unknown.reason
+    assert (unknown.fix_kind, unknown.fix_value) == ("tax_rule", "25")
+    FieldMapping.objects.filter(kind="tax_rule").update(target_value="Tax on Purchases")
+    from syncs.services import records_replay
+
+    (posted,) = records_replay(record_ids=[unknown.pk])
+    assert posted.synced == 1
+    (task,) = cin7.purchases.values()
+    assert task["Invoice"]["Lines"][0]["Tax"] == 25.0 and cin7.violations == []
 
 
 def test_a_line_without_an_account_is_flagged_then_replayed_once_mapped(

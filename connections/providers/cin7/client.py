@@ -8,9 +8,13 @@
   rate limiter); Cin7 answers the limit with 503 (documented) or 429 (seen by clients): both are
   "slow down" — waited out and retried, never mistaken for a write that may have gone through.
 - Errors: ``[{"ErrorCode": 400, "Exception": "…"}]`` become plain reasons.
-- Purchases: ``POST /purchase`` (an Approach), then ``POST /purchase/order`` (authorised), then
-  ``POST /purchase/invoice`` — the invoice is refused unless the order is authorised (a rule the
-  endpoint's description states, not its schema).
+- Purchases: ``POST /purchase`` (an Approach), then ``POST /purchase/order`` (authorised, with
+  the ``Memo`` its model table requires), then ``POST /purchase/invoice`` — the invoice is refused
+  unless the order is authorised (a rule the endpoint's description states, not its schema).
+  Their state is read back by ``GET /purchase/order`` / ``GET /purchase/invoice?TaskID=``; a
+  purchase is found again by ``purchaseList``'s ``Search``, which covers only OrderNumber,
+  Status, Supplier, InvoiceNumber and CreditNoteNumber, then read back by its ID.
+- Tax rules (``GET /ref/tax``): each line's ``Tax`` is what its rule's ``TaxPercent`` gives.
 """
 
 from __future__ import annotations
@@ -86,6 +90,18 @@ class Cin7Core(HttpProvider):
     def list_suppliers(self, *, modified_since: str | None = None) -> Iterator[dict[str, Any]]:
         return self.pages("supplier", "SupplierList", ModifiedSince=modified_since)
 
+    def list_tax_rules(self) -> list[dict[str, Any]]:
+        """Cin7's tax rules (name, TaxPercent, active, for purchases or sales)."""
+        return list(self.pages("ref/tax", "TaxRuleList"))
+
+    def get_order(self, task_id: str) -> dict[str, Any]:
+        """A purchase's order as Cin7 holds it now (status, lines, totals)."""
+        return self._one(self.http.get("purchase/order", params={"TaskID": task_id}))
+
+    def get_invoice(self, task_id: str) -> dict[str, Any]:
+        """A purchase's invoice as Cin7 holds it now (status, number, lines, totals)."""
+        return self._one(self.http.get("purchase/invoice", params={"TaskID": task_id}))
+
     def list_accounts(self) -> list[dict[str, Any]]:
         """The chart of accounts (read only for an integration)."""
         return list(self.pages("ref/account", "AccountsList"))
@@ -111,14 +127,16 @@ class Cin7Core(HttpProvider):
     def create_purchase(self, purchase: Mapping[str, Any]) -> dict[str, Any]:
         return self._one(self.http.post("purchase", json=dict(purchase)))
 
-    def authorise_order(self, task_id: str, lines: list[Mapping[str, Any]]) -> dict[str, Any]:
+    def authorise_order(
+        self, task_id: str, lines: list[Mapping[str, Any]], *, memo: str
+    ) -> dict[str, Any]:
         """The purchase's order, authorised (an order line carries no GL account, and the
-        contract wants a SupplierSKU on it, blank for a service line)."""
+        contract wants a SupplierSKU on it, blank for a service line; the order a Memo)."""
         order_lines = [
             {"SupplierSKU": "", **{k: v for k, v in line.items() if k != "Account"}}
             for line in lines
         ]
-        body = {"TaskID": task_id, "Status": "AUTHORISED", "Lines": order_lines}
+        body = {"TaskID": task_id, "Status": "AUTHORISED", "Memo": memo, "Lines": order_lines}
         return self._one(self.http.post("purchase/order", json=body))
 
     def create_purchase_invoice(self, invoice: Mapping[str, Any]) -> dict[str, Any]:
