@@ -1123,8 +1123,26 @@ class Runner:
 
     def _failed_again(self, item: _Item, out: _Outcome) -> AuditRecord | None:
         """A record that fails again while its failure is still in the review queue is the
-        same item: noted on that row (how often, when, the latest reason), not a new row."""
+        same item: noted on that row (how often, when, the latest reason), not a new row.  A
+        passing outage (a retryable failure) never replaces a record's open flag either: the
+        flag, with its fix, stays the item, seen once more."""
         record = item.record
+        if out.retryable and out.confirm is None:
+            flagged = (
+                AuditRecord.objects.filter(
+                    integration=self.integration,
+                    stream=self.flow.stream,
+                    source_key=record.source_key[:255],
+                    status=Status.FLAGGED,
+                    resolved_at=None,
+                )
+                .order_by("-pk")
+                .first()
+            )
+            if flagged is not None:
+                with transaction.atomic():
+                    self._ledger_change(out)  # a claim is let go as it would be
+                    return self._seen_again(flagged, record)
         with transaction.atomic():
             row = (
                 AuditRecord.objects.select_for_update()

@@ -431,3 +431,25 @@ def test_a_replay_that_meets_an_outage_leaves_the_item_s_open_problem_as_it_was(
     flag.refresh_from_db()
     assert flag.resolved_at is not None
     assert flag.replays.filter(status=S.SYNCED).exists()
+
+
+def test_an_outage_in_a_later_run_never_replaces_a_record_s_open_flag(
+    integration: Integration,
+) -> None:
+    SOURCE.append(pay(1, account="7777"))
+    run(integration)
+    flag = AuditRecord.objects.get(source_key="ch_1")
+    assert flag.status == S.FLAGGED and flag.fix_kind == "gl_account"
+    FieldMapping.objects.create(
+        integration=integration, kind="gl_account", source_value="7777", target_value="1930"
+    )
+    Cursor.objects.filter(integration=integration).delete()  # the next run reads it again
+    TARGET.transient.add("ch_1")  # …while the target (or the limiter before it) is away
+    run(integration)
+    (open_item,) = AuditRecord.objects.filter(source_key="ch_1", resolved_at=None)
+    assert open_item.pk == flag.pk and open_item.status == S.FLAGGED  # its fix still shown
+    assert open_item.times_seen == 2
+    TARGET.transient.clear()  # back: the person replays the item, and it posts once
+    records_replay(record_ids=[flag.pk])
+    flag.refresh_from_db()
+    assert flag.resolved_at is not None and TARGET.effects("ch_1") == 1
