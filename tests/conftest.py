@@ -52,6 +52,15 @@ requires_postgres = pytest.mark.skipif(
 )
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on (for a server a test starts itself)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def ionapi_bytes(**overrides: Any) -> bytes:
     return json.dumps({**IONAPI, **overrides}).encode()
 

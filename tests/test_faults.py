@@ -38,7 +38,7 @@ from connections.sandbox.m3 import M3Simulator
 from connections.sandbox.stripe import StripeSimulator
 from syncs.models import FieldMapping, Integration, SyncRun, WebhookEvent
 from syncs.services import engine_reap, integration_run, webhook_process
-from tests.conftest import requires_postgres
+from tests.conftest import free_port, requires_postgres
 from tests.sandbox_fixtures import connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -224,14 +224,6 @@ def test_crashes_and_lost_answers_leave_nothing_missing_doubled_or_stuck(
     stripe_served.stop()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _redis_server(port: int) -> subprocess.Popen:
     """A Redis of the test's own (empty, no persistence), so the suite's Redis is never
     touched; waits until it answers."""
@@ -276,7 +268,7 @@ def test_redis_taken_away_loses_no_request_fails_no_record_and_answers_no_webhoo
 
     if not shutil.which("redis-server"):
         pytest.skip("needs redis-server")
-    port = _free_port()
+    port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     server = _redis_server(port)
     settings.MLC = {**settings.MLC, "EVENT_REQUEUE_SECONDS": 2, "REQUEST_REQUEUE_SECONDS": 2}

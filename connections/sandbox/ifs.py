@@ -45,6 +45,9 @@ from werkzeug.wrappers import Request, Response
 
 from connections.sandbox.base import Simulator, json_response
 from connections.sandbox.ifs_schema import (
+    ADDRESS_FIELDS,
+    ADDRESSES,
+    CUSTOMERS,
     DATE,
     DECIMAL,
     INT,
@@ -211,6 +214,11 @@ class IfsSimulator(Simulator):
         their EDM type says; an invoice's ``Lines`` go to the lines' own entity set."""
         projection, etype = entity_type(entity_set)
         lines = fields.pop("Lines", None) if entity_set == INVOICES else None
+        address = (
+            {k: fields.pop(k) for k in ADDRESS_FIELDS if k in fields}
+            if entity_set == CUSTOMERS
+            else {}
+        )
         unknown = set(fields) - set(etype.properties) - {"@odata.etag"}
         if unknown:
             raise ValueError(f"{entity_set} declares no {sorted(unknown)}")
@@ -222,6 +230,18 @@ class IfsSimulator(Simulator):
             entity = {**self.sets[entity_set].get(key, {}), **values}
             entity["@odata.etag"] = _etag({k: v for k, v in entity.items() if k[0] != "@"})
             self.sets[entity_set][key] = entity
+            if address:  # a customer's address is its first CustomerInfoAddresses row
+                kept = self.sets[ADDRESSES].get((values["CustomerId"], "01")) or {}
+                self.put(
+                    ADDRESSES,
+                    **{
+                        **{k: v for k, v in kept.items() if k[0] != "@"},
+                        "CustomerId": values["CustomerId"],
+                        "AddressId": "01",
+                        "Country": entity.get("Country"),
+                        **address,
+                    },
+                )
             if lines is not None:
                 for old in [k for k in self.sets[INVOICE_LINES] if k[:2] == key]:
                     del self.sets[INVOICE_LINES][old]
@@ -391,8 +411,17 @@ class IfsSimulator(Simulator):
         with self.lock:
             if key not in self.sets[entity_set]:
                 return odata_error(404, "ODP_NOT_FOUND", "The record does not exist.")
-        rows = self.lines_of(key[0], key[1])
-        return self._collection(request, projection, INVOICE_LINES, options, rows=rows)
+        related, rows = self.related(entity_set, key)
+        return self._collection(request, projection, related, options, rows=rows)
+
+    def related(self, entity_set: str, key: tuple[Any, ...]) -> tuple[str, list[dict[str, Any]]]:
+        """The collection an entity's navigation reaches: a customer's addresses or an
+        invoice's lines."""
+        if entity_set == CUSTOMERS:
+            with self.lock:
+                rows = [a for k, a in sorted(self.sets[ADDRESSES].items()) if k[0] == key[0]]
+            return ADDRESSES, rows
+        return INVOICE_LINES, self.lines_of(key[0], key[1])
 
     def _collection(
         self,
@@ -445,9 +474,8 @@ class IfsSimulator(Simulator):
         for row in page:
             shown = {k: v for k, v in row.items() if not select or k in select or k[0] == "@"}
             for name in expand:
-                shown[name] = [
-                    _wire(line) for line in self.lines_of(row["Company"], row["InvoiceId"])
-                ]
+                key = tuple(row[k] for k in etype.keys)
+                shown[name] = [_wire(r) for r in self.related(entity_set, key)[1]]
             out.append(_wire(shown))
         body: dict[str, Any] = {"@odata.context": f"$metadata#{entity_set}", "value": out}
         if self.next_links and skip_n + top_n < len(rows):

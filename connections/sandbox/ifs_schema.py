@@ -1,14 +1,16 @@
 """The IFS Cloud sandbox's projections as ``$metadata`` declares them: entity sets, their keys
 and properties with EDM types, enum types, and navigation properties.
 
-IFS publishes no field list for these projections (the contracts README, IFS Cloud: names are
-"unverified", read ``$metadata`` rather than guessing), so the names here are the ones the
-README and IFS's conventions use (``Objstate`` for a state, ``ChangedDate``), and every one the
-product reads is a connection setting.  Where the source is silent the sandbox takes the least
-convenient reading a real server may have: an invoice id is ``Edm.Decimal`` (a number, never
-quoted), amounts are ``Edm.Decimal`` JSON numbers, states are enum members, and an invoice's
-lines are a collection reached through a navigation property (or their own entity set), never
-nested in the invoice unless asked for.
+Sources: ``CustomerHandling.svc/CustomerInfoSet`` (key ``CustomerId``, a string), its addresses
+as the navigation ``CustomerInfoAddresses`` (not on the header), ``CustomerOrderHandling.svc/
+CustomerOrderSet(OrderNo='…')`` and enum literals such as ``IfsApp.CustomerHandling.
+Lookup_IsoCountry'SE'`` are what public IFS Cloud API guides and client code use (found with
+the search tool). No public source gives the invoice and voucher projections or their fields:
+their names are connection settings, and here the sandbox takes the least convenient reading a
+real server may have — an invoice id is ``Edm.Decimal`` (a number, never quoted), amounts are
+``Edm.Decimal`` JSON numbers, states are enum members, and an invoice's lines are a collection
+reached through a navigation property (or their own entity set), never nested in the invoice
+unless asked for. The change field ``ChangedDate`` is a setting too.
 """
 
 from __future__ import annotations
@@ -100,6 +102,9 @@ PROJECTIONS: dict[str, Projection] = {
         Projection(
             "CustomerHandling.svc",
             types={
+                # The header carries no address: a customer's addresses are the navigation
+                # CustomerInfoAddresses (a public IFS Cloud API guide of CustomerHandling.svc,
+                # github knakit/ifs-mcp-server-local, shows both).
                 "CustomerInfo": EntityType(
                     "CustomerInfo",
                     ("CustomerId",),
@@ -108,17 +113,30 @@ PROJECTIONS: dict[str, Projection] = {
                         "Name": STRING,
                         "Email": STRING,
                         "Phone": STRING,
-                        "Address1": STRING,
-                        "Address2": STRING,
-                        "City": STRING,
-                        "ZipCode": STRING,
                         "Country": STRING,
                         "VatNo": STRING,
                         "ChangedDate": MOMENT,
                     },
-                )
+                    navigations={"CustomerInfoAddresses": ("CustomerInfoAddress", True)},
+                ),
+                "CustomerInfoAddress": EntityType(
+                    "CustomerInfoAddress",
+                    ("CustomerId", "AddressId"),
+                    {
+                        "CustomerId": STRING,
+                        "AddressId": STRING,
+                        "Address1": STRING,
+                        "Address2": STRING,
+                        "ZipCode": STRING,
+                        "City": STRING,
+                        "Country": STRING,
+                    },
+                ),
             },
-            sets={"CustomerInfoSet": "CustomerInfo"},
+            sets={
+                "CustomerInfoSet": "CustomerInfo",
+                "CustomerInfoAddressSet": "CustomerInfoAddress",
+            },
         ),
         Projection(
             "CustomerOrderHandling.svc",
@@ -202,6 +220,9 @@ PROJECTIONS: dict[str, Projection] = {
         ),
     )
 }
+CUSTOMERS = "CustomerHandling.svc/CustomerInfoSet"
+ADDRESSES = "CustomerHandling.svc/CustomerInfoAddressSet"
+ADDRESS_FIELDS = ("Address1", "Address2", "ZipCode", "City")
 INVOICES = "CustomerInvoiceHandling.svc/CustomerInvoiceSet"
 INVOICE_LINES = "CustomerInvoiceHandling.svc/CustomerInvoiceLineSet"
 

@@ -8,7 +8,10 @@ type is known, its tax id; an existing one gets only the fields that changed (a 
 in Stripe once, when the customer is created: Stripe keeps tax ids as objects of their own).
 
 Which IFS field feeds which Stripe field is the integration setting ``fields`` (a JSON object;
-the defaults below name the fields of the IFS customer projections — unverified per tenant).
+the defaults below name the fields of the IFS customer projections).  Address fields the
+customer's header does not declare are read from its first address, through the navigation
+``CustomerInfoAddresses`` (setting ``address_navigation``) — where a public guide to IFS Cloud's
+``CustomerHandling.svc`` shows the addresses; a tenant whose header carries them is read as is.
 """
 
 from __future__ import annotations
@@ -94,9 +97,16 @@ class IfsCustomersToStripe(StripeCustomerWrites, Flow[IfsCloud, StripeProvider])
             number = str(row.get(KEY_FIELD) or "")
             yield SourceRecord(
                 number or "(no customer id)",
-                {"ifs": row, "stripe": snapshot(existing.get(number))},
+                {"ifs": self.with_address(ifs, row), "stripe": snapshot(existing.get(number))},
                 watermark=as_cursor_moment(row.get(changed)),
             )
+
+    def with_address(self, ifs: IfsCloud, customer: dict[str, Any]) -> dict[str, Any]:
+        """The customer with its address, wherever the tenant keeps it (read in extract)."""
+        f = self.fields
+        wanted = [f[k] for k in ("line1", "line2", "city", "postal_code") if f.get(k)]
+        navigation = str(self.options.get("address_navigation") or "CustomerInfoAddresses")
+        return ifs.with_address(customer, wanted, navigation)
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
         ifs, current, f = record.data["ifs"], record.data.get("stripe"), self.fields

@@ -75,6 +75,7 @@ class IfsOrdersToStripe(IfsCustomersToStripe):
             if number:
                 try:
                     customer, _etag = ifs.get("customers", {KEY_FIELD: number})
+                    customer = self.with_address(ifs, customer)
                 except NotFound:
                     customer = None
             yield SourceRecord(

@@ -65,8 +65,9 @@ def test_customers_sync_incrementally_over_several_pages(
     stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
     before = ifs.api_requests
     first = run(customers)
-    # $metadata once, then pages of 5, 5 and 2
-    assert first.synced == 12 and ifs.api_requests - before == 1 + 3
+    # $metadata once, pages of 5, 5 and 2, and each customer's address by its navigation
+    # (the header declares none: CustomerInfoAddresses)
+    assert first.synced == 12 and ifs.api_requests - before == 1 + 3 + 12
     made = by_number(stripe)
     kund = made["10041"]
     assert kund["name"] == "Kund 1 AB" and kund["address"]["city"] == "Uppsala"

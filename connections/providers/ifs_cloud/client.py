@@ -355,8 +355,7 @@ class IfsCloud(HttpProvider):
         info = self.metadata("invoices")
         key = {name: invoice.get(name) for name in info.keys}
         if kind == "navigation":
-            path = self._path("invoices", key) + f"/{source}"
-            return list(self._pages(path, [], None))
+            return self.related("invoices", key, source)
         lines = self.metadata(source)
         if not all(name in lines.properties for name in info.keys):
             raise ApiError(
@@ -370,6 +369,27 @@ class IfsCloud(HttpProvider):
                 where=[(name, "eq", value) for name, value in key.items()],
             )
         )
+
+    def related(self, need: str, key: Mapping[str, Any], navigation: str) -> list[dict[str, Any]]:
+        """The collection an entity's navigation reaches, by its path ``Set(key)/Nav``."""
+        return list(self._pages(self._path(need, key) + f"/{navigation}", [], None))
+
+    def with_address(
+        self, customer: dict[str, Any], fields: Sequence[str], navigation: str
+    ) -> dict[str, Any]:
+        """``customer`` with the address ``fields`` its header lacks taken from its first
+        address (``navigation``, ``CustomerInfoAddresses``), where ``$metadata`` puts addresses
+        there rather than on the header; as it is where the header declares them."""
+        info = self.metadata("customers")
+        missing = [f for f in fields if f not in info.properties]
+        if not missing or navigation not in info.collection_navigations():
+            return customer
+        key = {name: customer.get(name) for name in info.keys}
+        addresses = sorted(
+            self.related("customers", key, navigation), key=lambda a: str(a.get("AddressId"))
+        )
+        first = addresses[0] if addresses else {}
+        return {**customer, **{f: first.get(f) for f in missing if f in first}}
 
     # -- one entity -------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from django.db import connections
 
 from connections.providers.errors import RateLimited
 from connections.providers.ratelimit import DatabaseRateLimiter, RedisRateLimiter, _gcra
+from tests.conftest import free_port
 
 RATE = 20.0  # requests per second
 PER_PROCESS = 10
@@ -99,14 +100,6 @@ def test_penalize_holds_every_caller_off_and_max_wait_refuses(kind: str) -> None
     assert limiter.acquire("other", per_second=100, burst=5, max_wait=1) == 0
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.django_db(transaction=True)
 def test_redis_out_of_reach_is_a_slot_from_the_database_never_a_failure(
     monkeypatch: pytest.MonkeyPatch,
@@ -117,7 +110,7 @@ def test_redis_out_of_reach_is_a_slot_from_the_database_never_a_failure(
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("needs redis-server")
-    port = _free_port()
+    port = free_port()
     limiter = RedisRateLimiter(f"redis://127.0.0.1:{port}/0", prefix="mlc:test:")
     monkeypatch.setattr(RedisRateLimiter, "RETRY_SECONDS", 0.2)
     # Redis is down: every acquire still answers, paced by the database's shared bucket.

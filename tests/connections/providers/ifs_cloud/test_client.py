@@ -266,3 +266,26 @@ def test_no_way_to_an_invoice_s_lines_is_a_plain_failure_of_the_test(
     assert any("cannot tell where the lines of an IFS invoice are" in d for d in result.details)
     with pytest.raises(ApiError, match="lines entity set"):
         list(ifs.invoices(orderby=["Company"], where=[], page_size=10))
+
+
+def test_an_address_comes_from_the_header_or_the_address_navigation(
+    ifs: IfsCloud, sim: IfsSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    sim.put(CUSTOMERS, CustomerId="20001", Name="A", Address1="Storgatan 1", City="Lund")
+    header, _ = ifs.get("customers", {"CustomerId": "20001"})
+    assert "City" not in header  # $metadata puts addresses in CustomerInfoAddresses
+    fields = ["Address1", "City"]
+    full = ifs.with_address(header, fields, "CustomerInfoAddresses")
+    assert (full["Address1"], full["City"]) == ("Storgatan 1", "Lund")
+    # A tenant whose header declares the address: read as it is, no further call.
+    info = ifs.metadata("customers")
+    on_header = replace(
+        info, properties={**info.properties, "Address1": "Edm.String", "City": "Edm.String"}
+    )
+    monkeypatch.setattr(IfsCloud, "metadata", lambda self, need: on_header)
+    before = sim.api_requests
+    row = {"CustomerId": "20001", "Address1": "Kept 2", "City": "Malmö"}
+    assert ifs.with_address(row, fields, "CustomerInfoAddresses") == row
+    assert sim.api_requests == before
