@@ -56,6 +56,7 @@ def claim(
                 "integration_id": integration_id,
                 "lease_owner": owner,
                 "lease_expires_at": lease_until,
+                "attempted_at": now,
             },
         )
         if created:
@@ -74,6 +75,7 @@ def claim(
         )
         if entry.state == PostingLedger.State.FAILED:
             entry.generation += 1  # the target refused the last one: a new idempotency key
+            entry.attempted_at = now  # …and it is sent (a recovery sends only if not found)
         entry.state = PostingLedger.State.PENDING
         entry.attempts += 1
         entry.lease_owner = owner
@@ -113,6 +115,7 @@ def claim_many(
                     natural_key=key,
                     lease_owner=owner,
                     lease_expires_at=lease_until,
+                    attempted_at=now,
                 )
                 for key in fresh
             ],
@@ -200,6 +203,13 @@ def confirm_many(pairs: list[tuple[PostingLedger, str]]) -> dict[int, PostingLed
             entry.lease_owner, entry.lease_expires_at, entry.last_error = "", None, ""
             result[pk] = entry
     return result
+
+
+def sending_again(entry: PostingLedger) -> None:
+    """A recovered claim whose earlier attempt the target does not hold is sent again now."""
+    now = timezone.now()
+    PostingLedger.objects.filter(pk=entry.pk).update(attempted_at=now)
+    entry.attempted_at = now
 
 
 def release(entry: PostingLedger, *, refused: bool, error: str) -> PostingLedger:

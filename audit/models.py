@@ -184,6 +184,9 @@ class PostingLedger(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # When the last attempt that may have reached the target was sent: a flow whose target
+    # cannot be searched (a Wise quote) waits out what that attempt may have made.
+    attempted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "posting ledger entry"

@@ -34,7 +34,14 @@ WISE_MAPPINGS = [
     ("gl_account", "wise_ap:EUR", "2440", "Accounts payable (EUR invoices)"),
     ("gl_account", "wise_ap:SEK", "2440", "Accounts payable (SEK invoices)"),
     ("gl_account", "wise_bank:EUR", "1940", "Wise EUR balance"),
+    ("gl_account", "wise_ap:USD", "2440", "Accounts payable (USD invoices)"),
 ]
+# Where the demo tenant keeps a supplier's address lines (GetBasicData has none of its own).
+DEMO_ADDRESS_FIELDS = {
+    "address.firstLine": "CFI2",
+    "address.city": "CFI1",
+    "address.postCode": "CFI4",
+}
 # Simulators whose connection is made from what the simulator says (/_sandbox/connection).
 SANDBOX_CONNECTIONS = {
     "ifs": ("ifs-sandbox", "IFS Cloud (sandbox)"),
@@ -269,6 +276,9 @@ def demo_seed(*, urls: dict[str, str], web_url: str) -> dict[str, Any]:
             )
             if new:
                 created.append((integration, delay))
+                if flow == "m3_wise.recipients":  # the US supplier's address lines (seed.py)
+                    integration.settings = {"recipient_fields": DEMO_ADDRESS_FIELDS}
+                    integration.save(update_fields=["settings"])
                 if flow == "m3_cin7.purchases":  # the demo's items post to Cin7's expenses
                     integration.settings = {"default_account": "429"}
                     integration.save(update_fields=["settings"])

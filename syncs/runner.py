@@ -139,7 +139,7 @@ def _owner() -> str:
 
 
 def _posting(entry: PostingLedger) -> Posting:
-    return Posting(entry.idempotency_key, entry.pk, entry.generation)
+    return Posting(entry.idempotency_key, entry.pk, entry.generation, entry.attempted_at)
 
 
 @dataclass
@@ -766,7 +766,17 @@ class Runner:
                 ledger_op=lambda: ledger.release(entry, refused=False, error=reason),
             )
         if found is None:
+            ledger.sending_again(entry)
             return None
+        if isinstance(found, Wait):
+            return _Outcome(
+                Status.FAILED,
+                found.reason,
+                payload=payload,
+                retryable=True,
+                waiting=True,
+                ledger_op=lambda: ledger.release(entry, refused=False, error=found.reason),
+            )
         return _Outcome(
             Status.SYNCED,
             "Found in the target after an interrupted attempt; not posted again.",
@@ -787,6 +797,7 @@ class Runner:
                 system=plain.system_name(self.integration.target.provider_class),
                 thing=plain.thing_name(self.flow.ledger_target),
                 detail=reason,
+                lost_answer=self.flow.after_lost_answer,
             )
             return _Outcome(
                 Status.FAILED,

@@ -385,6 +385,9 @@ class ApiClient:
             if isinstance(value, dict):
                 value = value.get("message") or value.get("code")
             if value:
+                path = item.get("path")  # the field an error names (Wise: "path": "IBAN")
+                if isinstance(path, str) and path and path not in str(value):
+                    return f"{value} (field {path[:80]})"
                 return str(value)
         return ""
 

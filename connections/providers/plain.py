@@ -63,9 +63,13 @@ def _said(exc: ApiError) -> str:
     return text or "no reason given"
 
 
-def failure(exc: BaseException, *, system: str, thing: str, detail: str) -> Explained:
+def failure(
+    exc: BaseException, *, system: str, thing: str, detail: str, lost_answer: str = ""
+) -> Explained:
     """Why writing ``thing`` to ``system`` (its everyday name) failed, as a finance user would
-    want it said.  ``detail`` is the technical text (already redacted) kept beside it.
+    want it said.  ``detail`` is the technical text (already redacted) kept beside it;
+    ``lost_answer`` what the flow does after an unconfirmed write, when it does not look the
+    write up in the target before sending it again.
     """
     name = system
     if isinstance(exc, RateLimited):
@@ -75,6 +79,8 @@ def failure(exc: BaseException, *, system: str, thing: str, detail: str) -> Expl
             f"{name} refused ml-connector's sign-in, so {thing} was not sent. Check the "
             f"{name} connection's credentials (Test connection), then replay."
         )
+    elif isinstance(exc, OutcomeUnknown) and lost_answer:
+        reason = f"{name} did not confirm whether it took {thing}. {lost_answer}"
     elif isinstance(exc, OutcomeUnknown):
         reason = (
             f"{name} did not confirm whether it took {thing}. ml-connector will look in {name} "

@@ -52,6 +52,22 @@ SUPPLIERS = [
     ("S2004", "Skärgårds Frakt AB", "SEK", "SE", "SE4550000000058398257466", "ESSESESSXXX"),
     ("S2005", "Cash Only Cleaning", "EUR", "IE", "", ""),
 ]
+# A US supplier: Wise needs an address for USD recipients.  CRS620MI GetBasicData carries the
+# country (CSCD) and state (ECAR) but no address lines, so this tenant keeps line 1, city and
+# ZIP code in user-defined fields (the demo's recipients integration reads them there through
+# its recipient_fields setting); the account number is in SFI4, the BIC in SFI2.
+US_SUPPLIERS = [
+    (
+        "S2006",
+        "Hudson Tooling Inc",
+        "8310946522",
+        "CHASUS33XXX",
+        "350 Fifth Avenue",
+        "New York",
+        "10118",
+        "NY",
+    ),
+]
 VAT = {"EUR": Decimal("0.21"), "GBP": Decimal("0.20"), "SEK": Decimal("0.25")}
 
 
@@ -99,6 +115,27 @@ def seed_tenant(state: M3State, *, invoices: int = 24, customers: int = 0, seed:
             dudt=(issued + timedelta(days=30)).strftime("%Y%m%d"),
         )
     state.ap_rules.update(AP_RULES)
+    for suno, name, account, bic, line1, city, zip_code, us_state in US_SUPPLIERS:
+        state.put_supplier(
+            suno,
+            SUNM=name,
+            CUCD="USD",
+            CSCD="US",
+            ECAR=us_state,
+            SFI2=bic,
+            SFI4=account,
+            CFI2=line1,
+            CFI1=city,
+            CFI4=zip_code,
+        )
+        state.add_supplier_invoice(
+            suno,
+            f"INV-{suno}-1",
+            Decimal("1840.00"),
+            "USD",
+            ivdt=(today - timedelta(days=10)).strftime("%Y%m%d"),
+            due=(today + timedelta(days=4)).strftime("%Y%m%d"),
+        )
     for n, (suno, name, currency, country, iban, bic) in enumerate(SUPPLIERS, start=1):
         state.put_supplier(
             suno,

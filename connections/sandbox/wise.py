@@ -2,19 +2,47 @@
 
 Follows ``../shared/contracts/README.md`` (Wise): ``POST /oauth/token`` (client credentials, HTTP
 Basic; 12-hour tokens) or a personal API token; ``GET /v2/profiles``; recipients created with
-``POST /v1/accounts`` (checked as Wise checks them: currency, type, holder name, legal type and
-the bank details of the type — an IBAN's checksum, a sort code and account number), listed with
-``GET /v2/accounts`` by ``seekPosition``/``seekPositionForNext`` (null on the last page) and
-deleted with ``DELETE /v2/accounts/{id}`` (immutable: nothing else changes one); quotes
-``POST /v3/profiles/{id}/quotes`` (a UUID, the rate held 30 minutes); transfers read with
-``GET /v1/transfers`` (``limit`` at most 100) and by id.
+``POST /v1/accounts``, listed with ``GET /v2/accounts`` by ``seekPosition``/``seekPositionForNext``
+(null on the last page), read with ``GET /v2/accounts/{id}`` and deleted with ``DELETE
+/v2/accounts/{id}`` (immutable: nothing else changes one); account requirements ``GET
+/v1/account-requirements``; quotes ``POST /v3/profiles/{id}/quotes`` (a UUID, the rate held 30
+minutes) and ``GET /v3/profiles/{id}/quotes/{quoteId}``; transfers read with ``GET
+/v1/transfers`` (``limit`` at most 100) and by id.
+
+Every rule kept here cites its source; where the source is silent the least convenient reading a
+real Wise may take is kept (and said so):
+- Recipient forms (``FORMS``) come from docs.wise.com/api-reference/recipient ("Create a
+  recipient account": GBP sort code and account number; IBAN for BGN, CHF, DKK, EUR, GEL, GBP,
+  NOK, PKR, PLN, RON, SEK; USD routing number, account number and account type; "Recipient
+  address data is required only if target currency is USD, PHP, THB or TRY, or if the source
+  currency is USD or AUD") and its requirements example (``address.country``, ``city``,
+  ``firstLine``, ``postCode``).  ``POST /v1/accounts`` requires every field the form marks
+  required; the form's own patterns are checked.  The address is required for those target
+  currencies (a recipient has no source currency; the requirements answer adds it for USD and
+  AUD sources).  ``address.state`` is required for US, CA, BR and AU addresses
+  (docs.wise.com/api-reference/address: "State field is required for US, CA, BR and AU").
+- ``GET /v2/accounts`` answers the v2 resource (docs.wise.com/api-reference/recipient, v2:
+  ``name.fullName``, ``type`` as ``SortCode``, ``legalEntityType``, camelCase ``details`` such as
+  ``sortCode``/``accountNumber``).  Silent on an IBAN recipient's keys, so the least convenient:
+  ``iban`` in lower case, and no BIC (Wise may derive it).
+- Deleting a recipient already inactive answers 403 (same page, "Deactivate a recipient
+  account"); an inactive one is still read by id, with ``active`` false.
+- Quotes (docs.wise.com/api-reference/quote): exactly one of ``sourceAmount`` and
+  ``targetAmount`` ("Either … is required, never both"); an amount with more decimals than the
+  currency has (ISO 4217 minor units) is refused; ``targetAccount`` must be an active recipient
+  of that profile in the target currency; ``preferredPayIn`` is kept on the quote (so tests can
+  see a balance-funded transfer was quoted as one).
+- Errors are ``{"errors": [{"code", "message", "path"}]}`` with neutral texts: a client decides
+  from ``path`` and from state it reads back, never from a message's wording.  What a request
+  got wrong is kept in ``violations`` for the tests.
+- Any create can lose its answer after it is committed (the shared ``lose_response`` fault).
 
 A person's side is sandbox actions: ``/_sandbox/transfer`` makes a transfer from a quote,
 ``/_sandbox/transfer_state`` moves it on.  Every state change is delivered to the registered
 webhook endpoints as Wise delivers them: ``transfers#state-change`` (schema 2.0.0) signed with
 RSA-SHA256 PKCS#1 v1.5 by this simulator's own key (``X-Signature-SHA256``, base64), with an
-``X-Delivery-Id``; deliveries can be duplicated, reordered or badly signed.  Errors are
-``{"errors": [{"code", "message", "path"}]}``.
+``X-Delivery-Id``; deliveries can be duplicated (the same id, or — ``redeliver`` — a new id for
+the same body), reordered or badly signed.
 """
 
 from __future__ import annotations
@@ -44,14 +72,122 @@ logger = logging.getLogger(__name__)
 TOKEN_SECONDS = 43199
 PAGE_MAX = 100
 CURRENCIES = {"EUR", "GBP", "USD", "SEK", "NOK", "DKK", "CHF", "PLN", "JPY", "AUD", "CAD"}
-TYPES = {
-    "iban": ("IBAN",),
-    "sort_code": ("sortCode", "accountNumber"),
-    "swift_code": (
-        "swiftCode",
-        "accountNumber",
+# ISO 4217 minor units of the currencies served (quotes refuse more decimals than these).
+MINOR_UNITS = {c: 2 for c in CURRENCIES} | {"JPY": 0}
+IBAN_CURRENCIES = {"EUR", "GBP", "SEK", "NOK", "DKK", "CHF", "PLN"}
+ADDRESS_TARGETS = {"USD", "PHP", "THB", "TRY"}
+ADDRESS_SOURCES = {"USD", "AUD"}
+STATE_COUNTRIES = {"US", "CA", "BR", "AU"}
+COUNTRIES = (
+    "AT BE CH DE DK ES FI FR GB IE IT NL NO PL PT SE US CA AU BR JP PH TH TR IN CN"
+).split()
+PAY_IN = {"BALANCE", "BANK_TRANSFER", "DEBIT", "CREDIT", "SWIFT", "DIRECT_DEBIT"}
+
+
+def _field(key: str, name: str, *, required: bool = True, **more: Any) -> dict[str, Any]:
+    """One field of a requirements answer, in the shape Wise's example shows."""
+    item = {
+        "key": key,
+        "name": name,
+        "type": more.pop("type", "text"),
+        "refreshRequirementsOnChange": more.pop("refresh", False),
+        "required": required,
+        "displayFormat": None,
+        "example": more.pop("example", ""),
+        "minLength": more.pop("min_length", None),
+        "maxLength": more.pop("max_length", None),
+        "validationRegexp": more.pop("pattern", None),
+        "validationAsync": None,
+        "valuesAllowed": more.pop("allowed", None),
+    }
+    return {"name": name, "group": [item]}
+
+
+LEGAL = _field(
+    "legalType",
+    "Recipient type",
+    type="select",
+    allowed=[{"key": "PRIVATE", "name": "Person"}, {"key": "BUSINESS", "name": "Business"}],
+)
+HOLDER = _field(
+    "accountHolderName",
+    "Full Name",
+    min_length=2,
+    max_length=140,
+    pattern="^[0-9A-Za-zÀ-ÖØ-öø-ÿ-_()'*,.%#^@{}~<>+$\"\\[\\]\\\\ ]+$",
+)
+ADDRESS = [
+    _field(
+        "address.country",
+        "Country",
+        type="select",
+        refresh=True,
+        allowed=[{"key": c, "name": c} for c in COUNTRIES],
     ),
+    _field("address.city", "City", min_length=1, max_length=255, pattern="^.{1,255}$"),
+    _field(
+        "address.firstLine", "Recipient address", min_length=1, max_length=255, pattern="^.{1,255}$"
+    ),
+    _field("address.postCode", "Post code", min_length=1, max_length=32, pattern="^.{1,32}$"),
+]
+BANK_FIELDS = {
+    "iban": [
+        _field(
+            "IBAN",
+            "IBAN",
+            min_length=14,
+            max_length=42,
+            pattern="^[a-zA-Z]{2}[0-9]{2}[a-zA-Z0-9 ]{4}[0-9 ]{7}([a-zA-Z0-9 ]?){0,23}$",
+        ),
+        _field(
+            "BIC",
+            "Bank code (BIC/SWIFT)",
+            required=False,
+            pattern="^[a-zA-Z]{6}[a-zA-Z0-9]{2}([a-zA-Z0-9]{3})?$",
+        ),
+    ],
+    "sort_code": [
+        _field("sortCode", "UK sort code", pattern="^[0-9]{2}-?[0-9]{2}-?[0-9]{2}$"),
+        _field("accountNumber", "Account number", pattern="^[0-9]{8}$"),
+    ],
+    "aba": [
+        _field("abartn", "ACH routing number", pattern="^[0-9]{9}$"),
+        _field("accountNumber", "Account number", min_length=4, max_length=17),
+        _field(
+            "accountType",
+            "Account type",
+            type="radio",
+            allowed=[
+                {"key": "CHECKING", "name": "Checking"},
+                {"key": "SAVINGS", "name": "Savings"},
+            ],
+        ),
+    ],
+    "swift_code": [
+        _field(
+            "swiftCode", "SWIFT / BIC code", pattern="^[a-zA-Z]{6}[a-zA-Z0-9]{2}([a-zA-Z0-9]{3})?$"
+        ),
+        _field("accountNumber", "IBAN / Account Number", min_length=1, max_length=34),
+    ],
 }
+TITLES = {"iban": "IBAN", "sort_code": "Local bank account", "aba": "ACH", "swift_code": "SWIFT"}
+V2_TYPES = {"iban": "Iban", "sort_code": "SortCode", "aba": "Aba", "swift_code": "SwiftCode"}
+
+
+def forms(target: str, source: str | None) -> dict[str, list[dict[str, Any]]]:
+    """The recipient types (and their fields) a payment into ``target`` may use."""
+    if target == "GBP":
+        kinds = ["sort_code", "iban"]
+    elif target in IBAN_CURRENCIES:
+        kinds = ["iban"]
+    elif target == "USD":
+        kinds = ["aba", "swift_code"]
+    else:
+        kinds = ["swift_code"]
+    address = target in ADDRESS_TARGETS or (source or "") in ADDRESS_SOURCES
+    return {k: [LEGAL, *BANK_FIELDS[k], *(ADDRESS if address else [])] for k in kinds}
+
+
 STATES = (
     "incoming_payment_waiting",
     "incoming_payment_initiated",
@@ -128,6 +264,8 @@ class WiseSimulator(Simulator):
         self.reorder = False  # send a batch of state changes newest first
         self.bad_signature = False  # sign with a key that is not Wise's
         self.synchronous = False
+        self.redeliver = False  # send every delivery again under a new X-Delivery-Id
+        self.violations: list[str] = []  # what requests got wrong (the tests assert none)
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -204,11 +342,21 @@ class WiseSimulator(Simulator):
                 if match and method == "DELETE":
                     return self._delete_recipient(int(match.group(1)))
                 if match and method == "GET":
-                    return json_response(self._v2(self._recipient(int(match.group(1)))))
+                    found = self._recipient(int(match.group(1)), active=False)
+                    return json_response(self._v2(found))
+                if path == "/v1/account-requirements" and method == "GET":
+                    minor = request.headers.get("Accept-Minor-Version", "")
+                    return json_response(self._requirements(request.args, minor))
                 match = re.fullmatch(r"/v3/profiles/(\d+)/quotes", path)
                 if match and method == "POST":
                     quote = self._quote(int(match.group(1)), self._json(request))
                     return json_response(quote)
+                match = re.fullmatch(r"/v3/profiles/(\d+)/quotes/([0-9a-f-]{36})", path)
+                if match and method == "GET":
+                    found = self.quotes.get(match.group(2))
+                    if found is None or found["profile"] != self._profile(match.group(1)):
+                        raise WiseError(404, "NOT_FOUND", "The resource was not found.")
+                    return json_response(found)
                 if path == "/v1/transfers" and method == "GET":
                     return json_response(self._list_transfers(request.args))
                 match = re.fullmatch(r"/v1/transfers/(\d+)", path)
@@ -243,43 +391,73 @@ class WiseSimulator(Simulator):
 
     # -- recipients -------------------------------------------------------------------------
 
+    def _refuse(self, path: str, why: str, status: int = 422) -> WiseError:
+        """A neutral refusal naming the field (``path``); ``why`` goes to ``violations``."""
+        self.violations.append(f"{path or 'request'}: {why}")
+        return WiseError(status, "NOT_VALID", "The request is not valid.", path)
+
+    def _requirements(self, args: Any, minor_version: str) -> list[dict[str, Any]]:
+        target, source = str(args.get("target") or ""), str(args.get("source") or "")
+        if target not in CURRENCIES or source not in CURRENCIES:
+            raise self._refuse("target", f"source {source!r} / target {target!r} not served")
+        try:
+            amount = Decimal(str(args.get("sourceAmount")))
+        except InvalidOperation:
+            raise self._refuse("sourceAmount", "sourceAmount is not a number") from None
+        if not amount.is_finite() or amount <= 0:
+            raise self._refuse("sourceAmount", "sourceAmount must be above zero")
+        v11 = minor_version == "1"
+        return [
+            {
+                "type": kind,
+                "title": TITLES[kind],
+                "usageInfo": None,
+                "fields": [*([HOLDER] if v11 else []), *fields],
+            }
+            for kind, fields in forms(target, source).items()
+        ]
+
     def _create_recipient(self, body: dict[str, Any]) -> dict[str, Any]:
         profile = self._profile(body.get("profile"))
         currency = str(body.get("currency") or "")
         if currency not in CURRENCIES:
-            raise WiseError(422, "NOT_VALID", "Please choose a supported currency.", "currency")
+            raise self._refuse("currency", f"currency {currency!r} not served")
         kind = str(body.get("type") or "")
-        if kind not in TYPES:
-            raise WiseError(422, "NOT_VALID", f"Unknown recipient type {kind!r}.", "type")
+        offered = forms(currency, None)
+        if kind not in offered:
+            raise self._refuse("type", f"type {kind!r} is not offered for {currency}")
         holder = body.get("accountHolderName")
         if not isinstance(holder, str) or len(holder.strip()) < 2:
-            raise WiseError(
-                422, "NOT_VALID", "Please enter the recipient's full name.", "accountHolderName"
-            )
+            raise self._refuse("accountHolderName", "no holder name of 2 characters or more")
         details = body.get("details")
         if not isinstance(details, dict):
-            raise WiseError(422, "NOT_VALID", "Details are required.", "details")
-        if details.get("legalType") not in ("BUSINESS", "PRIVATE"):
-            raise WiseError(
-                422, "NOT_VALID", "Legal type must be BUSINESS or PRIVATE.", "legalType"
-            )
-        for field in TYPES[kind]:
-            if not str(details.get(field) or "").strip():
-                raise WiseError(422, "NOT_VALID", f"{field} is required.", field)
+            raise self._refuse("details", "no details object")
+        for field in (g for f in offered[kind] for g in f["group"]):
+            value: Any = details
+            for part in field["key"].split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            text = str(value or "").strip()
+            if not text:
+                if field["required"]:
+                    raise self._refuse(field["key"], f"{field['key']} is required for {kind}")
+                continue
+            allowed = field["valuesAllowed"]
+            if allowed and text not in {v["key"] for v in allowed}:
+                raise self._refuse(field["key"], f"{text!r} is not an allowed {field['key']}")
+            if field["validationRegexp"] and not re.search(field["validationRegexp"], text):
+                raise self._refuse(field["key"], f"{text!r} does not match {field['key']}")
         if kind == "iban" and not iban_valid(str(details["IBAN"])):
-            raise WiseError(422, "NOT_VALID", "Please enter a valid IBAN.", "IBAN")
-        if kind == "sort_code" and not (
-            re.fullmatch(r"\d{6}", re.sub(r"[-\s]", "", str(details["sortCode"])))
-            and re.fullmatch(r"\d{8}", str(details["accountNumber"]))
-        ):
-            raise WiseError(422, "NOT_VALID", "Please enter a valid sort code and account.", "")
+            raise self._refuse("IBAN", "the IBAN's check digits are wrong")
+        address = details.get("address") if isinstance(details.get("address"), dict) else {}
+        if address.get("country") in STATE_COUNTRIES and not str(address.get("state") or ""):
+            raise self._refuse("address.state", "a US, CA, BR or AU address needs a state")
         recipient = {
             "id": self._id(),
             "business": profile,
             "profile": profile,
             "accountHolderName": holder.strip(),
             "currency": currency,
-            "country": str(details.get("IBAN") or "")[:2].upper() or None,
+            "country": (str(details.get("IBAN") or "")[:2].upper() or address.get("country")),
             "type": kind,
             "details": copy.deepcopy(details),
             "user": 1,
@@ -289,25 +467,33 @@ class WiseSimulator(Simulator):
         self.recipients[recipient["id"]] = recipient
         return recipient
 
-    def _recipient(self, recipient_id: int) -> dict[str, Any]:
+    def _recipient(self, recipient_id: int, *, active: bool = True) -> dict[str, Any]:
         found = self.recipients.get(recipient_id)
-        if found is None or not found["active"]:
-            raise WiseError(404, "NOT_FOUND", "Recipient not found")
+        if found is None or (active and not found["active"]):
+            raise WiseError(404, "NOT_FOUND", "The resource was not found.")
         return found
 
     @staticmethod
     def _v2(recipient: dict[str, Any]) -> dict[str, Any]:
-        """A recipient as the v2 API shows it."""
+        """A recipient as the v2 API shows it: camelCase detail keys (``iban``, ``sortCode``),
+        no BIC, the type in Wise's v2 spelling."""
+        details = {
+            k.lower() if k.isupper() else k[:1].lower() + k[1:]: copy.deepcopy(v)
+            for k, v in recipient["details"].items()
+            if k not in ("legalType", "BIC", "address")
+        }
+        legal = recipient["details"].get("legalType")
         return {
             "id": recipient["id"],
+            "creatorId": recipient["user"],
             "profileId": recipient["profile"],
             "name": {"fullName": recipient["accountHolderName"]},
             "currency": recipient["currency"],
             "country": recipient["country"],
-            "type": recipient["type"].upper(),
-            "legalEntityType": recipient["details"].get("legalType"),
+            "type": V2_TYPES.get(recipient["type"], recipient["type"]),
+            "legalEntityType": "PERSON" if legal == "PRIVATE" else legal,
             "active": recipient["active"],
-            "details": copy.deepcopy(recipient["details"]),
+            "details": details,
             "ownedByCustomer": False,
         }
 
@@ -339,8 +525,11 @@ class WiseSimulator(Simulator):
         }
 
     def _delete_recipient(self, recipient_id: int) -> Response:
-        self._recipient(recipient_id)["active"] = False
-        return Response(status=200)
+        found = self._recipient(recipient_id, active=False)
+        if not found["active"]:  # "already inactive will return an HTTP status 403"
+            return WiseError(403, "FORBIDDEN", "The request is not allowed.").response()
+        found["active"] = False
+        return json_response(self._v2(found))
 
     # -- quotes and transfers ---------------------------------------------------------------
 
@@ -349,28 +538,41 @@ class WiseSimulator(Simulator):
         source, target = body.get("sourceCurrency"), body.get("targetCurrency")
         for name, value in (("sourceCurrency", source), ("targetCurrency", target)):
             if value not in CURRENCIES:
-                raise WiseError(422, "NOT_VALID", f"{name} is not a supported currency.", name)
-        if ("sourceAmount" in body) == ("targetAmount" in body):
-            raise WiseError(
-                422, "NOT_VALID", "Give either sourceAmount or targetAmount.", "targetAmount"
-            )
-        field = "targetAmount" if "targetAmount" in body else "sourceAmount"
-        try:
-            amount = Decimal(str(body[field]))
-        except InvalidOperation:
-            amount = Decimal(0)
+                raise self._refuse(name, f"{name} {value!r} is not served")
+        given = [f for f in ("sourceAmount", "targetAmount") if body.get(f) is not None]
+        if len(given) != 1:
+            raise self._refuse("targetAmount", "exactly one of sourceAmount and targetAmount")
+        field = given[0]
+        raw = body[field]
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise self._refuse(field, f"{field} is not a number")
+        amount = Decimal(str(raw))
         if not amount.is_finite() or amount <= 0:
-            raise WiseError(422, "NOT_VALID", f"{field} must be above zero.", field)
+            raise self._refuse(field, f"{field} must be above zero")
+        currency = source if field == "sourceAmount" else target
+        if -amount.normalize().as_tuple().exponent > MINOR_UNITS[str(currency)]:
+            raise self._refuse(field, f"{amount} has more decimals than {currency} has")
+        pay_in = body.get("preferredPayIn")
+        if pay_in is not None and pay_in not in PAY_IN:
+            raise self._refuse("preferredPayIn", f"{pay_in!r} is not a pay-in method")
         account = body.get("targetAccount")
         if account is not None:
-            recipient = self._recipient(int(account))
-            if recipient["currency"] != target:
-                raise WiseError(
-                    422, "NOT_VALID", "The recipient's currency is not the target.", "targetAccount"
+            if isinstance(account, bool) or not isinstance(account, int):
+                raise self._refuse("targetAccount", "targetAccount is a recipient id (a number)")
+            recipient = self.recipients.get(account)
+            if (
+                recipient is None
+                or not recipient["active"]
+                or recipient["profile"] != profile
+                or recipient["currency"] != target
+            ):
+                raise self._refuse(
+                    "targetAccount", "not an active recipient of this profile in the target"
                 )
         rate = Decimal("1") if source == target else Decimal("1.0875")
+        other_currency = str(target if field == "sourceAmount" else source)
         other = (amount / rate if field == "targetAmount" else amount * rate).quantize(
-            Decimal("0.01")
+            Decimal(1).scaleb(-MINOR_UNITS[other_currency])
         )
         created = datetime.now(UTC)
         quote = {
@@ -387,6 +589,8 @@ class WiseSimulator(Simulator):
             "createdTime": now_iso(created),
             "expirationTime": now_iso(created + timedelta(minutes=30)),
             "targetAccount": account,
+            "preferredPayIn": pay_in,
+            "providedAmountType": "TARGET" if field == "targetAmount" else "SOURCE",
         }
         self.quotes[quote["id"]] = quote
         return quote
@@ -479,6 +683,10 @@ class WiseSimulator(Simulator):
             batch.reverse()
         if self.duplicate:
             batch = batch + batch  # the same delivery (same X-Delivery-Id) again
+        if self.redeliver:  # the same event again under a new delivery id (not signed over);
+            # Wise is silent on whether a resend keeps sent_at: the least convenient, it may not
+            later = now_iso(datetime.now(UTC) + timedelta(seconds=1))
+            batch = batch + [(str(uuid.uuid4()), {**e, "sent_at": later}) for _, e in batch]
         if not batch or not self.endpoints:
             return
         if self.synchronous:
@@ -544,7 +752,7 @@ class WiseSimulator(Simulator):
             if action == "transfer_state":
                 return json_response({"events": self.move(int(p["id"]), *p["states"])})
             if action == "webhook_mode":
-                for key in ("duplicate", "reorder", "bad_signature"):
+                for key in ("duplicate", "redeliver", "reorder", "bad_signature"):
                     if key in p:
                         setattr(self, key, bool(p[key]))
                 return json_response({"ok": True})
@@ -593,6 +801,7 @@ class WiseSimulator(Simulator):
                 "transfers": len(self.transfers),
                 "api_requests": self.api_requests,
                 "token_requests": self.token_requests,
+                "violations": len(self.violations),
             }
 
     def connection_values(self, url: str) -> dict[str, Any]:

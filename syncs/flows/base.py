@@ -175,6 +175,8 @@ class Posting:
     idempotency_key: str
     ledger_id: int
     generation: int
+    # When the earlier attempt that may have reached the target was sent (None: not known).
+    attempted_at: datetime | None = None
 
     def number(self, base: int, slots: int = 100) -> int:
         """A number unique to this entry and generation: ``base + id·slots + generation``."""
@@ -330,6 +332,9 @@ class Flow(Generic[S, T]):
     # The interval an integration of this flow runs at when its schedule is "interval" and no
     # minutes are given (None: the minutes must be given).
     default_interval_minutes: ClassVar[int | None] = None
+    # What happens after a write's answer is lost, when it is not "looked up in the target
+    # before it is sent again" (the default wording).
+    after_lost_answer: ClassVar[str] = ""
     options: dict[str, Any] = field(default_factory=dict)
 
     def extract(self, ctx: FlowContext[S, T]) -> Iterable[SourceRecord]:
@@ -375,10 +380,11 @@ class Flow(Generic[S, T]):
 
     def find_existing(
         self, ctx: FlowContext[S, T], payload: Payload, posting: Posting
-    ) -> LoadResult | None:
+    ) -> LoadResult | Wait | None:
         """Whether the target already holds the write an earlier attempt (``posting``, the same
-        ledger entry and generation) may have made: its result, None (post it), or
-        ``Superseded`` (post afresh under a new number).  Override for every ledgered flow."""
+        ledger entry and generation) may have made: its result, None (post it), ``Wait`` (it
+        cannot be told yet: ask again later, post nothing now) or ``Superseded`` (post afresh
+        under a new number).  Override for every ledgered flow."""
         raise NotImplementedError(
             f"{type(self).__name__} posts through the ledger but cannot look up an earlier post"
         )

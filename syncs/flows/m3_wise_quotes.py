@@ -10,7 +10,17 @@ audit and shown under *Payment quotes*.  An invoice Wise has already paid (the p
 posted its transfer) is left alone.
 
 Making and funding the transfer stays with a person in Wise: money movement needs a person.
-A quote moves no money, so after a lost answer another quote is simply made.
+Each quote says how the transfer will be paid (``preferredPayIn``, the Wise connection's
+*Transfers paid by*, BALANCE by default): Wise prices a balance-funded transfer differently
+and says a quote must name it (docs.wise.com/api-reference/quote).
+
+A lost answer: Wise lists no quotes and takes no key of the caller's for one (its quote
+reference documents only ``POST``, ``PATCH`` and ``GET`` by Wise's own id), so a quote whose
+answer was lost cannot be found again.  It moves no money and is usable only until its rate
+hold ends (``expirationTime``, 30 minutes after it was made).  So the flow makes no second
+quote while the lost one could still be used: the invoice waits until ``QUOTE_HOLD`` after the
+attempt (plus the ledger lease, the longest the attempt could have been under way) and is quoted
+then, once; the audit says so.
 
 Checked before any call, flagged with the reason: both currencies are ISO 4217 codes, the
 amount is positive and exact in the currency's minor unit, and the supplier has a recipient in
@@ -25,6 +35,9 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
+from django.utils import timezone
+
 from connections.providers.infor_m3 import InforM3
 from connections.providers.wise import WiseProvider
 from syncs.flows.base import (
@@ -37,6 +50,7 @@ from syncs.flows.base import (
     Posting,
     Skip,
     SourceRecord,
+    Wait,
 )
 from syncs.money import currency_known, decimal, to_minor
 
@@ -45,6 +59,7 @@ logger = logging.getLogger(__name__)
 Context = FlowContext[InforM3, WiseProvider]
 DEFAULT_QUERY = "DUDT:[{from} TO {to}]"
 DEFAULT_PAID = ("50", "90")
+QUOTE_HOLD = timedelta(minutes=30)  # Wise holds a quote's rate 30 minutes, then it expires
 
 
 def invoice_key(invoice: dict[str, Any]) -> str:
@@ -75,6 +90,10 @@ class M3InvoicesToWiseQuotes(Flow[InforM3, WiseProvider]):
     target_kind = "wise"
     stream = "quotes"
     ledger_target = "wise.quote"
+    after_lost_answer = (
+        "Wise cannot look a quote up without its id, so ml-connector makes no second quote "
+        "while one made now could still be used (30 minutes); then it quotes this invoice once."
+    )
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         today = date.today()
@@ -97,6 +116,7 @@ class M3InvoicesToWiseQuotes(Flow[InforM3, WiseProvider]):
         settled = ctx.posted_under("wise-paid:", target="m3.journal", side="source")
         paid_invoices = {key.split(":", 1)[1].rsplit(":", 1)[0] for key in settled}
         source_currency = str(ctx.target.connection.setting("source_currency") or "")
+        pay_in = str(ctx.target.connection.setting("pay_in") or "BALANCE")
         day = today.strftime("%Y%m%d")
         keys = {}
         for invoice in invoices:
@@ -118,6 +138,7 @@ class M3InvoicesToWiseQuotes(Flow[InforM3, WiseProvider]):
                     "invoice": invoice,
                     "recipient": recipients.get(owner),
                     "source_currency": source_currency,
+                    "pay_in": pay_in,
                     "key": key,
                 },
             )
@@ -139,14 +160,17 @@ class M3InvoicesToWiseQuotes(Flow[InforM3, WiseProvider]):
             return Flag(f"Invoice {number}: {amount} {currency} is not an amount to pay.")
         if not data.get("recipient"):
             return Flag(
-                f"Supplier {invoice.get('SUNO')} has no Wise recipient in {currency} yet: check "
-                "its bank details in CloudSuite (the recipients integration makes one from them)."
+                f"Supplier {invoice.get('SUNO')} has no Wise recipient in {currency} yet, so "
+                "there is nothing to quote to. The recipients integration makes one from the "
+                "supplier in CloudSuite; its review item for this supplier, if it has one, "
+                "names what Wise still needs."
             )
         quote = {
             "source_currency": source,
             "target_currency": currency,
             "target_amount": str(amount),
             "target_account": int(data["recipient"]),
+            "pay_in": str(data.get("pay_in") or "BALANCE"),
         }
         return Payload(
             {"quote": quote, "invoice": {k: invoice.get(k) for k in ("SUNO", "SINO", "DUDT")}},
@@ -175,5 +199,20 @@ class M3InvoicesToWiseQuotes(Flow[InforM3, WiseProvider]):
             f"{q.get('expirationTime')}. Make the transfer from it in Wise.",
         )
 
-    def find_existing(self, ctx: Context, payload: Payload, posting: Posting) -> LoadResult | None:
-        return None  # a quote moves no money: after a lost answer, another one is made
+    def find_existing(
+        self, ctx: Context, payload: Payload, posting: Posting
+    ) -> LoadResult | Wait | None:
+        """Wise cannot be asked for a quote without its id: wait until a quote the lost attempt
+        may have made has expired, then make the one quote."""
+        if posting.attempted_at is None:
+            return None  # recorded before attempts were timed: long expired
+        lease = timedelta(seconds=float(settings.MLC["LEDGER_LEASE_SECONDS"]))
+        usable_until = posting.attempted_at + lease + QUOTE_HOLD
+        if timezone.now() >= usable_until:
+            return None
+        at = timezone.localtime(usable_until).strftime("%H:%M %Z")
+        return Wait(
+            "Wise's answer to this quote was lost. Wise cannot look a quote up without its id, "
+            f"so no second quote is made while one made then could still be used: the invoice "
+            f"is quoted after {at}, once."
+        )

@@ -181,11 +181,16 @@ def test_the_demo_pays_suppliers_through_wise(db: Any, sandbox: Any) -> None:
         return Runner(Integration.objects.get(slug=slug), trigger="manual").run()
 
     recipients = run("cloudsuite-suppliers-to-wise")
-    assert recipients.synced == 4  # the fifth supplier has no bank details
+    # S2005 has no bank details; S2006 is paid in USD, its address read from user-defined
+    # fields (the demo's recipient_fields), as Wise needs an address for USD recipients
+    assert recipients.synced == 5 and recipients.flagged == 0
+    wise = sandbox["wise"].app
+    usd = [r for r in wise.recipients.values() if r["currency"] == "USD"]
+    assert len(usd) == 1 and usd[0]["details"]["address"]["firstLine"] == "350 Fifth Avenue"
     quotes = run("cloudsuite-invoices-to-wise-quotes")
     # one invoice of each supplier is due within the week; the fifth supplier has no recipient
-    assert quotes.synced == 4 and quotes.flagged == 1
-    wise = sandbox["wise"].app
+    assert quotes.synced == 5 and quotes.flagged == 1
+    assert {q["preferredPayIn"] for q in wise.quotes.values()} == {"BALANCE"}
     rng = random.Random(1)
     for _ in range(40):
         wise.activity(rng)
@@ -194,6 +199,7 @@ def test_the_demo_pays_suppliers_through_wise(db: Any, sandbox: Any) -> None:
     payments = run("wise-transfers-to-cloudsuite")
     assert payments.synced == len(sent) and payments.flagged == 0
     assert len(sandbox["m3"].app.state.journal_lines()) == 2 * len(sent)
+    assert wise.violations == []
 
 
 def test_the_demo_posts_stampli_exports_to_cloudsuite(db: Any, sandbox: Any) -> None:
@@ -241,7 +247,7 @@ def test_the_demo_sends_suppliers_and_purchases_to_cin7(db: Any, sandbox: Any) -
     def run(slug: str) -> Any:
         return Runner(Integration.objects.get(slug=slug), trigger="manual").run()
 
-    assert run("cloudsuite-suppliers-to-cin7").synced == 5
+    assert run("cloudsuite-suppliers-to-cin7").synced == 6
     purchases = run("cloudsuite-purchases-to-cin7")
     assert purchases.synced == 4, list(purchases.records.values_list("reason", flat=True))
     assert sum(1 for t in cin7.purchases.values() if t["Status"] == "INVOICED") == 3

@@ -112,6 +112,20 @@ def test_duplicate_and_out_of_order_deliveries_post_once(world: World) -> None:
     assert AuditRecord.objects.filter(integration=world.payments, status=S.SYNCED).count() == 1
 
 
+def test_the_same_event_under_a_new_delivery_id_is_stored_once(world: World) -> None:
+    """Wise's signature covers the body, not X-Delivery-Id: a resend under a new id (and a new
+    sent_at) is the same event."""
+    world.wise.redeliver = True
+    world.wise.synchronous = True
+    transfer = world.transfer()
+    world.wise.move(transfer["id"], *SENT)
+    sent = world.wise.deliveries
+    assert len({d["id"] for d in sent}) == 2 * (1 + len(SENT))  # every event twice, new ids
+    assert {d["status"] for d in sent} == {200}
+    assert WebhookEvent.objects.count() == 1 + len(SENT)
+    assert len(world.journals()) == 2
+
+
 def test_a_forged_signature_is_refused_and_nothing_is_stored(world: World) -> None:
     world.wise.bad_signature = True
     transfer = world.transfer()

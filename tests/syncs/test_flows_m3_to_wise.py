@@ -183,3 +183,173 @@ def test_a_quote_for_each_open_invoice_due_in_the_window(
     assert again.synced == 0 and len(wise.quotes) == 2  # quoted today already
     page = admin_client.get("/admin/audit/paymentquote/").content.decode()
     assert quoted.target_key in page and "R-100" in page and "1250.4 EUR" in page
+
+
+# -- issue 22: Wise's published contract ----------------------------------------------------------
+
+USD_SUPPLIER = {
+    "SUNM": "Hudson Tooling Inc",
+    "CUCD": "USD",
+    "CSCD": "US",
+    "ECAR": "NY",
+    "SFI2": "CHASUS33XXX",
+    "SFI4": "8310946522",
+}
+ADDRESS = {"CFI2": "350 Fifth Avenue", "CFI1": "New York", "CFI4": "10118"}
+ADDRESS_FIELDS = {
+    "address.firstLine": "CFI2",
+    "address.city": "CFI1",
+    "address.postCode": "CFI4",
+}
+
+
+def test_a_usd_supplier_gets_the_fields_wises_form_asks_for(
+    m3: M3Simulator, wise: WiseSimulator, m3_connection: Connection, wise_connection: Connection
+) -> None:
+    m3.state.put_supplier("S7", **USD_SUPPLIER)
+    integ = make(
+        "m3_wise.recipients", m3_connection, wise_connection, recipient_fields=ADDRESS_FIELDS
+    )
+    first = run(integ)
+    item = first.records.get(source_key="S7/USD")
+    assert item.status == S.FLAGGED
+    assert (
+        "Supplier S7 has no address line 1 (read from the supplier's CFI2), which Wise needs "
+        "for USD recipients." in item.reason
+    )
+    assert "no city" in item.reason and "no post code" in item.reason
+    assert not [r for r in wise.recipients.values() if r["currency"] == "USD"]
+
+    m3.state.put_supplier("S7", **ADDRESS)
+    second = run(integ)
+    assert second.records.get(source_key="S7/USD").status == S.SYNCED
+    made = [r for r in wise.recipients.values() if r["currency"] == "USD"]
+    assert len(made) == 1 and made[0]["type"] == "swift_code"  # no routing number: SWIFT
+    assert made[0]["details"]["swiftCode"] == "CHASUS33XXX"
+    assert made[0]["details"]["address"] == {
+        "country": "US",
+        "state": "NY",  # sent with the country: Wise asks for it once the country is US
+        "firstLine": "350 Fifth Avenue",
+        "city": "New York",
+        "postCode": "10118",
+    }
+    assert run(integ).synced == 0  # nothing sent again
+    assert wise.violations == []
+
+
+def test_a_state_wise_needs_and_cloudsuite_lacks_is_said_plainly(
+    m3: M3Simulator, wise: WiseSimulator, m3_connection: Connection, wise_connection: Connection
+) -> None:
+    m3.state.put_supplier("S7", **{**USD_SUPPLIER, "ECAR": ""}, **ADDRESS)
+    integ = make(
+        "m3_wise.recipients", m3_connection, wise_connection, recipient_fields=ADDRESS_FIELDS
+    )
+    item = run(integ).records.get(source_key="S7/USD")
+    assert item.status == S.FAILED
+    assert item.reason == (
+        "Wise refused the recipient: it needs the supplier's state (read from the supplier's "
+        "ECAR) for USD recipients; set it in CloudSuite, then replay."
+    )
+    assert "HTTP" not in item.reason and "http://" not in item.reason
+
+
+def test_each_due_invoice_one_quote_paid_from_the_balance(
+    recipients: Integration,
+    quotes: Integration,
+    invoices: M3Simulator,
+    wise: WiseSimulator,
+    wise_connection: Connection,
+) -> None:
+    run(recipients)
+    run(quotes)
+    assert {q["preferredPayIn"] for q in wise.quotes.values()} == {"BALANCE"}
+    wise_connection.settings = {**wise_connection.settings, "pay_in": "BANK_TRANSFER"}
+    wise_connection.save()
+    invoices.state.add_supplier_invoice("S1", "R-103", "5.00", "EUR", due=due(1))
+    run(quotes)
+    paid_by = {q["targetAmount"]: q["preferredPayIn"] for q in wise.quotes.values()}
+    assert paid_by == {1250.4: "BALANCE", 99.99: "BALANCE", 5.0: "BANK_TRANSFER"}
+    assert wise.violations == []
+
+
+def test_a_lost_quote_answer_makes_no_second_quote_while_the_first_could_be_used(
+    recipients: Integration, quotes: Integration, invoices: M3Simulator, wise: WiseSimulator
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audit.models import PostingLedger
+
+    run(recipients)
+    wise.faults.add("lose_response", match="POST /v3/profiles", count=1)
+    lost = run(quotes)
+    assert lost.failed == 1 and len(wise.quotes) == 2  # Wise made it; the answer never came
+    told = lost.records.get(status=S.FAILED).reason
+    assert "cannot look a quote up" in told and "look in Wise" not in told
+    waited = run(quotes)
+    item = waited.records.get(status=S.FAILED)
+    assert "no second quote is made" in item.reason and item.waiting
+    assert len(wise.quotes) == 2
+    entry = PostingLedger.objects.get(target="wise.quote", state=PostingLedger.State.PENDING)
+    entry.attempted_at = timezone.now() - timedelta(minutes=40)  # its rate hold is long over
+    entry.save()
+    after = run(quotes)
+    assert after.synced == 1 and len(wise.quotes) == 3
+    assert run(quotes).synced == 0 and len(wise.quotes) == 3  # once
+    assert wise.violations == []
+
+
+@pytest.mark.parametrize("casing", ["documented", "request"])
+def test_a_recipient_is_found_after_a_lost_answer_in_either_key_casing(
+    recipients: Integration, m3: M3Simulator, wise: WiseSimulator, casing: str
+) -> None:
+    """Wise's v2 listing writes an IBAN as ``iban`` and may leave the BIC out; a server that
+    echoes the request's ``IBAN``/``BIC`` must be matched too."""
+    m3.state.put_supplier("S1", SFI2="COBADEFFXXX")  # an IBAN and a BIC
+    if casing == "request":
+        wise._v2 = lambda r: {  # type: ignore[method-assign]
+            "id": r["id"],
+            "name": {"fullName": r["accountHolderName"].upper()},
+            "currency": r["currency"],
+            "active": r["active"],
+            "details": dict(r["details"]),
+        }
+    wise.faults.add("lose_response", match="POST /v1/accounts", count=2)
+    run(recipients)
+    again = run(recipients)
+    assert again.failed == 0
+    assert len(wise.recipients) == 2 and wise.violations == []
+
+
+def test_recipients_match_by_a_normalised_comparison() -> None:
+    from syncs.flows.m3_wise_recipients import same_recipient
+
+    wanted = {
+        "accountHolderName": "Birch Supplies Ltd",
+        "details": {"legalType": "BUSINESS", "IBAN": "GB33BUKB20201555555555", "BIC": "BUKBGB22"},
+    }
+    v2 = {
+        "name": {"fullName": "birch  supplies ltd"},
+        "active": True,
+        "details": {"iban": "GB33 BUKB 2020 1555 5555 55"},  # spaced, no BIC
+    }
+    assert same_recipient(wanted, v2)
+    assert same_recipient(
+        wanted, {**v2, "details": {"IBAN": "gb33bukb20201555555555", "BIC": "BUKBGB22"}}
+    )
+    assert not same_recipient(wanted, {**v2, "details": {"iban": "GB33BUKB20201555555556"}})
+    assert not same_recipient(
+        wanted, {**v2, "details": {"iban": "GB33BUKB20201555555555", "bic": "OTHERGB2"}}
+    )
+    assert not same_recipient(wanted, {**v2, "details": {}})  # nothing to compare: not the same
+    assert not same_recipient(wanted, {**v2, "active": False})
+    sort = {
+        "accountHolderName": "B Ltd",
+        "details": {"sortCode": "404784", "accountNumber": "70872490"},
+    }
+    shown = {
+        "name": {"fullName": "B Ltd"},
+        "details": {"sortcode": "40-47-84", "accountNumber": "70872490"},
+    }
+    assert same_recipient(sort, shown)

@@ -6,9 +6,19 @@
 - Profiles ``GET /v2/profiles``; the paying profile is the connection's, or its first business
   profile.
 - Recipients: ``POST /v1/accounts``; ``GET /v2/accounts`` paged by ``seekPosition`` until
-  ``seekPositionForNext`` is null; ``DELETE /v2/accounts/{id}``.  Recipients are immutable:
-  changed bank details are a delete and a new recipient.
-- Quotes ``POST /v3/profiles/{profile}/quotes`` (a UUID, the rate held 30 minutes).
+  ``seekPositionForNext`` is null; ``GET``/``DELETE /v2/accounts/{id}``.  Recipients are
+  immutable: changed bank details are a delete and a new recipient.  Deleting one that is
+  already inactive answers 403 (docs.wise.com/api-reference/recipient, "Deactivate a recipient
+  account"), so a refused delete is settled by reading the recipient back, never by wording.
+- Which fields a recipient needs: ``GET /v1/account-requirements?source&target&sourceAmount``
+  with ``Accept-Minor-Version: 1`` (v1.1 adds the holder name to the form) — a list of
+  recipient types, each with ``fields[].group[]`` of ``key``, ``required``, ``minLength``,
+  ``maxLength``, ``validationRegexp`` and ``valuesAllowed`` (docs.wise.com/api-reference/
+  recipient, "Retrieve recipient account requirements dynamically").  The route form asks for
+  no quote, so working out a recipient makes none.
+- Quotes ``POST /v3/profiles/{profile}/quotes`` (a UUID, the rate held 30 minutes), saying how
+  the transfer will be paid (``preferredPayIn``).  Wise lists no quotes: one whose answer was
+  lost cannot be looked up (``GET`` needs its id).
 - Transfers are read only (``GET /v1/transfers``, ``offset``/``limit`` ≤ 100, and by id):
   making and funding one stays with a person in Wise.
 - Errors: ``{"errors": [{"code", "message", "path"}]}`` (and OAuth's ``error_description``)
@@ -32,6 +42,13 @@ from connections.providers.wise.credentials import HOSTS, SPEC
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 100  # recipients per page, and the most transfers Wise lists at once
+
+
+def json_number(amount: str) -> int | float:
+    """A decimal amount as a JSON number with the digits it has (``"1250.40"`` → 1250.4,
+    ``"1000"`` → 1000): a float only where it has decimals, which it then prints exactly."""
+    text = str(amount).strip()
+    return int(text) if text.lstrip("-").isdigit() else float(text)
 
 
 class TokenAuth:
@@ -140,13 +157,49 @@ class WiseProvider(HttpProvider):
             raise ApiError("Wise answered a recipient without an id.")
         return created
 
+    def get_recipient(self, recipient_id: int | str) -> dict[str, Any] | None:
+        """One recipient as v2 shows it (``active`` false once deleted); None when unknown."""
+        try:
+            found = self.http.get(f"/v2/accounts/{int(recipient_id)}").json()
+        except NotFound:
+            return None
+        if not isinstance(found, dict):
+            raise ApiError("Wise answered something that is not a recipient.")
+        return found
+
     def delete_recipient(self, recipient_id: int | str) -> bool:
-        """Delete a recipient; False when Wise no longer has it (already deleted)."""
+        """Delete a recipient; False when Wise no longer has it active (deleted before).
+
+        Wise answers 403 for one already inactive (404 may come for one it never had): either
+        refusal is settled by reading the recipient back, so another refusal is not taken for
+        "already gone"."""
         try:
             self.http.request("DELETE", f"/v2/accounts/{int(recipient_id)}")
-        except NotFound:
-            return False
+        except ApiError as refused:  # 403 reads as an auth failure to the shared client
+            if refused.status not in (403, 404):
+                raise
+            found = self.get_recipient(recipient_id)
+            if found is None or found.get("active") is False:
+                return False
+            raise
         return True
+
+    def account_requirements(
+        self, *, source_currency: str, target_currency: str, source_amount: int = 1000
+    ) -> list[dict[str, Any]]:
+        """The recipient types Wise offers for this route and the fields each needs."""
+        body = self.http.get(
+            "/v1/account-requirements",
+            params={
+                "source": source_currency,
+                "target": target_currency,
+                "sourceAmount": source_amount,
+            },
+            headers={"Accept-Minor-Version": "1"},
+        ).json()
+        if not isinstance(body, list):
+            raise ApiError("Wise answered something that is not a list of recipient types.")
+        return [t for t in body if isinstance(t, dict) and isinstance(t.get("type"), str)]
 
     # -- quotes and transfers ---------------------------------------------------------------
 
@@ -157,12 +210,15 @@ class WiseProvider(HttpProvider):
         target_currency: str,
         target_amount: str,
         target_account: int | None = None,
+        pay_in: str = "BALANCE",
     ) -> dict[str, Any]:
-        """A quote paying ``target_amount`` (major units, as text) in ``target_currency``."""
+        """A quote paying ``target_amount`` (major units, as text, never more decimals than the
+        currency has) in ``target_currency``, funded by ``pay_in``."""
         body: dict[str, Any] = {
             "sourceCurrency": source_currency,
             "targetCurrency": target_currency,
-            "targetAmount": float(target_amount),
+            "targetAmount": json_number(target_amount),
+            "preferredPayIn": pay_in,
         }
         if target_account is not None:
             body["targetAccount"] = int(target_account)

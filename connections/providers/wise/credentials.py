@@ -53,6 +53,23 @@ def public_key(value: Any) -> str:
     return value.strip() + "\n"
 
 
+# How a quoted transfer is paid for (Wise's quote reference, ``preferredPayIn``): "If you are
+# funding the transfer from a Multi Currency Balance, you must set the payIn as BALANCE to get
+# the correct pricing in the quote" (docs.wise.com/api-reference/quote, "Create an authenticated
+# quote").  The journals this product posts credit the Wise balance, so BALANCE is the default.
+PAY_IN = ("BALANCE", "BANK_TRANSFER")
+
+
+def pay_in(value: Any) -> str:
+    value = text(value).upper()
+    if value not in PAY_IN:
+        raise ValidationError(
+            "Transfers are paid from the Wise balance (BALANCE) or by bank "
+            "transfer (BANK_TRANSFER)."
+        )
+    return value
+
+
 def _token_or_client(creds: dict[str, str]) -> None:
     if creds.get("api_token"):
         return
@@ -111,6 +128,15 @@ SPEC = ConnectionSpec(
             default="EUR",
             clean=currency,
             help="The balance transfers are quoted from.",
+        ),
+        FieldSpec(
+            "pay_in",
+            "Transfers paid by",
+            secret=False,
+            default="BALANCE",
+            clean=pay_in,
+            help="BALANCE: from the Wise balance (the journals credit it). BANK_TRANSFER: the "
+            "transfer is funded by a bank payment. Wise prices a quote by how it is paid.",
         ),
         FieldSpec(
             "webhook_public_key",

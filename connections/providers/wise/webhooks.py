@@ -2,9 +2,12 @@
 ``X-Signature-SHA256``, checked with Wise's public key — never an HMAC — then the event's shape.
 
 Wise's published keys for the sandbox and live environments are the defaults (a connection may
-override its key).  The event id is the delivery's ``X-Delivery-Id`` (a retried delivery keeps
-it); when a delivery has none, the SHA-256 of the body stands in for it.  When the event happened
-is ``data.occurred_at`` (``sent_at`` when a schema lacks it).
+override its key).  The event id is the event's own identity, never the delivery's: the
+signature covers the body but not ``X-Delivery-Id``, so the same event re-sent under a new
+delivery id (or with a new ``sent_at``, the time of sending) must be recognised as the same.  It
+is the SHA-256 of the body's canonical JSON (sorted keys, no spacing) without ``sent_at``:
+subscription, event type, resource, states and ``occurred_at`` all count.  When the event
+happened is ``data.occurred_at`` (``sent_at`` when a schema lacks it).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -136,7 +140,14 @@ def verify(public_pem: str, raw_body: bytes, headers: Mapping[str, str]) -> Inbo
         raise WebhookRejected(f"The event has no valid occurred_at or sent_at, so not {WHAT}.")
     delivery = _header(headers, DELIVERY_HEADER).strip()
     if delivery:
-        delivery = bounded_text(delivery, limit=100, name="delivery id", what=WHAT)
-    else:
-        delivery = "body-sha256:" + hashlib.sha256(raw_body).hexdigest()
-    return InboundEvent(id=delivery, type=event_type, occurred_at=occurred, payload=event)
+        bounded_text(delivery, limit=100, name="delivery id", what=WHAT)
+    return InboundEvent(
+        id=event_identity(event), type=event_type, occurred_at=occurred, payload=event
+    )
+
+
+def event_identity(event: dict[str, object]) -> str:
+    """The same event however often and under whatever delivery id it is sent."""
+    content = {k: v for k, v in event.items() if k != "sent_at"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "wise-event:" + hashlib.sha256(canonical.encode()).hexdigest()

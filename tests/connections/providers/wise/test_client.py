@@ -78,10 +78,12 @@ def test_a_deleted_recipient_is_gone_and_deleting_again_is_no_error(
     assert [r["id"] for r in wise.list_recipients()] == []
 
 
-def test_a_bad_iban_is_refused_in_plain_words(wise: WiseProvider) -> None:
+def test_a_bad_iban_is_refused_naming_the_field(wise: WiseProvider, sim: WiseSimulator) -> None:
     with pytest.raises(Rejected) as refused:
         wise.create_recipient(recipient("Typo AB", iban="DE89370400440532013001"))
-    assert refused.value.status == 422 and "valid IBAN" in refused.value.message
+    # the text is neutral, as Wise publishes none to rely on: the field is in the error's path
+    assert refused.value.status == 422 and "IBAN" in str(refused.value.summary())
+    assert sim.violations and "IBAN" in sim.violations[-1]
 
 
 def test_a_quote_for_an_invoice_amount(wise: WiseProvider) -> None:
@@ -94,8 +96,63 @@ def test_a_quote_for_an_invoice_amount(wise: WiseProvider) -> None:
     )
     assert quote["targetAmount"] == 1250.40 and quote["targetCurrency"] == "EUR"
     assert len(quote["id"]) == 36 and quote["status"] == "PENDING"
-    with pytest.raises(Rejected, match="currency"):
+    assert quote["preferredPayIn"] == "BALANCE"  # funded from the balance, priced as such
+    with pytest.raises(Rejected) as refused:
         wise.create_quote(source_currency="SEK", target_currency="XXX", target_amount="1")
+    assert "targetCurrency" in str(refused.value.summary())
+
+
+def test_the_simulator_holds_quotes_to_wises_quote_reference(
+    wise: WiseProvider, sim: WiseSimulator
+) -> None:
+    made = wise.create_recipient(recipient("Strict AB"))
+    profile = wise.profile_id()
+    bad = [
+        {"sourceCurrency": "EUR", "targetCurrency": "EUR"},  # no amount
+        {"sourceCurrency": "EUR", "targetCurrency": "EUR", "sourceAmount": 1, "targetAmount": 1},
+        {"sourceCurrency": "EUR", "targetCurrency": "EUR", "targetAmount": 10.005},
+        {"sourceCurrency": "EUR", "targetCurrency": "JPY", "targetAmount": 100.5},
+        {"sourceCurrency": "EUR", "targetCurrency": "EUR", "targetAmount": "10"},
+        {
+            "sourceCurrency": "EUR",
+            "targetCurrency": "GBP",
+            "targetAmount": 5,
+            "targetAccount": made["id"],
+        },
+        {
+            "sourceCurrency": "EUR",
+            "targetCurrency": "EUR",
+            "targetAmount": 5,
+            "preferredPayIn": "CASH",
+        },
+    ]
+    for body in bad:
+        with pytest.raises(Rejected):
+            wise.http.post(f"/v3/profiles/{profile}/quotes", json=body)
+    assert len(sim.violations) == len(bad) and not sim.quotes
+    wise.delete_recipient(made["id"])
+    with pytest.raises(Rejected):  # a deleted recipient is no target account
+        wise.create_quote(
+            source_currency="EUR",
+            target_currency="EUR",
+            target_amount="5",
+            target_account=made["id"],
+        )
+    ok = wise.create_quote(source_currency="EUR", target_currency="JPY", target_amount="1000")
+    assert wise.http.get(f"/v3/profiles/{profile}/quotes/{ok['id']}").json()["id"] == ok["id"]
+
+
+def test_account_requirements_name_the_fields_of_each_recipient_type(wise: WiseProvider) -> None:
+    usd = wise.account_requirements(source_currency="EUR", target_currency="USD")
+    keys = {t["type"]: [g["key"] for f in t["fields"] for g in f["group"]] for t in usd}
+    assert set(keys) == {"aba", "swift_code"}
+    assert "accountHolderName" in keys["aba"]  # v1.1 (Accept-Minor-Version: 1)
+    assert {"address.firstLine", "address.city", "address.country"} <= set(keys["swift_code"])
+    eur = wise.account_requirements(source_currency="SEK", target_currency="EUR")
+    assert [t["type"] for t in eur] == ["iban"]
+    assert not any(g["key"].startswith("address.") for f in eur[0]["fields"] for g in f["group"])
+    from_usd = wise.account_requirements(source_currency="USD", target_currency="EUR")
+    assert any(g["key"] == "address.city" for f in from_usd[0]["fields"] for g in f["group"])
 
 
 def test_transfers_are_read_page_by_page(wise: WiseProvider, sim: WiseSimulator) -> None:
