@@ -151,6 +151,13 @@ def fill(rtype: RecipientType, values: Mapping[str, str]) -> tuple[dict[str, Any
     keeps it from being sent (empty when nothing does)."""
     body: dict[str, Any] = {"type": rtype.type, "details": {}}
     problems = []
+    # An address the form offers but does not require is sent whole or not at all (a country on
+    # its own is no address).
+    optional = [f for f in rtype.fields if f.is_address and not f.required]
+    if optional and not any(f.is_address and f.required for f in rtype.fields):
+        whole = all(values.get(k) for k in ("address.firstline", "address.city", "address.country"))
+        if not whole:
+            values = {k: v for k, v in values.items() if not k.startswith("address.")}
     for field in rtype.fields:
         value = str(values.get(field.key.lower()) or "").strip()
         if not value:
@@ -203,10 +210,10 @@ def build(
 
 
 def address_keys(types: list[RecipientType]) -> list[str]:
-    """The address fields any of these types asks for (lower case, in Wise's order)."""
+    """The address fields any of these types requires (lower case, in Wise's order)."""
     keys: dict[str, None] = {}
     for rtype in types:
         for field in rtype.fields:
-            if field.is_address:
+            if field.is_address and field.required:
                 keys.setdefault(field.key.lower())
     return list(keys)
