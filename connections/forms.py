@@ -108,6 +108,17 @@ class ConnectionForm(forms.ModelForm):
         settings = dict(self.instance.settings or {})
         for field_spec in spec.settings:
             settings[field_spec.name] = cleaned.get(SETTING + field_spec.name)
+        if "host_key" in settings and not settings["host_key"] and settings.get("host"):
+            from connections.services import sftp_known_host_key  # a server trusted already
+
+            try:
+                port = int(settings.get("port") or 22)
+            except (TypeError, ValueError):
+                port = 22
+            settings["host_key"] = (
+                sftp_known_host_key(host=str(settings["host"]), port=port, exclude=self.instance.pk)
+                or settings["host_key"]
+            )
         self.instance.settings = settings
 
         credentials: dict[str, str] | None = dict(self.instance.credentials or {})

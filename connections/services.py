@@ -295,18 +295,60 @@ def sftp_host_key_presented(*, connection: Connection) -> tuple[str, str]:
         client.close()
 
 
+def _server(connection: Connection) -> tuple[str, int] | None:
+    """The SFTP server (host, port) a connection reaches, or None for one that is not SFTP."""
+    settings = connection.settings or {}
+    if "host_key" not in settings and "host" not in settings:
+        return None
+    try:
+        return str(settings.get("host") or "").strip().lower(), int(settings.get("port") or 22)
+    except (TypeError, ValueError):
+        return None
+
+
+def sftp_same_server(*, host: str, port: int, exclude: int | None = None) -> list[Connection]:
+    """Every SFTP connection to ``host``:``port`` (a server is one, however many accounts)."""
+    wanted = (str(host).strip().lower(), int(port))
+    return [
+        c for c in Connection.objects.exclude(pk=exclude).order_by("pk") if _server(c) == wanted
+    ]
+
+
+def sftp_known_host_key(*, host: str, port: int, exclude: int | None = None) -> str:
+    """The host key already trusted for ``host``:``port`` by another connection ("" if none)."""
+    for other in sftp_same_server(host=host, port=port, exclude=exclude):
+        key = str((other.settings or {}).get("host_key") or "")
+        if key:
+            return key
+    return ""
+
+
 def sftp_host_key_trust(*, connection: Connection, fingerprint: str) -> str:
     """Pin the key the server presents — only when it is the one whose ``fingerprint`` the
-    administrator confirmed.  Returns what happened, in plain words."""
+    administrator confirmed — on this connection and every other connection to the same host
+    and port (trusting a server is about the server, not one account on it).  Returns what
+    happened, in plain words."""
     line, presented = sftp_host_key_presented(connection=connection)
     if presented != fingerprint.strip():
         return (
             f"The server now presents {presented}, not the one you confirmed "
             f"({fingerprint.strip()[:60]}): nothing was trusted. Check with the system's owner."
         )
+    server = _server(connection)
+    others = (
+        sftp_same_server(host=server[0], port=server[1], exclude=connection.pk) if server else []
+    )
     with transaction.atomic():
-        locked = Connection.objects.select_for_update().get(pk=connection.pk)
-        locked.settings = {**(locked.settings or {}), "host_key": line}
-        locked.save(update_fields=["settings", "updated_at"])
-    logger.info("Trusted the host key %s of %s", presented, connection.slug)
-    return f"Trusted the host key {presented}: connections to another key are refused."
+        for pk in [connection.pk, *(o.pk for o in others)]:
+            locked = Connection.objects.select_for_update().get(pk=pk)
+            locked.settings = {**(locked.settings or {}), "host_key": line}
+            locked.save(update_fields=["settings", "updated_at"])
+    logger.info("Trusted the host key %s of %s (+%d)", presented, connection.slug, len(others))
+    also = (
+        f" It now applies to {len(others)} other connection(s) to this server too: "
+        + ", ".join(o.name for o in others)
+        + "."
+        if others
+        else ""
+    )
+    return f"Trusted the host key {presented}: connections to another key are refused.{also}"

@@ -56,6 +56,10 @@ JOURNAL_LAYOUT = (
     ("CUCD", 3),
     ("CUAM", 17),
     ("VTXT", 40),
+    # The supplier and supplier invoice a line settles (blank on other journals).
+    ("SUNO", 10),
+    ("SINO", 24),
+    ("INYR", 4),
 )
 # A production grid caps what one transaction returns, maxrecs=0 included, and has no offset to
 # page past it (see the contracts README): read large sets by key ranges.

@@ -1,10 +1,14 @@
 """Stampli's approved invoices (CSV on SFTP) → CloudSuite AP supplier invoices.
 
 Each poll reads the complete invoice exports not processed before (name, size and checksum),
-with their lines from the invoice-line exports and the vendors export (for each vendor's
-external id).  A file still being written waits for the next poll; a row that cannot be read
-whole is an audit record of its own (line number and reason) and never posted; a file that is
-not an export fails alone, with the reason.
+each invoice with its lines from the same export — the lines file with the same stamp (split
+layout) or its own rows (the head repeated on every line row: combined layout) — and the vendors
+export (for each vendor's external id).  A file still being written, or whose last record is
+cut, or whose lines file has not arrived, is waited for quietly and reported only once it stays
+so too long (``syncs.flows.stampli_common``); nothing is ever posted from it.  A row that cannot
+be read whole is reported with file and line number: an invoice row as a record of its own, a
+line row on its invoice (which is then not posted); a file that is not an export is reported
+once and skipped until it changes.
 
 - Vendor → supplier: a ``vendor`` field mapping, else the vendor's external id when CloudSuite
   has that supplier, else a supplier with exactly the vendor's name.  Otherwise the invoice is
@@ -48,9 +52,8 @@ from syncs.flows.base import (
 from syncs.flows.m3_journals import account_check, chart_accounts, journal_line
 from syncs.flows.stampli_common import (
     archive_done,
-    file_records,
+    invoice_records,
     no_supplier,
-    rows_of,
     supplier_candidates,
     supplier_for,
     unusable,
@@ -82,13 +85,16 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
     chunk_size = 100
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
-        lines: dict[str, list[dict[str, Any]]] = {}
-        for row in rows_of(ctx, "invoice_lines"):
-            lines.setdefault(row["invoice_id"], []).append(row)
         known = vendors(ctx)
         suppliers: dict[str, dict[str, str]] = {}
 
-        def record(file: str, line: int, invoice: dict[str, Any]) -> SourceRecord:
+        def record(
+            file: str,
+            line: int,
+            invoice: dict[str, Any],
+            lines: list[dict[str, Any]],
+            bad_lines: list[str],
+        ) -> SourceRecord:
             if not suppliers:
                 suppliers.update({s["SUNO"]: s for s in ctx.target.list_suppliers()})
             return SourceRecord(
@@ -97,19 +103,20 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
                     "file": file,
                     "line": line,
                     "invoice": invoice,
-                    "lines": lines.get(invoice["invoice_id"], []),
+                    "lines": lines,
+                    "bad_lines": bad_lines,
                     "suppliers": supplier_candidates(
                         invoice["vendor_id"], invoice["vendor_name"], known, suppliers
                     ),
                 },
             )
 
-        yield from file_records(ctx, "invoices", record)
+        yield from invoice_records(ctx, record)
 
     def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
         """The chart accounts of the mapped GL codes, and what an earlier post holds."""
         data = record.data
-        if "invoice" not in data:
+        if "invoice" not in data or data.get("bad_lines"):
             return record
         chart = chart_accounts(self, ctx.target)
         codes = {line["gl_code"] for line in data["lines"]}
@@ -143,13 +150,19 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
         number = f"invoice {invoice['invoice_number']} of {invoice['vendor_name']}"
         if str(invoice.get("status") or "Approved").lower() != "approved":
             return Skip(f"{number} is {invoice['status']}, not approved.")
+        if data.get("bad_lines"):
+            return Flag(
+                f"{number} ({where}): part of it could not be read — "
+                + "; ".join(data["bad_lines"])
+                + ". Nothing of the invoice was posted."
+            )
         supplier = self._supplier(data, mappings)
         if not supplier:
             return no_supplier(
                 invoice["vendor_id"], invoice["vendor_name"], data.get("suppliers") or {}
             )
         if not data["lines"]:
-            return Wait(f"{number}: its lines have not arrived yet ({where}).")
+            return Flag(f"{number} ({where}) has no lines in its export: nothing was posted.")
         currency = str(invoice["currency"]).upper()
         if not currency_known(currency):
             return Flag(f"{number}: “{currency}” is not a currency code.")

@@ -10,9 +10,12 @@ The payment is recorded by the MI transaction the tenant offers for a payment ma
 CloudSuite — the connection's payment programs, GLS840MI by default (see the README: the
 catalogue has no AP payment transaction that takes a payment made elsewhere) — as a journal:
 debit the supplier liability (``gl_account`` ``stampli_ap:<currency>``), credit the bank the
-payment left from (``stampli_bank:<currency>``), the text ``Stampli <payment id> <invoice>`` as
-its reference; both accounts are checked against the chart first.  Exactly once per Stampli
-payment id.
+payment left from (``stampli_bank:<currency>``), the text ``Stampli <payment id> <supplier>
+<invoice>`` as its reference — a supplier invoice number is unique only per supplier, so the
+supplier is always named — and, on each line, the supplier (``SUNO``), its invoice number
+(``SINO``) and M3's invoice year (``INYR``) for a journal layout that has places for them (the
+connection's *journal layout*: the GLS840MI record is the tenant's interface type); both accounts
+are checked against the chart first.  Exactly once per Stampli payment id.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from syncs.flows.base import (
     Mappings,
     Payload,
     Posting,
+    Skip,
     SourceRecord,
     Wait,
 )
@@ -76,7 +80,11 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
         def record(file: str, line: int, payment: dict[str, Any]) -> SourceRecord:
             if not suppliers:
                 suppliers.update({s["SUNO"]: s for s in ctx.target.list_suppliers()})
-            name = str((known.get(payment["vendor_id"]) or {}).get("vendor_name") or "")
+            name = str(
+                payment.get("vendor_name")
+                or (known.get(payment["vendor_id"]) or {}).get("vendor_name")
+                or ""
+            )
             return SourceRecord(
                 f"payment {payment['payment_id']}",
                 {
@@ -120,7 +128,7 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
 
     reread = prepare
 
-    def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag:
+    def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         data = record.data
         flagged = unusable(data)
         if flagged:
@@ -162,12 +170,23 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
             )
             if problem:
                 return Flag(f"{what}: {problem}", fix=("gl_account", f"stampli_{role}:{currency}"))
-        text = f"Stampli {payment['payment_id']} {payment['invoice_number']}"
+        supplier = str(data["supplier"])
+        text = f"Stampli {payment['payment_id']} {supplier} {payment['invoice_number']}"
+        if len(text) > 40:
+            return Flag(
+                f"{what}: “{text}” is longer than the 40 characters of a journal text, so the "
+                "payment could not be told apart in CloudSuite: post it by hand."
+            )
         day = str(payment["payment_date"]).replace("-", "")
         accounts = data["accounts"]
+        identity = {
+            "SUNO": supplier,
+            "SINO": str(invoice.get("SINO") or payment["invoice_number"]),
+            "INYR": str(invoice.get("INYR") or ""),
+        }
         lines = [
-            journal_line(day, accounts["ap"]["mapped"], currency, amount, text),
-            journal_line(day, accounts["bank"]["mapped"], currency, -amount, text),
+            {**journal_line(day, accounts["ap"]["mapped"], currency, amount, text), **identity},
+            {**journal_line(day, accounts["bank"]["mapped"], currency, -amount, text), **identity},
         ]
         return Payload(
             {"lines": lines, "text": text[:40], "invoice": payment["invoice_number"]},

@@ -95,7 +95,8 @@ def clean_programs(value: Any) -> dict[str, str]:
 # its interface types in GLS840 and the layout of their records; this default is the sandbox's
 # (unverified for any real tenant: set the connection's layout to match the interface used).
 DEFAULT_JOURNAL_LAYOUT = (
-    "ACDT:8,AIT1:8,AIT2:8,AIT3:8,AIT4:8,AIT5:8,AIT6:8,AIT7:8,CUCD:3,CUAM:17,VTXT:40"
+    "ACDT:8,AIT1:8,AIT2:8,AIT3:8,AIT4:8,AIT5:8,AIT6:8,AIT7:8,CUCD:3,CUAM:17,VTXT:40,"
+    "SUNO:10,SINO:24,INYR:4"
 )
 JOURNAL_FIELDS = ("ACDT", "AIT1", "AIT2", "AIT3", "AIT4", "AIT5", "AIT6", "AIT7", "CUCD", "CUAM")
 

@@ -1,9 +1,12 @@
 """Stampli's SFTP exports: complete files of a kind, read and parsed by the connection's
 template, and archived once processed (when the connection allows it).
 
-A file is complete when a ``NAME.done`` marker stands beside it, or when it has not changed for
-the connection's *settle* time; a file still being written is left for the next poll.  Each file
-read comes with its SHA-256, so a processed file is recognised by name, size and checksum.
+A file is *settled* when a ``NAME.done`` marker stands beside it, or when it has not changed for
+the connection's *settle* time; a file still being written is left for the next poll.  A settled
+file is still incomplete when its last record is cut (``Parsed.incomplete``): the flows wait for
+it.  Each file read comes with its SHA-256, so a processed file is recognised by name, size and
+checksum.  Split exports pair an invoices file with the lines file whose name carries the same
+stamp: what the patterns' wildcards match (``invoices_0800.csv`` ↔ ``invoice_lines_0800.csv``).
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from connections.providers.errors import NotFound, Rejected
+from connections.providers.errors import NotFound
 from connections.providers.sftp import RemoteFile, SftpProvider
 from connections.providers.stampli.credentials import SPEC
 from connections.providers.stampli.csvfile import FIELDS, NotCsv, Parsed, Reader, template_with
@@ -27,12 +31,28 @@ DONE = ".done"
 
 @dataclass(frozen=True)
 class ExportFile:
-    """A complete export file, read: what it is, its checksum, and its rows."""
+    """A settled export file, read: what it is, its checksum, and its rows — or why it cannot
+    be read at all (``unreadable``: not such a CSV; nothing of it is used)."""
 
     file: RemoteFile
     kind: str
     sha256: str
     parsed: Parsed
+    unreadable: str = ""
+
+
+def stamp(pattern: str, name: str) -> str | None:
+    """What the wildcards of ``pattern`` match in ``name`` (None: it does not match)."""
+    parts = []
+    for piece in re.split(r"([*?])", pattern):
+        if piece == "*":
+            parts.append("(.*?)")
+        elif piece == "?":
+            parts.append("(.)")
+        else:
+            parts.append(re.escape(piece))
+    found = re.fullmatch("".join(parts), name)
+    return "".join(found.groups()) if found else None
 
 
 class StampliSftp(SftpProvider):
@@ -64,15 +84,35 @@ class StampliSftp(SftpProvider):
             and (f.name in markers or f.modified <= now - settle)
         ]
 
+    def all_files(self, kind: str) -> list[RemoteFile]:
+        """Every file of ``kind`` in the export folder, settled or not."""
+        pattern = self.template["files"][kind]["pattern"]
+        return [
+            f
+            for f in self.list_files()
+            if fnmatch.fnmatch(f.name, pattern) and not f.name.endswith(DONE)
+        ]
+
+    def partner(self, kind: str, file: RemoteFile, other: str) -> str | None:
+        """The name the ``other`` kind's file of the same export as ``file`` has."""
+        files = self.template["files"]
+        mark = stamp(files[kind]["pattern"], file.name)
+        if mark is None:
+            return None
+        wildcards = re.split(r"[*?]", files[other]["pattern"])
+        if len(wildcards) == 2:  # one wildcard: its stamp goes in its place
+            return wildcards[0] + mark + wildcards[1]
+        return None
+
     def read_export(self, kind: str, file: RemoteFile) -> ExportFile:
-        """Read and parse one file; ``Rejected`` (with the reason) when it is not an export
-        of this kind — nothing of such a file is used."""
+        """Read and parse one file; one that is not an export of this kind comes back with
+        the reason (``unreadable``) and no rows — nothing of such a file is used."""
         content = self.read_file(file.path)
         digest = hashlib.sha256(content).hexdigest()
         try:
             parsed = Reader(self.template, kind).parse(content)
         except NotCsv as exc:
-            raise Rejected(f"{file.name}: {exc}") from None
+            return ExportFile(file, kind, digest, Parsed(kind), unreadable=str(exc))
         return ExportFile(file, kind, digest, parsed)
 
     def archive(self, file: RemoteFile) -> str | None:

@@ -12,7 +12,13 @@ from django.core.exceptions import ValidationError
 
 from connections.providers.sftp import sftp_spec
 from connections.providers.spec import FieldSpec, text
-from connections.providers.stampli.csvfile import DEFAULT_TEMPLATE, FIELDS, template_with
+from connections.providers.stampli.csvfile import (
+    DEFAULT_TEMPLATE,
+    FIELDS,
+    LAYOUTS,
+    VENDOR_MATCH,
+    template_with,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +44,23 @@ def seconds(value: Any) -> int:
     return number
 
 
+def check_date_formats(value: Any, *, where: str) -> None:
+    """One strftime format or a list of them, each of which writes a date that reads back."""
+    from datetime import date, datetime
+
+    formats = [value] if isinstance(value, str) else value
+    if not isinstance(formats, list) or not formats:
+        raise ValidationError(f"The {where} are formats such as %d/%m/%Y.")
+    sample = date(2026, 11, 28)
+    for form in formats:
+        try:
+            ok = datetime.strptime(sample.strftime(str(form)), str(form)).date() == sample
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValidationError(f"“{str(form)[:30]}” in the {where} is not a date format.")
+
+
 def csv_template(value: Any) -> dict[str, Any]:
     """Overrides of the default CSV template, as a JSON object (checked, merged on use)."""
     if isinstance(value, str):
@@ -58,6 +81,17 @@ def csv_template(value: Any) -> dict[str, Any]:
         for name in (spec or {}).get("columns") or {}:
             if name not in FIELDS[kind]:
                 raise ValidationError(f"{kind} has no field “{name}” ({', '.join(FIELDS[kind])}).")
+        formats = (spec or {}).get("date_formats")
+        if formats is not None:
+            check_date_formats(formats, where=f"{kind} date formats")
+    if "date_format" in value:
+        check_date_formats(value["date_format"], where="date format")
+    if value.get("layout", "split") not in LAYOUTS:
+        raise ValidationError(f"The layout is one of {', '.join(LAYOUTS)}.")
+    if value.get("vendor_match", "id") not in VENDOR_MATCH:
+        raise ValidationError("Vendors are matched by id or by name.")
+    if "ends_with_newline" in value:
+        value["ends_with_newline"] = yes_no(value["ends_with_newline"])
     for key in ("delimiter", "decimal"):
         if key in value and (not isinstance(value[key], str) or len(value[key]) != 1):
             raise ValidationError(f"The {key} is one character.")
@@ -69,6 +103,16 @@ def csv_template(value: Any) -> dict[str, Any]:
     except LookupError:
         raise ValidationError(f"“{merged['encoding']}” is not an encoding.") from None
     return value
+
+
+def minutes(value: Any) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValidationError("A number of minutes, such as 60.") from None
+    if not 1 <= number <= 10080:
+        raise ValidationError("Between 1 and 10080 minutes (a week).")
+    return number
 
 
 SPEC = sftp_spec(
@@ -90,6 +134,16 @@ SPEC = sftp_spec(
         clean=seconds,
         help="A file changed more recently than this is still being written: it waits for the "
         "next poll (a file with a NAME.done marker beside it is complete at once).",
+    ),
+    FieldSpec(
+        "complete_within_minutes",
+        "Report a file still incomplete after (min)",
+        secret=False,
+        default=60,
+        clean=minutes,
+        help="A file whose last row is cut, or an invoices file whose lines file has not "
+        "arrived, is waited for quietly this long; after it, it is reported (nothing of it is "
+        "ever posted while it is incomplete).",
     ),
     FieldSpec(
         "csv_template",

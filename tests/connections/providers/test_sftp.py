@@ -192,6 +192,47 @@ def test_on_first_use_the_presented_key_is_shown_then_trusted(
     assert client_for(conn).check().ok
 
 
+def test_trusting_a_servers_key_applies_to_every_connection_to_that_server(
+    db: Any, server: SftpSandbox
+) -> None:
+    from connections.forms import connection_form_for
+    from connections.services import sftp_host_key_trust
+
+    conns = []
+    for n in range(3):
+        conn = sftp_connection(server) if n == 0 else Connection.objects.get(slug="files")
+        if n:
+            conn.pk, conn.slug, conn.name = None, f"files-{n}", f"Files {n}"
+        conn.settings = {**conn.settings, "host_key": ""}
+        conn.save()
+        conns.append(conn)
+    elsewhere = Connection.objects.create(
+        name="Other server",
+        slug="other",
+        kind=FilesProvider.kind,
+        credentials={"password": "x"},
+        settings={**conns[0].settings, "port": server.port + 1},
+    )
+    _, shown = client_for(conns[0]).presented_host_key()
+    told = sftp_host_key_trust(connection=conns[0], fingerprint=shown)
+    assert "2 other connection(s) to this server" in told
+    for conn in conns:
+        conn.refresh_from_db()
+        assert conn.settings["host_key"] == server.host_key_line
+        assert client_for(conn).check().ok
+    elsewhere.refresh_from_db()
+    assert not elsewhere.settings["host_key"]  # another port is another server
+
+    # a connection added later to the same server starts out trusting the key already trusted
+    form_class = connection_form_for(FilesProvider.kind)
+    data = {"name": "Files 4", "slug": "files-4", "cred__password": "pw"}
+    data.update({f"setting__{k}": v for k, v in conns[0].settings.items()})
+    data["setting__host_key"] = ""
+    form = form_class(data=data)
+    assert form.is_valid(), form.errors
+    assert form.instance.settings["host_key"] == server.host_key_line
+
+
 def test_refused_logins_and_dropped_connections_map_onto_the_error_family(
     db: Any, server: SftpSandbox, sleeps: list[float]
 ) -> None:

@@ -98,12 +98,87 @@ def test_a_european_layout() -> None:
         (b"", "empty"),
         (b"\xff\xfe\xfa not utf-8", "encoding"),
         (b"just,some,columns\n1,2,3\n", "lacks"),
-        (b'{"json": true}', "lacks"),
+        (b'{"json": true}\n', "lacks"),
     ],
 )
 def test_a_file_that_is_not_an_export_is_refused_whole(content: bytes, reason: str) -> None:
     with pytest.raises(NotCsv, match=reason):
         invoices(content)
+
+
+HEAD = b"Invoice ID,Vendor ID,Vendor Name,Invoice Number,Invoice Date,Currency,Total Amount\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (
+            HEAD + b'ST-1,V1,"Acme\n',
+            "ends inside a quoted value (the record that starts on line 2)",
+        ),
+        (HEAD + b"ST-1,V1,Acme,INV-1\n", "its last row (line 2) has 4 of the header's 7 fields"),
+        (HEAD + b"ST-1,V1,Acme,INV-1,2026-11-01,EUR,10.00", "does not end with a line break"),
+        (HEAD + "ST-1,V1,Ac\u00e9".encode()[:-1], "ends in the middle of a character"),
+        (b"Invoice ID,Vendor", "not even its header row"),
+        (b'{"json": true}', "not even its header row"),  # one line, no break: may be cut
+    ],
+)
+def test_a_file_whose_last_record_is_cut_is_incomplete_whatever_its_age(
+    content: bytes, why: str
+) -> None:
+    parsed = invoices(content)
+    assert why in parsed.incomplete
+
+
+def test_a_whole_file_is_not_incomplete_and_quotes_inside_values_are_literal() -> None:
+    whole = (
+        HEAD
+        + b'ST-1,V1,"Acme ""Big"" Co",INV-1,2026-11-01,EUR,10.00\r\n'
+        + b'ST-2,V1,5" pipe,I-2,2026-11-01,EUR,1\r\n'
+    )
+    parsed = invoices(whole)
+    assert parsed.incomplete == "" and len(parsed.rows) == 2
+    no_break = template_with({"ends_with_newline": False})
+    assert Reader(no_break, "invoices").parse(whole.rstrip()).incomplete == ""
+
+
+def test_date_formats_belong_to_each_kind_and_may_be_several() -> None:
+    template = template_with(
+        {
+            "files": {"invoices": {"date_formats": ["%m/%d/%Y", "%Y-%m-%d"]}},
+            "date_format": "%d.%m.%Y",
+        }
+    )
+    rows = (
+        HEAD
+        + b"A,V1,Acme,I-1,11/28/2026,EUR,1\nB,V1,Acme,I-2,2026-11-29,EUR,1\n"
+        + b"C,V1,Acme,I-3,28.11.2026,EUR,1\n"
+    )
+    parsed = Reader(template, "invoices").parse(rows)
+    assert [r.values["invoice_date"] for r in parsed.rows] == ["2026-11-28", "2026-11-29"]
+    assert "not a date like %m/%d/%Y or %Y-%m-%d" in parsed.errors[0].reason
+    payments = Reader(template, "payments")
+    assert payments.date_formats == ["%d.%m.%Y"]  # the template-wide format for the others
+
+
+def test_the_combined_layout_reads_line_columns_on_the_invoice_row() -> None:
+    template = template_with({"layout": "combined"})
+    head = HEAD.rstrip(b"\n") + b",Amount,GL Account\n"
+    parsed = Reader(template, "invoices").parse(head + b"A,V1,Acme,I-1,2026-11-28,EUR,30,10,6110\n")
+    assert parsed.rows[0].values["amount"] == Decimal("10")
+    assert parsed.rows[0].values["gl_code"] == "6110"
+
+
+def test_vendors_matched_by_name_need_no_vendor_id_column() -> None:
+    template = template_with({"vendor_match": "name"})
+    head = b"Invoice ID,Vendor Name,Invoice Number,Invoice Date,Currency,Total Amount\n"
+    parsed = Reader(template, "invoices").parse(head + b"A,Acme GmbH,I-1,2026-11-28,EUR,30\n")
+    assert parsed.rows[0].values["vendor_name"] == "Acme GmbH"
+    assert parsed.rows[0].values["vendor_id"] is None
+    with pytest.raises(NotCsv, match="Vendor Name"):
+        Reader(template, "invoices").parse(
+            head.replace(b"Vendor Name,", b"") + b"A,I,2026-11-28,EUR,1\n"
+        )
 
 
 # -- fuzzing ----------------------------------------------------------------------------------
