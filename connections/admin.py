@@ -7,11 +7,13 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html_join
 
+from connections import csvsetup
 from connections.admin_base import SafeModelAdmin
 from connections.forms import connection_form_for, form_field_names
 from connections.models import Connection, KeyRotation, OAuthToken
@@ -111,6 +113,142 @@ class ConnectionAdmin(SafeModelAdmin):
             request, "admin/connections/connection/trust_host_key.html", context
         )
 
+    def get_urls(self) -> list[Any]:
+        own = [
+            path(
+                "<int:pk>/csv-template/",
+                self.admin_site.admin_view(self.csv_template_view),
+                name="connections_connection_csv_template",
+            )
+        ]
+        return own + super().get_urls()
+
+    def csv_template_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Set up one kind of file of the CSV template from a sample on the server: columns by
+        dropdown, dates from examples, a preview of the first rows, then save."""
+        connection = self.get_object(request, str(pk))
+        if (
+            connection is None
+            or connection.kind not in SYSTEMS
+            or not csvsetup.supports(connection)
+        ):
+            self.message_user(request, "This connection reads no CSV files.", messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:connections_connection_changelist"))
+        if not self.has_change_permission(request, connection):
+            self.message_user(
+                request, "You may not change this connection's template.", messages.ERROR
+            )
+            return HttpResponseRedirect(reverse("admin:connections_connection_changelist"))
+        page = reverse("admin:connections_connection_csv_template", args=[connection.pk])
+        provider = connection.provider_class
+        kind = request.POST.get("kind") or request.GET.get("kind") or ""
+        if kind not in provider.template_kinds:
+            kind = next(iter(provider.template_kinds))
+        try:
+            files = csvsetup.sample_files(connection)
+        except ApiError as exc:
+            self.message_user(
+                request, f"The server's files could not be listed: {exc.message}", messages.ERROR
+            )
+            files = []
+        initial = csvsetup.initial_for(connection, kind)
+        bound = request.method == "POST" and request.POST.get("kind") == kind
+        data = request.POST if bound else None
+        layout = (data or initial).get("layout") or "split"
+        vendor_match = (data or initial).get("vendor_match") or "id"
+        kinds = csvsetup.kinds_for(connection, layout=layout, vendor_match=vendor_match)
+        sample_name = (data or {}).get("sample") or (files[0] if files else "")
+        content, header, problem = b"", [], ""
+        if sample_name and sample_name in files:
+            try:
+                content = csvsetup.read_sample(connection, sample_name)
+                header = csvsetup.header_of(
+                    content,
+                    delimiter=str((data or initial).get("delimiter") or ","),
+                    encoding=str((data or initial).get("encoding") or "utf-8"),
+                )
+            except ApiError as exc:
+                problem = f"{sample_name} could not be read: {exc.message}"
+        if not bound:  # the template's columns, where the sample has them
+            by_name = {h.lower(): h for h in header}
+            for key in [k for k in initial if k.startswith("col__")]:
+                initial[key] = by_name.get(str(initial[key]).lower(), "")
+            initial["sample"] = sample_name
+        form = csvsetup.TemplateForm(data, initial=initial, kinds=kinds, files=files, header=header)
+        sample = None
+        hits: dict[str, str] = {}
+        if bound and form.is_valid():
+            current = dict(connection.setting("csv_template") or {})
+            overrides = form.overrides(current)
+            dates = [
+                form.cleaned_data.get(f"col__{name}") or ""
+                for name, type_ in kinds[kind].items()
+                if type_.startswith("date")
+            ]
+            hits = csvsetup.date_hits(
+                csvsetup.column_values(
+                    content,
+                    delimiter=form.cleaned_data["delimiter"],
+                    encoding=form.cleaned_data["encoding"],
+                    columns=[d for d in dates if d],
+                )
+            )
+            if content:
+                sample = csvsetup.preview(connection, overrides, kind, content)
+            if request.POST.get("save"):
+                missing = form.missing_required()
+                if missing:
+                    form.add_error(
+                        None,
+                        "Choose the column of every field this kind of file needs: "
+                        + ", ".join(missing)
+                        + ".",
+                    )
+                else:
+                    try:
+                        csvsetup.save(connection, overrides)
+                    except ValidationError as exc:
+                        form.add_error(None, " ".join(exc.messages))
+                    else:
+                        self.message_user(
+                            request,
+                            f"Saved the {kind.replace('_', ' ')} part of the CSV template of "
+                            f"{connection.name}.",
+                            messages.SUCCESS,
+                        )
+                        return HttpResponseRedirect(f"{page}?kind={kind}")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"CSV template of {connection.name}",
+            "opts": self.model._meta,
+            "connection": connection,
+            "form": form,
+            "kind": kind,
+            "kinds": list(provider.template_kinds),
+            "page": page,
+            "header": header,
+            "sample": sample,
+            "sample_name": sample_name,
+            "problem": problem,
+            "date_hits": hits,
+            "columns": [form[name] for name in form.column_fields],
+            "settings_fields": [
+                form[n]
+                for n in (
+                    "delimiter",
+                    "encoding",
+                    "decimal",
+                    "thousands",
+                    "ends_with_newline",
+                    "layout",
+                    "vendor_match",
+                    "pattern",
+                )
+            ],
+            "preview_fields": list(kinds[kind]),
+        }
+        return TemplateResponse(request, "admin/connections/connection/csv_template.html", context)
+
     def _tested(self, request: HttpRequest, obj: Connection) -> None:
         """Saving tests the connection and says how it went (the save itself stands)."""
         if obj.kind not in SYSTEMS:
@@ -179,6 +317,10 @@ class ConnectionAdmin(SafeModelAdmin):
         form_url: str = "",
         obj: Connection | None = None,
     ) -> HttpResponse:
+        if obj is not None and obj.pk and obj.kind in SYSTEMS and csvsetup.supports(obj):
+            context["csv_template_url"] = reverse(
+                "admin:connections_connection_csv_template", args=[obj.pk]
+            )
         if obj is not None and obj.pk and obj.kind in SYSTEMS:
             provider = obj.provider_class
             if provider.sends_webhooks():

@@ -306,8 +306,8 @@ class FieldMappingAdmin(ImportExportMixin, SafeModelAdmin):
     import_template_name = "admin/syncs/fieldmapping/import.html"
     import_error_display = ("message",)
     form = FieldMappingForm
-    list_display = ("integration", "kind", "source_value", "target_value", "note", "updated_at")
-    list_filter = ("integration", "kind")
+    list_display = ("applies_to", "kind", "source_value", "target_value", "note", "updated_at")
+    list_filter = ("integration", "connection", "kind")
     search_fields = ("source_value", "target_value", "note")
     list_editable = ("target_value",)
 
@@ -327,12 +327,18 @@ class FieldMappingAdmin(ImportExportMixin, SafeModelAdmin):
                 messages.WARNING,
             )
             return None
-        ids = {
-            int(raw),
-            *records_waiting_on(
-                integration=obj.integration, kind=obj.kind, source_value=obj.source_value
-            ),
-        }
+        scope = (
+            [obj.integration]
+            if obj.integration is not None
+            else list(Integration.objects.filter(target=obj.connection))
+        )
+        ids = {int(raw)}
+        for integration in scope:  # a shared mapping settles the items of every integration
+            ids.update(
+                records_waiting_on(
+                    integration=integration, kind=obj.kind, source_value=obj.source_value
+                )
+            )
         count = records_enqueue_replay(record_ids=ids, requested_by=request.user.get_username())
         self.message_user(
             request,

@@ -78,9 +78,12 @@ def fix_link(record: AuditRecord) -> tuple[str, str] | None:
     if not record.fix_kind or record.status != AuditRecord.Status.FLAGGED:
         return None
     kind_label = dict(FieldMapping.Kind.choices).get(record.fix_kind, record.fix_kind)
-    existing = FieldMapping.objects.filter(
-        integration_id=record.integration_id, kind=record.fix_kind, source_value=record.fix_value
-    ).first()
+    existing = (
+        FieldMapping.for_integration(record.integration)
+        .filter(kind=record.fix_kind, source_value=record.fix_value)
+        .order_by("connection_id")  # the integration's own (no connection) before a shared one
+        .first()
+    )
     if existing is not None:
         url = reverse("admin:syncs_fieldmapping_change", args=[existing.pk])
         return f"Correct the {kind_label} mapping for {record.fix_value}", (
@@ -433,9 +436,7 @@ class ReviewItemAdmin(AuditRecordAdmin):
                 )
             return HttpResponseRedirect(page)
         mappings = list(
-            FieldMapping.objects.filter(integration_id=record.integration_id).order_by(
-                "kind", "source_value"
-            )
+            FieldMapping.for_integration(record.integration).order_by("kind", "source_value")
         )
         context = {
             **self.admin_site.each_context(request),

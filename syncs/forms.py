@@ -9,7 +9,8 @@ from typing import Any
 from django import forms
 from django.utils.html import format_html, format_html_join
 
-from syncs.models import FieldMapping
+from connections.models import Connection
+from syncs.models import FieldMapping, Integration
 from syncs.services import mapping_target_problem
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ MAPPING_HELP = {
 class FieldMappingForm(forms.ModelForm):
     class Meta:
         model = FieldMapping
-        fields = ["integration", "kind", "source_value", "target_value", "note"]
+        fields = ["integration", "connection", "kind", "source_value", "target_value", "note"]
 
     def __init__(self, *args: Any, charts: dict | None = None, **kwargs: Any) -> None:
         self.charts = charts  # what CloudSuite said, kept across the rows of an import
@@ -58,7 +59,10 @@ class FieldMappingForm(forms.ModelForm):
         self.fields["source_value"].error_messages["required"] = (
             "Give the value in the source system."
         )
-        self.fields["integration"].error_messages["required"] = "Choose the integration."
+        if "connection" in self.fields:
+            self.fields["connection"].queryset = Connection.objects.filter(
+                pk__in=Integration.objects.values("target_id")
+            ).order_by("name")
         self.fields["kind"].error_messages["invalid_choice"] = (
             "“%(value)s” is not a kind of mapping. The kinds are: "
             + ", ".join(value for value, _ in FieldMapping.Kind.choices)
@@ -88,7 +92,22 @@ class FieldMappingForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         known = self.instance if self.instance.pk else None  # the list edits targets only
+        if "kind" in self.fields:
+            owners = [data.get("integration"), data.get("connection")]
+            if all(o is None for o in owners):
+                self.add_error(
+                    "integration",
+                    "Choose the integration, or the connection whose integrations share it.",
+                )
+            elif all(o is not None for o in owners):
+                self.add_error(
+                    "connection",
+                    "A mapping is either one integration's or shared: leave one of them blank.",
+                )
         integration = data.get("integration") or (known.integration if known else None)
+        shared = data.get("connection") or (known.connection if known else None)
+        if integration is None and shared is not None:  # checked as an integration posting there
+            integration = Integration.objects.filter(target=shared).order_by("pk").first()
         kind = data.get("kind") or (known.kind if known else None)
         value = data.get("target_value")
         if (

@@ -111,7 +111,11 @@ class Integration(models.Model):
 
 
 class FieldMapping(models.Model):
-    """A value translation a finance user maintains: vendor ids, GL accounts, customers, taxes."""
+    """A value translation a finance user maintains: vendor ids, GL accounts, customers, taxes.
+
+    Either an integration's own, or shared by every integration that posts to one connection
+    (``connection``: the same vendors and GL accounts for all Stampli integrations into one
+    CloudSuite, say); an integration's own mapping of the same kind and value wins."""
 
     class Kind(models.TextChoices):
         VENDOR = "vendor", "Vendor / supplier"
@@ -128,7 +132,24 @@ class FieldMapping(models.Model):
         TAX_RULE = "tax_rule", "Cin7 Core tax rule"
         PAYMENT_TERM = "payment_term", "Cin7 Core payment term"
 
-    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="mappings")
+    integration = models.ForeignKey(
+        Integration,
+        on_delete=models.CASCADE,
+        related_name="mappings",
+        null=True,
+        blank=True,
+        help_text="This integration only. Leave blank to share the mapping (below).",
+    )
+    connection = models.ForeignKey(
+        "connections.Connection",
+        on_delete=models.CASCADE,
+        related_name="shared_mappings",
+        null=True,
+        blank=True,
+        verbose_name="shared by every integration posting to",
+        help_text="Shared: every integration that posts to this connection uses it, unless it "
+        "has a mapping of its own for the same value.",
+    )
     kind = models.CharField(max_length=20, choices=Kind.choices)
     source_value = models.CharField(max_length=200)
     target_value = models.CharField(max_length=200)
@@ -140,11 +161,35 @@ class FieldMapping(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["integration", "kind", "source_value"], name="uniq_mapping_source"
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["connection", "kind", "source_value"],
+                condition=models.Q(integration__isnull=True),
+                name="uniq_shared_mapping_source",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(integration__isnull=False, connection__isnull=True)
+                | models.Q(integration__isnull=True, connection__isnull=False),
+                name="mapping_one_owner",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.source_value} → {self.target_value}"
+
+    @property
+    def applies_to(self) -> str:
+        if self.integration_id:
+            return str(self.integration)
+        return f"Every integration posting to {self.connection}"
+
+    @classmethod
+    def for_integration(cls, integration: Integration) -> models.QuerySet[FieldMapping]:
+        """The mappings an integration uses: its own and those shared on its target."""
+        return cls.objects.filter(
+            models.Q(integration=integration)
+            | models.Q(integration__isnull=True, connection_id=integration.target_id)
+        )
 
 
 class Cursor(models.Model):

@@ -13,13 +13,14 @@ from import_export.formats.base_formats import CSV
 from import_export.widgets import ForeignKeyWidget
 
 from audit.models import AuditRecord, Collection
+from connections.models import Connection
 from syncs import display
 from syncs.models import FieldMapping, Integration
 
 logger = logging.getLogger(__name__)
 
 
-COLUMNS = ("integration", "kind", "source_value", "target_value", "note")
+COLUMNS = ("integration", "connection", "kind", "source_value", "target_value", "note")
 
 
 class SpreadsheetCSV(CSV):
@@ -42,11 +43,35 @@ class IntegrationBySlug(ForeignKeyWidget):
     def clean(self, value: Any, row: Any = None, **kwargs: Any) -> Any:
         slug = str(value or "").strip()
         if not slug:
-            raise ValueError("Give the integration (its slug, as in the export).")
+            if str((row or {}).get("connection") or "").strip():
+                return None  # a shared mapping: the connection names who uses it
+            raise ValueError(
+                "Give the integration (its slug, as in the export), or the connection whose "
+                "integrations share the mapping."
+            )
         found = Integration.objects.filter(slug=slug).first()
         if found is None:
             raise ValueError(f"There is no integration “{slug[:80]}”: check the slug.")
         return found
+
+    def render(self, value: Any, obj: Any = None, **kwargs: Any) -> str:
+        return value.slug if value is not None else ""
+
+
+class ConnectionBySlug(ForeignKeyWidget):
+    """The connection a shared mapping belongs to, by its slug (blank: an integration's own)."""
+
+    def clean(self, value: Any, row: Any = None, **kwargs: Any) -> Any:
+        slug = str(value or "").strip()
+        if not slug:
+            return None
+        found = Connection.objects.filter(slug=slug).first()
+        if found is None:
+            raise ValueError(f"There is no connection “{slug[:80]}”: check the slug.")
+        return found
+
+    def render(self, value: Any, obj: Any = None, **kwargs: Any) -> str:
+        return value.slug if value is not None else ""
 
 
 class FieldMappingResource(resources.ModelResource):
@@ -60,6 +85,11 @@ class FieldMappingResource(resources.ModelResource):
         attribute="integration",
         column_name="integration",
         widget=IntegrationBySlug(Integration, field="slug"),
+    )
+    connection = fields.Field(
+        attribute="connection",
+        column_name="connection",
+        widget=ConnectionBySlug(Connection, field="slug"),
     )
 
     class Meta:
@@ -81,11 +111,19 @@ class FieldMappingResource(resources.ModelResource):
 
     def get_instance(self, instance_loader: Any, row: Any) -> Any:
         integration = Integration.objects.filter(slug=row.get("integration") or "").first()
-        if integration is None:
-            return None  # the row's problem is worded when it is checked
-        return FieldMapping.objects.filter(
-            integration=integration, kind=row.get("kind"), source_value=row.get("source_value")
-        ).first()
+        if integration is not None:
+            return FieldMapping.objects.filter(
+                integration=integration, kind=row.get("kind"), source_value=row.get("source_value")
+            ).first()
+        shared = Connection.objects.filter(slug=row.get("connection") or "").first()
+        if shared is not None and not row.get("integration"):
+            return FieldMapping.objects.filter(
+                integration=None,
+                connection=shared,
+                kind=row.get("kind"),
+                source_value=row.get("source_value"),
+            ).first()
+        return None  # the row's problem is worded when it is checked
 
     def validate_instance(
         self, instance: Any, import_validation_errors: Any = None, validate_unique: bool = True
@@ -96,6 +134,7 @@ class FieldMappingResource(resources.ModelResource):
         errors = dict(import_validation_errors or {})
         data = {
             "integration": instance.integration_id or "",
+            "connection": instance.connection_id or "",
             "kind": instance.kind,
             "source_value": instance.source_value,
             "target_value": instance.target_value,

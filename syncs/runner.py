@@ -1347,7 +1347,10 @@ class Runner:
         return ""
 
     def _mappings(self) -> Mappings:
-        rows = FieldMapping.objects.filter(integration=self.integration)
+        rows = sorted(
+            FieldMapping.for_integration(self.integration),
+            key=lambda m: m.integration_id is not None,
+        )  # shared ones first, the integration's own laid over them
         return Mappings({(m.kind, m.source_value.strip()): m.target_value for m in rows})
 
     def _set_total(self, total: int) -> None:

@@ -663,7 +663,9 @@ def gl_mappings_check(*, integration: Integration) -> tuple[list[str], list[str]
         return [], ["This integration does not post to CloudSuite."]
     chart = _chart(m3_side)
     known, unknown = [], []
-    for mapping in integration.mappings.filter(kind=FieldMapping.Kind.GL_ACCOUNT):
+    for mapping in FieldMapping.for_integration(integration).filter(
+        kind=FieldMapping.Kind.GL_ACCOUNT
+    ):
         account = mapping.target_value.split(";")[0].strip()
         if account in chart:
             known.append(f"{mapping.source_value} → {account} ({chart[account]})")

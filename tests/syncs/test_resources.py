@@ -184,3 +184,60 @@ def test_every_mapping_kind_a_flow_reads_can_be_made_in_the_admin_and_by_csv(
     )
     shown = preview(reviewer, text)
     assert shown.context.get("confirm_form") is not None, shown.content.decode()[-2000:]
+
+
+# -- shared mappings (issue 23, item 11) ------------------------------------------------------
+
+
+def test_a_shared_mapping_is_imported_once_for_every_integration_on_its_connection(
+    reviewer: Client, stampli_like: Integration, m3_connection: Connection
+) -> None:
+    from syncs.runner import Runner
+
+    payments = Integration.objects.create(
+        name="Stampli payments",
+        slug="stampli-payments",
+        flow="stampli_m3.payments",
+        source=stampli_like.source,
+        target=m3_connection,
+    )
+    header = "integration,connection,kind,source_value,target_value,note\r\n"
+    text = (
+        header
+        + f",{m3_connection.slug},vendor,V-1,S100,Acme for every Stampli integration\r\n"
+        + f",{m3_connection.slug},gl_account,6000,6110,\r\n"
+        + "stampli-payments,,gl_account,6000,1930,this one books 6000 elsewhere\r\n"
+    )
+    shown = preview(reviewer, text)
+    confirm = shown.context["confirm_form"]
+    assert confirm is not None, shown.content.decode()[:3000]
+    reviewer.post("/admin/syncs/fieldmapping/process_import/", dict(confirm.initial))
+    shared = FieldMapping.objects.filter(integration=None, connection=m3_connection)
+    assert shared.count() == 2
+    invoices = Runner(stampli_like, trigger="manual")._mappings()
+    paying = Runner(payments, trigger="manual")._mappings()
+    assert invoices.get("vendor", "V-1") == paying.get("vendor", "V-1") == "S100"
+    assert invoices.get("gl_account", "6000") == "6110"
+    assert paying.get("gl_account", "6000") == "1930"  # its own mapping wins
+
+
+def test_a_mapping_is_one_integrations_or_shared_and_shared_ones_are_checked_too(
+    reviewer: Client, stampli_like: Integration, m3_connection: Connection
+) -> None:
+    from syncs.forms import FieldMappingForm
+
+    base = {"kind": "gl_account", "source_value": "6000", "target_value": "6110"}
+    neither = FieldMappingForm(data=base)
+    assert not neither.is_valid() and "Choose the integration" in str(neither.errors)
+    both = FieldMappingForm(
+        data={**base, "integration": stampli_like.pk, "connection": m3_connection.pk}
+    )
+    assert not both.is_valid() and "leave one of them blank" in str(both.errors)
+    wrong = FieldMappingForm(data={**base, "connection": m3_connection.pk, "target_value": "9999"})
+    assert not wrong.is_valid() and "9999" in str(wrong.errors["target_value"])
+    ok = FieldMappingForm(data={**base, "connection": m3_connection.pk})
+    assert ok.is_valid(), ok.errors
+    saved = ok.save()
+    assert saved.applies_to == f"Every integration posting to {m3_connection}"
+    page = reviewer.get("/admin/syncs/fieldmapping/").content.decode()
+    assert "Every integration posting to" in page

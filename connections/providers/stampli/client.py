@@ -22,7 +22,14 @@ from typing import Any
 from connections.providers.errors import NotFound
 from connections.providers.sftp import RemoteFile, SftpProvider
 from connections.providers.stampli.credentials import SPEC
-from connections.providers.stampli.csvfile import FIELDS, NotCsv, Parsed, Reader, template_with
+from connections.providers.stampli.csvfile import (
+    FIELDS,
+    NotCsv,
+    Parsed,
+    Reader,
+    field_types,
+    template_with,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +69,12 @@ class StampliSftp(SftpProvider):
     label = "Stampli (SFTP)"
     short_label = "Stampli"
     spec = SPEC
+    # The CSV template is set up by form (connections.csvsetup): the fields of each kind of
+    # file, the template merged over the default, and a reader of one kind.
+    template_kinds = FIELDS
+    template_with = staticmethod(template_with)
+    template_reader = staticmethod(Reader)
+    template_field_types = staticmethod(field_types)
 
     @property
     def template(self) -> dict[str, Any]:

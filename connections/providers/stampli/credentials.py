@@ -17,6 +17,7 @@ from connections.providers.stampli.csvfile import (
     FIELDS,
     LAYOUTS,
     VENDOR_MATCH,
+    field_types,
     template_with,
 )
 
@@ -78,9 +79,10 @@ def csv_template(value: Any) -> dict[str, Any]:
     for kind, spec in (value.get("files") or {}).items():
         if kind not in FIELDS:
             raise ValidationError(f"“{kind}” is not a kind of Stampli file ({', '.join(FIELDS)}).")
+        known = field_types(value, kind)  # a combined invoice row names its line's fields too
         for name in (spec or {}).get("columns") or {}:
-            if name not in FIELDS[kind]:
-                raise ValidationError(f"{kind} has no field “{name}” ({', '.join(FIELDS[kind])}).")
+            if name not in known:
+                raise ValidationError(f"{kind} has no field “{name}” ({', '.join(known)}).")
         formats = (spec or {}).get("date_formats")
         if formats is not None:
             check_date_formats(formats, where=f"{kind} date formats")
