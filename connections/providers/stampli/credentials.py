@@ -154,8 +154,11 @@ SPEC = sftp_spec(
         required=False,
         clean=csv_template,
         multiline=True,
-        help="JSON, only where this export differs from the default: delimiter, encoding, "
-        "date_format, decimal, thousands, and per file kind its pattern and columns.",
+        help="Easiest set up with “Set up the CSV template from a sample file” at the top of "
+        "this page (dropdowns, date examples and a preview). Here as JSON, only where this "
+        "export differs from the default: delimiter, encoding, date_format, decimal, "
+        "thousands, ends_with_newline, layout (split or combined), vendor_match (id or name), "
+        "and per file kind its pattern, columns and date_formats.",
     ),
     remote_dir="/outbound",
 )
