@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from django.db import connection as db_connection
 
 from connections.models import Connection
 from connections.sandbox.server import SIMULATORS
+from connections.sandbox.sftp import SftpSandbox
 from syncs.flows import FLOWS
 from syncs.models import Integration
 from tests.sandbox_fixtures import (  # noqa: F401  (fixtures)
@@ -115,3 +117,12 @@ def integration(make_connection: Any, test_flow: Any) -> Integration:
 def close_db_after_thread() -> Any:
     """Call in a worker thread's finally: each thread has its own DB connection to close."""
     return db_connection.close
+
+
+@pytest.fixture
+def sftp(tmp_path: Path) -> Iterator[SftpSandbox]:
+    """A real SFTP server (asyncssh) serving an empty ``outbound`` folder."""
+    (tmp_path / "root" / "outbound").mkdir(parents=True)
+    served = SftpSandbox(tmp_path / "root").start()
+    yield served
+    served.stop()

@@ -89,6 +89,23 @@ def _noted(ctx: Context, export: ExportFile, rows: int) -> None:
     ctx.file_read(kind=export.kind, name=file.name, size=file.size, sha256=export.sha256, rows=rows)
 
 
+def _whole_exports(ctx: Context, kind: str) -> Iterator[ExportFile | SourceRecord]:
+    """The settled ``kind`` exports not processed before that read whole — or, in their place,
+    the record of one that cannot be read (reported once: noted as processed, so it is skipped
+    until it changes) or of one still cut that has stayed so too long."""
+    for file in ctx.source.complete_files(kind):
+        export = _read(ctx, kind, file)
+        if export is None or ctx.file_processed(file.name, file.size, export.sha256):
+            continue
+        if export.unreadable:
+            yield SourceRecord(file.name, {"file": file.name, "unreadable": export.unreadable})
+            _noted(ctx, export, 0)
+        elif export.parsed.incomplete:
+            yield from _still_incomplete(ctx, file, f"{file.name}: {export.parsed.incomplete}")
+        else:
+            yield export
+
+
 def file_records(
     ctx: Context, kind: str, record: Callable[[str, int, dict[str, Any]], SourceRecord]
 ) -> Iterator[SourceRecord]:
@@ -98,17 +115,11 @@ def file_records(
     read whole; each file read is noted for the runner to record as processed.  A file whose
     last record is cut is left alone — reported only once it has stayed so too long."""
     template = ctx.source.template
-    for file in ctx.source.complete_files(kind):
-        export = _read(ctx, kind, file)
-        if export is None or ctx.file_processed(file.name, file.size, export.sha256):
+    for export in _whole_exports(ctx, kind):
+        if isinstance(export, SourceRecord):
+            yield export
             continue
-        if export.unreadable:
-            yield SourceRecord(file.name, {"file": file.name, "unreadable": export.unreadable})
-            _noted(ctx, export, 0)
-            continue
-        if export.parsed.incomplete:
-            yield from _still_incomplete(ctx, file, f"{file.name}: {export.parsed.incomplete}")
-            continue
+        file = export.file
         yield SourceRecord(file.name, {"file": file.name, "complete": len(export.parsed.rows)})
         for error in export.parsed.errors:
             yield SourceRecord(
@@ -135,17 +146,11 @@ def invoice_records(ctx: Context, record: InvoiceRecord) -> Iterator[SourceRecor
     """
     template = ctx.source.template
     combined = template.get("layout") == "combined"
-    for file in ctx.source.complete_files("invoices"):
-        export = _read(ctx, "invoices", file)
-        if export is None or ctx.file_processed(file.name, file.size, export.sha256):
+    for export in _whole_exports(ctx, "invoices"):
+        if isinstance(export, SourceRecord):
+            yield export
             continue
-        if export.unreadable:
-            yield SourceRecord(file.name, {"file": file.name, "unreadable": export.unreadable})
-            _noted(ctx, export, 0)
-            continue
-        if export.parsed.incomplete:
-            yield from _still_incomplete(ctx, file, f"{file.name}: {export.parsed.incomplete}")
-            continue
+        file = export.file
         lines_export = None
         if not combined:
             lines_export, why = _partner(ctx, file)

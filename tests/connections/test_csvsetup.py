@@ -5,8 +5,6 @@ as the connection's template — no JSON — by an Integration admin; refused to
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,14 +20,6 @@ EU = (
     "R-1;Nord Kontor AB;NK-1;28.11.2026;SEK;1.234,50;6000;1;1.234,50\r\n"
     "R-2;Atelier Lumière SARL;AL-9;29.11.2026;EUR;99,00;6500;1;99,00\r\n"
 )
-
-
-@pytest.fixture
-def sftp(tmp_path: Path) -> Iterator[SftpSandbox]:
-    (tmp_path / "root" / "outbound").mkdir(parents=True)
-    served = SftpSandbox(tmp_path / "root").start()
-    yield served
-    served.stop()
 
 
 @pytest.fixture

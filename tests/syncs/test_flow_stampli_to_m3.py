@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -31,14 +30,6 @@ HEAD = (
     "Total Amount,Tax Amount,Status\r\n"
 )
 LINES_HEAD = "Invoice ID,Line Number,Description,Amount,GL Account\r\n"
-
-
-@pytest.fixture
-def sftp(tmp_path: Path) -> Iterator[SftpSandbox]:
-    (tmp_path / "root" / "outbound").mkdir(parents=True)
-    served = SftpSandbox(tmp_path / "root").start()
-    yield served
-    served.stop()
 
 
 @pytest.fixture
