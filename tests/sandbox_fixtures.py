@@ -105,3 +105,27 @@ def cin7_connection(db: Any, cin7_sim: Served) -> Connection:
         name="Cin7 sandbox",
         rate_limit_per_minute=6000,
     )
+
+
+def stampli_connection(
+    server: Any, *, name: str = "Stampli", slug: str = "stampli", **settings: Any
+) -> Any:
+    """A Stampli connection to an SFTP sandbox, its host key pinned (saved, checked)."""
+    from connections.models import Connection
+
+    conn = Connection(
+        name=name,
+        slug=slug,
+        kind="stampli",
+        credentials={"password": server.users["sandbox"]},
+        settings={
+            "host": server.host,
+            "port": server.port,
+            "username": "sandbox",
+            "host_key": server.host_key_line,
+            **settings,
+        },
+    )
+    conn.full_clean()
+    conn.save()
+    return conn

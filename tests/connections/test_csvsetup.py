@@ -13,6 +13,7 @@ from django.test import Client
 from connections.models import Connection
 from connections.providers.registry import client_for
 from connections.sandbox.sftp import SftpSandbox
+from tests.sandbox_fixtures import stampli_connection
 from tests.test_admin_site import _staff
 
 EU = (
@@ -27,20 +28,7 @@ def stampli(sftp: SftpSandbox, db: Any) -> Connection:
     path = sftp.root / "outbound" / "export_eu_0800.csv"
     path.write_bytes(EU.encode("cp1252"))
     os.utime(path, (1, 1))
-    conn = Connection(
-        name="Stampli EU",
-        slug="stampli-eu",
-        kind="stampli",
-        credentials={"password": sftp.users["sandbox"]},
-        settings={
-            "host": sftp.host,
-            "port": sftp.port,
-            "username": "sandbox",
-            "host_key": sftp.host_key_line,
-        },
-    )
-    conn.full_clean()
-    conn.save()
+    conn = stampli_connection(sftp, name="Stampli EU", slug="stampli-eu")
     return conn
 
 

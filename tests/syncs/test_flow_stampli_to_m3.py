@@ -23,6 +23,7 @@ from connections.sandbox.sftp import SftpSandbox
 from syncs.models import FieldMapping, Integration, ProcessedFile, SyncRun
 from syncs.runner import Runner
 from syncs.services import records_replay
+from tests.sandbox_fixtures import stampli_connection
 
 S = AuditRecord.Status
 HEAD = (
@@ -54,21 +55,7 @@ def drop(sftp: SftpSandbox, name: str, text: str, *, age: float = 3600) -> Path:
 
 @pytest.fixture
 def flow(sftp: SftpSandbox, m3_connection: Connection, m3: M3Simulator) -> Integration:
-    stampli = Connection(
-        name="Stampli",
-        slug="stampli",
-        kind="stampli",
-        credentials={"password": sftp.users["sandbox"]},
-        settings={
-            "host": sftp.host,
-            "port": sftp.port,
-            "username": "sandbox",
-            "host_key": sftp.host_key_line,
-            "settle_seconds": 60,
-        },
-    )
-    stampli.full_clean()
-    stampli.save()
+    stampli = stampli_connection(sftp, settle_seconds=60)
     integ = Integration(
         name="Stampli invoices",
         slug="stampli-invoices",

@@ -16,6 +16,7 @@ from connections.providers.registry import client_for
 from connections.providers.stampli import StampliSftp
 from connections.sandbox.sftp import SftpSandbox
 from tests.connections.providers.contract import ProviderContract
+from tests.sandbox_fixtures import stampli_connection
 
 INVOICES = (
     "Invoice ID,Vendor ID,Vendor Name,Invoice Number,Invoice Date,Due Date,Currency,"
@@ -39,24 +40,7 @@ def server(tmp_path: Path) -> Iterator[SftpSandbox]:
 
 
 def connect(server: SftpSandbox, **settings: Any) -> Connection:
-    conn = Connection(
-        name="Stampli",
-        slug="stampli",
-        kind="stampli",
-        credentials={"password": server.users["sandbox"]},
-        settings={
-            "host": server.host,
-            "port": server.port,
-            "username": "sandbox",
-            "host_key": server.host_key_line,
-            "connect_timeout": 5,
-            "max_attempts": 2,
-            **settings,
-        },
-    )
-    conn.full_clean()
-    conn.save()
-    return conn
+    return stampli_connection(server, connect_timeout=5, max_attempts=2, **settings)
 
 
 class TestStampliContract(ProviderContract):
