@@ -306,10 +306,15 @@ class FieldMappingAdmin(ImportExportMixin, SafeModelAdmin):
     import_template_name = "admin/syncs/fieldmapping/import.html"
     import_error_display = ("message",)
     form = FieldMappingForm
-    list_display = ("applies_to", "kind", "source_value", "target_value", "note", "updated_at")
-    list_filter = ("integration", "connection", "kind")
+    list_display = ("applies_to", "kind", "source_value", "target_value", "note")
+    # shared mappings are found by the integration filter's "-" (none) and named in the column
+    list_filter = ("integration", "kind")
     search_fields = ("source_value", "target_value", "note")
     list_editable = ("target_value",)
+
+    @admin.display(description="Used by", ordering="integration__name")
+    def applies_to(self, obj: FieldMapping) -> str:
+        return obj.applies_to
 
     def get_changelist_form(self, request: HttpRequest, **kwargs: Any) -> Any:
         """Targets edited in the list are checked as in the form (a GL account in the chart)."""

@@ -181,7 +181,7 @@ class FieldMapping(models.Model):
     def applies_to(self) -> str:
         if self.integration_id:
             return str(self.integration)
-        return f"Every integration posting to {self.connection}"
+        return f"Shared: all into {self.connection}"
 
     @classmethod
     def for_integration(cls, integration: Integration) -> models.QuerySet[FieldMapping]:

@@ -238,6 +238,6 @@ def test_a_mapping_is_one_integrations_or_shared_and_shared_ones_are_checked_too
     ok = FieldMappingForm(data={**base, "connection": m3_connection.pk})
     assert ok.is_valid(), ok.errors
     saved = ok.save()
-    assert saved.applies_to == f"Every integration posting to {m3_connection}"
+    assert saved.applies_to == f"Shared: all into {m3_connection}"
     page = reviewer.get("/admin/syncs/fieldmapping/").content.decode()
-    assert "Every integration posting to" in page
+    assert f"Shared: all into {m3_connection}" in page
