@@ -74,7 +74,13 @@ class Sandbox:
     """``manage.py sandbox`` in a child process."""
 
     def __init__(self, invoices: int, customers: int) -> None:
+        from connections.sandbox.server import SIMULATORS
+
         self.m3_port, self.stripe_port = free_port(), free_port()
+        # every simulator the sandbox serves on a free port: never one a running demo holds
+        others = [
+            f"--port={name}={free_port()}" for name in SIMULATORS if name not in ("m3", "stripe")
+        ]
         self.m3, self.stripe = (
             f"http://127.0.0.1:{self.m3_port}",
             f"http://127.0.0.1:{self.stripe_port}",
@@ -93,7 +99,7 @@ class Sandbox:
                 str(customers),
                 f"--port=m3={self.m3_port}",
                 f"--port=stripe={self.stripe_port}",
-                f"--port=ifs={free_port()}",  # not measured, but never on a port in use
+                *others,
             ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
