@@ -210,9 +210,14 @@ def patience_settings(
 
 
 def http_settings(
-    *, rate_per_minute: int, base_url: str | None = None, burst: int = 10
+    *,
+    rate_per_minute: int,
+    base_url: str | None = None,
+    burst: int = 10,
+    rate_help: str = "",
 ) -> tuple[FieldSpec, ...]:
-    """The settings every HTTP system shares: base URL, shared rate limit, timeouts, retries."""
+    """The settings every HTTP system shares: base URL, shared rate limit, timeouts, retries.
+    ``rate_help`` says where the system's default rate comes from."""
     specs = []
     if base_url is not None:
         specs.append(
@@ -232,7 +237,7 @@ def http_settings(
             secret=False,
             default=rate_per_minute,
             clean=positive_int,
-            help="Shared by every worker of this deployment.",
+            help=" ".join(filter(None, ["Shared by every worker of this deployment.", rate_help])),
         ),
         FieldSpec(
             "rate_limit_burst",

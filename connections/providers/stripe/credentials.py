@@ -80,7 +80,14 @@ SPEC = ConnectionSpec(
         ),
     ),
     settings=(
-        *http_settings(rate_per_minute=1500, base_url="https://api.stripe.com"),
+        *http_settings(
+            rate_per_minute=1500,
+            base_url="https://api.stripe.com",
+            rate_help="1,500 a minute is 25 requests a second: Stripe's limit for a sandbox "
+            "(test mode) account, and its default for each endpoint. A live account allows 100 a "
+            "second in all (docs.stripe.com/rate-limits), shared with its live checkout "
+            "traffic: raise this only as far as that traffic leaves room.",
+        ),
         FieldSpec(
             "api_key_id",
             "API key id (for rotation)",
