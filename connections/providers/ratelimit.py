@@ -194,25 +194,54 @@ class LeasingLimiter:
     def __init__(self, inner: RateLimiter) -> None:
         self.inner = inner
         self._slots: dict[str, collections.deque[float]] = {}
+        self._refilling: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
     def acquire(self, key: str, *, per_second: float, burst: int, max_wait: float) -> float:
+        """A slot's wait.  The process lock guards only the local slots: the shared write that
+        reserves a new lease happens outside it, by one thread per key while the others wait
+        for its lease (so other keys, and threads with a slot in hand, never queue behind a
+        database or Redis round trip)."""
         interval = 1.0 / per_second
         lease = max(1, min(self.MAX_LEASE, int(per_second * self.LEASE_SECONDS)))
         if lease == 1:
             return self.inner.acquire(key, per_second=per_second, burst=burst, max_wait=max_wait)
-        with self._lock:
-            slots = self._slots.setdefault(key, collections.deque())
-            now = time.monotonic()
-            while slots and slots[0] < now - max(interval * max(burst, 1), 0.05):
-                slots.popleft()  # too late to spend without bunching: let it go
-            if not slots:
+        stale = max(interval * max(burst, 1), 0.05)
+        while True:
+            with self._lock:
+                slots = self._slots.setdefault(key, collections.deque())
+                now = time.monotonic()
+                while slots and slots[0] < now - stale:
+                    slots.popleft()  # too late to spend without bunching: let it go
+                if slots:
+                    return max(0.0, slots.popleft() - now)
+                refill = self._refilling.get(key)
+                mine = refill is None
+                if mine:
+                    refill = self._refilling[key] = threading.Event()
+            assert refill is not None
+            if not mine:  # another thread is leasing for this key: take from its lease
+                refill.wait(timeout=max_wait + 1.0)
+                continue
+            try:
                 wait = self.inner.acquire(  # type: ignore[call-arg]
                     key, per_second=per_second, burst=burst, max_wait=max_wait, count=lease
                 )
-                slots.extend(now + wait + i * interval for i in range(lease))
-            slot = slots.popleft()
-        return max(0.0, slot - time.monotonic())
+            except BaseException:
+                with self._lock:
+                    self._refilling.pop(key, None)
+                refill.set()
+                raise
+            # The wait counts from when the shared state answered: somewhere in the round trip.
+            # Counting from its end may start the lease a little late, never early.
+            start = time.monotonic()
+            with self._lock:
+                slots = self._slots.setdefault(key, collections.deque())
+                slots.extend(start + wait + i * interval for i in range(lease))
+                self._refilling.pop(key, None)
+                slot = slots.popleft()
+            refill.set()
+            return max(0.0, slot - time.monotonic())
 
     def penalize(self, key: str, *, seconds: float) -> None:
         with self._lock:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
+import threading
 import time
 from typing import Any
 
@@ -140,3 +142,63 @@ def test_redis_out_of_reach_is_a_slot_from_the_database_never_a_failure(
         redis.terminate()
         redis.wait(timeout=10)
     assert limiter.acquire("again", per_second=10, burst=2, max_wait=5) >= 0  # down again
+
+
+class _SlowShared:
+    """A shared limiter whose every reservation is a slow round trip (a database or Redis)."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.calls: list[tuple[str, int]] = []
+        self.lock = threading.Lock()
+        self.next_free: dict[str, float] = {}
+
+    def acquire(
+        self, key: str, *, per_second: float, burst: int, max_wait: float, count: int = 1
+    ) -> float:
+        time.sleep(self.delay)
+        with self.lock:
+            self.calls.append((key, count))
+            now = time.monotonic()
+            start = max(now, self.next_free.get(key, now))
+            self.next_free[key] = start + count / per_second
+            return start - now
+
+    def penalize(self, key: str, *, seconds: float) -> None:
+        return None
+
+
+def test_leasing_hands_out_each_slot_once_and_keeps_no_lock_over_the_shared_write() -> None:
+    from connections.providers.ratelimit import LeasingLimiter
+
+    shared = _SlowShared(delay=0.05)
+    limiter = LeasingLimiter(shared)  # type: ignore[arg-type]
+    moments: list[float] = []
+    guard = threading.Lock()
+
+    def take(key: str, n: int) -> None:
+        for _ in range(n):
+            wait = limiter.acquire(key, per_second=500, burst=10, max_wait=30)
+            with guard:
+                moments.append(time.monotonic() + wait)
+
+    threads = [threading.Thread(target=take, args=("a", 25)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(moments) == 200
+    ordered = sorted(moments)
+    gaps = [b - a for a, b in itertools.pairwise(ordered)]
+    assert min(gaps) > 1 / 500 * 0.5  # no slot handed out twice, no bunching
+    assert len([c for c in shared.calls if c[0] == "a"]) <= 8  # leased in batches, not per call
+
+    # A slow reservation for one connection does not hold up another's.
+    slow = threading.Thread(target=take, args=("b", 1))
+    slow.start()
+    time.sleep(0.01)  # "b" is inside its round trip now
+    started = time.monotonic()
+    limiter.acquire("c", per_second=500, burst=10, max_wait=30)
+    took = time.monotonic() - started
+    slow.join()
+    assert took < 0.05 + 0.04  # its own round trip, not queued behind "b"'s as well
