@@ -245,7 +245,7 @@ class ConnectionAdmin(SafeModelAdmin):
                     "pattern",
                 )
             ],
-            "preview_fields": list(kinds[kind]),
+            "preview_fields": [csvsetup.label(name) for name in kinds[kind]],
         }
         return TemplateResponse(request, "admin/connections/connection/csv_template.html", context)
 

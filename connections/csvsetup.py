@@ -131,11 +131,26 @@ def preview(connection: Connection, overrides: dict[str, Any], kind: str, conten
         return sample
     sample.incomplete = parsed.incomplete
     sample.rows = [
-        {"line": row.line, **{k: _shown(v) for k, v in row.values.items()}}
+        {
+            "row": row.line,
+            "values": [_shown(row.values.get(k)) for k in parsed_fields(provider, template, kind)],
+        }
         for row in parsed.rows[:PREVIEW_ROWS]
     ]
     sample.problems = [e.reason for e in parsed.errors[:PREVIEW_ROWS]]
     return sample
+
+
+def label(name: str) -> str:
+    """A field as a finance user names it (gl_code → GL code, invoice_id → Invoice ID)."""
+    words = name.split("_")
+    shown = [{"gl": "GL", "id": "ID"}.get(w, w) for w in words]
+    text = " ".join(shown)
+    return text[:1].upper() + text[1:]
+
+
+def parsed_fields(provider: Any, template: dict[str, Any], kind: str) -> list[str]:
+    return list(provider.template_field_types(template, kind))
 
 
 def _shown(value: Any) -> str:
@@ -189,7 +204,7 @@ class TemplateForm(forms.Form):
             required = not type_.endswith("?")
             key = f"col__{name}"
             self.fields[key] = forms.ChoiceField(
-                label=name.replace("_", " ") + ("" if required else " (optional)"),
+                label=label(name) + ("" if required else " (optional)"),
                 choices=columns,
                 required=False,
             )
@@ -222,7 +237,7 @@ class TemplateForm(forms.Form):
     def missing_required(self) -> list[str]:
         kind = self.cleaned_data["kind"]
         return [
-            name.replace("_", " ")
+            label(name)
             for name, type_ in self.kinds[kind].items()
             if not type_.endswith("?") and not self.cleaned_data.get(f"col__{name}")
         ]

@@ -83,7 +83,7 @@ def test_an_eu_profile_is_set_up_by_form_previewed_then_saved(
     assert not stampli.settings.get("csv_template")  # nothing saved by a preview
 
     wrong = admin_user.post(page, form_data(save="1", col__total="")).content.decode()
-    assert "Choose the column of every field" in wrong and "total" in wrong
+    assert "Choose the column of every field this kind of file needs: Total." in wrong
     saved = admin_user.post(page, form_data(save="1"))
     assert saved.status_code == 302, saved.content.decode().split('class="errorlist')[1:3]
     stampli.refresh_from_db()
