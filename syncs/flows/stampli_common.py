@@ -146,6 +146,7 @@ def invoice_records(ctx: Context, record: InvoiceRecord) -> Iterator[SourceRecor
     """
     template = ctx.source.template
     combined = template.get("layout") == "combined"
+    lines_files: dict[str, RemoteFile | None] | None = None  # listed once, when first needed
     for export in _whole_exports(ctx, "invoices"):
         if isinstance(export, SourceRecord):
             yield export
@@ -153,7 +154,10 @@ def invoice_records(ctx: Context, record: InvoiceRecord) -> Iterator[SourceRecor
         file = export.file
         lines_export = None
         if not combined:
-            lines_export, why = _partner(ctx, file)
+            if lines_files is None:
+                lines_files = {f.name: None for f in ctx.source.all_files("invoice_lines")}
+                lines_files.update({f.name: f for f in ctx.source.complete_files("invoice_lines")})
+            lines_export, why = _partner(ctx, file, lines_files)
             if lines_export is None:
                 yield from _still_incomplete(ctx, file, why)
                 continue
@@ -168,20 +172,22 @@ def invoice_records(ctx: Context, record: InvoiceRecord) -> Iterator[SourceRecor
         _noted(ctx, export, len(export.parsed.rows) + len(export.parsed.errors))
 
 
-def _partner(ctx: Context, file: RemoteFile) -> tuple[ExportFile | None, str]:
-    """The lines export of an invoices file, or why it cannot be used yet."""
+def _partner(
+    ctx: Context, file: RemoteFile, lines_files: dict[str, RemoteFile | None]
+) -> tuple[ExportFile | None, str]:
+    """The lines export of an invoices file, or why it cannot be used yet (``lines_files``: the
+    lines files in the folder, the settled ones with their file)."""
     name = ctx.source.partner("invoices", file, "invoice_lines")
     if name is None:
         return None, (
             f"{file.name}: the template's file patterns do not say which lines file belongs to "
             "it (each pattern needs exactly one *)."
         )
-    settled = {f.name: f for f in ctx.source.complete_files("invoice_lines")}
-    if name not in settled:
-        present = any(f.name == name for f in ctx.source.all_files("invoice_lines"))
-        state = "is still being written" if present else "has not arrived"
+    settled = lines_files.get(name)
+    if settled is None:
+        state = "is still being written" if name in lines_files else "has not arrived"
         return None, f"{file.name}: its lines file {name} {state}; nothing of it was posted."
-    lines = _read(ctx, "invoice_lines", settled[name])
+    lines = _read(ctx, "invoice_lines", settled)
     if lines is None:
         return None, f"{file.name}: its lines file {name} has gone; nothing of it was posted."
     if lines.unreadable:
