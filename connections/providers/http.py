@@ -66,6 +66,11 @@ class ClientConfig:
     rate_limit_key: str | None = None
     rate_limit_per_minute: float | None = None
     rate_limit_burst: int = 10
+    # A limit of each endpoint beside the connection's (Stripe: 25 requests a second for each
+    # named operation): ``endpoint_of(method, path)`` names the endpoint a request goes to.
+    endpoint_per_second: float | None = None
+    endpoint_burst: int = 1  # Stripe publishes no burst for it: paced evenly
+    endpoint_of: Callable[[str, str], str] | None = None
 
     @classmethod
     def from_connection(cls, connection: Any, base_url: str | None = None) -> ClientConfig:
@@ -263,7 +268,7 @@ class ApiClient:
     ) -> requests.Response:
         """One attempt, plus one immediate re-send after re-authenticating on a 401."""
         for reauthenticated in (False, True):
-            self._throttle()
+            self._throttle(method, url)
             attempt_headers = dict(headers)
             used = self.auth.apply(attempt_headers) if (self.auth and use_auth) else None
             response = self._send(method, url, params, json, data, attempt_headers, idempotent)
@@ -274,7 +279,7 @@ class ApiClient:
             return self._check(response, idempotent)
         raise AssertionError("unreachable")
 
-    def _throttle(self) -> None:
+    def _throttle(self, method: str = "GET", url: str = "") -> None:
         cfg = self.config
         if not (self.limiter and cfg.rate_limit_key and cfg.rate_limit_per_minute):
             return
@@ -284,6 +289,17 @@ class ApiClient:
             burst=cfg.rate_limit_burst,
             max_wait=cfg.max_retry_seconds,
         )
+        if cfg.endpoint_per_second and cfg.endpoint_of is not None:
+            endpoint = cfg.endpoint_of(method, urlsplit(url).path)
+            wait = max(  # both slots are held from now: the later one sets the moment
+                wait,
+                self.limiter.acquire(
+                    f"{cfg.rate_limit_key}:{endpoint}"[:200],
+                    per_second=float(cfg.endpoint_per_second),
+                    burst=cfg.endpoint_burst,
+                    max_wait=cfg.max_retry_seconds,
+                ),
+            )
         if wait > 0:
             self.sleep(wait)
 

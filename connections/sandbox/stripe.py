@@ -43,7 +43,7 @@ from jwcrypto import jwe, jwk
 from jwcrypto.common import JWException
 from werkzeug.wrappers import Request, Response
 
-from connections.sandbox.base import Simulator, json_response
+from connections.sandbox.base import RateLimit, Simulator, json_response
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +201,16 @@ class WebhookDelivery:
                     self.delivered.append((event["id"], status))
 
 
+def operation(method: str, path: str) -> str:
+    """A request as Stripe's per-endpoint limit counts it: the method and the path with every
+    object id (a prefix, ``_``, a token with digits or capitals) as ``{id}``."""
+    parts = [
+        "{id}" if ("_" in p and re.search(r"[0-9A-Z]", p)) or p.isdigit() else p
+        for p in path.split("/")
+    ]
+    return f"{method.upper()} {'/'.join(parts)}"
+
+
 class StripeSimulator(Simulator):
     """One Stripe account in test mode."""
 
@@ -219,6 +229,7 @@ class StripeSimulator(Simulator):
         fee_fixed: int = 30,
     ) -> None:
         super().__init__(rate_limit_per_minute=rate_limit_per_minute)
+        self.endpoint_limit = RateLimit()  # Stripe's per-endpoint limit: off until set
         self.api_keys: dict[str, dict[str, Any]] = {
             "ak_sandbox_initial": {
                 "id": "ak_sandbox_initial",
@@ -425,11 +436,30 @@ class StripeSimulator(Simulator):
 
     # -- HTTP -------------------------------------------------------------------------------
 
+    def set_conditions(
+        self,
+        *,
+        endpoint_rate_per_second: float | None = None,
+        endpoint_burst: int | None = None,
+        **others: Any,
+    ) -> None:
+        """Beside latency and the account's limit: Stripe's limit of each endpoint (each named
+        operation counts apart — docs.stripe.com/rate-limits: "a default limit of 25 requests
+        per second" per endpoint), off unless set."""
+        super().set_conditions(**others)
+        if endpoint_rate_per_second is not None:
+            self.endpoint_limit = RateLimit(
+                per_minute=int(float(endpoint_rate_per_second) * 60) or None,
+                burst=int(endpoint_burst) if endpoint_burst else 5,
+            )
+
     def handle(self, request: Request) -> Response:
         refused = self._authenticate(request.headers.get("Authorization", ""))
         if refused is not None:
             return refused.response()
         wait = self.rate_limit.check("account")
+        if wait is None and self.endpoint_limit.per_minute:
+            wait = self.endpoint_limit.check(operation(request.method, request.path))
         if wait is not None:
             return StripeError(
                 429,

@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import stripe
 
 from connections.providers.base import CheckResult, HttpProvider, InboundEvent
 from connections.providers.errors import ApiError, AuthFailed
-from connections.providers.http import ApiClient, Auth
+from connections.providers.http import ApiClient, Auth, ClientConfig
 from connections.providers.stripe import keys, webhooks
 from connections.providers.stripe.credentials import SPEC
 
@@ -36,6 +37,18 @@ EVENT_TYPES = (
     "payment_intent.succeeded",
     "charge.dispute.created",
 )
+
+
+def endpoint_of(method: str, path: str) -> str:
+    """The named operation a request is, as Stripe counts its per-endpoint limit: the method and
+    the path with each object id as ``{id}`` (``GET /v1/payment_intents/{id}`` for any id).
+    A Stripe id is a prefix, an underscore and a token with digits or capitals (``in_1N…``);
+    a word such as ``test_helpers`` is not."""
+    parts = [
+        "{id}" if ("_" in part and re.search(r"[0-9A-Z]", part)) or part.isdigit() else part
+        for part in path.split("/")
+    ]
+    return f"{method.upper()} {'/'.join(parts)}"
 
 
 class _Transport(stripe.HTTPClient):
@@ -126,6 +139,15 @@ class StripeProvider(HttpProvider):
 
     def verify_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> InboundEvent:
         return webhooks.verify(self.connection.credentials.get("webhook_secret"), raw_body, headers)
+
+    def client_config(self) -> ClientConfig:
+        """The connection's limits, and Stripe's limit of each endpoint beside them."""
+        config = super().client_config()
+        return replace(
+            config,
+            endpoint_per_second=float(self.connection.setting("endpoint_rate_per_second", 25)),
+            endpoint_of=endpoint_of,
+        )
 
     def default_headers(self) -> dict[str, str]:
         return {}

@@ -89,6 +89,17 @@ SPEC = ConnectionSpec(
             "traffic: raise this only as far as that traffic leaves room.",
         ),
         FieldSpec(
+            "endpoint_rate_per_second",
+            "Limit of each endpoint (requests per second)",
+            secret=False,
+            default=25,
+            clean=positive_int,
+            help="Stripe limits each named operation (POST /v1/invoices, POST "
+            "/v1/invoices/{id}/finalize …) to 25 requests a second by default, beside the "
+            "account's limit above (docs.stripe.com/rate-limits). Lower it if Stripe has set "
+            "a stricter limit on an endpoint of this account.",
+        ),
+        FieldSpec(
             "api_key_id",
             "API key id (for rotation)",
             secret=False,

@@ -113,3 +113,43 @@ def test_a_wrong_key_is_refused_without_echoing_it(stripe_connection: Connection
     stripe_connection.credentials["api_key"] = "sk_test_wrongwrongwrong123"
     result = client_for(stripe_connection, sleep=lambda s: None).check()
     assert not result.ok and "wrongwrongwrong123" not in result.message
+
+
+def test_each_endpoint_is_named_as_stripe_counts_its_limit() -> None:
+    from connections.providers.stripe.client import endpoint_of
+    from connections.sandbox.stripe import operation
+
+    cases = {
+        ("post", "/v1/invoices"): "POST /v1/invoices",
+        ("POST", "/v1/invoices/in_1N2xAbC/finalize"): "POST /v1/invoices/{id}/finalize",
+        ("GET", "/v1/payment_intents/pi_3Mt0"): "GET /v1/payment_intents/{id}",
+        ("POST", "/v1/test_helpers/test_clocks"): "POST /v1/test_helpers/test_clocks",
+        ("GET", "/v1/customers/search"): "GET /v1/customers/search",
+    }
+    for (method, path), named in cases.items():
+        assert endpoint_of(method, path) == operation(method, path) == named
+
+
+@pytest.mark.parametrize("paced", [True, False])
+def test_a_fast_account_still_keeps_each_endpoint_under_its_own_limit(
+    stripe_connection: Connection, stripe_sim: Served, paced: bool
+) -> None:
+    """A live account's 100 a second in all, but Stripe's 25 a second for each endpoint (here
+    5 with a burst of 2, to keep the test short): with the endpoint's own bucket nothing is
+    refused; without it (a limit far above the server's) the server says 429."""
+    sim = sim_of(stripe_sim)
+    sim.set_conditions(endpoint_rate_per_second=5, endpoint_burst=2)
+    stripe_connection.settings = {
+        **stripe_connection.settings,
+        "rate_limit_per_minute": 6000,
+        "rate_limit_burst": 50,
+        "endpoint_rate_per_second": 5 if paced else 1000,
+        "max_attempts": 10,
+    }
+    stripe_connection.save()
+    api = client_for(stripe_connection)
+    for n in range(12):
+        api.create_customer({"name": f"Fast {n}"}, idempotency_key=f"fast-{paced}-{n}")
+    refused = sim.endpoint_limit.rejected
+    assert (refused == 0) if paced else (refused > 0)
+    assert len([c for c in sim.objects["customer"].values() if c["name"].startswith("Fast")]) == 12
