@@ -188,7 +188,8 @@ class M3SuppliersToWise(Flow[InforM3, WiseProvider]):
         except Rejected as exc:
             return (
                 [],
-                f"Wise offers no recipients for payments from {source} to {currency} ({exc}).",
+                f"Wise offers no recipients for payments from {source} to {currency}: "
+                f"{(exc.remote_message or 'it refused the question').rstrip('.')}.",
             )
         return answer, ""
 

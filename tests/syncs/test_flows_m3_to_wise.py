@@ -353,3 +353,14 @@ def test_recipients_match_by_a_normalised_comparison() -> None:
         "details": {"sortcode": "40-47-84", "accountNumber": "70872490"},
     }
     assert same_recipient(sort, shown)
+
+
+def test_a_currency_wise_offers_no_recipients_in_is_said_plainly(
+    recipients: Integration, m3: M3Simulator, wise: WiseSimulator
+) -> None:
+    m3.state.put_supplier("S9", SUNM="Douala Bois SARL", CUCD="XAF", SFI1=IBAN_1)
+    item = run(recipients).records.get(source_key="S9/XAF")
+    assert item.status == S.FLAGGED
+    assert item.reason.startswith("Wise offers no recipients for payments from EUR to XAF: ")
+    assert "http" not in item.reason.lower() and "422" not in item.reason
+    assert not [r for r in wise.recipients.values() if r["currency"] == "XAF"]
