@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 N = int(os.environ.get("BENCH_INVOICES", "3000"))
 OVERHEAD_ROUNDS = int(os.environ.get("BENCH_OVERHEAD_ROUNDS", "3"))
+ENDPOINT_RATE = 25.0  # Stripe's default limit of each endpoint, a second (docs.stripe.com)
 CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "500"))
 LIMIT = int(os.environ.get("BENCH_RATE", "6000"))  # Stripe's live limit, per minute
 LATENCY_MS = float(os.environ.get("BENCH_LATENCY_MS", "150"))
@@ -396,8 +397,11 @@ def part_limit(summary: dict[str, Any]) -> None:
             latency_ms=LATENCY_MS,
             rate_limit_per_minute=LIMIT,
             rate_limit_burst=max(1, LIMIT // 60),
+            endpoint_rate_per_second=ENDPOINT_RATE,  # Stripe's limit of each endpoint too
+            endpoint_burst=5,
         )
-        before = box.stripe_requests()
+        opening = box.state()
+        before, ops_before = opening["api_requests"], opening.get("by_operation", {})
         started = time.perf_counter()
         result = run(flows["m3_stripe.invoices"])
         elapsed = time.perf_counter() - started
@@ -407,16 +411,29 @@ def part_limit(summary: dict[str, Any]) -> None:
     calls = state["api_requests"] - before
     achieved = calls / elapsed * 60
     share = 100 * achieved / LIMIT
+    # The connector's budget: these calls can go no faster than the account's limit allows in
+    # all, nor than Stripe's limit of each endpoint allows for the busiest endpoint.
+    per_op = {op: n - ops_before.get(op, 0) for op, n in (state.get("by_operation") or {}).items()}
+    busiest = max(per_op.values(), default=0)
+    fastest = max(calls / (LIMIT / 60), busiest / ENDPOINT_RATE)  # seconds, at best
+    budget = calls / fastest * 60 if fastest else float(LIMIT)
+    budget_share = 100 * achieved / budget
+    refused = state["rate_limited"] + state.get("endpoint_rate_limited", 0)
     print(
         f"2. Stripe at {LATENCY_MS:.0f} ms a call, limited to {LIMIT}/min: {RATE_INVOICES} "
         f"invoices, one worker process, {IN_FLIGHT} in flight"
     )
     print(
         f"  {result.synced} synced in {elapsed:.1f} s: {calls} Stripe requests = "
-        f"{achieved:.0f}/min, {share:.1f}% of the limit; {state['rate_limited']} answered 429; "
+        f"{achieved:.0f}/min, {share:.1f}% of the limit; {refused} answered 429; "
         f"at most {state['max_concurrent']} requests at once"
     )
+    print(
+        f"  budget: {budget:.0f}/min (the account's {LIMIT}/min, and {ENDPOINT_RATE:.0f}/s for "
+        f"each endpoint: the busiest took {busiest} of the {calls}); {budget_share:.1f}% of it"
+    )
     summary["limit_share_at_150ms"] = f"{share:.1f}"
+    summary["limit_share_of_budget_at_150ms"] = f"{budget_share:.1f}"
     summary["stripe_calls_per_invoice"] = f"{calls / max(1, result.synced):.2f}"
 
 
@@ -848,6 +865,7 @@ def main() -> None:
         "client_cpu_ratio",
         "overhead_ratio",
         "limit_share_at_150ms",
+        "limit_share_of_budget_at_150ms",
         "limit_429_after_warmup",
         "stripe_calls_per_invoice",
         "m3_requests_per_receipt_batch",

@@ -23,6 +23,7 @@ unverified: Stripe does not publish its choice) and, as for every test-mode key,
 from __future__ import annotations
 
 import base64
+import collections
 import copy
 import hashlib
 import hmac
@@ -230,6 +231,7 @@ class StripeSimulator(Simulator):
     ) -> None:
         super().__init__(rate_limit_per_minute=rate_limit_per_minute)
         self.endpoint_limit = RateLimit()  # Stripe's per-endpoint limit: off until set
+        self.by_operation: collections.Counter[str] = collections.Counter()  # requests served
         self.api_keys: dict[str, dict[str, Any]] = {
             "ak_sandbox_initial": {
                 "id": "ak_sandbox_initial",
@@ -469,6 +471,7 @@ class StripeSimulator(Simulator):
             ).response()
         with self.lock:
             self.api_requests += 1
+            self.by_operation[operation(request.method, request.path)] += 1
         return self.apply_fault(f"{request.method} {request.path}", lambda: self._process(request))
 
     def _process(self, request: Request) -> Response:
@@ -1324,6 +1327,8 @@ class StripeSimulator(Simulator):
         return {
             **super().state_summary(),
             "api_requests": self.api_requests,
+            "by_operation": dict(self.by_operation),
+            "endpoint_rate_limited": self.endpoint_limit.rejected,
             **{f"{k}s": len(v) for k, v in self.objects.items() if v},
             "events": len(self.events),
             "webhooks_delivered": len(self.webhooks.delivered),
