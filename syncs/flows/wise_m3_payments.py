@@ -183,11 +183,22 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
         text = f"Wise {tid} {data['invoice'].split(':')[2]}"[:40]
         day = self._day(transfer)
         accounts = data["accounts"]
+        # the supplier invoice it pays, for a journal layout with places for them
+        _, supplier, number, year = [*data["invoice"].split(":"), "", "", "", ""][:4]
+        identity = {"SUNO": supplier, "SINO": number, "INYR": year}
         lines = [
-            journal_line(day, accounts["ap"]["mapped"], transfer["targetCurrency"], target, text),
-            journal_line(
-                day, accounts["bank"]["mapped"], transfer["sourceCurrency"], -source, text
-            ),
+            {
+                **journal_line(
+                    day, accounts["ap"]["mapped"], transfer["targetCurrency"], target, text
+                ),
+                **identity,
+            },
+            {
+                **journal_line(
+                    day, accounts["bank"]["mapped"], transfer["sourceCurrency"], -source, text
+                ),
+                **identity,
+            },
         ]
         return Payload(
             {"transfer": tid, "state": state, "what": what, "lines": lines, "text": text},

@@ -96,6 +96,7 @@ def test_a_sent_transfer_is_posted_to_cloudsuite_once(world: World) -> None:
     assert (debit["AIT1"], debit["CUAM"], debit["CUCD"]) == ("2440", Decimal("1250.40"), "EUR")
     assert (credit["AIT1"], credit["CUAM"]) == ("1940", Decimal("-1250.40"))
     assert debit["VTXT"] == f"Wise {transfer['id']} R-100"  # the reconciliation reference
+    assert (debit["SUNO"], debit["SINO"], credit["SUNO"]) == ("S1", "R-100", "S1")
     posted = AuditRecord.objects.get(integration=world.payments, status=S.SYNCED)
     assert posted.seen_via == "webhook" and str(transfer["id"]) in posted.reason
     assert run(world.payments).synced == 0  # the poll finds it done
