@@ -416,6 +416,10 @@ class M3Simulator(Simulator):
         self.requests_by_program: dict[str, int] = {}  # execute requests that reached a program
         self.mi_calls: list[str] = []
         self.grid_cap = GRID_CAP
+        # A field holds no more than its catalogue length (CRS620MI SFI1 is 10 characters, SFI2
+        # 8 digits: no IBAN or BIC fits).  Off by default so the demo tenant can keep its bank
+        # details in SFI1 to SFI4; on, a longer value comes back cut, as a real field would hold it.
+        self.cut_to_length = False
 
     def ionapi(self, base_url: str) -> dict[str, str]:
         """The .ionapi file a tenant admin would download for this sandbox."""
@@ -639,7 +643,10 @@ class M3Simulator(Simulator):
         wanted = [c.strip() for c in columns.split(",")] if columns else None
         return {
             "transaction": transaction,
-            "records": [self._shape(meta["outputs"], row, wanted, righttrim) for row in rows],
+            "records": [
+                self._shape(meta["outputs"], row, wanted, righttrim, cut=self.cut_to_length)
+                for row in rows
+            ],
         }
 
     @staticmethod
@@ -648,6 +655,8 @@ class M3Simulator(Simulator):
         row: dict[str, Any],
         wanted: list[str] | None,
         righttrim: bool,
+        *,
+        cut: bool = False,
     ) -> dict[str, str]:
         shaped = {}
         for spec in outputs:
@@ -655,7 +664,10 @@ class M3Simulator(Simulator):
             if wanted and name not in wanted:
                 continue
             value = _fmt(row.get(name, ""))
-            shaped[name] = value if righttrim else value.ljust(int(spec.get("length") or 0))
+            length = int(spec.get("length") or 0)
+            if cut and length:
+                value = value[:length]
+            shaped[name] = value if righttrim else value.ljust(length)
         return shaped
 
     # CRS610MI — customers

@@ -364,3 +364,18 @@ def test_a_currency_wise_offers_no_recipients_in_is_said_plainly(
     assert item.reason.startswith("Wise offers no recipients for payments from EUR to XAF: ")
     assert "http" not in item.reason.lower() and "422" not in item.reason
     assert not [r for r in wise.recipients.values() if r["currency"] == "XAF"]
+
+
+def test_a_tenant_whose_fields_hold_only_their_catalogue_length_pays_no_cut_account(
+    recipients: Integration, m3: M3Simulator, wise: WiseSimulator
+) -> None:
+    """No source says where a tenant keeps supplier bank details; the catalogue's SFI1 holds 10
+    characters, SFI3 3 and SFI4 5. Read that strictly, the default fields come back cut: every
+    such supplier is flagged for its bank details, and no recipient is made from a cut one."""
+    m3.cut_to_length = True
+    done = run(recipients)
+    assert done.synced == 0 and not wise.recipients
+    reasons = {r.source_key: r.reason for r in done.records.filter(status=S.FLAGGED)}
+    assert "does not check out" in reasons["S1/EUR"]  # the IBAN, cut to 10 characters
+    assert "S2/GBP" in reasons  # sort code and account number cut: not Wise's form
+    assert wise.violations == []
