@@ -106,10 +106,15 @@ def read_sample(connection: Connection, name: str) -> bytes:
         client.close()
 
 
+def _text(content: bytes, encoding: str) -> str:
+    """A sample as text, read leniently (a preview, not an import), without a byte-order mark."""
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    return content.decode(codec, errors="replace").removeprefix("\ufeff")
+
+
 def header_of(content: bytes, *, delimiter: str, encoding: str) -> list[str]:
     """The first row of a sample: the columns to choose from."""
-    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-    text = content.decode(codec, errors="replace").removeprefix("\ufeff")
+    text = _text(content, encoding)
     for cells in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter or ","):
         if any(c.strip() for c in cells):
             return [c.strip() for c in cells if c.strip()][:200]
@@ -254,8 +259,7 @@ def column_values(
     content: bytes, *, delimiter: str, encoding: str, columns: list[str], limit: int = 5
 ) -> list[str]:
     """The first values of some columns of a sample (for the date formats to be tried on)."""
-    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-    text = content.decode(codec, errors="replace").removeprefix("\ufeff")
+    text = _text(content, encoding)
     values: list[str] = []
     places: list[int] | None = None
     for cells in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter or ","):
