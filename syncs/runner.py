@@ -1287,6 +1287,7 @@ class Runner:
             claimed=claimed,
             confirmed_under=confirmed_under,
             processed_files=files_processed,
+            width=self._in_flight(),
         )
 
     def _window_start(self, now: Any) -> int | str | None:

@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 S = TypeVar("S", bound=Provider)
 T = TypeVar("T", bound=Provider)
 V = TypeVar("V")
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 class Unit(enum.Enum):
@@ -242,6 +244,10 @@ class FlowContext(Generic[S, T]):
     # again the runner records them as processed and hands them over as ``done_files``.
     files: list[dict[str, Any]] = field(default_factory=list)
     done_files: list[dict[str, Any]] = field(default_factory=list)
+    width: int = 1  # how many reads ``in_parallel`` runs at once (the in-flight setting)
+    # What ``extract`` read ahead in bulk for ``prepare`` (which takes each entry once), keyed
+    # by the flow: never stored with a record, so a replay reads afresh.
+    read_ahead: dict[str, Any] = field(default_factory=dict)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -308,11 +314,52 @@ class FlowContext(Generic[S, T]):
         """Which of these source events a webhook delivery already processed for this flow."""
         return self.processed_events(list(event_ids))
 
+    def in_parallel(self, fn: Callable[[A], R], items: Sequence[A]) -> list[R | Exception]:
+        """``fn`` applied to each item, up to ``width`` at a time (the connection's in-flight
+        setting), in order: one result or exception per item.  Each thread uses its own client
+        (``ctx.source``, ``ctx.target``) and database connection, closed when it is done — the
+        reads of a run go side by side as its loads do."""
+        if self.width <= 1 or len(items) <= 1:
+            return [_attempt(fn, item) for item in items]
+        from django import db
+
+        results: list[R | Exception] = [None] * len(items)  # type: ignore[list-item]
+        todo = iter(range(len(items)))
+        lock = threading.Lock()
+
+        def work() -> None:
+            try:
+                while True:
+                    with lock:
+                        n = next(todo, None)
+                    if n is None:
+                        return
+                    results[n] = _attempt(fn, items[n])
+            finally:
+                db.connections.close_all()
+
+        threads = [
+            threading.Thread(target=work, name=f"read-{n + 1}", daemon=True)
+            for n in range(min(self.width, len(items)))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return results
+
     def close(self) -> None:
         with self._lock:
             clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             client.close()
+
+
+def _attempt(fn: Callable[[A], R], item: A) -> R | Exception:
+    try:
+        return fn(item)
+    except Exception as exc:  # handed back as data: the caller decides
+        return exc
 
 
 @dataclass

@@ -47,7 +47,7 @@ from syncs.flows.base import (
     SourceRecord,
     Superseded,
 )
-from syncs.flows.stripe_events import EVENTS_WINDOW, movements, new_events
+from syncs.flows.stripe_events import EVENTS_WINDOW, Reads, known_keys, movements, new_events
 from syncs.flows.stripe_events import keys as event_keys
 from syncs.money import decimal, from_minor
 
@@ -62,35 +62,75 @@ def movement_key(movement: dict[str, Any]) -> str:
     return f"{movement['kind']}:{movement['id']}"
 
 
-def with_open_amount(ctx: Context, movement: dict[str, Any]) -> dict[str, Any]:
-    """The movement with what CloudSuite still has open on its invoice, read just before it is
-    mapped (so a second payment sees the first one's receipt)."""
+READ_AHEAD = 100  # payments whose open amounts are read from CloudSuite together
+
+
+def _invoice(movement: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(customer, invoice, year) of a payment on a CloudSuite invoice; None otherwise."""
     inv = movement.get("m3") or {}
     if movement["kind"] != "payment" or not inv.get("m3_invoice") or not inv.get("m3_customer"):
+        return None
+    return (inv["m3_customer"], inv["m3_invoice"], str(inv.get("m3_invoice_year", "")))
+
+
+def _open(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)
+
+
+def read_open_amounts(
+    ctx: Context, movements: list[dict[str, Any]], first: set[tuple[str, str, str]]
+) -> None:
+    """Read ahead, in two CloudSuite requests, what is open on the invoices these payments pay
+    — for each payment the first of this run on its invoice (a later one must see the earlier
+    one's receipt, so it is read just before it is mapped)."""
+    ahead: dict[str, tuple[str, str, str]] = {}
+    for movement in movements:
+        if (key := _invoice(movement)) is not None and key not in first:
+            first.add(key)
+            ahead[movement["id"]] = key
+    if not ahead:
+        return
+    try:
+        amounts = ctx.target.invoice_open_amounts(sorted(set(ahead.values())))
+    except Exception as exc:  # each is read on its own before it is mapped, and fails there
+        logger.warning("Reading open amounts ahead failed: %s", exc)
+        return
+    for movement_id, key in ahead.items():
+        if key in amounts:
+            ctx.read_ahead[f"open:{movement_id}"] = _open(amounts[key])
+
+
+def with_open_amount(ctx: Context, movement: dict[str, Any]) -> dict[str, Any]:
+    """The movement with what CloudSuite still has open on its invoice, read just before it is
+    mapped (so a second payment sees the first one's receipt) or, for the first payment on its
+    invoice in a poll, read ahead with its neighbours."""
+    key = _invoice(movement)
+    if key is None:
         return movement
+    ahead = ctx.read_ahead.pop(f"open:{movement['id']}", False)
     if ctx.in_ledger([movement_key(movement)]):  # posted already (or right now): the ledger
         return movement  # says so; its own receipt must not make it look like an overpayment
-    open_amount = ctx.target.invoice_open_amount(
-        customer=inv["m3_customer"], invoice=inv["m3_invoice"], year=inv.get("m3_invoice_year", "")
-    )
-    return {**movement, "m3_open": None if open_amount is None else str(open_amount)}
+    if ahead is not False:
+        return {**movement, "m3_open": ahead}
+    open_amount = ctx.target.invoice_open_amount(customer=key[0], invoice=key[1], year=key[2])
+    return {**movement, "m3_open": _open(open_amount)}
 
 
 def with_open_amounts(ctx: Context, payout: dict[str, Any]) -> dict[str, Any]:
-    """A payout with what CloudSuite still has open on each invoice it pays."""
+    """A payout with what CloudSuite still has open on each invoice it pays (two requests)."""
     if ctx.in_ledger([movement_key(payout)]):
         return payout
-    known: dict[tuple[str, str, str], Decimal | None] = {}
+    keys = {k for part in payout.get("parts") or [] if (k := _invoice(part)) is not None}
+    known = ctx.target.invoice_open_amounts(sorted(keys)) if keys else {}
     parts = []
     for part in payout.get("parts") or []:
-        inv = part.get("m3") or {}
-        if part["kind"] == "payment" and inv.get("m3_invoice") and inv.get("m3_customer"):
-            key = (inv["m3_customer"], inv["m3_invoice"], inv.get("m3_invoice_year", ""))
-            if key not in known:
+        key = _invoice(part)
+        if key is not None:
+            if key not in known:  # CloudSuite would not list its customer: ask, and see why
                 known[key] = ctx.target.invoice_open_amount(
                     customer=key[0], invoice=key[1], year=key[2]
                 )
-            part = {**part, "m3_open": None if known[key] is None else str(known[key])}
+            part = {**part, "m3_open": _open(known[key])}
         parts.append(part)
     return {**payout, "parts": parts}
 
@@ -131,22 +171,32 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
         types = ("payout.paid", "charge.dispute.created") if payouts else EVENT_TYPES
         events = new_events(ctx, types)
         # Ask the ledger before asking Stripe for details: a quiet poll costs a few requests.
-        cheap = {e["id"]: event_keys(stripe, e, payouts=payouts) for e in events}
+        cheap = {e["id"]: known_keys(e, payouts=payouts) for e in events}
         posted = ctx.already_posted(k for found in cheap.values() for k in found or ())
         events = [e for e in events if cheap[e["id"]] is None or not set(cheap[e["id"]]) <= posted]
+        reads = Reads(stripe)  # each object read once, most of them in bulk
+        reads.links(ctx, events)
+        named = {e["id"]: event_keys(reads, e, payouts=payouts) for e in events}
+        posted |= ctx.already_posted(k for found in named.values() for k in found or ())
+        events = [e for e in events if named[e["id"]] is None or not set(named[e["id"]]) <= posted]
+        reads.prefetch(ctx, events)
         found, keys = [], set()
         for event in events:  # one payment is announced by up to three events: keep the first
-            for movement in movements(stripe, event, payouts=payouts):
+            for movement in movements(reads, event, payouts=payouts):
                 if (key := movement_key(movement)) not in keys:
                     keys.add(key)
                     found.append((event, movement))
         posted |= ctx.already_posted(movement_key(m) for _, m in found)
         found = [(e, m) for e, m in found if movement_key(m) not in posted]
         ctx.set_total(len(found))
-        for event, movement in found:
-            yield SourceRecord(
-                movement["id"], movement, watermark=str(event["created"]), seen_via="poll"
-            )
+        first: set[tuple[str, str, str]] = set()  # invoices met earlier in this run
+        for start in range(0, len(found), READ_AHEAD):
+            part = found[start : start + READ_AHEAD]
+            read_open_amounts(ctx, [m for _, m in part], first)
+            for event, movement in part:
+                yield SourceRecord(
+                    movement["id"], movement, watermark=str(event["created"]), seen_via="poll"
+                )
 
     def records_from_event(self, ctx: Context, event: InboundEvent) -> Iterator[SourceRecord]:
         for movement in movements(ctx.source, event.payload, payouts=self.payouts):

@@ -369,6 +369,45 @@ def test_a_quiet_poll_costs_a_handful_of_requests(world: World) -> None:
     assert cursor == str(newest)  # past every event it has seen, posted or not
 
 
+@pytest.mark.parametrize("in_flight", [1, 8])
+def test_a_month_end_poll_reads_payments_in_bulk(world: World, in_flight: int) -> None:
+    for conn in (world.payments.source, world.payments.target):  # pacing is not what's tested
+        conn.settings = {**conn.settings, "rate_limit_per_minute": 600_000}
+        conn.save()
+    target = world.payments.target
+    target.settings = {**target.settings, "max_in_flight": in_flight}
+    target.save()
+    for n in range(3, 43):
+        world.m3.state.add_invoice("C100", f"9{n:03d}", "100.00", "EUR", dudt="20271231")
+    Runner(Integration.objects.get(slug="m3_stripe-invoices"), trigger="manual").run()
+    world.stripe.webhooks.drop_next = 10_000  # every announcement is missed: the poll reads all
+    for n in range(3, 43):
+        world.pay(f"9{n:03d}")
+    world.stripe.by_operation.clear()
+    stripe_before, m3_before = world.stripe.api_requests, dict(world.m3.requests_by_program)
+
+    run = world.poll()
+
+    assert run.synced == 40 and run.failed == run.flagged == 0
+    calls = world.stripe.by_operation
+    # 120 events (invoice.paid, charge.succeeded, payment_intent.succeeded each) in two pages,
+    # one listing of payments per paid invoice, the fees from balance transactions in bulk:
+    # never a charge, payment intent, invoice or balance transaction fetched one by one.
+    assert calls["GET /v1/events"] == 2, calls
+    assert calls["GET /v1/invoice_payments"] == 40, calls
+    assert calls["GET /v1/balance_transactions"] == 1, calls
+    for one_by_one in ("charges", "payment_intents", "invoices", "balance_transactions"):
+        assert calls[f"GET /v1/{one_by_one}/{{id}}"] == 0, calls
+    assert world.stripe.api_requests - stripe_before == 43
+    m3 = {p: n - m3_before.get(p, 0) for p, n in world.m3.requests_by_program.items()}
+    assert m3.get("ARS200MI", 0) == 2, m3  # open amounts: the entries, then their amounts
+    assert m3["ARS040MI"] == 40, m3  # one receipt batch request each
+    receipts = [r for r in world.receipts() if r["CINO"].startswith("90")]
+    assert sorted(r["CUAM"] for r in receipts) == [Decimal("-100.00")] * 40
+    fees = [g for g in world.m3.state.gl if g["AIT"] == ["FEE"]]
+    assert [g["amount"] for g in fees] == [Decimal("3.20")] * 40  # 2.9 % + 0.30, each its own
+
+
 def pay_outside_stripe_invoice(world: World, cino: str, amount: int) -> None:
     """A payment made against the CloudSuite invoice directly (a payment link, say)."""
     meta = {

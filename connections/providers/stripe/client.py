@@ -346,6 +346,21 @@ class StripeProvider(HttpProvider):
             t for t in (_plain(i) for i in listing.auto_paging_iter()) if t.get("type") != "payout"
         ]
 
+    def balance_transactions(
+        self, *, created_gte: int, created_lte: int
+    ) -> Iterator[dict[str, Any]]:
+        """Balance transactions created in [``created_gte``, ``created_lte``] (Unix time), newest
+        first, a hundred a request, each with its source (the charge or refund) expanded."""
+        page = self.client.v1.balance_transactions.list(
+            {
+                "created": {"gte": created_gte, "lte": created_lte},
+                "limit": 100,
+                "expand": ["data.source"],
+            }
+        )
+        for txn in page.auto_paging_iter():
+            yield _plain(txn)
+
     def list_charges(self, *, created_gte: int, created_lt: int) -> Iterator[dict[str, Any]]:
         """Charges created in [``created_gte``, ``created_lt``) (Unix time), every page."""
         page = self.client.v1.charges.list(
