@@ -109,6 +109,8 @@ def test_payments_on_one_invoice_are_judged_one_after_another(
     run(make("m3_stripe.customers", m3_connection, stripe_connection))
     run(make("m3_stripe.invoices", m3_connection, stripe_connection))
     payments = make("stripe_m3.payments", stripe_connection, m3_connection)
+    payments.settings = {"receipts_per_request": 1}  # each receipt a request: side by side
+    payments.save()
     FieldMapping.objects.create(
         integration=payments, kind="gl_account", source_value="stripe_receipts", target_value="1930"
     )

@@ -401,11 +401,44 @@ def test_a_month_end_poll_reads_payments_in_bulk(world: World, in_flight: int) -
     assert world.stripe.api_requests - stripe_before == 43
     m3 = {p: n - m3_before.get(p, 0) for p, n in world.m3.requests_by_program.items()}
     assert m3.get("ARS200MI", 0) == 2, m3  # open amounts: the entries, then their amounts
-    assert m3["ARS040MI"] == 40, m3  # one receipt batch request each
+    assert m3["ARS040MI"] == 2, m3  # 40 receipt batches, 25 to a request
     receipts = [r for r in world.receipts() if r["CINO"].startswith("90")]
     assert sorted(r["CUAM"] for r in receipts) == [Decimal("-100.00")] * 40
     fees = [g for g in world.m3.state.gl if g["AIT"] == ["FEE"]]
     assert [g["amount"] for g in fees] == [Decimal("3.20")] * 40  # 2.9 % + 0.30, each its own
+
+
+def three_paid_while_webhooks_are_missed(world: World) -> None:
+    world.m3.state.add_invoice("C100", "9003", "50.00", "EUR", dudt="20271231")
+    Runner(Integration.objects.get(slug="m3_stripe-invoices"), trigger="manual").run()
+    world.stripe.webhooks.drop_next = 100
+    for cino in ("9001", "9002", "9003"):
+        world.pay(cino)
+
+
+def test_receipts_sharing_a_request_whose_answer_is_lost_are_found_posted(world: World) -> None:
+    three_paid_while_webhooks_are_missed(world)
+    world.m3.faults.add("lose_response", match="bulk:ARS040MI")
+    first = world.poll()
+    assert first.records.filter(status=S.FAILED).count() == 3  # one lost answer: all unknown
+    assert len(world.receipts()) == 3  # …though CloudSuite posted all three
+    second = world.poll()
+    assert second.synced == 3 and len(world.receipts()) == 3  # found posted, none again
+    assert len(fees(world)) == 3
+    assert world.poll().done == 0 and len(world.receipts()) == 3
+
+
+def test_a_receipt_refused_beside_others_fails_alone(world: World) -> None:
+    three_paid_while_webhooks_are_missed(world)
+    world.m3.state.ledger[:] = [e for e in world.m3.state.ledger if e.get("CINO") != "9002"]
+    run = world.poll()  # 9002 is gone from CloudSuite: its batch cannot be controlled
+    assert run.synced == 2, [(r.source_key, r.status, r.reason) for r in run.records.all()]
+    assert sorted(r["CINO"] for r in world.receipts()) == ["9001", "9003"]
+    (refused,) = run.records.exclude(status=S.SYNCED)
+    assert refused.status == S.FAILED and "9002" in str(refused.source_payload), refused.reason
+    assert not PostingLedger.objects.filter(
+        natural_key=f"payment:{refused.source_key}", state=PostingLedger.State.CONFIRMED
+    ).exists()
 
 
 def pay_outside_stripe_invoice(world: World, cino: str, amount: int) -> None:

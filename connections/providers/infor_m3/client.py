@@ -429,13 +429,9 @@ class InforM3(HttpProvider):
         attempt, ask ``receipt_batch_state`` first and post a batch with charges afresh under a
         new number unless it is absent.
         """
-        head = {"PBID": batch, "BOPE": batch_type, "BAAN": bank_account, "ACDT": accounting_date}
-        entries = [
-            ("receipts.head", head),
-            *(("receipts.line", {"PBID": batch, **line}) for line in lines),
-            *(("receipts.charge", {"PBID": batch, **charge}) for charge in charges),
-        ]
-        control = ("receipts.control", {"PBID": batch})
+        entries, control = self._receipt_steps(
+            batch, batch_type, lines, charges, bank_account, accounting_date
+        )
         if int(self.connection.setting("receipt_requests", 1)) >= 2:
             # What makes up the batch, then — only when all of it went through — the control.
             done = self._steps_done(entries)
@@ -446,7 +442,84 @@ class InforM3(HttpProvider):
         # the batch was posted without it: reported (``refused``) for a person to complete by
         # hand, never posted again.  A refused control means nothing was posted.
         steps = [*entries, control]
-        results = self._run_steps(steps)
+        outcome = self._receipt_outcome(batch, steps, self._run_steps(steps))
+        if isinstance(outcome, MIError):
+            raise outcome
+        outcome["requests"] = 1 if len({self.program(n)[0] for n, _ in steps}) == 1 else len(steps)
+        return outcome
+
+    def add_receipts(
+        self, receipts: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any] | Exception]:
+        """Many ``add_receipt`` calls (each a mapping of its keyword arguments) in one bulk
+        request, each batch judged on its own: one outcome, or the MIError that kept it from
+        being posted, per receipt.  Where the steps cannot share one request (the setting
+        ``receipt_requests`` = 2, or a tenant's overrides that split ARS040MI) each receipt is
+        posted on its own."""
+        planned = [
+            (
+                int(r["batch"]),
+                *self._receipt_steps(
+                    int(r["batch"]),
+                    r["batch_type"],
+                    r["lines"],
+                    r.get("charges", ()),
+                    r.get("bank_account", ""),
+                    r.get("accounting_date", ""),
+                ),
+            )
+            for r in receipts
+        ]
+        steps = [step for _, entries, control in planned for step in (*entries, control)]
+        one_request = len({self.program(n)[0] for n, _ in steps}) == 1
+        if (
+            len(receipts) <= 1
+            or not one_request
+            or int(self.connection.setting("receipt_requests", 1)) >= 2
+        ):
+            found: list[dict[str, Any] | Exception] = []
+            for receipt in receipts:
+                try:
+                    found.append(self.add_receipt(**receipt))
+                except MIError as exc:
+                    found.append(exc)
+            return found
+        results = iter(self.execute_steps(steps, write=True))
+        outcomes: list[dict[str, Any] | Exception] = []
+        for batch, entries, control in planned:
+            own = [*entries, control]
+            outcome = self._receipt_outcome(batch, own, [next(results) for _ in own])
+            if not isinstance(outcome, Exception):
+                outcome["requests"] = 1
+                outcome["with_others"] = len(receipts) - 1
+            outcomes.append(outcome)
+        return outcomes
+
+    @staticmethod
+    def _receipt_steps(
+        batch: int,
+        batch_type: str,
+        lines: Sequence[Mapping[str, Any]],
+        charges: Sequence[Mapping[str, Any]],
+        bank_account: str,
+        accounting_date: str,
+    ) -> tuple[list[tuple[str, Mapping[str, Any]]], tuple[str, Mapping[str, Any]]]:
+        head = {"PBID": batch, "BOPE": batch_type, "BAAN": bank_account, "ACDT": accounting_date}
+        entries: list[tuple[str, Mapping[str, Any]]] = [
+            ("receipts.head", head),
+            *(("receipts.line", {"PBID": batch, **line}) for line in lines),
+            *(("receipts.charge", {"PBID": batch, **charge}) for charge in charges),
+        ]
+        return entries, ("receipts.control", {"PBID": batch})
+
+    def _receipt_outcome(
+        self,
+        batch: int,
+        steps: Sequence[tuple[str, Mapping[str, Any]]],
+        results: Sequence[MIResult],
+    ) -> dict[str, Any] | MIError:
+        """What M3's answers to one batch's steps mean: posted (with what it refused), or the
+        refusal that kept it from being posted."""
         done, refused = [], []
         for (need, _), result in zip(steps, results, strict=True):
             if result.error is None:
@@ -456,11 +529,10 @@ class InforM3(HttpProvider):
             else:
                 refused.append((need, result.error))
         if any(need == "receipts.control" for need, _ in refused):
-            raise refused[0][1]  # the first refusal says best why nothing was posted
+            return refused[0][1]  # the first refusal says best why nothing was posted
         return {
             "batch": batch,
             "steps": done,
-            "requests": 1 if len({self.program(n)[0] for n, _ in steps}) == 1 else len(steps),
             "refused": [f"{self.program(need)[1]}: {err.mi_message}" for need, err in refused],
         }
 
