@@ -64,6 +64,7 @@ def movement_key(movement: dict[str, Any]) -> str:
 
 RECEIPTS_PER_REQUEST = 25
 READ_AHEAD = 100  # payments whose open amounts are read from CloudSuite together
+EVENTS_AT_ONCE = 300  # a poll's events turned into movements a slice at a time (~100 payments)
 
 
 def _invoice(movement: dict[str, Any]) -> tuple[str, str, str] | None:
@@ -174,36 +175,56 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
         return str(self.options.get("receipt_batches", "payment")).lower() == "payout"
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
-        stripe, payouts = ctx.source, self.payouts
+        payouts = self.payouts
         types = ("payout.paid", "charge.dispute.created") if payouts else EVENT_TYPES
         events = new_events(ctx, types)
         # Ask the ledger before asking Stripe for details: a quiet poll costs a few requests.
         cheap = {e["id"]: known_keys(e, payouts=payouts) for e in events}
         posted = ctx.already_posted(k for found in cheap.values() for k in found or ())
         events = [e for e in events if cheap[e["id"]] is None or not set(cheap[e["id"]]) <= posted]
-        reads = Reads(stripe)  # each object read once, most of them in bulk
+        keys: set[str] = set()  # movements met in this run: one payment, up to three events
+        first: set[tuple[str, str, str]] = set()  # invoices met earlier in this run
+        sent = 0
+        for start in range(0, len(events), EVENTS_AT_ONCE):
+            part = events[start : start + EVENTS_AT_ONCE]
+            found = self._movements(ctx, part, keys)
+            rest = {
+                k for e in events[start + EVENTS_AT_ONCE :] for k in cheap[e["id"]] or [e["id"]]
+            }
+            ctx.set_total(sent + len(found) + len(rest - keys))  # the rest as the events say
+            for at in range(0, len(found), READ_AHEAD):
+                ahead = found[at : at + READ_AHEAD]
+                read_open_amounts(ctx, [m for _, m in ahead], first)
+                for event, movement in ahead:
+                    sent += 1
+                    yield SourceRecord(
+                        movement["id"], movement, watermark=str(event["created"]), seen_via="poll"
+                    )
+        ctx.set_total(sent)
+
+    def _movements(
+        self, ctx: Context, events: list[dict[str, Any]], keys: set[str]
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """The movements a slice of the poll's events stand for, not posted yet and not met
+        before in this run, read in bulk (``Reads``)."""
+        reads, payouts = Reads(ctx.source), self.payouts
         reads.links(ctx, events)
         named = {e["id"]: event_keys(reads, e, payouts=payouts) for e in events}
-        posted |= ctx.already_posted(k for found in named.values() for k in found or ())
-        events = [e for e in events if named[e["id"]] is None or not set(named[e["id"]]) <= posted]
+        posted = ctx.already_posted(k for found in named.values() for k in found or ())
+        events = [
+            e
+            for e in events
+            if named[e["id"]] is None or not set(named[e["id"]]) <= (posted | keys)
+        ]
         reads.prefetch(ctx, events)
-        found, keys = [], set()
+        found = []
         for event in events:  # one payment is announced by up to three events: keep the first
             for movement in movements(reads, event, payouts=payouts):
                 if (key := movement_key(movement)) not in keys:
                     keys.add(key)
                     found.append((event, movement))
         posted |= ctx.already_posted(movement_key(m) for _, m in found)
-        found = [(e, m) for e, m in found if movement_key(m) not in posted]
-        ctx.set_total(len(found))
-        first: set[tuple[str, str, str]] = set()  # invoices met earlier in this run
-        for start in range(0, len(found), READ_AHEAD):
-            part = found[start : start + READ_AHEAD]
-            read_open_amounts(ctx, [m for _, m in part], first)
-            for event, movement in part:
-                yield SourceRecord(
-                    movement["id"], movement, watermark=str(event["created"]), seen_via="poll"
-                )
+        return [(e, m) for e, m in found if movement_key(m) not in posted]
 
     def records_from_event(self, ctx: Context, event: InboundEvent) -> Iterator[SourceRecord]:
         for movement in movements(ctx.source, event.payload, payouts=self.payouts):
