@@ -67,6 +67,19 @@ READ_AHEAD = 100  # payments whose open amounts are read from CloudSuite togethe
 EVENTS_AT_ONCE = 300  # a poll's events turned into movements a slice at a time (~100 payments)
 
 
+def slices(events: list[dict[str, Any]]) -> Iterator[tuple[list[dict], list[dict]]]:
+    """The events (oldest first) in slices of about ``EVENTS_AT_ONCE``, each with the events
+    after it.  A slice never ends inside a second: the events announcing one payment carry the
+    same time, and a payment read in one slice costs nothing in the next."""
+    start = 0
+    while start < len(events):
+        end = min(start + EVENTS_AT_ONCE, len(events))
+        while end < len(events) and events[end]["created"] == events[end - 1]["created"]:
+            end += 1
+        yield events[start:end], events[end:]
+        start = end
+
+
 def _invoice(movement: dict[str, Any]) -> tuple[str, str, str] | None:
     """(customer, invoice, year) of a payment on a CloudSuite invoice; None otherwise."""
     inv = movement.get("m3") or {}
@@ -185,12 +198,9 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
         keys: set[str] = set()  # movements met in this run: one payment, up to three events
         first: set[tuple[str, str, str]] = set()  # invoices met earlier in this run
         sent = 0
-        for start in range(0, len(events), EVENTS_AT_ONCE):
-            part = events[start : start + EVENTS_AT_ONCE]
+        for part, later in slices(events):
             found = self._movements(ctx, part, keys)
-            rest = {
-                k for e in events[start + EVENTS_AT_ONCE :] for k in cheap[e["id"]] or [e["id"]]
-            }
+            rest = {k for e in later for k in cheap[e["id"]] or [e["id"]]}
             ctx.set_total(sent + len(found) + len(rest - keys))  # the rest as the events say
             for at in range(0, len(found), READ_AHEAD):
                 ahead = found[at : at + READ_AHEAD]
