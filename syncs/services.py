@@ -11,10 +11,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 from django_q.brokers import Broker, get_broker
+from django_q.conf import Conf
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
@@ -293,13 +294,22 @@ def webhook_receive(
                 headers=headers,
                 queued_at=timezone.now(),
             )
+            if _queue_in_database():  # the task row commits with the event: one transaction
+                try:
+                    async_task(
+                        WEBHOOK_TASK, row.pk, task_name=f"webhook {row.pk}", broker=_broker()
+                    )
+                except DatabaseError:
+                    raise  # neither is stored: the sender is told to retry
+                except Exception:
+                    logger.warning("Event %s not queued: it waits for the reaper", row.pk)
         created = True
     except IntegrityError:
         row = WebhookEvent.objects.get(
             system=connection.kind, connection=connection, event_id=event.id
         )
         created = False
-    if created:
+    if created and not _queue_in_database():
         _enqueue_on_commit(row.pk)
     elif not row.processed and row.error and row.parked_at is None:
         webhook_enqueue(event=row)
@@ -323,6 +333,13 @@ def _enqueue_event(pk: int) -> None:
         async_task(WEBHOOK_TASK, pk, task_name=f"webhook {pk}", broker=_broker())
     except Exception:
         logger.warning("The task queue cannot be reached: event %s waits for the reaper", pk)
+
+
+def _queue_in_database() -> bool:
+    """Whether the task queue is the django-q2 ORM broker on the default database (the
+    embedded set-up), so a task can be queued in the transaction that stores its event (not
+    when tasks run inline, as in tests: the event would be processed before it is stored)."""
+    return Conf.ORM == "default" and not Conf.SYNC
 
 
 @functools.cache

@@ -375,6 +375,32 @@ def test_a_stored_event_is_acknowledged_when_the_queue_cannot_be_reached(
     assert queued and queued[0][1] == event.pk
 
 
+@pytest.mark.django_db(transaction=True)
+def test_with_the_database_queue_an_event_and_its_task_are_one_write(
+    client: Client, stripe_conn: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+    from django_q.conf import Conf
+    from django_q.models import OrmQ
+
+    from syncs import services
+
+    if Conf.ORM != "default":
+        pytest.skip("the task queue is Redis here: the task is queued after the commit")
+    monkeypatch.setattr(Conf, "SYNC", False)  # queued for a worker, as in the embedded set-up
+    secret = stripe_conn.credentials["webhook_secret"]
+    assert post(client, json.dumps(stripe_event("evt_1")), secret).status_code == 200
+    assert WebhookEvent.objects.count() == OrmQ.objects.count() == 1
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(services, "async_task", refused)
+    answer = post(client, json.dumps(stripe_event("evt_2")), secret)
+    assert answer.status_code == 503  # the sender retries; nothing half-stored
+    assert list(WebhookEvent.objects.values_list("event_id", flat=True)) == ["evt_1"]
+
+
 def test_the_database_out_of_reach_is_a_503_never_a_500(
     client: Client, stripe_conn: Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
