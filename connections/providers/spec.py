@@ -211,7 +211,7 @@ def patience_settings(
 
 def http_settings(
     *,
-    rate_per_minute: int,
+    rate_per_minute: int | None,
     base_url: str | None = None,
     burst: int = 10,
     rate_help: str = "",
@@ -235,6 +235,7 @@ def http_settings(
             "rate_limit_per_minute",
             "Rate limit (requests per minute)",
             secret=False,
+            required=rate_per_minute is not None,  # None: the system works it out (blank)
             default=rate_per_minute,
             clean=positive_int,
             help=" ".join(filter(None, ["Shared by every worker of this deployment.", rate_help])),

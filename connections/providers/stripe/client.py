@@ -25,7 +25,7 @@ from connections.providers.base import CheckResult, HttpProvider, InboundEvent
 from connections.providers.errors import ApiError, AuthFailed
 from connections.providers.http import ApiClient, Auth, ClientConfig
 from connections.providers.stripe import keys, webhooks
-from connections.providers.stripe.credentials import SPEC
+from connections.providers.stripe.credentials import SPEC, limits
 
 logger = logging.getLogger(__name__)
 
@@ -142,10 +142,11 @@ class StripeProvider(HttpProvider):
 
     def client_config(self) -> ClientConfig:
         """The connection's limits, and Stripe's limit of each endpoint beside them."""
-        config = super().client_config()
+        account, endpoint = limits(self.connection)
         return replace(
-            config,
-            endpoint_per_second=float(self.connection.setting("endpoint_rate_per_second", 25)),
+            super().client_config(),
+            rate_limit_per_minute=account,
+            endpoint_per_second=endpoint,
             endpoint_of=endpoint_of,
         )
 

@@ -36,6 +36,43 @@ def signing_secret(value: Any) -> str:
     return value
 
 
+# docs.stripe.com/rate-limits: "100 operations per second" in live mode, 25 in a sandbox, and
+# "a default limit of 25 requests per second" for each endpoint.
+LIVE_PER_SECOND, SANDBOX_PER_SECOND, ENDPOINT_PER_SECOND = 100, 25, 25
+DEFAULT_SHARE_PERCENT = 80
+
+
+def percent(value: Any) -> int:
+    try:
+        number = int(str(value).strip().rstrip("%").strip())
+    except ValueError:
+        raise ValidationError("Give a whole number of percent, from 1 to 100.") from None
+    if not 1 <= number <= 100:
+        raise ValidationError("Give a whole number of percent, from 1 to 100.")
+    return number
+
+
+def live_key(key: str) -> bool:
+    """Whether a secret or restricted key is a live-mode one (else a sandbox's)."""
+    return str(key).startswith(("sk_live_", "rk_live_"))
+
+
+def limits(connection: Any) -> tuple[float, float]:
+    """(requests a minute for the account, requests a second for each endpoint) this
+    connection may use: what is set, else its share of Stripe's published limits for the key's
+    mode."""
+    settings = connection.settings or {}
+    share = float(connection.setting("account_share_percent", DEFAULT_SHARE_PERCENT)) / 100
+    account = settings.get("rate_limit_per_minute")
+    if account in (None, ""):
+        live = live_key((connection.credentials or {}).get("api_key", ""))
+        account = (LIVE_PER_SECOND if live else SANDBOX_PER_SECOND) * 60 * share
+    endpoint = settings.get("endpoint_rate_per_second")
+    if endpoint in (None, ""):
+        endpoint = ENDPOINT_PER_SECOND * share
+    return float(account), float(endpoint)
+
+
 # Stripe keeps the current key working for at most 7 days after a rotation.
 MAX_GRACE_MINUTES = 7 * 24 * 60
 
@@ -81,23 +118,32 @@ SPEC = ConnectionSpec(
     ),
     settings=(
         *http_settings(
-            rate_per_minute=1500,
+            rate_per_minute=None,
             base_url="https://api.stripe.com",
-            rate_help="1,500 a minute is 25 requests a second: Stripe's limit for a sandbox "
-            "(test mode) account, and its default for each endpoint. A live account allows 100 a "
-            "second in all (docs.stripe.com/rate-limits), shared with its live checkout "
-            "traffic: raise this only as far as that traffic leaves room.",
+            rate_help="Blank (the default): the share below of Stripe's limit for this key — "
+            "100 requests a second for a live key (sk_live_, rk_live_), 25 for a sandbox (test) "
+            "key (docs.stripe.com/rate-limits). A number here is used as it is.",
+        ),
+        FieldSpec(
+            "account_share_percent",
+            "Share of Stripe's limits to use (%)",
+            secret=False,
+            default=DEFAULT_SHARE_PERCENT,
+            clean=percent,
+            help="Stripe's limits are the whole account's: its live checkout traffic and other "
+            "integrations use them too. 80 % leaves a live account 20 requests a second of its "
+            "100, and 5 of each endpoint's 25, for them. Applies where the limits are blank.",
         ),
         FieldSpec(
             "endpoint_rate_per_second",
             "Limit of each endpoint (requests per second)",
             secret=False,
-            default=25,
+            required=False,
             clean=positive_int,
-            help="Stripe limits each named operation (POST /v1/invoices, POST "
-            "/v1/invoices/{id}/finalize …) to 25 requests a second by default, beside the "
-            "account's limit above (docs.stripe.com/rate-limits). Lower it if Stripe has set "
-            "a stricter limit on an endpoint of this account.",
+            help="Blank (the default): the share above of the 25 requests a second Stripe allows "
+            "each named operation (POST /v1/invoices, POST /v1/invoices/{id}/finalize …) "
+            "beside the account's limit (docs.stripe.com/rate-limits). Set it if Stripe has "
+            "set a stricter limit on an endpoint of this account.",
         ),
         FieldSpec(
             "api_key_id",

@@ -96,7 +96,9 @@ def test_a_429_with_retry_after_holds_every_worker_off(
     httpserver.expect_request("/v1/ping").respond_with_response(
         Response("", 429, {"Retry-After": "120"})
     )
-    conn = make_connection("stripe", base_url=httpserver.url_for("/"), max_retry_seconds=30)
+    conn = make_connection(
+        "stripe", base_url=httpserver.url_for("/"), max_retry_seconds=30, rate_limit_per_minute=1500
+    )
     with pytest.raises(RateLimited):
         client_for(conn, sleep=lambda s: None).ping()
     # Another worker's client now refuses locally instead of hammering the remote.
