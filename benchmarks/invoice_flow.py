@@ -1,29 +1,35 @@
 """Benchmark: CloudSuite ↔ Stripe at production volume, against the simulators.
 
-Prints, from one run (``make bench``), and ends with a summary block of ``name: value`` lines:
+Prints, from one run (``make bench``), and ends with a summary block of ``name: value`` lines,
+each a median of alternated or repeated rounds (three by default) with default settings unless
+its name says otherwise:
 
-1. ``overhead_ratio`` — the connector's time for N invoices (``BENCH_INVOICES``, default 3,000),
-   one record in flight, against a bare ``requests`` loop making the same HTTP calls (no
-   ledger, no audit, no retries, no rate limiter);
-2. ``limit_share_at_150ms`` — with 150 ms added to every Stripe call and the Stripe connection
-   (and the simulator) limited to 6,000/min, the share of that limit one worker process reaches
-   over 2,000 invoices (``BENCH_RATE_INVOICES``), records in flight side by side;
-   ``stripe_calls_per_invoice`` from the same run;
+1. ``client_cpu_ratio`` and ``overhead_ratio`` — the connector's CPU and wall time for N
+   invoices (``BENCH_INVOICES``, default 3,000), one record in flight, against a bare
+   ``requests`` loop making the same HTTP calls (no ledger, audit, retries or rate limiter),
+   alternated;
+2. ``limit_share_at_150ms``, ``limit_share_of_budget_at_150ms``, ``limit_429_strict``,
+   ``stripe_calls_per_invoice``, ``invoices_per_s_at_limits`` — 150 ms added to every Stripe
+   call and the simulator strict (6,000/min for the account, 25/s for each endpoint, bursts of
+   10), ``BENCH_RATE_INVOICES`` invoices (1,000) in one worker process;
 3. ``limit_429_after_warmup`` — two worker processes (``manage.py sync``), each with its share of
-   the customers, sharing the 6,000/min limit through Redis: the 429s Stripe answered after the
-   first ``BENCH_WARMUP`` seconds;
-4. ``m3_requests_per_receipt_batch`` — Stripe payments posted as CloudSuite receipts;
-5. ``memory_ratio_10x`` — peak memory of a process syncing 10·M invoices against one syncing M
-   (``BENCH_MEMORY_INVOICES``, default 10,000: 100,000 against 10,000);
-6. ``webhook_events_per_s`` — signed Stripe events verified, stored and acknowledged by the
-   webhook view, and ``djstripe_webhook_events_per_s``, dj-stripe's view on the same events
-   when dj-stripe is installed in the benchmark's own environment (else "not measured");
-7. ``cin7_calls_*`` — the Cin7 Core calls 1,000 CloudSuite suppliers and 500 purchase orders
-   take (``BENCH_CIN7_SUPPLIERS``, ``BENCH_CIN7_ORDERS``), and a second run with nothing changed.
+   the customers, sharing the 6,000/min limit through Redis: the 429s after ``BENCH_WARMUP`` s;
+4. ``stripe_calls_per_payment``, ``m3_requests_per_payment``, ``m3_requests_per_receipt_batch``,
+   ``payments_per_s_at_limits`` — ``BENCH_PAYMENTS`` payments (500) missed by webhooks and read
+   by one poll, Stripe at 150 ms and its live limits, CloudSuite at 300 ms and 300/min, the
+   connections at their defaults;
+5. ``memory_ratio_10x`` — peak memory syncing 10·M invoices and ten times the customers against M
+   (``BENCH_MEMORY_INVOICES``, default 5,000), each size in a fresh process;
+6. ``webhook_events_per_s_orm`` / ``_redis`` — signed Stripe events verified, stored, queued and
+   acknowledged by the webhook view with each broker, and ``djstripe_webhook_events_per_s``,
+   dj-stripe's view on the same events in its own environment (else "not measured");
+7. ``cin7_calls_*`` — the Cin7 Core calls 1,000 suppliers and 500 purchase orders take, and a
+   second run with nothing changed.
 
-The simulators run in their own processes (``manage.py sandbox``), so the measured process holds
-only the connector.  ``BENCH_REDIS_URL`` (default ``redis://127.0.0.1:6379/14``) is the Redis the
-rate limiter shares in part 3; without a Redis there, part 3 says so.
+``month_end_minutes`` is 50,000 invoices at part 2's rate plus 50,000 payments at part 4's.
+The simulators run in their own processes (``manage.py sandbox``, every one on a free port), so
+the measured process holds only the connector.  ``BENCH_REDIS_URL`` (default
+``redis://127.0.0.1:6379/14``) is the Redis of parts 3 and 6; without one they say so.
 """
 
 from __future__ import annotations
@@ -53,12 +59,20 @@ ENDPOINT_RATE = 25.0  # Stripe's default limit of each endpoint, a second (docs.
 CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "500"))
 LIMIT = int(os.environ.get("BENCH_RATE", "6000"))  # Stripe's live limit, per minute
 LATENCY_MS = float(os.environ.get("BENCH_LATENCY_MS", "150"))
-RATE_INVOICES = int(os.environ.get("BENCH_RATE_INVOICES", "2000"))
+RATE_INVOICES = int(os.environ.get("BENCH_RATE_INVOICES", "1000"))
+LIMIT_ROUNDS = int(os.environ.get("BENCH_LIMIT_ROUNDS", "3"))
+STRICT_BURST = 10  # the simulator's burst, for the account and for each endpoint
+MONTH_END = 50_000  # invoices, and payments, at month-end
 IN_FLIGHT = int(os.environ.get("BENCH_IN_FLIGHT", "24"))
 WARMUP = float(os.environ.get("BENCH_WARMUP", "5"))
-PAYMENTS = int(os.environ.get("BENCH_PAYMENTS", "200"))
-MEMORY_N = int(os.environ.get("BENCH_MEMORY_INVOICES", "10000"))
+PAYMENTS = int(os.environ.get("BENCH_PAYMENTS", "500"))
+PAYMENT_ROUNDS = int(os.environ.get("BENCH_PAYMENT_ROUNDS", "3"))
+M3_LATENCY_MS = float(os.environ.get("BENCH_M3_LATENCY_MS", "300"))
+M3_LIMIT = int(os.environ.get("BENCH_M3_RATE", "300"))  # the CloudSuite connection's default
+MEMORY_N = int(os.environ.get("BENCH_MEMORY_INVOICES", "5000"))
+MEMORY_ROUNDS = int(os.environ.get("BENCH_MEMORY_ROUNDS", "3"))
 EVENTS = int(os.environ.get("BENCH_EVENTS", "2000"))
+WEBHOOK_ROUNDS = int(os.environ.get("BENCH_WEBHOOK_ROUNDS", "3"))
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 CIN7_SUPPLIERS = int(os.environ.get("BENCH_CIN7_SUPPLIERS", "1000"))
 CIN7_ORDERS = int(os.environ.get("BENCH_CIN7_ORDERS", "500"))
@@ -387,21 +401,23 @@ def part_overhead(summary: dict[str, Any]) -> None:
     summary["client_cpu_ratio"] = f"{cpu_ratio:.2f}"
 
 
-def part_limit(summary: dict[str, Any]) -> None:
+def limit_round(n: int) -> dict[str, float]:
+    """One round of part 2 in a fresh sandbox: Stripe strict (its live limits, a burst of 10)."""
     box = Sandbox(RATE_INVOICES, CUSTOMERS)
     try:
-        flows = connector_setup(box, "limited", stripe_limit=LIMIT, in_flight=IN_FLIGHT)
+        flows = connector_setup(box, f"limited{n}", stripe_limit=LIMIT, in_flight=IN_FLIGHT)
         run(flows["m3_stripe.customers"])
         box.conditions(
             "stripe",
             latency_ms=LATENCY_MS,
             rate_limit_per_minute=LIMIT,
-            rate_limit_burst=max(1, LIMIT // 60),
+            rate_limit_burst=STRICT_BURST,
             endpoint_rate_per_second=ENDPOINT_RATE,  # Stripe's limit of each endpoint too
-            endpoint_burst=5,
+            endpoint_burst=STRICT_BURST,
         )
         opening = box.state()
         before, ops_before = opening["api_requests"], opening.get("by_operation", {})
+        refused_before = opening["rate_limited"] + opening.get("endpoint_rate_limited", 0)
         started = time.perf_counter()
         result = run(flows["m3_stripe.invoices"])
         elapsed = time.perf_counter() - started
@@ -410,31 +426,50 @@ def part_limit(summary: dict[str, Any]) -> None:
         box.stop()
     calls = state["api_requests"] - before
     achieved = calls / elapsed * 60
-    share = 100 * achieved / LIMIT
     # The connector's budget: these calls can go no faster than the account's limit allows in
     # all, nor than Stripe's limit of each endpoint allows for the busiest endpoint.
     per_op = {op: n - ops_before.get(op, 0) for op, n in (state.get("by_operation") or {}).items()}
     busiest = max(per_op.values(), default=0)
     fastest = max(calls / (LIMIT / 60), busiest / ENDPOINT_RATE)  # seconds, at best
     budget = calls / fastest * 60 if fastest else float(LIMIT)
-    budget_share = 100 * achieved / budget
-    refused = state["rate_limited"] + state.get("endpoint_rate_limited", 0)
+    return {
+        "synced": result.synced,
+        "seconds": elapsed,
+        "calls": calls,
+        "share": 100 * achieved / LIMIT,
+        "budget_share": 100 * achieved / budget,
+        "budget": budget,
+        "busiest": busiest,
+        "refused": state["rate_limited"] + state.get("endpoint_rate_limited", 0) - refused_before,
+        "per_s": result.synced / elapsed,
+        "concurrent": state["max_concurrent"],
+    }
+
+
+def part_limit(summary: dict[str, Any]) -> None:
+    rounds = [limit_round(n) for n in range(LIMIT_ROUNDS)]
+    med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     print(
-        f"2. Stripe at {LATENCY_MS:.0f} ms a call, limited to {LIMIT}/min: {RATE_INVOICES} "
-        f"invoices, one worker process, {IN_FLIGHT} in flight"
+        f"2. Stripe at {LATENCY_MS:.0f} ms a call, strict: {LIMIT}/min for the account and "
+        f"{ENDPOINT_RATE:.0f}/s for each endpoint, bursts of {STRICT_BURST}; {RATE_INVOICES} "
+        f"invoices, one worker process, {IN_FLIGHT} in flight (medians of {LIMIT_ROUNDS} rounds)"
     )
     print(
-        f"  {result.synced} synced in {elapsed:.1f} s: {calls} Stripe requests = "
-        f"{achieved:.0f}/min, {share:.1f}% of the limit; {refused} answered 429; "
-        f"at most {state['max_concurrent']} requests at once"
+        f"  {med['synced']:.0f} synced in {med['seconds']:.1f} s ({med['per_s']:.1f} invoices/s): "
+        f"{med['calls']:.0f} Stripe requests, {med['share']:.1f}% of the account's limit; "
+        f"{med['refused']:.0f} answered 429; at most {med['concurrent']:.0f} requests at once"
     )
     print(
-        f"  budget: {budget:.0f}/min (the account's {LIMIT}/min, and {ENDPOINT_RATE:.0f}/s for "
-        f"each endpoint: the busiest took {busiest} of the {calls}); {budget_share:.1f}% of it"
+        f"  budget: {med['budget']:.0f}/min (the account's {LIMIT}/min, and {ENDPOINT_RATE:.0f}/s "
+        f"for each endpoint: the busiest took {med['busiest']:.0f}); "
+        f"{med['budget_share']:.1f}% of it"
     )
-    summary["limit_share_at_150ms"] = f"{share:.1f}"
-    summary["limit_share_of_budget_at_150ms"] = f"{budget_share:.1f}"
-    summary["stripe_calls_per_invoice"] = f"{calls / max(1, result.synced):.2f}"
+    print(f"  each round, 429s: {', '.join(str(int(r['refused'])) for r in rounds)}")
+    summary["limit_share_at_150ms"] = f"{med['share']:.1f}"
+    summary["limit_share_of_budget_at_150ms"] = f"{med['budget_share']:.1f}"
+    summary["limit_429_strict"] = f"{med['refused']:.0f}"
+    summary["stripe_calls_per_invoice"] = f"{med['calls'] / max(1, med['synced']):.2f}"
+    summary["invoices_per_s_at_limits"] = f"{med['per_s']:.1f}"
 
 
 def redis_reachable() -> bool:
@@ -522,49 +557,122 @@ def part_two_workers(summary: dict[str, Any]) -> None:
     summary["limit_429_after_warmup"] = str(after)
 
 
-def part_receipts(summary: dict[str, Any]) -> None:
+def default_settings(*connections: Any) -> None:
+    """Back to the connections' defaults (the bench set them up unlimited to seed fast)."""
+    for conn in connections:
+        conn.refresh_from_db()
+        conn.settings = {
+            k: v
+            for k, v in conn.settings.items()
+            if k not in ("rate_limit_per_minute", "rate_limit_burst", "endpoint_rate_per_second")
+            and k not in ("max_in_flight", "read_timeout")
+        }
+        conn.save()
+
+
+def open_invoices(box: Sandbox) -> list[dict[str, Any]]:
+    invoices: list[dict[str, Any]] = []
+    while True:
+        page = requests.get(
+            f"{box.stripe}/v1/invoices",
+            params={
+                "limit": 100,
+                "status": "open",
+                **({"starting_after": invoices[-1]["id"]} if invoices else {}),
+            },
+            headers={"Authorization": "Bearer sk_test_sandbox_0123456789abcdef"},
+            timeout=30,
+        ).json()
+        invoices += page["data"]
+        if not page["has_more"]:
+            return invoices
+
+
+def payments_round(n: int) -> dict[str, float]:
+    """One round: ``PAYMENTS`` invoices paid in Stripe while no webhook reaches the connector,
+    then one poll at the published limits with the connections' default settings."""
     box = Sandbox(PAYMENTS, 50)
     try:
         flows = connector_setup(
             box,
-            "receipts",
+            f"pay{n}",
             stripe_limit=UNLIMITED,
-            in_flight=8,
+            in_flight=16,
             flows=("m3_stripe.customers", "m3_stripe.invoices", "stripe_m3.payments"),
         )
         run(flows["m3_stripe.customers"])
         run(flows["m3_stripe.invoices"])
-        invoices: list[dict[str, Any]] = []
-        while True:
-            page = requests.get(
-                f"{box.stripe}/v1/invoices",
-                params={
-                    "limit": 100,
-                    "status": "open",
-                    **({"starting_after": invoices[-1]["id"]} if invoices else {}),
-                },
-                headers={"Authorization": "Bearer sk_test_sandbox_0123456789abcdef"},
-                timeout=30,
-            ).json()
-            invoices += page["data"]
-            if not page["has_more"]:
-                break
-        for invoice in invoices:
+        for invoice in open_invoices(box):
             requests.post(
                 f"{box.stripe}/_sandbox/pay_invoice", json={"invoice": invoice["id"]}, timeout=30
             ).raise_for_status()
-        before = box.state("m3").get("requests_by_program", {}).get("ARS040MI", 0)
-        result = run(flows["stripe_m3.payments"])
-        after = box.state("m3")
+        payments = flows["stripe_m3.payments"]
+        default_settings(payments.source, payments.target)
+        box.conditions(
+            "stripe",
+            latency_ms=LATENCY_MS,
+            rate_limit_per_minute=LIMIT,  # a live account: 100 a second…
+            rate_limit_burst=10,
+            endpoint_rate_per_second=ENDPOINT_RATE,  # …and 25 a second for each endpoint
+            endpoint_burst=10,
+        )
+        box.conditions("m3", latency_ms=M3_LATENCY_MS, rate_limit_per_minute=M3_LIMIT)
+        stripe_before, m3_before = box.state(), box.state("m3")
+        started, cpu = time.perf_counter(), time.process_time()
+        result = run(payments)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        stripe_after, m3_after = box.state(), box.state("m3")
     finally:
         box.stop()
-    batches = after.get("requests_by_program", {}).get("ARS040MI", 0) - before
-    per = batches / max(1, result.synced)
-    print(
-        f"4. Receipts: {len(invoices)} Stripe payments → {result.synced} CloudSuite receipt "
-        f"batches in {batches} ARS040MI requests ({per:.2f} per batch)"
+    synced = max(1, result.synced)
+    programs = m3_after.get("requests_by_program", {})
+    receipts = programs.get("ARS040MI", 0) - m3_before.get("requests_by_program", {}).get(
+        "ARS040MI", 0
     )
-    summary["m3_requests_per_receipt_batch"] = f"{per:.2f}"
+    ops_before = stripe_before.get("by_operation", {})
+    ops = {k: v - ops_before.get(k, 0) for k, v in stripe_after.get("by_operation", {}).items()}
+    print(f"  round {n + 1}, Stripe requests by endpoint: {ops}")
+    return {
+        "synced": result.synced,
+        "failed": result.failed + result.flagged,
+        "seconds": elapsed,
+        "cpu": cpu,
+        "stripe": (stripe_after["api_requests"] - stripe_before["api_requests"]) / synced,
+        "m3": (m3_after["api_requests"] - m3_before["api_requests"]) / synced,
+        "receipt_requests": receipts,
+        "per_s": result.synced / elapsed,
+        "refused": stripe_after["rate_limited"]
+        + stripe_after.get("endpoint_rate_limited", 0)
+        - stripe_before["rate_limited"]
+        - stripe_before.get("endpoint_rate_limited", 0)
+        + m3_after["rate_limited"]
+        - m3_before["rate_limited"],
+    }
+
+
+def part_payments(summary: dict[str, Any]) -> None:
+    rounds = [payments_round(n) for n in range(PAYMENT_ROUNDS)]
+    med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    print(
+        f"4. Payments: {PAYMENTS} Stripe payments a round, missed by webhooks and read by one "
+        f"poll; Stripe at {LATENCY_MS:.0f} ms a call and its live limits ({LIMIT}/min, "
+        f"{ENDPOINT_RATE:.0f}/s each endpoint), CloudSuite at {M3_LATENCY_MS:.0f} ms and "
+        f"{M3_LIMIT}/min; default connection settings (medians of {PAYMENT_ROUNDS} rounds)"
+    )
+    print(
+        f"  {med['synced']:.0f} receipts posted ({med['failed']:.0f} failed or flagged) in "
+        f"{med['seconds']:.1f} s wall, {med['cpu']:.1f} s CPU: {med['per_s']:.1f} payments/s; "
+        f"{med['stripe']:.2f} Stripe and {med['m3']:.2f} CloudSuite requests a payment "
+        f"({med['receipt_requests']:.0f} ARS040MI requests); {med['refused']:.0f} answered 429"
+    )
+    each = ", ".join(f"{r['per_s']:.1f}" for r in rounds)
+    print(f"  each round, payments/s: {each}")
+    summary["stripe_calls_per_payment"] = f"{med['stripe']:.2f}"
+    summary["m3_requests_per_payment"] = f"{med['m3']:.2f}"
+    summary["payments_per_s_at_limits"] = f"{med['per_s']:.1f}"
+    summary["m3_requests_per_receipt_batch"] = (
+        f"{med['receipt_requests'] / max(1, med['synced']):.2f}"
+    )
 
 
 def part_cin7(summary: dict[str, Any]) -> None:
@@ -658,10 +766,11 @@ def part_cin7(summary: dict[str, Any]) -> None:
     summary["cin7_calls_unchanged_rerun"] = s_again + p_again
 
 
-def memory_child(invoices: int) -> None:
-    """In a fresh process: sync ``invoices`` invoices, print the peak RSS in KiB."""
+def memory_child(invoices: int, customers: int) -> None:
+    """In a fresh process: sync ``customers`` customers and ``invoices`` invoices, print the
+    peak RSS in KiB."""
     setup_django()
-    box = Sandbox(invoices, CUSTOMERS)
+    box = Sandbox(invoices, customers)
     try:
         flows = connector_setup(box, "memory", stripe_limit=UNLIMITED, in_flight=8)
         run(flows["m3_stripe.customers"])
@@ -672,30 +781,41 @@ def memory_child(invoices: int) -> None:
     print(json.dumps({"synced": result.synced, "peak_kib": peak}))
 
 
+def memory_peak(invoices: int, customers: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    out = (
+        subprocess.run(  # noqa: S603
+            [sys.executable, __file__, "--memory-child", str(invoices), str(customers)],
+            cwd=ROOT,
+            env={**os.environ, "MLC_VAR_DIR": tempfile.mkdtemp(prefix="mlc-bench-mem-")},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    return {**json.loads(out), "seconds": time.perf_counter() - started}
+
+
 def part_memory(summary: dict[str, Any]) -> None:
-    peaks = {}
-    for invoices in (MEMORY_N, 10 * MEMORY_N):
-        started = time.perf_counter()
-        out = (
-            subprocess.run(  # noqa: S603
-                [sys.executable, __file__, "--memory-child", str(invoices)],
-                cwd=ROOT,
-                env={**os.environ, "MLC_VAR_DIR": tempfile.mkdtemp(prefix="mlc-bench-mem-")},
-                capture_output=True,
-                text=True,
-                check=True,
+    """Peak memory at M invoices (and ``CUSTOMERS`` customers) against 10·M (and ten times the
+    customers), each size in a fresh process, alternated ``MEMORY_ROUNDS`` times."""
+    ratios = []
+    for _ in range(MEMORY_ROUNDS):
+        small = memory_peak(MEMORY_N, CUSTOMERS)
+        large = memory_peak(10 * MEMORY_N, 10 * CUSTOMERS)
+        for size, figures in ((MEMORY_N, small), (10 * MEMORY_N, large)):
+            print(
+                f"  {size} invoices: {figures['synced']} synced, peak RSS "
+                f"{figures['peak_kib'] / 1024:.0f} MiB ({figures['seconds']:.0f} s)"
             )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        figures = json.loads(out)
-        peaks[invoices] = figures["peak_kib"]
-        print(
-            f"  {invoices} invoices: {figures['synced']} synced, peak RSS "
-            f"{figures['peak_kib'] / 1024:.0f} MiB ({time.perf_counter() - started:.0f} s)"
-        )
-    ratio = peaks[10 * MEMORY_N] / peaks[MEMORY_N]
-    print(f"5. Memory: peak at {10 * MEMORY_N} / at {MEMORY_N} invoices = {ratio:.2f}")
+        ratios.append(large["peak_kib"] / small["peak_kib"])
+    ratio = statistics.median(ratios)
+    print(
+        f"5. Memory: peak at {10 * MEMORY_N} invoices and {10 * CUSTOMERS} customers / at "
+        f"{MEMORY_N} and {CUSTOMERS} = {ratio:.2f} (median of {MEMORY_ROUNDS})"
+    )
     summary["memory_ratio_10x"] = f"{ratio:.2f}"
 
 
@@ -749,24 +869,32 @@ def webhook_child() -> None:
 
 def part_webhooks(summary: dict[str, Any]) -> None:
     bodies = [json.dumps(event(n)) for n in range(EVENTS)]
-    embedded = webhook_rate(bodies)
+    embedded = statistics.median(webhook_rate(bodies) for _ in range(WEBHOOK_ROUNDS))
     print(f"6. Webhook ingestion, {EVENTS} signed Stripe events (verify, store, queue, 200)")
-    print(f"  SQLite and the django-q2 ORM broker (the embedded default): {embedded:.0f} events/s")
-    figure = f"{embedded:.0f}"
+    print(
+        f"  SQLite and the django-q2 ORM broker (the embedded default): {embedded:.0f} events/s "
+        f"(event and task in one transaction; median of {WEBHOOK_ROUNDS})"
+    )
+    summary["webhook_events_per_s_orm"] = f"{embedded:.0f}"
     if redis_reachable():
-        out = subprocess.run(  # noqa: S603
-            [sys.executable, __file__, "--webhook-child"],
-            cwd=ROOT,
-            env={**os.environ, "REDIS_URL": REDIS},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        production = out.stdout.strip().splitlines()[-1]
-        print(f"  SQLite and the Redis broker (production's queue): {production} events/s")
-        figure = production
-    summary["webhook_events_per_s"] = figure
+        rates = []
+        for _ in range(WEBHOOK_ROUNDS):
+            out = subprocess.run(  # noqa: S603
+                [sys.executable, __file__, "--webhook-child"],
+                cwd=ROOT,
+                env={**os.environ, "REDIS_URL": REDIS},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            rates.append(float(out.stdout.strip().splitlines()[-1]))
+        production = statistics.median(rates)
+        print(f"  SQLite and the Redis broker (production's queue): {production:.0f} events/s")
+        summary["webhook_events_per_s_redis"] = f"{production:.0f}"
     djstripe = djstripe_rate(bodies)
+    if djstripe.isdigit():
+        more = [djstripe_rate(bodies) for _ in range(WEBHOOK_ROUNDS - 1)]
+        djstripe = f"{statistics.median(float(r) for r in [djstripe, *more] if r.isdigit()):.0f}"
     summary["djstripe_webhook_events_per_s"] = djstripe
     print(f"  dj-stripe's webhook view on the same events (SQLite, no queue): {djstripe}")
 
@@ -837,7 +965,7 @@ def setup_django() -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["--memory-child"]:
-        memory_child(int(sys.argv[2]))
+        memory_child(int(sys.argv[2]), int(sys.argv[3]))
         return
     if sys.argv[1:2] == ["--webhook-child"]:
         webhook_child()
@@ -851,7 +979,7 @@ def main() -> None:
         "overhead": part_overhead,
         "limit": part_limit,
         "workers": part_two_workers,
-        "receipts": part_receipts,
+        "payments": part_payments,
         "memory": part_memory,
         "webhooks": part_webhooks,
         "cin7": part_cin7,
@@ -861,17 +989,30 @@ def main() -> None:
             part(summary)
             print()
     print(f"Summary ({time.perf_counter() - started:.0f} s)")
+    if "invoices_per_s_at_limits" in summary and "payments_per_s_at_limits" in summary:
+        minutes = (
+            MONTH_END / float(summary["invoices_per_s_at_limits"])
+            + MONTH_END / float(summary["payments_per_s_at_limits"])
+        ) / 60
+        summary["month_end_minutes"] = f"{minutes:.0f}"
     for name in (
         "client_cpu_ratio",
         "overhead_ratio",
         "limit_share_at_150ms",
         "limit_share_of_budget_at_150ms",
-        "limit_429_after_warmup",
+        "limit_429_strict",
         "stripe_calls_per_invoice",
+        "invoices_per_s_at_limits",
+        "limit_429_after_warmup",
+        "stripe_calls_per_payment",
+        "m3_requests_per_payment",
         "m3_requests_per_receipt_batch",
+        "payments_per_s_at_limits",
         "memory_ratio_10x",
-        "webhook_events_per_s",
+        "webhook_events_per_s_orm",
+        "webhook_events_per_s_redis",
         "djstripe_webhook_events_per_s",
+        "month_end_minutes",
         "cin7_calls_suppliers",
         "cin7_calls_purchases",
         "cin7_calls_unchanged_rerun",
