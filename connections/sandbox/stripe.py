@@ -202,6 +202,10 @@ class WebhookDelivery:
                     self.delivered.append((event["id"], status))
 
 
+SANDBOX_PER_SECOND = ENDPOINT_PER_SECOND = 25  # docs.stripe.com/rate-limits
+BURST = 10
+
+
 def operation(method: str, path: str) -> str:
     """A request as Stripe's per-endpoint limit counts it: the method and the path with every
     object id (a prefix, ``_``, a token with digits or capitals) as ``{id}``."""
@@ -225,12 +229,17 @@ class StripeSimulator(Simulator):
         self,
         *,
         api_key: str = "sk_test_sandbox_0123456789abcdef",
-        rate_limit_per_minute: int | None = None,
+        rate_limit_per_minute: int | None = SANDBOX_PER_SECOND * 60,
         fee_percent: float = 2.9,
         fee_fixed: int = 30,
     ) -> None:
+        # Stripe's published limits for a sandbox (docs.stripe.com/rate-limits): 25 requests a
+        # second for the account and 25 for each endpoint.  Stripe publishes no burst; the
+        # simulator allows a small one (``BURST``), the least a real bucket may allow.
         super().__init__(rate_limit_per_minute=rate_limit_per_minute)
-        self.endpoint_limit = RateLimit()  # Stripe's per-endpoint limit: off until set
+        if self.rate_limit.per_minute:
+            self.rate_limit = RateLimit(per_minute=self.rate_limit.per_minute, burst=BURST)
+        self.endpoint_limit = RateLimit(per_minute=ENDPOINT_PER_SECOND * 60, burst=BURST)
         self.by_operation: collections.Counter[str] = collections.Counter()  # requests served
         self.api_keys: dict[str, dict[str, Any]] = {
             "ak_sandbox_initial": {
@@ -447,12 +456,12 @@ class StripeSimulator(Simulator):
     ) -> None:
         """Beside latency and the account's limit: Stripe's limit of each endpoint (each named
         operation counts apart — docs.stripe.com/rate-limits: "a default limit of 25 requests
-        per second" per endpoint), off unless set."""
+        per second" per endpoint); 0 lifts it."""
         super().set_conditions(**others)
         if endpoint_rate_per_second is not None:
             self.endpoint_limit = RateLimit(
                 per_minute=int(float(endpoint_rate_per_second) * 60) or None,
-                burst=int(endpoint_burst) if endpoint_burst else 5,
+                burst=int(endpoint_burst) if endpoint_burst else BURST,
             )
 
     def handle(self, request: Request) -> Response:

@@ -153,3 +153,32 @@ def test_a_fast_account_still_keeps_each_endpoint_under_its_own_limit(
     refused = sim.endpoint_limit.rejected
     assert (refused == 0) if paced else (refused > 0)
     assert len([c for c in sim.objects["customer"].values() if c["name"].startswith("Fast")]) == 12
+
+
+def test_the_simulator_keeps_stripe_s_sandbox_limits_and_the_defaults_stay_under_them(
+    stripe_connection: Connection, stripe_sim: Served
+) -> None:
+    """By default the simulator refuses what Stripe refuses a sandbox (25 a second for the
+    account and for each endpoint, a small burst); a connection at its default settings (80 %
+    of those limits) is never refused — and one set far above them is, as Stripe would."""
+    sim = sim_of(stripe_sim)
+    assert (sim.rate_limit.per_minute, sim.endpoint_limit.per_minute) == (1500, 1500)
+    assert sim.rate_limit.burst == sim.endpoint_limit.burst == 10
+    api = client_for(stripe_connection)  # the fixture's connection: Stripe limits left blank
+    for n in range(40):
+        api.create_customer({"name": f"Paced {n}"}, idempotency_key=f"paced-{n}")
+    assert sim.rate_limit.rejected == sim.endpoint_limit.rejected == 0
+    stripe_connection.settings = {
+        **stripe_connection.settings,
+        "rate_limit_per_minute": 60_000,
+        "endpoint_rate_per_second": 1000,
+        "max_attempts": 10,
+    }
+    stripe_connection.save()
+    fast = client_for(stripe_connection)
+    for n in range(40):
+        fast.create_customer({"name": f"Fast {n}"}, idempotency_key=f"unpaced-{n}")
+    assert sim.rate_limit.rejected + sim.endpoint_limit.rejected > 0
+    assert (
+        sum(c["name"].startswith(("Paced", "Fast")) for c in sim.objects["customer"].values()) == 80
+    )
