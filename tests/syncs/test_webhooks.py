@@ -401,6 +401,30 @@ def test_with_the_database_queue_an_event_and_its_task_are_one_write(
     assert list(WebhookEvent.objects.values_list("event_id", flat=True)) == ["evt_1"]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_new_signing_secret_takes_effect_at_the_next_delivery(
+    client: Client, stripe_conn: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncs import webhooks
+
+    made: list[int] = []
+    real = webhooks.client_for
+    monkeypatch.setattr(webhooks, "client_for", lambda conn: made.append(conn.pk) or real(conn))
+    old = stripe_conn.credentials["webhook_secret"]
+    assert post(client, json.dumps(stripe_event("evt_1")), old).status_code == 200
+    assert post(client, json.dumps(stripe_event("evt_2")), old).status_code == 200
+    assert len(made) <= 1  # the verifier is kept between deliveries, not rebuilt for each
+    stripe_conn.credentials = {**stripe_conn.credentials, "webhook_secret": "whsec_rotated"}
+    stripe_conn.save()
+    assert post(client, json.dumps(stripe_event("evt_3")), old).status_code == 400
+    assert post(client, json.dumps(stripe_event("evt_4")), "whsec_rotated").status_code == 200
+    assert set(WebhookEvent.objects.values_list("event_id", flat=True)) == {
+        "evt_1",
+        "evt_2",
+        "evt_4",
+    }
+
+
 def test_the_database_out_of_reach_is_a_503_never_a_500(
     client: Client, stripe_conn: Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
