@@ -43,7 +43,7 @@ from urllib.parse import quote, unquote
 
 from werkzeug.wrappers import Request, Response
 
-from connections.sandbox.base import Simulator, json_response
+from connections.sandbox.base import RateLimit, Simulator, json_response
 from connections.sandbox.ifs_schema import (
     ADDRESS_FIELDS,
     ADDRESSES,
@@ -65,6 +65,9 @@ from connections.sandbox.ifs_schema import (
 API_PREFIXES = ("/main/ifsapplications/projection/v1/", "/int/ifsapplications/projection/v1/")
 MAX_PAGE = 5000
 TOKEN_SECONDS = 180
+# The contract (shared/contracts/README.md, IFS Cloud): "Rate limit about 1000 requests/minute
+# per tenant, 429 when exceeded".  No burst is published: the simulator allows a small one.
+RATE_PER_MINUTE, BURST = 1000, 10
 SETS: dict[str, tuple[str, ...]] = {s: entity_type(s)[1].keys for s in all_sets()}
 OPTIONS = {"$filter", "$orderby", "$select", "$expand", "$top", "$skip", "$count", "$format"}
 _COMPARE = re.compile(r"^(?P<field>[A-Za-z_]\w*) (?P<op>eq|ne|gt|ge|lt|le) (?P<value>.+)$")
@@ -187,9 +190,11 @@ class IfsSimulator(Simulator):
         realm: str = "sandbox",
         client_id: str = "mlc-sandbox",
         client_secret: str | None = None,
-        rate_limit_per_minute: int | None = None,
+        rate_limit_per_minute: int | None = RATE_PER_MINUTE,
     ) -> None:
         super().__init__(rate_limit_per_minute=rate_limit_per_minute)
+        if self.rate_limit.per_minute:  # a token bucket with a small burst, not a window
+            self.rate_limit = RateLimit(per_minute=self.rate_limit.per_minute, burst=BURST)
         self.realm = realm
         self.client_id = client_id
         self.client_secret = client_secret or secrets.token_urlsafe(18)

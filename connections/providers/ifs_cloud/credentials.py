@@ -186,6 +186,10 @@ SPEC = ConnectionSpec(
             help="The field each set is read incrementally by, one per line: need = FieldName "
             "(default ChangedDate).",
         ),
-        *http_settings(rate_per_minute=1000),
+        *http_settings(
+            rate_per_minute=900,
+            rate_help="IFS Cloud allows a tenant about 1,000 requests a minute (429 past it); "
+            "900 leaves room for the tenant's other clients.",
+        ),
     ),
 )

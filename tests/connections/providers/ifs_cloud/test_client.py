@@ -289,3 +289,22 @@ def test_an_address_comes_from_the_header_or_the_address_navigation(
     row = {"CustomerId": "20001", "Address1": "Kept 2", "City": "Malmö"}
     assert ifs.with_address(row, fields, "CustomerInfoAddresses") == row
     assert sim.api_requests == before
+
+
+def test_the_tenant_s_limit_is_kept_and_the_default_pace_stays_under_it(
+    ifs_connection: Connection, sim: IfsSimulator
+) -> None:
+    """The simulator answers 429 past about 1,000 requests a minute with a small burst (the
+    contract); the connection's default, 900 a minute, is never refused, and one set far above
+    the tenant's limit is, then paces itself on the 429's Retry-After."""
+    assert (sim.rate_limit.per_minute, sim.rate_limit.burst) == (1000, 10)
+    paced = client_for(ifs_connection)
+    for _ in range(25):
+        assert len(list(paced.query("customers", orderby=["CustomerId"]))) == 12
+    assert sim.rate_limit.rejected == 0
+    ifs_connection.settings = {**ifs_connection.settings, "rate_limit_per_minute": 60_000}
+    ifs_connection.save()
+    fast = client_for(ifs_connection)
+    for _ in range(25):
+        assert len(list(fast.query("customers", orderby=["CustomerId"]))) == 12
+    assert sim.rate_limit.rejected > 0
