@@ -187,9 +187,10 @@ SPEC = ConnectionSpec(
             "(default ChangedDate).",
         ),
         *http_settings(
-            rate_per_minute=900,
+            rate_per_minute=800,
+            burst=5,  # no burst is published: half the least a server may allow (10)
             rate_help="IFS Cloud allows a tenant about 1,000 requests a minute (429 past it); "
-            "900 leaves room for the tenant's other clients.",
+            "800 leaves room for the tenant's other clients and for uneven pacing.",
         ),
     ),
 )

@@ -119,6 +119,7 @@ SPEC = ConnectionSpec(
     settings=(
         *http_settings(
             rate_per_minute=None,
+            burst=5,  # no burst is published: half the least a server may allow (10)
             base_url="https://api.stripe.com",
             rate_help="Blank (the default): the share below of Stripe's limit for this key — "
             "100 requests a second for a live key (sk_live_, rk_live_), 25 for a sandbox (test) "

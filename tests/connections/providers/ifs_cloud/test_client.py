@@ -295,7 +295,7 @@ def test_the_tenant_s_limit_is_kept_and_the_default_pace_stays_under_it(
     ifs_connection: Connection, sim: IfsSimulator
 ) -> None:
     """The simulator answers 429 past about 1,000 requests a minute with a small burst (the
-    contract); the connection's default, 900 a minute, is never refused, and one set far above
+    contract); the connection's default, 800 a minute, is never refused, and one set far above
     the tenant's limit is, then paces itself on the 429's Retry-After."""
     assert (sim.rate_limit.per_minute, sim.rate_limit.burst) == (1000, 10)
     paced = client_for(ifs_connection)
