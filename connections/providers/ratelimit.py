@@ -186,7 +186,8 @@ class LeasingLimiter:
     A lease holds at most ``LEASE_SECONDS`` of the connection's rate (one slot for a slow
     connection: nothing changes there).  Slots are reserved in the shared state, so the limit
     across every worker is never exceeded; a slot left unused for longer than the burst
-    tolerance is dropped rather than spent late, so leased slots never add up to a burst."""
+    tolerance is dropped rather than spent late, so leased slots never add up to a burst, and
+    slots leased at one pace are never spent at another (a connection's limit just lowered)."""
 
     LEASE_SECONDS = 0.2
     MAX_LEASE = 50
@@ -207,18 +208,19 @@ class LeasingLimiter:
         if lease == 1:
             return self.inner.acquire(key, per_second=per_second, burst=burst, max_wait=max_wait)
         stale = max(interval * max(burst, 1), 0.05)
+        local = f"{key}@{per_second:g}/{burst}"  # slots leased at another pace are not spent
         while True:
             with self._lock:
-                slots = self._slots.setdefault(key, collections.deque())
+                slots = self._slots.setdefault(local, collections.deque())
                 now = time.monotonic()
                 while slots and slots[0] < now - stale:
                     slots.popleft()  # too late to spend without bunching: let it go
                 if slots:
                     return max(0.0, slots.popleft() - now)
-                refill = self._refilling.get(key)
+                refill = self._refilling.get(local)
                 mine = refill is None
                 if mine:
-                    refill = self._refilling[key] = threading.Event()
+                    refill = self._refilling[local] = threading.Event()
             assert refill is not None
             if not mine:  # another thread is leasing for this key: take from its lease
                 refill.wait(timeout=max_wait + 1.0)
@@ -229,23 +231,24 @@ class LeasingLimiter:
                 )
             except BaseException:
                 with self._lock:
-                    self._refilling.pop(key, None)
+                    self._refilling.pop(local, None)
                 refill.set()
                 raise
             # The wait counts from when the shared state answered: somewhere in the round trip.
             # Counting from its end may start the lease a little late, never early.
             start = time.monotonic()
             with self._lock:
-                slots = self._slots.setdefault(key, collections.deque())
+                slots = self._slots.setdefault(local, collections.deque())
                 slots.extend(start + wait + i * interval for i in range(lease))
-                self._refilling.pop(key, None)
+                self._refilling.pop(local, None)
                 slot = slots.popleft()
             refill.set()
             return max(0.0, slot - time.monotonic())
 
     def penalize(self, key: str, *, seconds: float) -> None:
-        with self._lock:
-            self._slots.pop(key, None)  # what was leased is not to be spent during the penalty
+        with self._lock:  # what was leased, at any pace, is not to be spent during the penalty
+            for local in [k for k in self._slots if k.rpartition("@")[0] == key]:
+                self._slots.pop(local, None)
         self.inner.penalize(key, seconds=seconds)
 
 
