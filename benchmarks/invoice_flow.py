@@ -403,6 +403,11 @@ def part_overhead(summary: dict[str, Any]) -> None:
     summary["client_cpu_ratio"] = f"{cpu_ratio:.2f}"
 
 
+def medians(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the rounds."""
+    return {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+
+
 def limit_round(n: int) -> dict[str, float]:
     """One round of part 2 in a fresh sandbox: Stripe strict (its live limits, a burst of 10)."""
     box = Sandbox(RATE_INVOICES, CUSTOMERS)
@@ -450,7 +455,7 @@ def limit_round(n: int) -> dict[str, float]:
 
 def part_limit(summary: dict[str, Any]) -> None:
     rounds = [limit_round(n) for n in range(LIMIT_ROUNDS)]
-    med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    med = medians(rounds)
     print(
         f"2. Stripe at {LATENCY_MS:.0f} ms a call, strict: {LIMIT}/min for the account and "
         f"{ENDPOINT_RATE:.0f}/s for each endpoint, bursts of {STRICT_BURST}; {RATE_INVOICES} "
@@ -654,7 +659,7 @@ def payments_round(n: int) -> dict[str, float]:
 
 def part_payments(summary: dict[str, Any]) -> None:
     rounds = [payments_round(n) for n in range(PAYMENT_ROUNDS)]
-    med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    med = medians(rounds)
     print(
         f"4. Payments: {PAYMENTS} Stripe payments a round, missed by webhooks and read by one "
         f"poll; Stripe at {LATENCY_MS:.0f} ms a call and its live limits ({LIMIT}/min, "

@@ -309,8 +309,9 @@ def webhook_receive(
             system=connection.kind, connection=connection, event_id=event.id
         )
         created = False
-    if created and not _queue_in_database():
-        _enqueue_on_commit(row.pk)
+    if created:
+        if not _queue_in_database():  # else it was queued with the event
+            _enqueue_on_commit(row.pk)
     elif not row.processed and row.error and row.parked_at is None:
         webhook_enqueue(event=row)
     return row, created
