@@ -240,14 +240,17 @@ class InforM3(HttpProvider):
                 return
             start = page[-1]["CUNO"]
 
-    def get_customers(self, numbers: Sequence[str]) -> dict[str, dict[str, str]]:
-        """GetBasicData for many customers in one bulk request; missing ones are left out."""
-        results = self.execute_bulk("customers.get", [{"CUNO": n} for n in numbers])
-        return {n: r.records[0] for n, r in zip(numbers, results, strict=True) if r.records}
-
     def list_accounts(self, *, dimension: int = 1) -> list[dict[str, str]]:
         """The chart of accounts (accounting dimension ``dimension``, AITP)."""
         return self.execute("accounts.list", {"AITP": dimension}, maxrecs=0)
+
+    def chart_of_accounts(self) -> dict[str, str]:
+        """Capability ``ChartOfAccounts``: each account of dimension 1 with its name (TX40)."""
+        return {str(a.get("AITM")): str(a.get("TX40") or "") for a in self.list_accounts()}
+
+    def suppliers_found(self, numbers: Sequence[str]) -> set[str]:
+        """Capability ``SupplierDirectory``: which of these suppliers CloudSuite holds."""
+        return set(self.get_suppliers(list(numbers)))
 
     def customer_numbers(
         self, *, first: str = "", last: str = "", before: str = ""
@@ -737,14 +740,6 @@ class InforM3(HttpProvider):
             for h, ls in zip(heads, lines, strict=True)
             if h.records
         ]
-
-    def voucher_lines(self, *, year: str, voucher: str, division: str = "") -> list[dict[str, str]]:
-        """What M3 posted for a voucher, account by account (GLS200MI)."""
-        return self.execute(
-            "vouchers.lines",
-            {"DIVI": division or self.divi, "YEA4": year, "VONO": voucher},
-            maxrecs=0,
-        )
 
     def journal_record(self, fields: Mapping[str, Any]) -> str:
         """One journal line as the fixed-format ``PARM`` record of the connection's layout; a

@@ -72,5 +72,5 @@ def test_an_interrupted_post_is_found_by_its_correlation_id(m3: InforM3) -> None
     head = m3.find_ap_invoice(supplier="V1", invoice_number="B-1", correlation="stampli:B-1")
     assert head is not None and head["INBN"] == batch and head["SUPA"] == "50"
     assert m3.find_ap_invoice(supplier="V1", invoice_number="B-1", correlation="other") is None
-    lines = m3.voucher_lines(year=head["YEA4"], voucher=head["VONO"])
+    lines = m3.ap_postings([head["INBN"]])[head["INBN"]]["lines"]
     assert {line["AIT1"] for line in lines} == {"6110", "2440", "2640"}  # M3 derived the coding
