@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from connections.models import Connection
+from connections.providers.cin7 import Cin7Core
 from connections.sandbox.base import Served, Simulator
 from connections.sandbox.cin7 import Cin7Simulator
 from connections.sandbox.ifs import IfsSimulator
@@ -104,6 +105,10 @@ def cin7_connection(db: Any, cin7_sim: Served) -> Connection:
         slug="cin7-sandbox",
         name="Cin7 sandbox",
         rate_limit_per_minute=6000,
+        # A page is up to 1,000 rows (contract: Limit ≤ 1000), each checked against the OpenAPI
+        # schema by the simulator: wait for it as the product does (30 s), not the 5 s the
+        # other simulators' small answers allow.
+        read_timeout=Cin7Core.spec.default("read_timeout"),
     )
 
 
