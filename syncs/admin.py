@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, Count, Q, QuerySet, Value, When
-from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -20,12 +19,13 @@ from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportMixin
 from rangefilter.filters import DateRangeQuickSelectListFilterBuilder
 
-from connections import jsonsafe
 from connections.admin_base import SafeModelAdmin
 from connections.providers.errors import ApiError
+from connections.providers.spec import FieldSpec
 from syncs.admin_base import DefaultFirstFilter, ReadOnlyAdmin
 from syncs.flows import FLOWS, flow_choices
 from syncs.forms import FieldMappingForm
+from syncs.mappings import gl_mappings_check
 from syncs.models import (
     AlertSent,
     Cursor,
@@ -39,7 +39,6 @@ from syncs.reconcile import RECONCILED_FLOWS, reconcile
 from syncs.resources import FieldMappingResource, SpreadsheetCSV
 from syncs.services import (
     QUEUE_UNREACHABLE,
-    gl_mappings_check,
     integration_enqueue_run,
     records_enqueue_replay,
     records_waiting_on,
@@ -49,45 +48,46 @@ from syncs.services import (
 logger = logging.getLogger(__name__)
 
 
-class SettingsField(forms.JSONField):
-    """Integration settings as JSON: a form error, never a crash, for input too large, nested
-    too deeply, or holding what the database cannot store."""
+SETTING = "setting__"
 
-    MAX_CHARS = 64 * 1024
 
-    def to_python(self, value: Any) -> Any:
-        if isinstance(value, str):
-            if len(value) > self.MAX_CHARS:
-                raise forms.ValidationError("Settings are limited to 64 KB of JSON.")
-            if jsonsafe.too_deep(value):
-                raise forms.ValidationError("These settings are nested too deeply.")
-        try:
-            parsed = super().to_python(value)
-        except RecursionError:
-            raise forms.ValidationError("These settings are nested too deeply.") from None
-        if parsed in (None, ""):
-            return {}
-        if not isinstance(parsed, dict):
-            raise forms.ValidationError("Settings must be a JSON object: { … }.")
-        if reason := jsonsafe.problem(parsed):
-            raise forms.ValidationError(f"These settings cannot be stored: {reason}.")
-        return parsed
+def _shown(value: Any) -> str:
+    """A setting's value as its form field shows it: lists one per line, maps as name = value."""
+    if isinstance(value, dict):
+        return "\n".join(f"{k} = {v}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return "\n".join(str(v) for v in value)
+    return "" if value is None else str(value)
 
-    def bound_data(self, data: Any, initial: Any) -> Any:
-        """What the page shows after an error: the text as typed whenever it is not safe JSON
-        (Django would parse it again, and crash on deep nesting or a lone surrogate)."""
-        if self.disabled or not isinstance(data, str):
-            return super().bound_data(data, initial)
-        if len(data) > self.MAX_CHARS or jsonsafe.too_deep(data):
-            return InvalidJSONInput(data[: self.MAX_CHARS])
-        try:
-            parsed = json.loads(data, cls=self.decoder)
-        except (ValueError, RecursionError):
-            return InvalidJSONInput(data)
-        return InvalidJSONInput(data) if jsonsafe.problem(parsed) else parsed
+
+def settings_field(spec: FieldSpec) -> forms.Field:
+    """The form field of one declared flow setting (blank: its default, shown as a hint)."""
+    default = _shown(spec.default)
+    help_text = " ".join(filter(None, [spec.help, f"Blank: {default}." if default else ""]))
+    if spec.choices:
+        blank = f"(default: {default})" if default else "(none)"
+        return forms.ChoiceField(
+            label=spec.label,
+            required=False,
+            choices=[("", blank), *((c, c) for c in spec.choices)],
+            help_text=spec.help,
+        )
+    widget: forms.Widget = (
+        forms.Textarea(attrs={"rows": 4, "placeholder": default})
+        if spec.multiline
+        else forms.TextInput(attrs={"placeholder": default})
+    )
+    return forms.CharField(
+        label=spec.label, required=False, help_text=help_text, widget=widget, max_length=4000
+    )
 
 
 class IntegrationForm(forms.ModelForm):
+    """An integration, with one field per setting its flow declares (``settings_flow``: the
+    flow whose fields are shown, set by the admin from the page being filled in)."""
+
+    settings_flow: str = ""
+
     class Meta:
         model = Integration
         fields = [
@@ -102,21 +102,40 @@ class IntegrationForm(forms.ModelForm):
             "run_at",
             "period_close_day",
             "cron",
-            "settings",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # A user who may only view gets a form without the read-only fields: leave them be.
-        if "settings" in self.fields:
-            self.fields["settings"] = SettingsField(
-                required=False, help_text=self.fields["settings"].help_text
-            )
         if "flow" in self.fields:
             self.fields["flow"] = forms.ChoiceField(
                 choices=[("", "---------"), *flow_choices()],
                 help_text=self.fields["flow"].help_text,
             )
+        current = self.instance.settings or {}
+        for spec in self.declared():
+            field = settings_field(spec)
+            field.initial = _shown(current.get(spec.name)) if spec.name in current else ""
+            self.fields[SETTING + spec.name] = field
+
+    def declared(self) -> tuple[FieldSpec, ...]:
+        flow = FLOWS.get(self.settings_flow)
+        return flow.declared_settings() if flow else ()
+
+    def clean(self) -> dict[str, Any]:
+        """Each setting checked as its flow declares it; the error goes to its own field."""
+        cleaned = super().clean()
+        values: dict[str, Any] = {}
+        for spec in self.declared():
+            raw = cleaned.get(SETTING + spec.name)
+            if raw in (None, ""):
+                continue
+            try:
+                values[spec.name] = spec.clean(raw)
+            except forms.ValidationError as exc:
+                self.add_error(SETTING + spec.name, exc.messages)
+        if self.settings_flow:
+            self.instance.settings = values
+        return cleaned
 
 
 class FieldMappingInline(admin.TabularInline):
@@ -140,8 +159,67 @@ class IntegrationAdmin(SafeModelAdmin):
             "Schedule",
             {"fields": ["schedule_type", "interval_minutes", "run_at", "period_close_day", "cron"]},
         ),
-        ("Settings", {"fields": ["settings"], "classes": ["collapse"]}),
     ]
+    readonly_fields = ("settings_summary",)
+
+    def _settings_flow(self, request: HttpRequest, obj: Integration | None) -> str:
+        """The flow whose settings the page shows: as posted, else the integration's, else
+        ``?flow=`` on an empty form."""
+        if request.method == "POST":
+            return str(request.POST.get("flow") or "")
+        return obj.flow if obj is not None else str(request.GET.get("flow") or "")
+
+    def get_fieldsets(self, request: HttpRequest, obj: Integration | None = None) -> list[Any]:
+        editable = (
+            self.has_change_permission(request, obj)
+            if obj is not None
+            else self.has_add_permission(request)
+        )
+        flow = FLOWS.get(self._settings_flow(request, obj))
+        if not editable:
+            fields: list[str] = ["settings_summary"]
+        else:
+            fields = [SETTING + spec.name for spec in flow.declared_settings()] if flow else []
+        description = (
+            "Blank fields take the default shown in grey."
+            if fields
+            else "Choose the flow and save: its settings appear here."
+        )
+        return [
+            *self.fieldsets,
+            ("Settings", {"fields": fields, "description": description}),
+        ]
+
+    def get_form(
+        self, request: HttpRequest, obj: Integration | None = None, change: bool = False, **kw: Any
+    ) -> Any:
+        names = flatten_fieldsets(self.get_fieldsets(request, obj))
+        kw["fields"] = [n for n in names if not n.startswith(SETTING) and n != "settings_summary"]
+        form = super().get_form(request, obj, change, **kw)
+        return type(form.__name__, (form,), {"settings_flow": self._settings_flow(request, obj)})
+
+    @admin.display(description="Settings")
+    def settings_summary(self, obj: Integration) -> str:
+        """The settings as a reader sees them: each one's label and value, defaults marked."""
+        flow = FLOWS.get(obj.flow)
+        if flow is None:
+            return "—"
+        current = obj.settings or {}
+        rows = [
+            (
+                spec.label,
+                _shown(current[spec.name])
+                if spec.name in current
+                else f"{_shown(spec.default) or '—'} (default)",
+            )
+            for spec in flow.declared_settings()
+        ]
+        if not rows:
+            return "This flow has no settings."
+        return format_html(
+            "<table class='mlc-settings'>{}</table>",
+            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
+        )
 
     @admin.display(description="Flow", ordering="flow")
     def flow_label(self, obj: Integration) -> str:

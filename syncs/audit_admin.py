@@ -35,6 +35,7 @@ from audit.models import (
 )
 from syncs import display
 from syncs.admin_base import DefaultFirstFilter, ReadOnlyAdmin
+from syncs.mappings import mapping_kind_label
 from syncs.models import FieldMapping
 from syncs.resources import AuditRecordResource, CollectionResource
 from syncs.services import (
@@ -77,7 +78,7 @@ def fix_link(record: AuditRecord) -> tuple[str, str] | None:
     """(label, url) of the mapping form that settles a flag, prefilled, saving then replaying."""
     if not record.fix_kind or record.status != AuditRecord.Status.FLAGGED:
         return None
-    kind_label = dict(FieldMapping.Kind.choices).get(record.fix_kind, record.fix_kind)
+    kind_label = mapping_kind_label(record.fix_kind)
     existing = (
         FieldMapping.for_integration(record.integration)
         .filter(kind=record.fix_kind, source_value=record.fix_value)

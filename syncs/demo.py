@@ -16,6 +16,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from connections.models import Connection
+from syncs.flows import kinds
 from syncs.flows.stripe_m3_payments import StripePaymentsToM3
 from syncs.models import FieldMapping, Integration
 
@@ -284,7 +285,7 @@ def demo_seed(*, urls: dict[str, str], web_url: str) -> dict[str, Any]:
                     integration.save(update_fields=["settings"])
                     FieldMapping.objects.get_or_create(  # VAT code 25 is Cin7's 25 % rule
                         integration=integration,
-                        kind=FieldMapping.Kind.TAX_RULE,
+                        kind=kinds.TAX_RULE.name,
                         source_value="25",
                         defaults={"target_value": "Tax on Purchases"},
                     )

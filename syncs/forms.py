@@ -10,36 +10,17 @@ from django import forms
 from django.utils.html import format_html, format_html_join
 
 from connections.models import Connection
+from syncs.flows import mapping_kind_choices
+from syncs.mappings import (
+    mapping_kind_help,
+    mapping_kind_problem,
+    mapping_source_problem,
+    mapping_target_problem,
+    readers,
+)
 from syncs.models import FieldMapping, Integration
-from syncs.services import mapping_target_problem
 
 logger = logging.getLogger(__name__)
-
-
-MAPPING_HELP = {
-    "vendor": "Source: the vendor id in the source system (e.g. Stampli's V-1001). "
-    "Target: the CloudSuite supplier number (SUNO).",
-    "customer": "Source: the customer id in the source system. Target: the customer in the "
-    "target system.",
-    "gl_account": "Source: the GL code in the source system, or a role such as "
-    "stripe_receipts, stripe_receipts:SEK, wise_ap:EUR, wise_bank:GBP, stampli_ap:USD. Target: "
-    "the CloudSuite accounting string, dimensions separated by ; (e.g. 1930 or 6100;200).",
-    "charge_code": "Source: stripe_fees. Target: the CloudSuite charge code (CHRI) that takes "
-    "Stripe's fees.",
-    "tax_code": "Source: the tax code in the source system. Target: the target's tax code.",
-    "currency": "Source: a currency code as the source writes it. Target: the ISO 4217 code.",
-    "payment_method": "Source: the payment method in the source. Target: the target's code.",
-    "cost_center": "Source: the cost centre in Stampli. Target: the CloudSuite dimension value.",
-    "cin7_account": "Source: the CloudSuite account. Target: the Cin7 Core account code (Cin7's "
-    "chart is read-only: the account must exist there).",
-    "cin7_supplier": "Source: the CloudSuite supplier number. Target: the Cin7 Core supplier ID.",
-    "item_account": "Source: the CloudSuite item number (ITNO) of a purchase line. Target: the "
-    "Cin7 Core account code the line is booked to (it must be in Cin7's chart).",
-    "tax_rule": "Source: the CloudSuite VAT code (VTCD) of a purchase line. Target: the name of "
-    "the Cin7 Core tax rule, as Cin7 lists it (e.g. Tax on Purchases).",
-    "payment_term": "Source: the CloudSuite payment terms code (TEPY) of a supplier. Target: the "
-    "name of the Cin7 Core payment term (e.g. 30 days).",
-}
 
 
 class FieldMappingForm(forms.ModelForm):
@@ -63,20 +44,17 @@ class FieldMappingForm(forms.ModelForm):
             self.fields["connection"].queryset = Connection.objects.filter(
                 pk__in=Integration.objects.values("target_id")
             ).order_by("name")
-        self.fields["kind"].error_messages["invalid_choice"] = (
-            "“%(value)s” is not a kind of mapping. The kinds are: "
-            + ", ".join(value for value, _ in FieldMapping.Kind.choices)
-            + "."
-        )
-        self.fields["kind"].help_text = format_html(
-            "<ul class='mlc-why'>{}</ul>",
-            format_html_join(
-                "",
-                "<li><b>{}</b>: {}</li>",
-                (
-                    (label, MAPPING_HELP.get(value, ""))
-                    for value, label in FieldMapping.Kind.choices
-                ),
+        choices = mapping_kind_choices()
+        self.fields["kind"] = forms.ChoiceField(
+            label=self.fields["kind"].label,
+            choices=[("", "---------"), *choices],
+            error_messages={
+                "invalid_choice": "“%(value)s” is not a kind of mapping any flow reads. The "
+                "kinds are: " + ", ".join(value for value, _ in choices) + "."
+            },
+            help_text=format_html(
+                "<ul class='mlc-why'>{}</ul>",
+                format_html_join("", "<li><b>{}</b>: {}</li>", mapping_kind_help()),
             ),
         )
 
@@ -106,13 +84,23 @@ class FieldMappingForm(forms.ModelForm):
                 )
         integration = data.get("integration") or (known.integration if known else None)
         shared = data.get("connection") or (known.connection if known else None)
-        if integration is None and shared is not None:  # checked as an integration posting there
-            integration = Integration.objects.filter(target=shared).order_by("pk").first()
         kind = data.get("kind") or (known.kind if known else None)
+        if not kind or (integration is None and shared is None):
+            return data
+        owner = {"integration": integration, "connection": shared}
+        if "kind" in self.fields and (problem := mapping_kind_problem(**owner, kind=kind)):
+            self.add_error("kind", problem)
+            return data
+        source = data.get("source_value") or (known.source_value if known else "")
+        if "source_value" in self.fields and (
+            problem := mapping_source_problem(**owner, kind=kind, source=source)
+        ):
+            self.add_error("source_value", problem)
+        if integration is None:  # shared: checked as the first integration that reads it
+            integration = next(iter(i for i, _ in readers(**owner, kind=kind)), None)
         value = data.get("target_value")
         if (
-            kind
-            and integration is not None
+            integration is not None
             and value
             and (
                 problem := mapping_target_problem(

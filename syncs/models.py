@@ -106,8 +106,20 @@ class Integration(models.Model):
             errors["settings"] = "Settings must be a JSON object."
         elif reason := jsonsafe.problem(self.settings):
             errors["settings"] = f"These settings cannot be stored: {reason}."
+        elif flow is not None:
+            try:  # declared by the flow: an unknown name or a wrong value is an error here
+                self.settings = flow.clean_settings(self.settings)
+            except ValidationError as exc:
+                errors["settings"] = exc.messages
         if errors:
             raise ValidationError(errors)
+
+
+def mapping_kinds() -> list[tuple[str, str]]:
+    """The kinds of mapping the registered flows declare (``Flow.mapping_kinds``)."""
+    from syncs.flows import mapping_kind_choices
+
+    return mapping_kind_choices()
 
 
 class FieldMapping(models.Model):
@@ -116,21 +128,6 @@ class FieldMapping(models.Model):
     Either an integration's own, or shared by every integration that posts to one connection
     (``connection``: the same vendors and GL accounts for all Stampli integrations into one
     CloudSuite, say); an integration's own mapping of the same kind and value wins."""
-
-    class Kind(models.TextChoices):
-        VENDOR = "vendor", "Vendor / supplier"
-        CUSTOMER = "customer", "Customer"
-        GL_ACCOUNT = "gl_account", "GL account"
-        CHARGE_CODE = "charge_code", "Charge code (CloudSuite CHRI)"
-        TAX_CODE = "tax_code", "Tax code"
-        CURRENCY = "currency", "Currency"
-        PAYMENT_METHOD = "payment_method", "Payment method"
-        COST_CENTER = "cost_center", "Cost centre (CloudSuite dimension)"
-        CIN7_ACCOUNT = "cin7_account", "Cin7 Core account"
-        CIN7_SUPPLIER = "cin7_supplier", "Cin7 Core supplier"
-        ITEM_ACCOUNT = "item_account", "Cin7 Core account of an item"
-        TAX_RULE = "tax_rule", "Cin7 Core tax rule"
-        PAYMENT_TERM = "payment_term", "Cin7 Core payment term"
 
     integration = models.ForeignKey(
         Integration,
@@ -150,7 +147,7 @@ class FieldMapping(models.Model):
         help_text="Shared: every integration that posts to this connection uses it, unless it "
         "has a mapping of its own for the same value.",
     )
-    kind = models.CharField(max_length=20, choices=Kind.choices)
+    kind = models.CharField(max_length=20, choices=mapping_kinds)
     source_value = models.CharField(max_length=200)
     target_value = models.CharField(max_length=200)
     note = models.CharField(max_length=200, blank=True)

@@ -34,6 +34,7 @@ from typing import Any
 
 from django import db
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -420,7 +421,15 @@ class Runner:
         self.requested_by = requested_by
         self.parent = parent  # set: this run is one part of ``parent`` (it moves no cursor)
         options = {**(integration.settings or {}), **(part or {})}
-        self.flow = flow or get_flow(integration.flow)(options=options)
+        self.settings_problem = ""  # settings saved before they were checked: the run says so
+        try:
+            self.flow = flow or get_flow(integration.flow)(options=options)
+        except ValidationError as exc:
+            self.flow = get_flow(integration.flow)()
+            self.settings_problem = (
+                f"The settings of {integration.name} are not valid: {' '.join(exc.messages)} "
+                "Correct them on the integration's page, then run it again."
+            )
         self.redact = Redactor(
             [*integration.source.secret_values(), *integration.target.secret_values()]
         )
@@ -480,7 +489,9 @@ class Runner:
     def _split(self, ctx: FlowContext, run: SyncRun) -> int:
         """Queue the other parts of this run for django-q2 workers and take the first one
         here; returns how many parts were queued (0: the run is not split)."""
-        workers = int((self.integration.settings or {}).get("workers") or 1)
+        if "workers" not in {spec.name for spec in self.flow.declared_settings()}:
+            return 0  # this flow's runs are not split
+        workers = int(self.flow.setting("workers") or 1)
         if workers < 2:
             return 0
         parts = self.flow.partitions(ctx, workers)
@@ -616,6 +627,8 @@ class Runner:
         """Map, claim and load each record, keeping up to ``_in_flight()`` loads running, and
         write every outcome in source order (so the cursor never passes an unwritten record).
         Whatever stops the run, what was sent is written before it ends."""
+        if self.settings_problem:
+            raise _Abort(self.settings_problem)
         mappings = ctx.mappings = self._mappings()
         pipe = _Pipeline(self, ctx, self._in_flight())
         try:
@@ -1295,7 +1308,7 @@ class Runner:
         if window is None:
             return None
         row = Cursor.objects.filter(integration=self.integration, stream=self.flow.stream).first()
-        override = (self.integration.settings or {}).get("overlap_seconds")
+        override = self.flow.setting("overlap_seconds")
         overlap = timedelta(seconds=float(override)) if override not in (None, "") else None
         return window.start(row.value if row else "", now=now, overlap=overlap)
 
@@ -1352,7 +1365,10 @@ class Runner:
             FieldMapping.for_integration(self.integration),
             key=lambda m: m.integration_id is not None,
         )  # shared ones first, the integration's own laid over them
-        return Mappings({(m.kind, m.source_value.strip()): m.target_value for m in rows})
+        return Mappings(
+            {(m.kind, m.source_value.strip()): m.target_value for m in rows},
+            declared=[kind.name for kind in self.flow.mapping_kinds],
+        )
 
     def _set_total(self, total: int) -> None:
         self.counts.total = total

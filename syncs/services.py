@@ -22,15 +22,11 @@ from django_q.tasks import async_task
 from audit.models import AuditRecord
 from connections.models import Connection
 from connections.providers.base import InboundEvent
-from connections.providers.errors import ApiError
-from connections.providers.infor_m3 import InforM3
-from connections.providers.registry import client_for
 from connections.redaction import Redactor
-from connections.services import key_rotation_schedule_ensure, quick, schedule_every
+from connections.services import key_rotation_schedule_ensure, schedule_every
 from syncs.alerts import alerts_schedule_ensure
 from syncs.flows import FLOWS
 from syncs.models import (
-    FieldMapping,
     Integration,
     SyncRun,
     WebhookEvent,
@@ -650,122 +646,4 @@ def records_dismiss(*, record_ids: Iterable[int], requested_by: str, note: str) 
         resolved_at=timezone.now(),
         resolved_by=requested_by[:150],
         resolution=f"Dismissed: {note}"[:255],
-    )
-
-
-def _cloudsuite_side(integration: Integration) -> Connection | None:
-    """The integration's CloudSuite connection (target or source), if it has one."""
-    return next(
-        (c for c in (integration.target, integration.source) if c.kind == InforM3.kind),
-        None,
-    )
-
-
-def _chart(connection: Connection) -> dict[str, str]:
-    """CloudSuite's chart of accounts (CRS630MI): account → its name."""
-    client = client_for(connection)
-    try:
-        return {str(a["AITM"]): a.get("TX40", "") for a in client.list_accounts()}
-    finally:
-        client.close()
-
-
-def gl_mappings_check(*, integration: Integration) -> tuple[list[str], list[str]]:
-    """Compare the integration's GL account mappings with the CloudSuite chart (CRS630MI).
-
-    Returns (known, unknown) as readable lines; only the first accounting dimension (AIT1) is
-    checked, since the chart lists accounts by dimension 1.
-    """
-    m3_side = _cloudsuite_side(integration)
-    if m3_side is None:
-        return [], ["This integration does not post to CloudSuite."]
-    chart = _chart(m3_side)
-    known, unknown = [], []
-    for mapping in FieldMapping.for_integration(integration).filter(
-        kind=FieldMapping.Kind.GL_ACCOUNT
-    ):
-        account = mapping.target_value.split(";")[0].strip()
-        if account in chart:
-            known.append(f"{mapping.source_value} → {account} ({chart[account]})")
-        else:
-            unknown.append(f"{mapping.source_value} → {account}: not in the CloudSuite chart")
-    return known, unknown
-
-
-def mapping_target_problem(
-    *,
-    integration: Integration,
-    kind: str,
-    target_value: str,
-    charts: dict[tuple[int, str], Any] | None = None,
-) -> str:
-    """Why ``target_value`` cannot be the target of a mapping of ``kind`` for ``integration``
-    ("" when it can, or when CloudSuite could not be asked within a few seconds: the run
-    checks again).  The mapping form and the CSV import both ask this, so an import refuses
-    exactly what the form refuses; ``charts`` keeps what was read across the rows of a file."""
-    if kind == FieldMapping.Kind.GL_ACCOUNT:
-        return gl_account_unknown(
-            integration=integration, accounting_string=target_value, charts=charts
-        )
-    if kind == FieldMapping.Kind.VENDOR:
-        return supplier_unknown(integration=integration, supplier=target_value, charts=charts)
-    return ""
-
-
-def supplier_unknown(
-    *,
-    integration: Integration,
-    supplier: str,
-    charts: dict[tuple[int, str], Any] | None = None,
-) -> str:
-    """Why ``supplier`` cannot be the CloudSuite supplier of a vendor mapping ("" when it
-    can, when the integration does not post to CloudSuite, or CloudSuite did not answer)."""
-    target = integration.target
-    number = supplier.strip()
-    if target.kind != InforM3.kind or not number:
-        return ""
-    cache = charts if charts is not None else {}
-    key = (target.pk, f"supplier:{number}")
-    if key not in cache:
-        client = client_for(quick(target))
-        try:
-            cache[key] = bool(client.get_suppliers([number]))
-        except ApiError:
-            logger.info("Supplier %s of %s could not be looked up", number, target.slug)
-            cache[key] = True
-        finally:
-            client.close()
-    if cache[key]:
-        return ""
-    return (
-        f"Supplier {number} does not exist in CloudSuite ({target.name}): check the supplier "
-        "number, or add the supplier in CloudSuite first."
-    )
-
-
-def gl_account_unknown(
-    *,
-    integration: Integration,
-    accounting_string: str,
-    charts: dict[tuple[int, str], Any] | None = None,
-) -> str:
-    """Why ``accounting_string`` cannot be a GL mapping of ``integration`` ("" when it can, or
-    when CloudSuite's chart could not be read within a few seconds: the run checks again)."""
-    m3_side = _cloudsuite_side(integration)
-    account = accounting_string.split(";")[0].strip()
-    if m3_side is None or not account:
-        return ""
-    cache = charts if charts is not None else {}
-    if (m3_side.pk, "chart") not in cache:
-        try:
-            cache[(m3_side.pk, "chart")] = _chart(quick(m3_side))
-        except ApiError:
-            logger.info("The chart of %s could not be read to check %s", m3_side.slug, account)
-            cache[(m3_side.pk, "chart")] = None
-    chart = cache[(m3_side.pk, "chart")]
-    if chart is None or account in chart:
-        return ""
-    return (
-        f"Account {account} is not in CloudSuite's chart of accounts ({m3_side.name}): check "
-        "the number, or add the account in CloudSuite first."
     )

@@ -49,6 +49,12 @@ def client_for(connection: Connection, **kwargs: Any) -> Provider:
     return provider_class(connection.kind)(connection, **kwargs)
 
 
+def capable(kind: str, capability: type) -> bool:
+    """Whether connections of ``kind`` have ``capability`` (a protocol of ``capabilities``)."""
+    provider = SYSTEMS.get(kind)
+    return provider is not None and issubclass(provider, capability)
+
+
 def webhook_systems() -> list[type[Provider]]:
     """The systems that send webhooks (each has a route and a verifier)."""
     return [p for p in SYSTEMS.values() if p.sends_webhooks()]

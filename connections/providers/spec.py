@@ -8,9 +8,11 @@ a ``CredentialsFile`` instead of typed-in credential fields.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -75,6 +77,99 @@ def text(value: Any) -> str:
     return value
 
 
+def whole_number(value: Any) -> int:
+    """A whole number, zero or more."""
+    if value in (0, "0") and not isinstance(value, bool):
+        return 0
+    return positive_int(value)
+
+
+def choice(*values: str) -> Callable[[Any], str]:
+    """One of ``values`` (compared without regard to case; the declared spelling is kept)."""
+
+    def clean(value: Any) -> str:
+        given = text(value)
+        for allowed in values:
+            if given.lower() == allowed.lower():
+                return allowed
+        raise ValidationError(f"“{given[:40]}” is not one of: {', '.join(values)}.")
+
+    clean.choices = values  # type: ignore[attr-defined]  # the form offers them as a list
+    return clean
+
+
+def text_list(value: Any) -> list[str]:
+    """Several short texts: a JSON list, or one per line (or separated by commas)."""
+    if isinstance(value, list | tuple):
+        items = [text(v) for v in value]
+    else:
+        items = [t.strip() for t in re.split(r"[,\n]", text(value))]
+    items = [i for i in items if i]
+    if len(items) > 200:
+        raise ValidationError("At most 200 values.")
+    return items
+
+
+def text_map(
+    *, known: Collection[str] | None = None, value_pattern: str = r"^[^\n]{1,200}$"
+) -> Callable[[Any], dict[str, str]]:
+    """``name = value`` lines (or a JSON object): ``known`` limits the names; each value must
+    match ``value_pattern``."""
+    pattern = re.compile(value_pattern)
+
+    def clean(value: Any) -> dict[str, str]:
+        if isinstance(value, Mapping):
+            pairs = [(str(k), v) for k, v in value.items()]
+        else:
+            pairs = []
+            for line in text(value).splitlines():
+                if not line.strip():
+                    continue
+                name, sep, target = line.partition("=")
+                if not sep:
+                    raise ValidationError(f"“{line.strip()[:80]}”: write name = value.")
+                pairs.append((name, target))
+        cleaned: dict[str, str] = {}
+        for name, target in pairs:
+            name = name.strip()
+            if not isinstance(target, str | int) or isinstance(target, bool):
+                raise ValidationError(f"“{name[:80]}”: the value must be text.")
+            target = str(target).strip()
+            if known is not None and name not in known:
+                raise ValidationError(
+                    f"“{name[:80]}” is not a name ml-connector reads; known: "
+                    f"{', '.join(sorted(known))}."
+                )
+            if not pattern.match(target):
+                raise ValidationError(f"“{name[:80]}”: “{target[:80]}” is not a valid value.")
+            cleaned[name] = target
+        return cleaned
+
+    return clean
+
+
+def template(*placeholders: str) -> Callable[[Any], str]:
+    """Text in which ``{name}`` may name only ``placeholders`` (filled in when it is used)."""
+
+    def clean(value: Any) -> str:
+        value = text(value)
+        used = set(re.findall(r"{([^{}]*)}", value))
+        unknown = sorted(used - set(placeholders))
+        if unknown:
+            allowed = ", ".join("{" + p + "}" for p in placeholders) or "none"
+            raise ValidationError(
+                f"{', '.join('{' + u + '}' for u in unknown)} cannot be filled in here "
+                f"(it may use: {allowed})."
+            )
+        try:
+            value.format(**{p: "x" for p in placeholders})
+        except (ValueError, IndexError, KeyError):
+            raise ValidationError("Unbalanced { or } (write {{ or }} for a brace).") from None
+        return value
+
+    return clean
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     """One credential or setting: how it is labelled, whether it is secret, how it is checked."""
@@ -87,6 +182,53 @@ class FieldSpec:
     default: Any = None
     clean: Callable[[Any], Any] = text
     multiline: bool = False
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The values it may take, when it is a choice."""
+        return tuple(getattr(self.clean, "choices", ()))
+
+
+def clean_declared(
+    specs: Iterable[FieldSpec],
+    values: Mapping[str, Any],
+    *,
+    unknown: str = "keep",
+    fill_defaults: bool = True,
+) -> dict[str, Any]:
+    """``values`` checked against ``specs``; ``ValidationError`` naming every problem at once.
+
+    ``unknown``: ``"keep"`` keeps names no spec declares, ``"refuse"`` makes each an error (a
+    typo is never silently ignored).  ``fill_defaults``: a blank value becomes its default
+    (otherwise it is left out, so a later change of the default applies)."""
+    if not isinstance(values, Mapping):
+        raise ValidationError("Settings must be a JSON object.")
+    specs = tuple(specs)
+    declared = {s.name: s for s in specs}
+    errors: list[str] = []
+    cleaned = dict(values) if unknown == "keep" else {}
+    if unknown != "keep":
+        for name in sorted(set(values) - set(declared), key=str):
+            close = difflib.get_close_matches(str(name), list(declared), n=1)
+            hint = f" Did you mean “{close[0]}”?" if close else ""
+            known = ", ".join(sorted(declared)) or "none"
+            errors.append(f"“{str(name)[:60]}” is not a setting here.{hint} (Known: {known}.)")
+    for spec in specs:
+        value = values.get(spec.name)
+        if value in (None, ""):
+            cleaned.pop(spec.name, None)
+            if spec.default is not None and fill_defaults:
+                cleaned[spec.name] = spec.default
+            elif spec.required and spec.default is None:
+                errors.append(f"{spec.label} ({spec.name}) is required.")
+            continue
+        try:
+            cleaned[spec.name] = spec.clean(value)
+        except ValidationError as exc:
+            errors.append(f"{spec.label} ({spec.name}): {' '.join(exc.messages)}")
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
 
 
 @dataclass(frozen=True)
@@ -146,25 +288,14 @@ class ConnectionSpec:
         return cleaned
 
     def clean_settings(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate settings and fill in defaults; unknown keys are kept (flows read them)."""
-        if not isinstance(values, Mapping):
-            raise ValidationError("Settings must be a JSON object.")
+        """Validate settings and fill in defaults; unknown keys are kept (a connection may hold
+        what an earlier version wrote)."""
         errors: list[str] = []
-        cleaned = dict(values)
-        for spec in self.settings:
-            value = values.get(spec.name)
-            if value in (None, ""):
-                if spec.default is not None:
-                    cleaned[spec.name] = spec.default
-                elif spec.required:
-                    errors.append(f"{spec.label} ({spec.name}) is required.")
-                else:
-                    cleaned.pop(spec.name, None)
-                continue
-            try:
-                cleaned[spec.name] = spec.clean(value)
-            except ValidationError as exc:
-                errors.append(f"{spec.label} ({spec.name}): {' '.join(exc.messages)}")
+        try:
+            cleaned = clean_declared(self.settings, values)
+        except ValidationError as exc:
+            errors.extend(exc.messages)
+            cleaned = {}
         if not errors and self.check_settings:
             try:
                 self.check_settings(cleaned)

@@ -18,10 +18,12 @@ from syncs.flows.base import (
     Superseded,
     Unit,
     Wait,
+    setting,
 )
 from syncs.flows.ifs_stripe_customers import IfsCustomersToStripe
 from syncs.flows.ifs_stripe_invoices import IfsInvoicesToStripe
 from syncs.flows.ifs_stripe_orders import IfsOrdersToStripe
+from syncs.flows.kinds import kinds_by_name
 from syncs.flows.m3_cin7_accounts import M3AccountsToCin7
 from syncs.flows.m3_cin7_purchases import M3PurchasesToCin7
 from syncs.flows.m3_cin7_suppliers import M3SuppliersToCin7
@@ -67,6 +69,12 @@ def get_flow(key: str) -> type[Flow]:
         raise LookupError(f"No flow is registered as “{key}”.") from None
 
 
+def mapping_kind_choices() -> list[tuple[str, str]]:
+    """(name, label) of every kind of mapping some flow declares, by label."""
+    found = kinds_by_name(FLOWS.values())
+    return sorted(((name, kinds[0].label) for name, kinds in found.items()), key=lambda c: c[1])
+
+
 def flow_choices() -> list[tuple[str, str]]:
     """(key, label) pairs for forms."""
     return sorted(((k, f.label) for k, f in FLOWS.items()), key=lambda c: c[1])
@@ -89,4 +97,6 @@ __all__ = [
     "Wait",
     "flow_choices",
     "get_flow",
+    "mapping_kind_choices",
+    "setting",
 ]

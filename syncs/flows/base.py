@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from connections.providers.base import InboundEvent, Provider
 from connections.providers.errors import AuthFailed
+from connections.providers.spec import FieldSpec, clean_declared, positive_int, text, whole_number
+from syncs.flows.kinds import MappingKind
 
 if TYPE_CHECKING:
     from syncs.models import Integration
@@ -210,12 +212,23 @@ class LoadResult:
 
 
 class Mappings:
-    """The integration's field mappings, read once per run: ``get(kind, source_value)``."""
+    """The integration's field mappings, read once per run: ``get(kind, source_value)``.
 
-    def __init__(self, table: Mapping[tuple[str, str], str] | None = None) -> None:
+    ``declared``: the kinds the flow declares (None: any); reading another is a bug, so it
+    raises rather than finding nothing."""
+
+    def __init__(
+        self,
+        table: Mapping[tuple[str, str], str] | None = None,
+        *,
+        declared: Iterable[str] | None = None,
+    ) -> None:
         self._table = dict(table or {})
+        self._declared = None if declared is None else frozenset(declared)
 
     def get(self, kind: str, source_value: Any) -> str | None:
+        if self._declared is not None and kind not in self._declared:
+            raise LookupError(f"“{kind}” mappings are read but not declared by the flow.")
         return self._table.get((kind, str(source_value).strip()))
 
 
@@ -248,10 +261,6 @@ class FlowContext(Generic[S, T]):
     # What ``extract`` read ahead in bulk for ``prepare`` (which takes each entry once), keyed
     # by the flow: never stored with a record, so a replay reads afresh.
     read_ahead: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return self.integration.settings or {}
 
     _clients: dict[tuple[int, str], Provider] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -362,9 +371,54 @@ def _attempt(fn: Callable[[A], R], item: A) -> R | Exception:
         return exc
 
 
+def setting(
+    name: str,
+    label: str,
+    clean: Callable[[Any], Any] = text,
+    *,
+    default: Any = None,
+    help: str = "",
+    multiline: bool = False,
+) -> FieldSpec:
+    """One setting of a flow (never secret, never required: blank means its default)."""
+    return FieldSpec(
+        name,
+        label,
+        secret=False,
+        required=False,
+        help=help,
+        default=default,
+        clean=clean,
+        multiline=multiline,
+    )
+
+
+# Settings the engine reads for a flow that has a read window, or whose runs can be split.
+OVERLAP_SETTING = setting(
+    "overlap_seconds",
+    "Re-read overlap (seconds)",
+    whole_number,
+    help="How far behind the last run each run reads again (late writers, clock skew). "
+    "Blank: the flow's own overlap.",
+)
+WORKERS_SETTING = setting(
+    "workers",
+    "Workers per run",
+    positive_int,
+    default=1,
+    help="Split each run into this many parts that workers take side by side.",
+)
+
+
 @dataclass
 class Flow(Generic[S, T]):
-    """Base class of every flow; subclasses set the class attributes and the methods."""
+    """Base class of every flow; subclasses set the class attributes and the methods.
+
+    A flow reads only the settings it declares (``settings``; ``part_settings`` are set by its
+    own ``partitions``, never by a person): ``self.setting(name)`` gives the checked value or
+    its default.  Its options are checked when it is made, so an unknown name or a value of the
+    wrong kind is a ``ValidationError`` — on the integration form, never mid-run.
+    """
 
     key: ClassVar[str]
     label: ClassVar[str]
@@ -382,7 +436,51 @@ class Flow(Generic[S, T]):
     # What happens after a write's answer is lost, when it is not "looked up in the target
     # before it is sent again" (the default wording).
     after_lost_answer: ClassVar[str] = ""
+    settings: ClassVar[tuple[FieldSpec, ...]] = ()
+    mapping_kinds: ClassVar[tuple[MappingKind, ...]] = ()  # the field mappings it reads
+    part_settings: ClassVar[tuple[FieldSpec, ...]] = ()
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.options = clean_declared(
+            (*self.declared_settings(), *self.part_settings),
+            self.options or {},
+            unknown="refuse",
+            fill_defaults=False,
+        )
+
+    @classmethod
+    def declared_settings(cls) -> tuple[FieldSpec, ...]:
+        """What a person may set for this flow: its own settings, then the engine's."""
+        engine = []
+        if cls.window is not None:
+            engine.append(OVERLAP_SETTING)
+        if cls.partitions is not Flow.partitions:
+            engine.append(WORKERS_SETTING)
+        return (*cls.settings, *engine)
+
+    @classmethod
+    def clean_settings(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """An integration's settings checked for this flow: ``ValidationError`` naming each
+        unknown name (with the nearest known one) and each value of the wrong kind."""
+        return clean_declared(
+            cls.declared_settings(), values, unknown="refuse", fill_defaults=False
+        )
+
+    @classmethod
+    def mapping_kind(cls, name: str) -> MappingKind | None:
+        """The declared mapping kind ``name`` (None: this flow reads no such mappings)."""
+        return next((k for k in cls.mapping_kinds if k.name == name), None)
+
+    def setting(self, name: str) -> Any:
+        """The value of a declared setting, or its default."""
+        spec = next(
+            (s for s in (*self.declared_settings(), *self.part_settings) if s.name == name), None
+        )
+        if spec is None:
+            raise LookupError(f"{type(self).__name__} reads “{name}”, which it does not declare.")
+        value = self.options.get(name)
+        return spec.default if value is None else value
 
     def extract(self, ctx: FlowContext[S, T]) -> Iterable[SourceRecord]:
         raise NotImplementedError

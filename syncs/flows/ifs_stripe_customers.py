@@ -22,6 +22,8 @@ from datetime import timedelta
 from typing import Any
 
 from connections.providers.ifs_cloud import IfsCloud
+from connections.providers.ifs_cloud.credentials import navigation
+from connections.providers.spec import positive_int, text_map
 from connections.providers.stripe import StripeProvider
 from syncs.flows.base import (
     Flag,
@@ -33,10 +35,20 @@ from syncs.flows.base import (
     Skip,
     SourceRecord,
     Unit,
+    setting,
 )
 from syncs.flows.stripe_customers import StripeCustomerWrites, snapshot
 
 logger = logging.getLogger(__name__)
+
+FIELD_NAME = r"^[A-Za-z][A-Za-z0-9_]{0,99}$"
+PAGE_SIZE = setting(
+    "page_size",
+    "Page size",
+    positive_int,
+    default=5000,
+    help="Rows asked of IFS per page ($top).",
+)
 
 METADATA_KEY = "ifs_customer"
 KEY_FIELD = "CustomerId"
@@ -76,10 +88,29 @@ class IfsCustomersToStripe(StripeCustomerWrites, Flow[IfsCloud, StripeProvider])
     ledger_target = "stripe.customer"
     metadata_key = METADATA_KEY
     window = ReadWindow("ChangedDate", Unit.ISO, overlap=timedelta(minutes=5))
+    settings = (
+        PAGE_SIZE,
+        setting(
+            "fields",
+            "Customer fields",
+            text_map(known=DEFAULT_FIELDS, value_pattern=FIELD_NAME),
+            default={},
+            multiline=True,
+            help="Where the tenant keeps each customer detail, as name = IFS field lines "
+            "(e.g. email = EmailAddress); blank lines keep the standard fields.",
+        ),
+        setting(
+            "address_navigation",
+            "Address navigation",
+            navigation,
+            default="CustomerInfoAddresses",
+            help="The navigation property that holds a customer's addresses.",
+        ),
+    )
 
     @property
     def fields(self) -> dict[str, str]:
-        return {**DEFAULT_FIELDS, **(self.options.get("fields") or {})}
+        return {**DEFAULT_FIELDS, **self.setting("fields")}
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         ifs, since = ctx.source, ctx.window_start
@@ -88,7 +119,7 @@ class IfsCustomersToStripe(StripeCustomerWrites, Flow[IfsCloud, StripeProvider])
             "customers",
             orderby=[changed, KEY_FIELD],
             where=[(changed, "ge", since)] if since else [],
-            page_size=int(self.options.get("page_size") or 5000),
+            page_size=self.setting("page_size"),
         )
         existing: dict[str, dict[str, Any]] | None = None
         for row in rows:
@@ -105,7 +136,7 @@ class IfsCustomersToStripe(StripeCustomerWrites, Flow[IfsCloud, StripeProvider])
         """The customer with its address, wherever the tenant keeps it (read in extract)."""
         f = self.fields
         wanted = [f[k] for k in ("line1", "line2", "city", "postal_code") if f.get(k)]
-        navigation = str(self.options.get("address_navigation") or "CustomerInfoAddresses")
+        navigation = self.setting("address_navigation")
         return ifs.with_address(customer, wanted, navigation)
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:

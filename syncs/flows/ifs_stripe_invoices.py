@@ -48,7 +48,7 @@ from syncs.flows.base import (
     Wait,
 )
 from syncs.flows.ifs_stripe_customers import METADATA_KEY as CUSTOMER_KEY
-from syncs.flows.ifs_stripe_customers import as_cursor_moment
+from syncs.flows.ifs_stripe_customers import PAGE_SIZE, as_cursor_moment
 from syncs.money import decimal, to_minor
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class IfsInvoicesToStripe(Flow[IfsCloud, StripeProvider]):
     stream = "invoices"
     ledger_target = "stripe.invoice"
     window = ReadWindow("ChangedDate", Unit.ISO, overlap=timedelta(minutes=5))
+    settings = (PAGE_SIZE,)
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         ifs, stripe, since = ctx.source, ctx.target, ctx.window_start
@@ -93,7 +94,7 @@ class IfsInvoicesToStripe(Flow[IfsCloud, StripeProvider]):
         rows = ifs.invoices(
             orderby=[changed, *ifs.metadata("invoices").keys],
             where=[(changed, "ge", since)] if since else [],
-            page_size=int(self.options.get("page_size") or 5000),
+            page_size=self.setting("page_size"),
         )
         payable = ifs.payable_states()
         customers: dict[str, dict[str, Any]] | None = None

@@ -23,8 +23,10 @@ from datetime import timedelta
 from typing import Any
 
 from connections.providers.errors import NotFound
-from syncs.flows.base import Flag, Mappings, Payload, ReadWindow, Skip, SourceRecord, Unit
+from connections.providers.spec import text_list, text_map
+from syncs.flows.base import Flag, Mappings, Payload, ReadWindow, Skip, SourceRecord, Unit, setting
 from syncs.flows.ifs_stripe_customers import (
+    FIELD_NAME,
     KEY_FIELD,
     METADATA_KEY,
     Context,
@@ -43,20 +45,40 @@ class IfsOrdersToStripe(IfsCustomersToStripe):
     label = "IFS Cloud customer orders → Stripe customers"
     stream = "orders"
     window = ReadWindow("ChangedDate", Unit.ISO, overlap=timedelta(minutes=5))
+    settings = (
+        *IfsCustomersToStripe.settings,
+        setting(
+            "order_fields",
+            "Order fields",
+            text_map(known=DEFAULT_ORDER_FIELDS, value_pattern=FIELD_NAME),
+            default={},
+            multiline=True,
+            help="Where the tenant keeps an order's number, customer and state, as name = IFS "
+            "field lines (e.g. state = Objstate).",
+        ),
+        setting(
+            "skip_states",
+            "States to skip",
+            text_list,
+            default=list(DEFAULT_SKIP_STATES),
+            multiline=True,
+            help="Orders in these states are not read (one per line).",
+        ),
+    )
 
     @property
     def order_fields(self) -> dict[str, str]:
-        return {**DEFAULT_ORDER_FIELDS, **(self.options.get("order_fields") or {})}
+        return {**DEFAULT_ORDER_FIELDS, **self.setting("order_fields")}
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         ifs, since, f = ctx.source, ctx.window_start, self.order_fields
         changed = ifs.change_field("orders")
-        skip_states = {str(s) for s in self.options.get("skip_states", DEFAULT_SKIP_STATES)}
+        skip_states = set(self.setting("skip_states"))
         rows = ifs.query(
             "orders",
             orderby=[changed, f["order"]],
             where=[(changed, "ge", since)] if since else [],
-            page_size=int(self.options.get("page_size") or 5000),
+            page_size=self.setting("page_size"),
         )
         known: dict[str, Any] | None = None  # Stripe's customers by IFS id, read once there is work
         seen: set[str] = set()

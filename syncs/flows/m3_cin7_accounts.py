@@ -16,6 +16,7 @@ from typing import Any
 
 from connections.providers.cin7 import Cin7Core
 from connections.providers.infor_m3 import InforM3
+from syncs.flows import kinds
 from syncs.flows.base import Flag, Flow, FlowContext, Mappings, Skip, SourceRecord
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class M3AccountsToCin7(Flow[InforM3, Cin7Core]):
     target_kind = "cin7"
     stream = "accounts"
     ledger_target = "cin7.account"
+    mapping_kinds = (kinds.CIN7_ACCOUNT,)
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         cin7 = {str(a.get("Code")): a for a in ctx.target.list_accounts()}
@@ -46,9 +48,7 @@ class M3AccountsToCin7(Flow[InforM3, Cin7Core]):
 
     def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
         """Whether Cin7's chart has the account now (a replay after a mapping was added)."""
-        codes = self.per_run(
-            "cin7_chart", lambda: {str(a.get("Code")) for a in ctx.target.list_accounts()}
-        )
+        codes = self.per_run("chart", lambda: set(ctx.target.chart_of_accounts()))
         wanted = cin7_account(record.source_key, ctx.mappings)
         return replace(record, data={**record.data, "in_cin7": wanted in codes})
 

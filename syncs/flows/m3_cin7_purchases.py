@@ -39,6 +39,8 @@ from typing import Any
 from connections.providers.cin7 import Cin7Core
 from connections.providers.errors import OutcomeUnknown, Rejected
 from connections.providers.infor_m3 import InforM3
+from connections.providers.spec import choice, template
+from syncs.flows import kinds
 from syncs.flows.base import (
     Flag,
     Flow,
@@ -51,7 +53,9 @@ from syncs.flows.base import (
     SourceRecord,
     Unit,
     Wait,
+    setting,
 )
+from syncs.flows.m3_cin7_suppliers import VENDOR_ATTRIBUTE
 
 logger = logging.getLogger(__name__)
 
@@ -70,18 +74,48 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
     target_kind = "cin7"
     stream = "purchases"
     ledger_target = "cin7.purchase"
+    mapping_kinds = (kinds.ITEM_ACCOUNT, kinds.TAX_RULE)
     window = ReadWindow("PUDT", Unit.DATE, overlap=timedelta(days=7), reach=timedelta(days=365))
+    settings = (
+        setting(
+            "po_query",
+            "Purchase order query",
+            template("from", "to"),
+            default="PUDT:[{from} TO {to}]",
+            help="The CloudSuite search of purchase orders to send ({from} and {to}: dates).",
+        ),
+        VENDOR_ATTRIBUTE,
+        setting(
+            "default_account",
+            "Default account",
+            help="The Cin7 Core account of a line whose item has no item_account mapping "
+            "(blank: such a line is flagged for review).",
+        ),
+        setting(
+            "tax_rule",
+            "Default tax rule",
+            default="Tax Exempt",
+            help="The Cin7 tax rule of a line whose VAT code has no tax_rule mapping.",
+        ),
+        setting(
+            "approach",
+            "Approach",
+            choice("INVOICE", "STOCK"),
+            default="INVOICE",
+            help="Cin7 Core's purchase approach (contract: POST /purchase).",
+        ),
+    )
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         today = datetime.now(UTC).strftime("%Y%m%d")
-        query = str(self.options.get("po_query") or "PUDT:[{from} TO {to}]").format(
+        query = self.setting("po_query").format(
             **{"from": ctx.window_start or "19000101", "to": today}
         )
         orders = ctx.source.purchase_orders(query)
         posted = ctx.already_posted(f"cin7-purchase:{o['head']['PUNO']}" for o in orders)
         if len(posted) == len(orders):
             return  # nothing new: Cin7 is not asked anything
-        attribute = str(self.options.get("vendor_attribute") or "AdditionalAttribute1")
+        attribute = self.setting("vendor_attribute")
         suppliers = {
             s.get(attribute): (s["ID"], str(s.get("Name") or ""))
             for s in ctx.target.list_suppliers()
@@ -109,9 +143,7 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
     def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
         """Which of the order's line accounts Cin7's chart has, and the percent of each tax rule
         its lines use (both read once a run)."""
-        codes = self.per_run(
-            "cin7_chart", lambda: {str(a.get("Code")) for a in ctx.target.list_accounts()}
-        )
+        codes = self.per_run("chart", lambda: set(ctx.target.chart_of_accounts()))
         rates = self.per_run(
             "cin7_tax",
             lambda: {
@@ -136,14 +168,10 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
 
     def _account(self, line: dict[str, Any], mappings: Mappings) -> str:
         item = str(line.get("ITNO") or "")
-        return str(mappings.get("item_account", item) or self.options.get("default_account") or "")
+        return str(mappings.get("item_account", item) or self.setting("default_account") or "")
 
     def _tax_rule(self, line: dict[str, Any], mappings: Mappings) -> str:
-        return str(
-            mappings.get("tax_rule", line.get("VTCD") or "")
-            or self.options.get("tax_rule")
-            or "Tax Exempt"
-        )
+        return str(mappings.get("tax_rule", line.get("VTCD") or "") or self.setting("tax_rule"))
 
     def _line(
         self, line: dict[str, Any], mappings: Mappings, rates: dict[str, str | None]
@@ -216,7 +244,7 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
         payload: dict[str, Any] = {
             "purchase": {
                 "SupplierID": data["supplier"],
-                "Approach": str(self.options.get("approach") or "INVOICE"),
+                "Approach": self.setting("approach"),
                 "TaxRule": lines[0]["TaxRule"],
                 "Note": f"CloudSuite PO {number}",
             },

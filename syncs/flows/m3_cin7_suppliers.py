@@ -24,6 +24,8 @@ from typing import Any
 
 from connections.providers.cin7 import Cin7Core
 from connections.providers.infor_m3 import InforM3
+from connections.providers.spec import choice
+from syncs.flows import kinds
 from syncs.flows.base import (
     Flag,
     Flow,
@@ -36,12 +38,21 @@ from syncs.flows.base import (
     Skip,
     SourceRecord,
     Unit,
+    setting,
 )
 from syncs.money import currency_known
 
 logger = logging.getLogger(__name__)
 
 Context = FlowContext[InforM3, Cin7Core]
+
+VENDOR_ATTRIBUTE = setting(
+    "vendor_attribute",
+    "Vendor id attribute",
+    choice(*(f"AdditionalAttribute{n}" for n in range(1, 11))),
+    default="AdditionalAttribute1",
+    help="The Cin7 Core supplier attribute that holds the CloudSuite supplier number.",
+)
 CHUNK = 50
 
 
@@ -52,11 +63,31 @@ class M3SuppliersToCin7(Flow[InforM3, Cin7Core]):
     target_kind = "cin7"
     stream = "suppliers"
     ledger_target = "cin7.supplier"
+    mapping_kinds = (kinds.CIN7_SUPPLIER, kinds.PAYMENT_TERM)
     window = ReadWindow("LMTS", Unit.EPOCH_MS, overlap=timedelta(minutes=5), from_run_start=True)
+    settings = (
+        VENDOR_ATTRIBUTE,
+        setting(
+            "payment_term",
+            "Payment term",
+            default="30 days",
+            help="The Cin7 Core payment term of a supplier whose CloudSuite terms (TEPY) have "
+            "no payment_term mapping.",
+        ),
+        setting(
+            "account_payable",
+            "Accounts payable account",
+            default="800",
+            help="The Cin7 Core account a new supplier's bills are owed on.",
+        ),
+        setting(
+            "tax_rule", "Tax rule", default="Tax Exempt", help="A new supplier's Cin7 tax rule."
+        ),
+    )
 
     @property
     def attribute(self) -> str:
-        return str(self.options.get("vendor_attribute") or "AdditionalAttribute1")
+        return self.setting("vendor_attribute")
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         since = ctx.window_start
@@ -85,15 +116,13 @@ class M3SuppliersToCin7(Flow[InforM3, Cin7Core]):
                 )
 
     def _wanted(self, m3: dict[str, Any], mappings: Mappings) -> dict[str, Any]:
-        term = mappings.get("payment_term", m3.get("TEPY") or "") or self.options.get(
-            "payment_term", "30 days"
-        )
+        term = mappings.get("payment_term", m3.get("TEPY") or "") or self.setting("payment_term")
         return {
             "Name": str(m3.get("SUNM") or m3["SUNO"]).strip()[:256],
             "Currency": str(m3.get("CUCD") or "").strip().upper(),
             "PaymentTerm": term,
-            "AccountPayable": str(self.options.get("account_payable", "800")),
-            "TaxRule": str(self.options.get("tax_rule", "Tax Exempt")),
+            "AccountPayable": self.setting("account_payable"),
+            "TaxRule": self.setting("tax_rule"),
             "TaxNumber": str(m3.get("VRNO") or ""),
             self.attribute: m3["SUNO"],
         }

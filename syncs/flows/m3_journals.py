@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 def chart_accounts(flow: Flow[Any, Any], m3: InforM3) -> set[str]:
     """CloudSuite's chart (CRS630MI), read once per run."""
-    return flow.per_run("m3_chart", lambda: {str(a.get("AITM")) for a in m3.list_accounts()})
+    return flow.per_run("chart", lambda: set(m3.chart_of_accounts()))
 
 
 def account_check(mapped: str | None, chart: set[str]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from syncs.flows.base import (
     SourceRecord,
     Unit,
     Wait,
+    setting,
 )
 from syncs.money import decimal, to_minor
 
@@ -74,6 +75,11 @@ class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
     stream = "invoices"
     ledger_target = "stripe.invoice"
     window = ReadWindow("IVDT", Unit.DATE, overlap=timedelta(days=7))
+    settings = (
+        setting("customer_from", "First customer", help="Read only customers from this number."),
+        setting("customer_to", "Last customer", help="Read only customers up to this number."),
+    )
+    part_settings = (setting("customer_before", "Customers before"),)
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         """Open invoices, a slice of customers at a time (key ranges, never a capped grid):
@@ -87,9 +93,9 @@ class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
         newest = ""
         for entries in m3.list_invoice_entries(
             since_date=str(since) if since else None,
-            first_customer=str(self.options.get("customer_from") or ""),
-            last_customer=str(self.options.get("customer_to") or ""),
-            before_customer=str(self.options.get("customer_before") or ""),
+            first_customer=self.setting("customer_from") or "",
+            last_customer=self.setting("customer_to") or "",
+            before_customer=self.setting("customer_before") or "",
         ):
             newest = max([newest, *(e["IVDT"] for e in entries)])
             entries = [e for e in entries if e["TRCD"] == "10" and e["RECO"] == "0"]
@@ -119,9 +125,9 @@ class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
     def partitions(self, ctx: Context, count: int) -> list[dict]:
         """Contiguous ranges of customer numbers with about as many customers each; each range
         starts where the one before stops, so a customer added meanwhile is in exactly one."""
-        first = str(self.options.get("customer_from") or "")
-        last = str(self.options.get("customer_to") or "")
-        before = str(self.options.get("customer_before") or "")
+        first = self.setting("customer_from") or ""
+        last = self.setting("customer_to") or ""
+        before = self.setting("customer_before") or ""
         numbers = [
             n
             for page in ctx.source.customer_numbers(first=first, last=last, before=before)

@@ -39,6 +39,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from connections.providers.infor_m3 import InforM3
+from connections.providers.spec import template, text_list, whole_number
 from connections.providers.wise import WiseProvider
 from syncs.flows.base import (
     Flag,
@@ -51,6 +52,7 @@ from syncs.flows.base import (
     Skip,
     SourceRecord,
     Wait,
+    setting,
 )
 from syncs.money import currency_known, decimal, to_minor
 
@@ -90,6 +92,37 @@ class M3InvoicesToWiseQuotes(Flow[InforM3, WiseProvider]):
     target_kind = "wise"
     stream = "quotes"
     ledger_target = "wise.quote"
+    settings = (
+        setting(
+            "overdue_days",
+            "Days overdue",
+            whole_number,
+            default=30,
+            help="Quote invoices that fell due up to this many days ago …",
+        ),
+        setting(
+            "window_days",
+            "Days ahead",
+            whole_number,
+            default=7,
+            help="… and those falling due within this many days.",
+        ),
+        setting(
+            "invoice_query",
+            "Invoice query",
+            template("from", "to"),
+            default=DEFAULT_QUERY,
+            help="The CloudSuite search of supplier invoices ({from} and {to}: due dates).",
+        ),
+        setting(
+            "paid_statuses",
+            "Paid statuses",
+            text_list,
+            default=list(DEFAULT_PAID),
+            multiline=True,
+            help="Invoices in these CloudSuite statuses are paid: never quoted.",
+        ),
+    )
     after_lost_answer = (
         "Wise cannot look a quote up without its id, so ml-connector makes no second quote "
         "while one made now could still be used (30 minutes); then it quotes this invoice once."
@@ -97,12 +130,12 @@ class M3InvoicesToWiseQuotes(Flow[InforM3, WiseProvider]):
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         today = date.today()
-        first = today - timedelta(days=int(self.options.get("overdue_days", 30)))
-        last = today + timedelta(days=int(self.options.get("window_days", 7)))
-        query = str(self.options.get("invoice_query") or DEFAULT_QUERY).format(
+        first = today - timedelta(days=self.setting("overdue_days"))
+        last = today + timedelta(days=self.setting("window_days"))
+        query = self.setting("invoice_query").format(
             **{"from": first.strftime("%Y%m%d"), "to": last.strftime("%Y%m%d")}
         )
-        paid = {str(s) for s in self.options.get("paid_statuses", DEFAULT_PAID)}
+        paid = set(self.setting("paid_statuses"))
         invoices = [
             i
             for i in ctx.source.search_supplier_invoices(query)

@@ -49,6 +49,7 @@ from stdnum import iban as stdnum_iban
 
 from connections.providers.errors import Rejected
 from connections.providers.infor_m3 import InforM3
+from connections.providers.spec import choice, text_list, text_map
 from connections.providers.wise import WiseProvider
 from syncs.flows import wise_form
 from syncs.flows.base import (
@@ -64,6 +65,7 @@ from syncs.flows.base import (
     SourceRecord,
     Unit,
     Wait,
+    setting,
 )
 from syncs.money import currency_known
 
@@ -86,6 +88,8 @@ DEFAULT_RECIPIENT_FIELDS = {
     "address.postCode": "PONO",
 }
 CHUNK = 50  # suppliers per GetBasicData bulk request
+M3_FIELD = r"^[A-Z0-9]{2,8}$"  # an M3 field name (metadata: four to six capitals and digits)
+M3_FIELD_OR_BLANK = r"^([A-Z0-9]{2,8})?$"
 SOUNDING_AMOUNT = 1000  # the amount Wise's account requirements are asked for (its example)
 
 
@@ -122,20 +126,54 @@ class M3SuppliersToWise(Flow[InforM3, WiseProvider]):
     stream = "suppliers"
     ledger_target = "wise.recipient"
     window = ReadWindow("LMTS", Unit.EPOCH_MS, overlap=timedelta(minutes=5), from_run_start=True)
+    settings = (
+        setting(
+            "bank_fields",
+            "Bank detail fields",
+            text_map(known=DEFAULT_BANK_FIELDS, value_pattern=M3_FIELD),
+            default={},
+            multiline=True,
+            help="The supplier fields that hold bank details, as detail = CloudSuite field "
+            "lines (e.g. iban = SFI1).",
+        ),
+        setting(
+            "recipient_fields",
+            "Recipient form fields",
+            text_map(value_pattern=M3_FIELD_OR_BLANK),
+            default={},
+            multiline=True,
+            help="Wise form keys filled from a supplier field, as key = CloudSuite field lines "
+            "(e.g. address.city = TOWN; a blank field leaves the key out).",
+        ),
+        setting(
+            "legal_type",
+            "Legal type",
+            choice("BUSINESS", "PRIVATE"),
+            help="Wise's legal type of every recipient (blank: BUSINESS).",
+        ),
+        setting(
+            "active_statuses",
+            "Supplier statuses",
+            text_list,
+            default=["20"],
+            multiline=True,
+            help="Only suppliers in these CloudSuite statuses (STAT) become recipients.",
+        ),
+    )
 
     @property
     def bank_fields(self) -> dict[str, str]:
-        return {**DEFAULT_BANK_FIELDS, **(self.options.get("bank_fields") or {})}
+        return {**DEFAULT_BANK_FIELDS, **self.setting("bank_fields")}
 
     @property
     def recipient_fields(self) -> dict[str, str]:
         """Wise form key (lower case) → the supplier field it is read from."""
-        fields = {**DEFAULT_RECIPIENT_FIELDS, **(self.options.get("recipient_fields") or {})}
+        fields = {**DEFAULT_RECIPIENT_FIELDS, **self.setting("recipient_fields")}
         return {str(k).lower(): str(v) for k, v in fields.items() if v}
 
     @property
     def legal_type(self) -> str:
-        return str(self.options.get("legal_type") or "BUSINESS").upper()
+        return str(self.setting("legal_type") or "BUSINESS")
 
     def bank_details(self, supplier: dict[str, str]) -> dict[str, str]:
         return {
@@ -162,7 +200,7 @@ class M3SuppliersToWise(Flow[InforM3, WiseProvider]):
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         since = ctx.window_start
         listed = list(ctx.source.list_suppliers(changed_since=int(since) if since else None))
-        statuses = {str(s) for s in self.options.get("active_statuses", ["20"])}
+        statuses = set(self.setting("active_statuses"))
         numbers = [s["SUNO"] for s in listed if not statuses or s.get("STAT", "20") in statuses]
         forms: dict[str, tuple[list[dict[str, Any]], str]] = {}
         for start in range(0, len(numbers), CHUNK):
@@ -199,7 +237,7 @@ class M3SuppliersToWise(Flow[InforM3, WiseProvider]):
         number, currency = supplier["SUNO"], _clean(supplier.get("CUCD"))
         bank = self.bank_details(supplier)
         values = self.form_values(supplier, bank)
-        identity: list[Any] = [supplier.get("SUNM"), currency, self.options.get("legal_type"), bank]
+        identity: list[Any] = [supplier.get("SUNM"), currency, self.setting("legal_type"), bank]
         address = {
             k: values[k] for k in wise_form.address_keys(wise_form.parse(form)) if k in values
         }

@@ -35,7 +35,9 @@ from typing import Any
 
 from connections.providers.errors import ApiError
 from connections.providers.infor_m3 import InforM3
+from connections.providers.spec import choice
 from connections.providers.stampli import StampliSftp
+from syncs.flows import kinds
 from syncs.flows.base import (
     Flag,
     Flow,
@@ -48,6 +50,7 @@ from syncs.flows.base import (
     SourceRecord,
     Superseded,
     Wait,
+    setting,
 )
 from syncs.flows.m3_journals import account_check, chart_accounts, journal_line
 from syncs.flows.stampli_common import (
@@ -82,7 +85,23 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
     default_interval_minutes = 15  # Stampli exports every 5 to 120 minutes
     stream = "invoices"
     ledger_target = "m3.ap_invoice"
+    mapping_kinds = (kinds.VENDOR, kinds.GL_ACCOUNT, kinds.COST_CENTER)
     chunk_size = 100
+    settings = (
+        setting(
+            "cost_center_dimension",
+            "Cost centre dimension",
+            choice(*(str(n) for n in range(2, 8))),
+            default="2",
+            help="The accounting dimension (2 to 7) a mapped Stampli cost centre goes to.",
+        ),
+        setting(
+            "coding",
+            "AP invoice coding",
+            choice("derived", "journal"),
+            help="Blank: the CloudSuite connection's AP invoice coding.",
+        ),
+    )
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         known = vendors(ctx)
@@ -217,7 +236,7 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
                         fix=("cost_center", centre),
                     )
                 dims = (account.split(";") + [""] * 7)[:7]
-                dims[int(self.options.get("cost_center_dimension", 2)) - 1] = mapped
+                dims[int(self.setting("cost_center_dimension")) - 1] = mapped
                 account = ";".join(dims).rstrip(";")
             lines.append(
                 {
@@ -286,7 +305,7 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
         differs = sorted(wanted - set(derived))
         note, flag = f"Posted to CloudSuite AP as invoice batch {batch}.", ""
         summary = {"batch": batch, "derived": derived}
-        coding = self.options.get("coding") or ctx.target.connection.setting("ap_coding")
+        coding = self.setting("coding") or ctx.target.connection.setting("ap_coding")
         if voucher and differs and coding == "journal":
             m3, key = ctx.target, f"R{posting.ledger_id}G{posting.generation}"
             day, text = head["IVDT"], f"Coding {head['SINO']}"[:40]

@@ -28,6 +28,7 @@ from typing import Any
 
 from connections.providers.infor_m3 import InforM3
 from connections.providers.stampli import StampliSftp
+from syncs.flows import kinds
 from syncs.flows.base import (
     Flag,
     Flow,
@@ -59,6 +60,8 @@ from syncs.flows.stampli_common import (
 )
 from syncs.money import currency_known, to_minor
 
+ACCOUNTS = kinds.GL_ACCOUNT.reading("stampli_ap", "stampli_bank", per_currency=True)
+
 logger = logging.getLogger(__name__)
 
 Context = FlowContext[StampliSftp, InforM3]
@@ -72,6 +75,7 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
     default_interval_minutes = 15  # Stampli exports every 5 to 120 minutes
     stream = "payments"
     ledger_target = "m3.journal"
+    mapping_kinds = (kinds.VENDOR, ACCOUNTS)
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         known = vendors(ctx)
@@ -111,7 +115,7 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
         currency = str(payment["currency"]).upper()
         chart = chart_accounts(self, ctx.target)
         accounts = {
-            role: account_check(ctx.mappings.get("gl_account", f"stampli_{role}:{currency}"), chart)
+            role: account_check(ACCOUNTS.resolve(ctx.mappings, f"stampli_{role}", currency), chart)
             for role in ("ap", "bank")
         }
         invoice = found[0] if len(found) == 1 else None

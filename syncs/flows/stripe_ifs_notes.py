@@ -24,6 +24,7 @@ from typing import Any
 
 from connections.providers.base import InboundEvent
 from connections.providers.ifs_cloud import IfsCloud
+from connections.providers.ifs_cloud.credentials import navigation
 from connections.providers.stripe import StripeProvider
 from syncs.flows.base import (
     Flag,
@@ -35,6 +36,7 @@ from syncs.flows.base import (
     Posting,
     Skip,
     SourceRecord,
+    setting,
 )
 from syncs.flows.stripe_events import EVENTS_WINDOW, new_events
 from syncs.money import from_minor
@@ -84,6 +86,15 @@ class StripeOutcomesToIfsNotes(Flow[StripeProvider, IfsCloud]):
     stream = "notes"
     ledger_target = "ifs.invoice_note"
     window = EVENTS_WINDOW
+    settings = (
+        setting(
+            "note_field",
+            "Note field",
+            navigation,
+            default="NoteText",
+            help="The invoice field in IFS that takes the payment and dispute notes.",
+        ),
+    )
     webhook_system = "stripe"
     webhook_events = EVENTS
 
@@ -130,7 +141,7 @@ class StripeOutcomesToIfsNotes(Flow[StripeProvider, IfsCloud]):
 
     @property
     def note_field(self) -> str:
-        return str(self.options.get("note_field") or "NoteText")
+        return self.setting("note_field")
 
     def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:
         field, line, marker = self.note_field, payload.data["line"], payload.data["marker"]

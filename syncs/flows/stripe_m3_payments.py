@@ -34,7 +34,9 @@ from typing import Any
 
 from connections.providers.base import InboundEvent
 from connections.providers.infor_m3 import InforM3
+from connections.providers.spec import choice, positive_int
 from connections.providers.stripe import EVENT_TYPES, StripeProvider
+from syncs.flows import kinds
 from syncs.flows.base import (
     Flag,
     Flow,
@@ -46,10 +48,14 @@ from syncs.flows.base import (
     Skip,
     SourceRecord,
     Superseded,
+    setting,
 )
 from syncs.flows.stripe_events import EVENTS_WINDOW, Reads, known_keys, movements, new_events
 from syncs.flows.stripe_events import keys as event_keys
 from syncs.money import decimal, from_minor
+
+RECEIPTS = kinds.GL_ACCOUNT.reading("stripe_receipts", per_currency=True)
+FEES = kinds.CHARGE_CODE.reading("stripe_fees", source="stripe_fees.")
 
 logger = logging.getLogger(__name__)
 
@@ -175,17 +181,54 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
     window = EVENTS_WINDOW
     webhook_system = "stripe"
     webhook_events = EVENT_TYPES
+    mapping_kinds = (RECEIPTS, FEES)
+    settings = (
+        setting(
+            "receipt_batches",
+            "Receipt batches",
+            choice("payment", "payout"),
+            default="payment",
+            help="payment: one CloudSuite receipt batch per Stripe payment. payout: one batch "
+            "per Stripe payout, as the bank statement shows it.",
+        ),
+        setting(
+            "receipts_per_request",
+            "Receipt batches per request",
+            positive_int,
+            default=RECEIPTS_PER_REQUEST,
+            help="How many receipt batches one CloudSuite request carries.",
+        ),
+        setting(
+            "batch_type",
+            "Batch type",
+            default="ST",
+            help="The CloudSuite receipt batch type (ARS040MI).",
+        ),
+        setting(
+            "bank_account",
+            "Bank account",
+            default="",
+            help="The CloudSuite bank account of the receipts (blank: the division's default).",
+        ),
+        setting(
+            "batch_number_base",
+            "First batch number",
+            positive_int,
+            default=BATCH_NUMBER_BASE,
+            help="Receipt batch numbers start here (each payment's ledger entry adds to it).",
+        ),
+    )
 
     @property
     def chunk_size(self) -> int:  # type: ignore[override]
         """Receipt batches one CloudSuite request carries (``receipts_per_request``, default 25:
         about a hundred MI transactions)."""
-        return max(1, int(self.options.get("receipts_per_request", RECEIPTS_PER_REQUEST)))
+        return self.setting("receipts_per_request")
 
     @property
     def payouts(self) -> bool:
         """Whether a receipt batch is a Stripe payout (else one batch per payment)."""
-        return str(self.options.get("receipt_batches", "payment")).lower() == "payout"
+        return self.setting("receipt_batches") == "payout"
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         payouts = self.payouts
@@ -276,9 +319,7 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
                 f"{what} does not match invoice {inv['m3_invoice']}, which is in "
                 f"{inv['m3_currency']}."
             )
-        gl = mappings.get("gl_account", f"stripe_receipts:{currency}") or mappings.get(
-            "gl_account", "stripe_receipts"
-        )
+        gl = RECEIPTS.resolve(mappings, "stripe_receipts", currency)
         if gl is None:
             return Flag(
                 "No GL account is mapped for Stripe receipts: add a GL account mapping "
@@ -305,7 +346,7 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
             "PYAM": str(amount if m["kind"] == "payment" else -amount),
             **gl_string(gl),
         }
-        charges, fee_code = [], mappings.get("charge_code", "stripe_fees")
+        charges, fee_code = [], mappings.get(FEES.name, "stripe_fees")
         if m["kind"] == "payment" and m.get("fee") and fee_code:
             charges.append(
                 {"CHAM": str(from_minor(m["fee"], currency)), "CHRI": fee_code, "CUCD": currency}
@@ -320,8 +361,8 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
                 "lines": [line],
                 "charges": charges,
                 "note": note + ".",
-                "batch_type": self.options.get("batch_type", "ST"),
-                "bank_account": self.options.get("bank_account", ""),
+                "batch_type": self.setting("batch_type"),
+                "bank_account": self.setting("bank_account"),
             },
             ledger_key=movement_key(m),
         )
@@ -352,16 +393,14 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
         ]
         if wrong:
             return Flag(f"{what} pays invoices in another currency ({', '.join(wrong[:3])}).")
-        gl = mappings.get("gl_account", f"stripe_receipts:{currency}") or mappings.get(
-            "gl_account", "stripe_receipts"
-        )
+        gl = RECEIPTS.resolve(mappings, "stripe_receipts", currency)
         if gl is None:
             return Flag(
                 "No GL account is mapped for Stripe receipts: add a GL account mapping "
                 f"for “stripe_receipts” (or “stripe_receipts:{currency}”), then replay.",
                 fix=("gl_account", f"stripe_receipts:{currency}"),
             )
-        fee_code = mappings.get("charge_code", "stripe_fees")
+        fee_code = mappings.get(FEES.name, "stripe_fees")
         fees = sum(p["fee"] for p in parts)
         if fees and not fee_code:
             return Flag(
@@ -422,14 +461,14 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
                 "lines": lines,
                 "charges": charges,
                 "note": note,
-                "batch_type": self.options.get("batch_type", "ST"),
-                "bank_account": self.options.get("bank_account", ""),
+                "batch_type": self.setting("batch_type"),
+                "bank_account": self.setting("bank_account"),
             },
             ledger_key=movement_key(m),
         )
 
     def _batch(self, posting: Posting) -> int:
-        return posting.number(int(self.options.get("batch_number_base", BATCH_NUMBER_BASE)))
+        return posting.number(self.setting("batch_number_base"))
 
     def _receipt(self, payload: Payload, posting: Posting | None) -> dict[str, Any]:
         assert posting is not None

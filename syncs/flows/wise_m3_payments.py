@@ -33,6 +33,7 @@ from typing import Any
 from connections.providers.base import InboundEvent
 from connections.providers.infor_m3 import InforM3
 from connections.providers.wise import WiseProvider
+from syncs.flows import kinds
 from syncs.flows.base import (
     Flag,
     Flow,
@@ -53,6 +54,8 @@ from syncs.flows.m3_journals import (
     post_journal,
 )
 from syncs.money import currency_known, decimal, to_minor
+
+ACCOUNTS = kinds.GL_ACCOUNT.reading("wise_ap", "wise_bank", per_currency=True)
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,7 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
     target_kind = "infor_m3"
     stream = "transfers"
     ledger_target = "m3.journal"
+    mapping_kinds = (ACCOUNTS,)
     webhook_system = "wise"
     webhook_events = ("transfers#state-change",)
 
@@ -143,7 +147,7 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
             keys.append(f"wise-paid:{data['invoice']}:{transfer['id']}")
         data["posted"] = sorted(ctx.already_posted(keys))
         accounts = {
-            role: ctx.mappings.get("gl_account", f"wise_{role}:{currency}")
+            role: ACCOUNTS.resolve(ctx.mappings, f"wise_{role}", str(currency or ""))
             for role, currency in (
                 ("ap", transfer.get("targetCurrency")),
                 ("bank", transfer.get("sourceCurrency")),

@@ -155,7 +155,7 @@ def test_events_no_flow_consumes_are_stored_but_run_nothing(
 
 
 def test_gl_mappings_are_checked_against_the_chart(db: Any, sandbox: Any) -> None:
-    from syncs.services import gl_mappings_check
+    from syncs.mappings import gl_mappings_check
 
     demo_seed(urls=sandbox.urls(), web_url="http://x")
     payments = Integration.objects.get(slug="stripe-payments-to-cloudsuite")

@@ -145,45 +145,88 @@ def test_a_file_that_is_not_a_mapping_file_is_a_plain_error(
 def test_the_chart_is_read_once_for_a_whole_file(
     reviewer: Client, stampli_like: Integration, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from syncs import services
+    from connections.providers.infor_m3 import InforM3
 
     reads: list[Any] = []
-    real = services._chart
-    monkeypatch.setattr(services, "_chart", lambda c: reads.append(c) or real(c))
+    real = InforM3.chart_of_accounts
+    monkeypatch.setattr(InforM3, "chart_of_accounts", lambda c: reads.append(c) or real(c))
     lines = [["stampli-invoices", "gl_account", str(6000 + n), "6110", ""] for n in range(30)]
     shown = preview(reviewer, rows(",", *lines))
     assert shown.context.get("confirm_form") is not None
     assert len(reads) == 1  # once for the file, not once per row
 
 
-def test_every_mapping_kind_a_flow_reads_can_be_made_in_the_admin_and_by_csv(
-    reviewer: Client, stampli_like: Integration
+def test_every_mapping_kind_a_flow_declares_can_be_made_in_the_admin_and_by_csv(
+    reviewer: Client, m3_connection: Connection, make_connection: Any
 ) -> None:
-    """A flow that says "map X, then replay" names a kind the form and the import offer."""
-    import re
-    from pathlib import Path
+    """The form offers each declared kind with its help; an import takes them for the
+    integration whose flow reads them (here Cin7's, which no CloudSuite chart checks)."""
+    from syncs.flows import FLOWS
 
-    from syncs.forms import MAPPING_HELP
-
-    flows = Path(__file__).resolve().parents[2] / "syncs" / "flows"
-    read = {
-        kind
-        for path in flows.glob("*.py")
-        for kind in re.findall(r'mappings\.get\(\s*"([a-z0-9_]+)"', path.read_text())
-    }
-    kinds = {value for value, _ in FieldMapping.Kind.choices}
-    assert read and read <= kinds, read - kinds
-    assert all(MAPPING_HELP.get(kind) for kind in read)
+    Integration.objects.create(
+        name="Cin7 purchases",
+        slug="cin7-purchases",
+        flow="m3_cin7.purchases",
+        source=m3_connection,
+        target=make_connection("cin7"),
+    )
+    Integration.objects.create(
+        name="Cin7 suppliers",
+        slug="cin7-suppliers",
+        flow="m3_cin7.suppliers",
+        source=m3_connection,
+        target=Connection.objects.get(kind="cin7"),
+    )
+    declared = {k.name: k for flow in FLOWS.values() for k in flow.mapping_kinds}
     form = reviewer.get("/admin/syncs/fieldmapping/add/").content.decode()
-    assert all(f'value="{kind}"' in form for kind in read)
+    for name, kind in declared.items():
+        assert f'value="{name}"' in form and kind.label in form
+    assert 'value="customer"' not in form  # no flow reads it: not offered
     text = rows(
         ",",
-        ["stampli-invoices", "item_account", "ITEM-1", "429", ""],
-        ["stampli-invoices", "tax_rule", "25", "Tax on Purchases", ""],
-        ["stampli-invoices", "payment_term", "30", "30 days", ""],
+        ["cin7-purchases", "tax_rule", "25", "Tax on Purchases", ""],
+        ["cin7-suppliers", "payment_term", "30", "30 days", ""],
     )
     shown = preview(reviewer, text)
     assert shown.context.get("confirm_form") is not None, shown.content.decode()[-2000:]
+
+
+def test_a_mapping_its_integration_never_reads_is_refused_with_what_it_does_read(
+    reviewer: Client, stampli_like: Integration
+) -> None:
+    text = rows(
+        ",",
+        ["stampli-invoices", "payment_term", "30", "30 days", ""],
+        ["stampli-invoices", "gl_account", "stripe_receipts", "1930", "any code: fine"],
+    )
+    body = preview(reviewer, text).content.decode().replace("&quot;", '"').replace("&#x27;", "'")
+    assert (
+        "Stampli invoices reads no “Cin7 Core payment term” mappings; it reads: Vendor / "
+        "supplier, GL account, Cost centre (CloudSuite dimension)." in body
+    )
+    payments = Integration.objects.create(
+        name="Stampli payments",
+        slug="stampli-payments",
+        flow="stampli_m3.payments",
+        source=stampli_like.source,
+        target=stampli_like.target,
+    )
+    form = {
+        "integration": payments.pk,
+        "kind": "gl_account",
+        "source_value": "stampli_apx:EUR",
+        "target_value": "1930",
+        "note": "",
+    }
+    refused = reviewer.post("/admin/syncs/fieldmapping/add/", form).content.decode()
+    assert "“stampli_apx:EUR” is never read as a GL account" in refused
+    bad_currency = {**form, "source_value": "stampli_ap:EURO"}
+    assert (
+        "“EURO” is not a currency code"
+        in reviewer.post("/admin/syncs/fieldmapping/add/", bad_currency).content.decode()
+    )
+    saved = reviewer.post("/admin/syncs/fieldmapping/add/", {**form, "source_value": "stampli_ap"})
+    assert saved.status_code == 302
 
 
 # -- shared mappings (issue 23, item 11) ------------------------------------------------------
@@ -205,8 +248,8 @@ def test_a_shared_mapping_is_imported_once_for_every_integration_on_its_connecti
     text = (
         header
         + f",{m3_connection.slug},vendor,V-1,S100,Acme for every Stampli integration\r\n"
-        + f",{m3_connection.slug},gl_account,6000,6110,\r\n"
-        + "stampli-payments,,gl_account,6000,1930,this one books 6000 elsewhere\r\n"
+        + f",{m3_connection.slug},gl_account,stampli_ap,6110,\r\n"
+        + "stampli-payments,,gl_account,stampli_ap,1930,this one books it elsewhere\r\n"
     )
     shown = preview(reviewer, text)
     confirm = shown.context["confirm_form"]
@@ -217,8 +260,8 @@ def test_a_shared_mapping_is_imported_once_for_every_integration_on_its_connecti
     invoices = Runner(stampli_like, trigger="manual")._mappings()
     paying = Runner(payments, trigger="manual")._mappings()
     assert invoices.get("vendor", "V-1") == paying.get("vendor", "V-1") == "S100"
-    assert invoices.get("gl_account", "6000") == "6110"
-    assert paying.get("gl_account", "6000") == "1930"  # its own mapping wins
+    assert invoices.get("gl_account", "stampli_ap") == "6110"
+    assert paying.get("gl_account", "stampli_ap") == "1930"  # its own mapping wins
 
 
 def test_a_mapping_is_one_integrations_or_shared_and_shared_ones_are_checked_too(

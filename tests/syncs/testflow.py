@@ -25,6 +25,8 @@ from syncs.flows import (
     Skip,
     SourceRecord,
     Unit,
+    kinds,
+    setting,
 )
 
 logger = logging.getLogger(__name__)
@@ -92,11 +94,13 @@ class LedgerTestFlow(Flow):
     stream = "payments"
     ledger_target = "fake.receipt"
     window = ReadWindow("ts", Unit.ISO, overlap=timedelta(0))
+    settings = (setting("rows", "Rows", lambda rows: list(rows)),)
+    mapping_kinds = (kinds.GL_ACCOUNT,)
 
     def extract(self, ctx: Any) -> Iterator[SourceRecord]:
         since = Unit.ISO.parse(ctx.window_start) if ctx.window_start else None
         # Rows in the integration's settings let another process (a real worker) run the flow.
-        rows = sorted(ctx.settings.get("rows") or SOURCE, key=lambda r: r["ts"])
+        rows = sorted(self.setting("rows") or SOURCE, key=lambda r: r["ts"])
         rows = [r for r in rows if since is None or Unit.ISO.parse(r["ts"]) >= since]
         ctx.set_total(len(rows))
         for row in rows:

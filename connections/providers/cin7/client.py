@@ -106,6 +106,10 @@ class Cin7Core(HttpProvider):
         """The chart of accounts (read only for an integration)."""
         return list(self.pages("ref/account", "AccountsList"))
 
+    def chart_of_accounts(self) -> dict[str, str]:
+        """Capability ``ChartOfAccounts``: each account's code with its name."""
+        return {str(a.get("Code")): str(a.get("Name") or "") for a in self.list_accounts()}
+
     # -- writes -----------------------------------------------------------------------------
 
     def _one(self, response: requests.Response, list_key: str | None = None) -> dict[str, Any]:
