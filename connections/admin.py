@@ -17,14 +17,15 @@ from connections import csvsetup
 from connections.admin_base import SafeModelAdmin
 from connections.forms import connection_form_for, form_field_names
 from connections.models import Connection, KeyRotation, OAuthToken
+from connections.providers.capabilities import RotatesKeys
 from connections.providers.errors import ApiError
-from connections.providers.registry import SYSTEMS
+from connections.providers.registry import SYSTEMS, capable
 from connections.providers.sftp import SftpProvider
 from connections.services import (
     connection_check,
+    key_rotate,
     sftp_host_key_presented,
     sftp_host_key_trust,
-    stripe_key_rotate,
 )
 
 logger = logging.getLogger(__name__)
@@ -52,19 +53,17 @@ class ConnectionAdmin(SafeModelAdmin):
             level = messages.SUCCESS if result.ok else messages.ERROR
             self.message_user(request, f"{connection.name}: {result.message}", level)
 
-    @admin.action(description="Rotate the Stripe API key now", permissions=["change"])
+    @admin.action(description="Rotate the API key now", permissions=["change"])
     def rotate_key(self, request: HttpRequest, queryset: Any) -> None:
         for connection in queryset:
-            if connection.kind != "stripe":
+            if not capable(connection.kind, RotatesKeys):
                 self.message_user(
                     request,
-                    f"{connection.name}: only a Stripe connection's key can be rotated here.",
+                    f"{connection.name}: ml-connector does not rotate this system's keys.",
                     messages.WARNING,
                 )
                 continue
-            rotation = stripe_key_rotate(
-                connection=connection, requested_by=request.user.get_username()
-            )
+            rotation = key_rotate(connection=connection, requested_by=request.user.get_username())
             level = {
                 KeyRotation.Status.DONE: messages.SUCCESS,
                 KeyRotation.Status.PENDING: messages.WARNING,
@@ -368,7 +367,7 @@ class ConnectionAdmin(SafeModelAdmin):
             fieldsets.append(
                 ("Status", {"fields": ["status", "last_checked_at", "last_check_message"]})
             )
-            if obj.kind == "stripe":
+            if capable(obj.kind, RotatesKeys):
                 fieldsets.append(("Key rotations", {"fields": ["recent_key_rotations"]}))
         return fieldsets
 

@@ -1,5 +1,6 @@
 """Services for connections: testing a connection, re-encrypting secrets with the first key,
-rotating a Stripe secret key on the schedule its connection sets."""
+rotating the secret key of a system that can (capability ``RotatesKeys``) on the schedule its
+connection sets."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ import copy
 import logging
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
 from connections.models import Connection, KeyRotation, OAuthToken
+from connections.providers import plain
 from connections.providers.base import CheckResult
+from connections.providers.capabilities import RotatedSecretUnreadable, RotatesKeys
 from connections.providers.errors import ApiError, OutcomeUnknown
-from connections.providers.stripe import StripeProvider, keys
 from connections.redaction import Redactor
 
 logger = logging.getLogger(__name__)
@@ -85,7 +88,7 @@ def connection_check(*, connection: Connection) -> CheckResult:
     )
 
 
-# -- Stripe key rotation ----------------------------------------------------------------------
+# -- key rotation (systems with the capability RotatesKeys) ----------------------------------
 
 ROTATION_TASK = "connections.tasks.rotate_due_keys"
 ROTATION_SCHEDULE = "mlc:key-rotation"
@@ -114,33 +117,49 @@ def key_rotation_schedule_ensure() -> Schedule:
     return schedule_every(name=ROTATION_SCHEDULE, func=ROTATION_TASK, minutes=15)
 
 
-def stripe_key_rotation_due(*, connection: Connection, now: datetime | None = None) -> bool:
+def _rotator(connection: Connection) -> Any:
+    """The connection's client, when its system rotates keys (None otherwise)."""
+    from connections.providers.registry import capable, client_for
+
+    if not capable(connection.kind, RotatesKeys):
+        return None
+    return client_for(connection)
+
+
+def key_rotation_due(*, connection: Connection, now: datetime | None = None) -> bool:
     """Whether the connection's schedule asks for a rotation now (or one is left unfinished)."""
     now = now or timezone.now()
-    if connection.kind != "stripe":
+    client = _rotator(connection)
+    if client is None:
         return False
+    try:
+        key_id, days, _grace = client.key_rotation_policy()
+    finally:
+        client.close()
     latest = connection.key_rotations.order_by("-started_at").first()
     if latest is not None and latest.status == R.PENDING:  # unfinished: resumed, schedule or not
         return latest.lease_until is None or latest.lease_until <= now
-    days = connection.setting("rotate_every_days")
-    if not days or not connection.setting("api_key_id"):
+    if not days or not key_id:
         return False
     if latest is None:
-        return connection.created_at + timedelta(days=int(days)) <= now
+        return connection.created_at + timedelta(days=days) <= now
     if latest.status == R.FAILED:
         return (latest.finished_at or latest.started_at) + RETRY_FAILED_AFTER <= now
     last_done = connection.key_rotations.filter(status=R.DONE).order_by("-finished_at").first()
     since = last_done.finished_at if last_done and last_done.finished_at else latest.started_at
-    return since + timedelta(days=int(days)) <= now
+    return since + timedelta(days=days) <= now
 
 
-def stripe_keys_rotate_due() -> dict[str, int]:
-    """What the rotation schedule runs: every Stripe connection whose key is due."""
+def keys_rotate_due() -> dict[str, int]:
+    """What the rotation schedule runs: every connection whose key is due."""
+    from connections.providers.registry import SYSTEMS, capable
+
+    kinds = [kind for kind in SYSTEMS if capable(kind, RotatesKeys)]
     counts = {"rotated": 0, "not_finished": 0, "failed": 0}
-    for connection in Connection.objects.filter(kind="stripe").order_by("pk"):
-        if not stripe_key_rotation_due(connection=connection):
+    for connection in Connection.objects.filter(kind__in=kinds).order_by("pk"):
+        if not key_rotation_due(connection=connection):
             continue
-        rotation = stripe_key_rotate(connection=connection, requested_by="schedule")
+        rotation = key_rotate(connection=connection, requested_by="schedule")
         counts[
             {R.DONE: "rotated", R.PENDING: "not_finished", R.FAILED: "failed"}[rotation.status]
         ] += 1
@@ -158,12 +177,17 @@ def _claim_rotation(
         if rotation is not None and rotation.lease_until and rotation.lease_until > now:
             return rotation, False
         if rotation is None:
-            private, _public = keys.new_key_pair()
+            client = _rotator(locked)
+            try:
+                key_id, _days, grace = client.key_rotation_policy()
+                private = client.new_rotation_secret()
+            finally:
+                client.close()
             rotation = KeyRotation(
                 connection=locked,
                 requested_by=requested_by[:150],
-                old_key_id=str(locked.setting("api_key_id") or ""),
-                grace_minutes=int(locked.setting("rotation_grace_minutes") or 1440),
+                old_key_id=key_id,
+                grace_minutes=grace,
                 idempotency_key=f"mlc-rotate-{uuid.uuid4().hex}",
                 private_key=private,
             )
@@ -185,14 +209,18 @@ def _close_rotation(rotation: KeyRotation, status: str, message: str, **fields: 
     rotation.save()
 
 
-def stripe_key_rotate(*, connection: Connection, requested_by: str = "") -> KeyRotation:
-    """Rotate the connection's Stripe secret key: a new key is made, its secret stored in
-    place of the old one, and the old key keeps working for the connection's grace period so
-    that runs under way finish with it (and a run that meets the expired key picks up the new
-    one).  Safe to call from many workers at once, and again after a lost answer: the same
-    rotation is asked for with the same idempotency key and one-off key pair."""
-    if connection.kind != "stripe":
-        raise ValueError("Only a Stripe connection's key can be rotated.")
+def key_rotate(*, connection: Connection, requested_by: str = "") -> KeyRotation:
+    """Rotate the connection's secret key (its system has the capability ``RotatesKeys``): a
+    new key is made, its secret stored in place of the old one, and the old key keeps working
+    for the connection's grace period so that runs under way finish with it (and a run that
+    meets the expired key picks up the new one).  Safe to call from many workers at once, and
+    again after a lost answer: the same rotation is asked for with the same idempotency key and
+    one-off key pair."""
+    client = _rotator(connection)
+    if client is None:
+        raise ValueError(f"The keys of {connection.name} are not rotated by ml-connector.")
+    system = plain.system_name(client)
+    client.close()
     now = timezone.now()
     rotation, mine = _claim_rotation(connection, requested_by, now)
     if not mine:
@@ -206,25 +234,23 @@ def stripe_key_rotate(*, connection: Connection, requested_by: str = "") -> KeyR
         )
         return rotation
     expires = rotation.started_at + timedelta(minutes=rotation.grace_minutes)
-    client = StripeProvider(connection)
     redact = Redactor(connection.secret_values())
+    client = _rotator(connection)
     try:
-        answer = client.rotate_api_key(
+        new_id, secret = client.rotate_key(
             rotation.old_key_id,
-            expire_current_in_minutes=rotation.grace_minutes,
-            public_key_pem=keys.public_of(rotation.private_key),
-            public_key_id=f"mlc-rotation-{rotation.pk}",
+            grace_minutes=rotation.grace_minutes,
+            sealed_to=rotation.private_key,
+            label=f"mlc-rotation-{rotation.pk}",
             idempotency_key=rotation.idempotency_key,
         )
-        secret = keys.read_secret(answer, rotation.private_key)
-        new_id = str(answer.get("id") or "").strip()
         works = client.key_works(secret)
     except (OutcomeUnknown, ApiError) as exc:
         if isinstance(exc, OutcomeUnknown) or exc.retryable:
             _close_rotation(
                 rotation,
                 R.PENDING,
-                "Not finished: Stripe could not be reached or did not answer "
+                f"Not finished: {system} could not be reached or did not answer "
                 f"({redact.text(exc.message)[:300]}). It is asked again on the next check — the "
                 "same rotation, not a second one.",
             )
@@ -232,17 +258,17 @@ def stripe_key_rotate(*, connection: Connection, requested_by: str = "") -> KeyR
         _close_rotation(
             rotation,
             R.FAILED,
-            f"Stripe refused to rotate the key: {redact.text(exc.message)[:400]}. The current "
+            f"{system} refused to rotate the key: {redact.text(exc.message)[:400]}. The current "
             "key is unchanged.",
         )
         return rotation
-    except keys.SecretUnreadable as exc:
+    except RotatedSecretUnreadable as exc:
         _close_rotation(
             rotation,
             R.FAILED,
-            f"Stripe made a new key but ml-connector could not read its secret ({exc}). The old "
-            f"key stops working at {expires:%Y-%m-%d %H:%M:%S %Z}: create a key in the Stripe "
-            "Dashboard and enter it on this connection before then.",
+            f"{system} made a new key but ml-connector could not read its secret ({exc}). The "
+            f"old key stops working at {expires:%Y-%m-%d %H:%M:%S %Z}: create a key in "
+            f"{system} and enter it on this connection before then.",
             old_key_expires_at=expires,
         )
         return rotation
@@ -252,16 +278,17 @@ def stripe_key_rotate(*, connection: Connection, requested_by: str = "") -> KeyR
         _close_rotation(
             rotation,
             R.FAILED,
-            "Stripe made a new key but it was refused when tried. The old key stops working at "
-            f"{expires:%Y-%m-%d %H:%M:%S %Z}: check the keys in the Stripe Dashboard.",
+            f"{system} made a new key but it was refused when tried. The old key stops working "
+            f"at {expires:%Y-%m-%d %H:%M:%S %Z}: check the keys in {system}.",
             old_key_expires_at=expires,
             new_key_id=new_id[:100],
         )
         return rotation
     with transaction.atomic():
         locked = Connection.objects.select_for_update().get(pk=connection.pk)
-        locked.credentials = {**(locked.credentials or {}), "api_key": secret}
-        locked.settings = {**(locked.settings or {}), "api_key_id": new_id}
+        credentials, settings = client.rotated_values(new_id, secret)
+        locked.credentials = {**(locked.credentials or {}), **credentials}
+        locked.settings = {**(locked.settings or {}), **settings}
         locked.save(update_fields=["credentials", "settings", "updated_at"])
         _close_rotation(
             rotation,
@@ -273,7 +300,7 @@ def stripe_key_rotate(*, connection: Connection, requested_by: str = "") -> KeyR
         )
     connection.refresh_from_db(fields=["credentials", "settings"])
     logger.info(
-        "Rotated the Stripe key of %s (%s → %s)", connection.slug, rotation.old_key_id, new_id
+        "Rotated the %s key of %s (%s → %s)", system, connection.slug, rotation.old_key_id, new_id
     )
     return rotation
 

@@ -9,6 +9,6 @@ logger = logging.getLogger(__name__)
 
 def rotate_due_keys() -> dict[str, int]:
     """Rotate every Stripe key whose connection's schedule says it is due."""
-    from connections.services import stripe_keys_rotate_due
+    from connections.services import keys_rotate_due
 
-    return stripe_keys_rotate_due()
+    return keys_rotate_due()

@@ -30,3 +30,37 @@ class SupplierDirectory(Protocol):
     def suppliers_found(self, numbers: Sequence[str]) -> set[str]:
         """Which of these supplier numbers the system holds."""
         ...
+
+
+class RotatedSecretUnreadable(ValueError):
+    """The system made a new key but its secret cannot be read (message safe to show)."""
+
+
+@runtime_checkable
+class RotatesKeys(Protocol):
+    """The system can replace the connection's secret key with a new one, the old one working
+    for a grace period (``connections.services.key_rotate`` runs it, on a schedule)."""
+
+    def key_rotation_policy(self) -> tuple[str, int | None, int]:
+        """(the current key's id, rotate every so many days or None, grace minutes)."""
+        ...
+
+    def new_rotation_secret(self) -> str:
+        """A one-off private key the new secret is sealed to (kept until it is read)."""
+        ...
+
+    def rotate_key(
+        self, key_id: str, *, grace_minutes: int, sealed_to: str, label: str, idempotency_key: str
+    ) -> tuple[str, str]:
+        """Rotate key ``key_id``: (the new key's id, its secret).  The same idempotency key
+        after a lost answer asks for the same rotation again.  ``RotatedSecretUnreadable`` when
+        the new secret cannot be read."""
+        ...
+
+    def key_works(self, secret: str) -> bool:
+        """Whether the system accepts ``secret``."""
+        ...
+
+    def rotated_values(self, key_id: str, secret: str) -> tuple[dict[str, str], dict[str, str]]:
+        """What to store once a new key works: (credentials, settings) to update."""
+        ...

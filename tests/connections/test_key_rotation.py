@@ -16,9 +16,9 @@ from connections.providers.stripe import keys
 from connections.sandbox.base import Served
 from connections.sandbox.stripe import StripeSimulator
 from connections.services import (
-    stripe_key_rotate,
-    stripe_key_rotation_due,
-    stripe_keys_rotate_due,
+    key_rotate,
+    key_rotation_due,
+    keys_rotate_due,
 )
 
 R = KeyRotation.Status
@@ -40,7 +40,7 @@ def test_a_rotation_stores_the_new_key_and_the_old_one_works_through_its_grace(
     stripe_connection.settings["rotation_grace_minutes"] = 30
     stripe_connection.save()
 
-    rotation = stripe_key_rotate(connection=stripe_connection, requested_by="ops")
+    rotation = key_rotate(connection=stripe_connection, requested_by="ops")
 
     assert rotation.status == R.DONE, rotation.message
     stripe_connection.refresh_from_db()
@@ -79,13 +79,13 @@ def test_a_lost_answer_is_asked_again_and_makes_one_rotation(
     stripe = sim_of(stripe_sim)
     # Every try of this call loses its answer (the client's own retries reuse the key too).
     stripe.faults.add("lose_response", match="POST /v2/iam/api_keys", count=10)
-    first = stripe_key_rotate(connection=stripe_connection)
+    first = key_rotate(connection=stripe_connection)
     assert first.status == R.PENDING and "same rotation" in first.message
     assert len(stripe.api_keys) == 2  # Stripe made the key; its answers were lost
     stripe.faults.clear()
 
-    assert stripe_key_rotation_due(connection=stripe_connection)  # left unfinished: resumed
-    second = stripe_key_rotate(connection=stripe_connection)
+    assert key_rotation_due(connection=stripe_connection)  # left unfinished: resumed
+    second = key_rotate(connection=stripe_connection)
     assert second.pk == first.pk and second.status == R.DONE and second.attempts == 2
     assert len(stripe.api_keys) == 2  # the same rotation, not a second one
     stripe_connection.refresh_from_db()
@@ -101,9 +101,9 @@ def test_a_rotation_under_way_elsewhere_is_left_alone(
         idempotency_key="mlc-rotate-held",
         lease_until=timezone.now() + timedelta(minutes=5),
     )
-    assert stripe_key_rotate(connection=stripe_connection).pk == held.pk
+    assert key_rotate(connection=stripe_connection).pk == held.pk
     assert len(sim_of(stripe_sim).api_keys) == 1  # nothing asked of Stripe
-    assert not stripe_key_rotation_due(connection=stripe_connection)
+    assert not key_rotation_due(connection=stripe_connection)
 
 
 def test_a_refused_rotation_says_why_and_keeps_the_key(
@@ -112,7 +112,7 @@ def test_a_refused_rotation_says_why_and_keeps_the_key(
     old = stripe_connection.credentials["api_key"]
     stripe_connection.settings["api_key_id"] = "ak_nosuchkey"
     stripe_connection.save()
-    rotation = stripe_key_rotate(connection=stripe_connection)
+    rotation = key_rotate(connection=stripe_connection)
     assert rotation.status == R.FAILED
     assert rotation.message.startswith("Stripe refused to rotate the key: ")
     assert "unchanged" in rotation.message and rotation.private_key == ""
@@ -121,21 +121,21 @@ def test_a_refused_rotation_says_why_and_keeps_the_key(
 
 
 def test_the_schedule_rotates_when_due(stripe_connection: Connection, stripe_sim: Served) -> None:
-    assert not stripe_key_rotation_due(connection=stripe_connection)  # no schedule set
+    assert not key_rotation_due(connection=stripe_connection)  # no schedule set
     stripe_connection.settings["rotate_every_days"] = 30
     stripe_connection.save()
-    assert not stripe_key_rotation_due(connection=stripe_connection)  # created just now
+    assert not key_rotation_due(connection=stripe_connection)  # created just now
     Connection.objects.filter(pk=stripe_connection.pk).update(
         created_at=timezone.now() - timedelta(days=31)
     )
     stripe_connection.refresh_from_db()
-    assert stripe_key_rotation_due(connection=stripe_connection)
-    assert stripe_keys_rotate_due() == {"rotated": 1, "not_finished": 0, "failed": 0}
-    assert not stripe_key_rotation_due(connection=stripe_connection)  # next one in 30 days
-    assert stripe_key_rotation_due(
+    assert key_rotation_due(connection=stripe_connection)
+    assert keys_rotate_due() == {"rotated": 1, "not_finished": 0, "failed": 0}
+    assert not key_rotation_due(connection=stripe_connection)  # next one in 30 days
+    assert key_rotation_due(
         connection=stripe_connection, now=timezone.now() + timedelta(days=30, minutes=1)
     )
-    assert stripe_keys_rotate_due() == {"rotated": 0, "not_finished": 0, "failed": 0}
+    assert keys_rotate_due() == {"rotated": 0, "not_finished": 0, "failed": 0}
 
 
 def test_a_failed_rotation_is_tried_again_a_day_later(
@@ -147,10 +147,10 @@ def test_a_failed_rotation_is_tried_again_a_day_later(
         created_at=timezone.now() - timedelta(days=2)
     )
     stripe_connection.refresh_from_db()
-    assert stripe_keys_rotate_due()["failed"] == 1
-    assert not stripe_key_rotation_due(connection=stripe_connection)
+    assert keys_rotate_due()["failed"] == 1
+    assert not key_rotation_due(connection=stripe_connection)
     later = timezone.now() + timedelta(days=1, minutes=1)
-    assert stripe_key_rotation_due(connection=stripe_connection, now=later)
+    assert key_rotation_due(connection=stripe_connection, now=later)
 
 
 def test_a_rotation_schedule_needs_the_key_id(stripe_connection: Connection) -> None:
@@ -196,3 +196,19 @@ def test_the_rotation_sandbox_refuses_what_stripe_refuses(stripe_sim: Served) ->
         stripe.api_v2_keys("POST", ["ak_nope", "rotate"], {"public_key": good})
     assert missing.value.status == 404
     assert len(stripe.api_keys) == 1
+
+
+def test_rotation_is_offered_by_capability_never_by_the_name_of_a_system(
+    make_connection: Any,
+) -> None:
+    """Which systems rotate keys comes from the registry (``RotatesKeys``): a system without
+    it is refused plainly and never scheduled."""
+    from connections.providers.capabilities import RotatesKeys
+    from connections.providers.registry import SYSTEMS, capable
+
+    assert [kind for kind in SYSTEMS if capable(kind, RotatesKeys)] == ["stripe"]
+    cin7 = make_connection("cin7")
+    assert not key_rotation_due(connection=cin7)
+    with pytest.raises(ValueError, match="not rotated by ml-connector"):
+        key_rotate(connection=cin7)
+    assert keys_rotate_due() == {"rotated": 0, "not_finished": 0, "failed": 0}

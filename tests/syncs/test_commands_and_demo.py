@@ -16,7 +16,7 @@ from connections.models import Connection, OAuthToken
 from connections.providers.base import InboundEvent
 from connections.sandbox.server import start_sandbox
 from connections.sandbox.stripe import sign
-from connections.services import connection_check, stripe_key_rotate
+from connections.services import connection_check, key_rotate
 from syncs.demo import demo_seed
 from syncs.models import FieldMapping, Integration, SyncRun, WebhookEvent
 from syncs.services import webhook_events_reprocess, webhook_receive
@@ -74,7 +74,7 @@ def test_demo_seed_creates_the_integrations_once(
     assert stripe.status == Connection.Status.OK and stripe.last_checked_at
     # A key rotated from the admin survives the next start of the demo.
     assert stripe.setting("rotate_every_days") == 30
-    assert stripe_key_rotate(connection=stripe).status == "done"
+    assert key_rotate(connection=stripe).status == "done"
     demo_seed(urls=sandbox.urls(), web_url="http://x")
     stripe.refresh_from_db()
     assert stripe.credentials["api_key"] == sandbox["stripe"].app.api_key

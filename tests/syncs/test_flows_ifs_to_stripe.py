@@ -304,7 +304,7 @@ def test_a_key_rotated_mid_run_fails_nothing(
     """The schedule rotates the Stripe key while a run is under way, and the old key expires
     before the run ends: the run's clients (four load threads) pick up the new key on their
     next 401."""
-    from connections.services import stripe_key_rotate
+    from connections.services import key_rotate
     from syncs.flows.ifs_stripe_customers import IfsCustomersToStripe
 
     stripe: StripeSimulator = stripe_sim.app  # type: ignore[assignment]
@@ -318,7 +318,7 @@ def test_a_key_rotated_mid_run_fails_nothing(
         for n, record in enumerate(original(self, ctx)):
             if n == 6:  # half the customers are on their way with the old key
                 elsewhere = Connection.objects.get(pk=stripe_connection.pk)  # another worker
-                rotated.append(stripe_key_rotate(connection=elsewhere).status)
+                rotated.append(key_rotate(connection=elsewhere).status)
                 now = stripe.clock()
                 stripe.clock = lambda now=now: now + 120  # …which has expired by now
             yield record

@@ -415,6 +415,34 @@ class StripeProvider(HttpProvider):
             idempotency_key=idempotency_key,
         )
 
+    # -- capability RotatesKeys ----------------------------------------------------------------
+
+    def key_rotation_policy(self) -> tuple[str, int | None, int]:
+        days = self.connection.setting("rotate_every_days")
+        return (
+            str(self.connection.setting("api_key_id") or ""),
+            int(days) if days else None,
+            int(self.connection.setting("rotation_grace_minutes") or 1440),
+        )
+
+    def new_rotation_secret(self) -> str:
+        return keys.new_key_pair()[0]
+
+    def rotate_key(
+        self, key_id: str, *, grace_minutes: int, sealed_to: str, label: str, idempotency_key: str
+    ) -> tuple[str, str]:
+        answer = self.rotate_api_key(
+            key_id,
+            expire_current_in_minutes=grace_minutes,
+            public_key_pem=keys.public_of(sealed_to),
+            public_key_id=label,
+            idempotency_key=idempotency_key,
+        )
+        return str(answer.get("id") or "").strip(), keys.read_secret(answer, sealed_to)
+
+    def rotated_values(self, key_id: str, secret: str) -> tuple[dict[str, str], dict[str, str]]:
+        return {"api_key": secret}, {"api_key_id": key_id}
+
     def key_works(self, secret: str) -> bool:
         """Whether Stripe accepts ``secret`` (one read, outside this client's own key)."""
         try:

@@ -18,6 +18,8 @@ from typing import Any
 from jwcrypto import jwe, jwk
 from jwcrypto.common import JWException
 
+from connections.providers.capabilities import RotatedSecretUnreadable
+
 logger = logging.getLogger(__name__)
 
 KEY_BITS = 3072
@@ -33,7 +35,7 @@ ALLOWED_ALGS = [
 ]
 
 
-class SecretUnreadable(ValueError):
+class SecretUnreadable(RotatedSecretUnreadable):
     """Stripe's answer holds no new secret this key pair can read (message safe to show)."""
 
 
