@@ -125,21 +125,23 @@ class ReviewItem(AuditRecord):
 
 
 class Collection(AuditRecord):
-    """Payments and refunds Stripe collected and ml-connector posted to CloudSuite (admin only)."""
+    """Payments and refunds collected and posted to the ERP, by the flows listed in
+    "collections" (admin only)."""
 
     class Meta:
         proxy = True
         verbose_name = "collection"
-        verbose_name_plural = "Collections (Stripe → CloudSuite)"
+        verbose_name_plural = "Collections"
 
 
 class PaymentQuote(AuditRecord):
-    """Wise quotes prepared for open CloudSuite supplier invoices (admin only)."""
+    """Payments prepared for open supplier invoices, by the flows listed in "payment_quotes"
+    (admin only)."""
 
     class Meta:
         proxy = True
         verbose_name = "payment quote"
-        verbose_name_plural = "Payment quotes (CloudSuite → Wise)"
+        verbose_name_plural = "Payment quotes"
 
 
 class PostingLedger(models.Model):

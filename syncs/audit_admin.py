@@ -35,6 +35,7 @@ from audit.models import (
 )
 from syncs import display
 from syncs.admin_base import DefaultFirstFilter, ReadOnlyAdmin
+from syncs.flows import flows_listed_in
 from syncs.mappings import mapping_kind_label
 from syncs.models import FieldMapping
 from syncs.resources import AuditRecordResource, CollectionResource
@@ -512,7 +513,10 @@ class CollectionAdmin(RecordPageMixin, ExportMixin, ReadOnlyAdmin):
         return (
             super()
             .get_queryset(request)
-            .filter(integration__flow="stripe_m3.payments", status=AuditRecord.Status.SYNCED)
+            .filter(
+                integration__flow__in=flows_listed_in("collections"),
+                status=AuditRecord.Status.SYNCED,
+            )
             .select_related("ledger")
         )
 
@@ -602,7 +606,10 @@ class PaymentQuoteAdmin(RecordPageMixin, ReadOnlyAdmin):
         return (
             super()
             .get_queryset(request)
-            .filter(integration__flow="m3_wise.quotes", status=AuditRecord.Status.SYNCED)
+            .filter(
+                integration__flow__in=flows_listed_in("payment_quotes"),
+                status=AuditRecord.Status.SYNCED,
+            )
         )
 
     @staticmethod

@@ -1,11 +1,9 @@
-"""Reconciliation for month-end: what Stripe collected (or Wise paid out) in a period against
-what ml-connector posted to CloudSuite for it, per currency, every difference listed and
-explained.
+"""Reconciliation for month-end: what a payment system moved in a period against what
+ml-connector posted to the ERP for it, per currency, every difference listed and explained.
 
-The payment system's side is read from the system itself (Stripe's charges and refunds, Wise's
-sent transfers, created in the period, every page), not from what ml-connector happened to
-receive; the CloudSuite side is the receipts and payment journals the posting ledger confirmed,
-with the amounts that were sent.
+How each flow is reconciled is its own declaration (``Flow.reconciler``: what the payment
+system moved, read from the system itself, every page; what each confirmed posting stood for);
+this module compares the two and knows no system by name.
 """
 
 from __future__ import annotations
@@ -14,21 +12,23 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
 
 from audit.models import AuditRecord
+from connections.providers import plain
 from connections.providers.errors import ApiError
-from connections.providers.registry import client_for
+from connections.providers.registry import client_for, provider_class
+from syncs.flows import FLOWS
+from syncs.flows.reconciling import PostedRecord
 from syncs.models import Integration
-from syncs.money import from_minor
 
 logger = logging.getLogger(__name__)
 
-RECONCILED_FLOWS = ("stripe_m3.payments", "wise_m3.payments")
+RECONCILED_FLOWS = tuple(key for key, flow in FLOWS.items() if flow.reconciler is not None)
 MAX_MOVEMENTS = 20_000  # a period larger than this is cut short, and says so
 S = AuditRecord.Status
 
@@ -70,12 +70,24 @@ class Reconciliation:
     error: str = ""
 
     @property
+    def _flow(self) -> Any:
+        return FLOWS[self.integration.flow]
+
+    @property
     def source_name(self) -> str:
-        return "Wise" if self.integration.flow == "wise_m3.payments" else "Stripe"
+        return plain.system_name(provider_class(self._flow.source_kind))
+
+    @property
+    def target_name(self) -> str:
+        return plain.system_name(provider_class(self._flow.target_kind))
+
+    @property
+    def verb(self) -> str:
+        return self._flow.reconciler.verb
 
     @property
     def collected_label(self) -> str:
-        return "Paid through Wise" if self.source_name == "Wise" else "Collected in Stripe"
+        return self._flow.reconciler.collected_label
 
     @property
     def balanced(self) -> bool:
@@ -88,17 +100,6 @@ def _bounds(start: date, end: date) -> tuple[int, int]:
     begin = datetime.combine(start, time.min, tzinfo=tz)
     stop = datetime.combine(end + timedelta(days=1), time.min, tzinfo=tz)
     return int(begin.timestamp()), int(stop.timestamp())
-
-
-def _signed_amount(sent: Any) -> Decimal | None:
-    """The amount a posted receipt moved (payments positive, refunds negative)."""
-    lines = (sent or {}).get("lines") if isinstance(sent, dict) else None
-    if not lines:
-        return None
-    try:
-        return sum((Decimal(str(line.get("PYAM", "0"))) for line in lines), Decimal(0))
-    except ArithmeticError:
-        return None
 
 
 def _synced(
@@ -118,29 +119,6 @@ def _synced(
     yield from (records[pk] for pk in sorted(records))
 
 
-def _posted(
-    integration: Integration, source_keys: set[str], window: tuple[datetime, datetime]
-) -> dict[str, tuple[Decimal, AuditRecord]]:
-    """The receipts posted for Stripe movements — one by one, or as the parts of a payout
-    (looked for two weeks either side of the period): ledger key → (signed amount, record)."""
-    found: dict[str, tuple[Decimal, AuditRecord]] = {}
-    begin, stop = window[0] - timedelta(days=14), window[1] + timedelta(days=14)
-    for record in _synced(integration, source_keys, begin, stop):
-        data = record.source_payload or {}
-        kind = data.get("kind")
-        if kind == "payout":
-            for part in data.get("parts") or []:
-                if part.get("kind") in ("payment", "refund"):
-                    amount = from_minor(int(part["amount"]), str(part["currency"]).upper())
-                    sign = 1 if part["kind"] == "payment" else -1
-                    found[f"{part['kind']}:{part['id']}"] = (amount * sign, record)
-        elif kind in ("payment", "refund"):
-            amount = _signed_amount(record.sent_payload)
-            if amount is not None:
-                found[f"{kind}:{record.source_key}"] = (amount, record)
-    return found
-
-
 def _explain(integration: Integration, source_key: str) -> tuple[str, int | None]:
     """Why a collected movement has no posting yet, in plain words."""
     record = (
@@ -157,101 +135,36 @@ def _explain(integration: Integration, source_key: str) -> tuple[str, int | None
     return f"{record.get_status_display()}: {record.reason or 'no posting'}", record.pk
 
 
-Collected = dict[str, tuple[str, str, Decimal]]  # ledger-ish key → (kind, currency, amount)
-
-
-def _stripe_collected(integration: Integration, gte: int, lt: int) -> tuple[Collected, bool]:
-    """Stripe's succeeded charges (positive) and refunds (negative) created in [gte, lt)."""
-    collected: Collected = {}
-    stripe = client_for(integration.source)
-    try:
-        for charge in stripe.list_charges(created_gte=gte, created_lt=lt):
-            if charge.get("status") != "succeeded" or not charge.get("payment_intent"):
-                continue
-            currency = str(charge["currency"]).upper()
-            amount = from_minor(int(charge["amount"]), currency)
-            collected[f"payment:{charge['payment_intent']}"] = ("payment", currency, amount)
-            if len(collected) >= MAX_MOVEMENTS:
-                return collected, True
-        for refund in stripe.list_refunds_created(created_gte=gte, created_lt=lt):
-            if refund.get("status") != "succeeded":
-                continue
-            currency = str(refund["currency"]).upper()
-            amount = from_minor(int(refund["amount"]), currency)
-            collected[f"refund:{refund['id']}"] = ("refund", currency, -amount)
-            if len(collected) >= MAX_MOVEMENTS:
-                return collected, True
-    finally:
-        stripe.close()
-    return collected, False
-
-
-def _wise_created(transfer: dict[str, Any]) -> int | None:
-    raw = str(transfer.get("created") or "").replace("Z", "+00:00")
-    try:
-        when = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    if when.tzinfo is None:  # Wise writes UTC without an offset
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp())
-
-
-def _wise_paid(integration: Integration, gte: int, lt: int) -> tuple[Collected, bool]:
-    """Wise transfers created in [gte, lt) whose money was sent: what the supplier received."""
-    collected: Collected = {}
-    wise = client_for(integration.source)
-    try:
-        for transfer in wise.list_transfers(status="outgoing_payment_sent"):
-            created = _wise_created(transfer)
-            if created is None or not gte <= created < lt:
-                continue
-            currency = str(transfer.get("targetCurrency") or "").upper()
-            amount = Decimal(str(transfer.get("targetValue") or "0"))
-            collected[f"transfer:{transfer['id']}"] = ("transfer", currency, amount)
-            if len(collected) >= MAX_MOVEMENTS:
-                return collected, True
-    finally:
-        wise.close()
-    return collected, False
-
-
-def _wise_posted(
-    integration: Integration, source_keys: set[str], window: tuple[datetime, datetime]
-) -> dict[str, tuple[Decimal, AuditRecord]]:
-    """The payment journals posted for Wise transfers: the supplier-liability line, net of any
-    reversal (transfer key → (amount, the latest record))."""
-    found: dict[str, tuple[Decimal, AuditRecord]] = {}
-    for record in _synced(integration, source_keys, *window):
-        lines = (record.sent_payload or {}).get("lines") or []
-        if lines:
-            key = f"transfer:{record.source_key}"
-            before = found.get(key, (Decimal(0), record))[0]
-            found[key] = (before + Decimal(str(lines[0].get("CUAM") or "0")), record)
-    return found
-
-
 def reconcile(*, integration: Integration, start: date, end: date) -> Reconciliation:
-    """Stripe's collections of [start, end] against CloudSuite's receipts for them."""
+    """What the integration's payment system moved in [start, end] against the postings."""
     result = Reconciliation(integration=integration, start=start, end=end)
-    if integration.flow not in RECONCILED_FLOWS:
-        result.error = "Only payment integrations (Stripe or Wise → CloudSuite) are reconciled."
+    flow = FLOWS.get(integration.flow)
+    reconciler = flow.reconciler if flow is not None else None
+    if reconciler is None:
+        result.error = "Only payment integrations are reconciled."
         return result
     gte, lt = _bounds(start, end)
-    reader = _stripe_collected if integration.flow == "stripe_m3.payments" else _wise_paid
+    client = client_for(integration.source)
     try:
-        collected, result.truncated = reader(integration, gte, lt)
+        collected, result.truncated = reconciler.collected(client, gte, lt, limit=MAX_MOVEMENTS)
     except ApiError as exc:
         result.error = (
             f"{result.source_name} could not list the period's payments: "
             f"{exc.remote_message or exc.message}"
         )
         return result
+    finally:
+        client.close()
     period_start = datetime.fromtimestamp(gte, tz=timezone.get_current_timezone())
     period_end = datetime.fromtimestamp(lt, tz=timezone.get_current_timezone())
-    posting = _posted if integration.flow == "stripe_m3.payments" else _wise_posted
-    posted = posting(
-        integration, {k.split(":", 1)[1] for k in collected}, (period_start, period_end)
+    records = _synced(
+        integration,
+        {k.split(":", 1)[1] for k in collected},
+        period_start - reconciler.margin,
+        period_end + reconciler.margin,
+    )
+    posted = reconciler.posted(
+        PostedRecord(r.source_key, r.source_payload or {}, r.sent_payload or {}, r) for r in records
     )
     totals: dict[str, CurrencyTotals] = defaultdict(lambda: CurrencyTotals(""))
     for key, (kind, currency, amount) in sorted(collected.items()):
@@ -287,7 +200,8 @@ def reconcile(*, integration: Integration, start: date, end: date) -> Reconcilia
                 currency,
                 Decimal(0),
                 amount,
-                "Posted in this period for a payment Stripe collected in another period.",
+                f"Posted in this period for a payment {result.source_name} {result.verb} in "
+                "another period.",
                 record.pk,
             )
         )

@@ -808,7 +808,7 @@ class Runner:
             told = plain.failure(
                 result,
                 system=plain.system_name(self.integration.target.provider_class),
-                thing=plain.thing_name(self.flow.ledger_target),
+                thing=self.flow.posting_name,
                 detail=reason,
                 lost_answer=self.flow.after_lost_answer,
             )

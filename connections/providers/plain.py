@@ -23,30 +23,11 @@ from connections.providers.errors import (
 
 logger = logging.getLogger(__name__)
 
+
 # What each kind of posting is called (the posting ledger's target names).
-THINGS = {
-    "m3.receipt": "the receipt",
-    "m3.ap_invoice": "the supplier invoice",
-    "m3.journal": "the journal entry",
-    "stripe.customer": "the customer",
-    "stripe.invoice": "the invoice",
-    "cin7.account": "the account",
-    "cin7.purchase": "the purchase order",
-    "cin7.supplier": "the supplier",
-    "wise.quote": "the quote",
-    "wise.recipient": "the recipient",
-    "ifs.invoice_note": "the note",
-}
-
-
 def system_name(provider: Any) -> str:
     """A system's everyday name ("CloudSuite"): its provider's short label, else its label."""
     return getattr(provider, "short_label", "") or provider.label
-
-
-def thing_name(ledger_target: str) -> str:
-    """What a posting is called ("the receipt"); "the record" when unknown."""
-    return THINGS.get(ledger_target, "the record")
 
 
 @dataclass(frozen=True)

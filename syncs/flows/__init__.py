@@ -75,6 +75,11 @@ def mapping_kind_choices() -> list[tuple[str, str]]:
     return sorted(((name, kinds[0].label) for name, kinds in found.items()), key=lambda c: c[1])
 
 
+def flows_listed_in(name: str) -> list[str]:
+    """The keys of the flows whose postings the admin list ``name`` shows."""
+    return sorted(key for key, flow in FLOWS.items() if name in flow.listed_in)
+
+
 def flow_choices() -> list[tuple[str, str]]:
     """(key, label) pairs for forms."""
     return sorted(((k, f.label) for k, f in FLOWS.items()), key=lambda c: c[1])
@@ -96,6 +101,7 @@ __all__ = [
     "Unit",
     "Wait",
     "flow_choices",
+    "flows_listed_in",
     "get_flow",
     "mapping_kind_choices",
     "setting",

@@ -42,6 +42,7 @@ from connections.providers.base import InboundEvent, Provider
 from connections.providers.errors import AuthFailed
 from connections.providers.spec import FieldSpec, clean_declared, positive_int, text, whole_number
 from syncs.flows.kinds import MappingKind
+from syncs.flows.reconciling import Reconciler
 
 if TYPE_CHECKING:
     from syncs.models import Integration
@@ -426,6 +427,11 @@ class Flow(Generic[S, T]):
     target_kind: ClassVar[str]
     stream: ClassVar[str]
     ledger_target: ClassVar[str]  # the ledger's name for the thing posted, e.g. "m3.receipt"
+    posting_name: ClassVar[str] = "the record"  # what a finance user calls it ("the receipt")
+    reconciler: ClassVar[Reconciler | None] = None  # how its month-end is reconciled
+    # The admin lists its postings appear in besides the audit trail ("collections": money
+    # collected and posted; "payment_quotes": payments prepared for a person to send).
+    listed_in: ClassVar[frozenset[str]] = frozenset()
     window: ClassVar[ReadWindow | None] = None
     webhook_system: ClassVar[str | None] = None  # events from this system feed the flow
     webhook_events: ClassVar[tuple[str, ...]] = ()  # …of these types

@@ -86,6 +86,7 @@ class IfsCustomersToStripe(StripeCustomerWrites, Flow[IfsCloud, StripeProvider])
     target_kind = "stripe"
     stream = "customers"
     ledger_target = "stripe.customer"
+    posting_name = "the customer"
     metadata_key = METADATA_KEY
     window = ReadWindow("ChangedDate", Unit.ISO, overlap=timedelta(minutes=5))
     settings = (

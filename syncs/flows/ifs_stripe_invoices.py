@@ -85,6 +85,7 @@ class IfsInvoicesToStripe(Flow[IfsCloud, StripeProvider]):
     target_kind = "stripe"
     stream = "invoices"
     ledger_target = "stripe.invoice"
+    posting_name = "the invoice"
     window = ReadWindow("ChangedDate", Unit.ISO, overlap=timedelta(minutes=5))
     settings = (PAGE_SIZE,)
 

@@ -36,6 +36,7 @@ class M3AccountsToCin7(Flow[InforM3, Cin7Core]):
     target_kind = "cin7"
     stream = "accounts"
     ledger_target = "cin7.account"
+    posting_name = "the account"
     mapping_kinds = (kinds.CIN7_ACCOUNT,)
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:

@@ -74,6 +74,7 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
     target_kind = "cin7"
     stream = "purchases"
     ledger_target = "cin7.purchase"
+    posting_name = "the purchase order"
     mapping_kinds = (kinds.ITEM_ACCOUNT, kinds.TAX_RULE)
     window = ReadWindow("PUDT", Unit.DATE, overlap=timedelta(days=7), reach=timedelta(days=365))
     settings = (

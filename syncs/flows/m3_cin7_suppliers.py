@@ -63,6 +63,7 @@ class M3SuppliersToCin7(Flow[InforM3, Cin7Core]):
     target_kind = "cin7"
     stream = "suppliers"
     ledger_target = "cin7.supplier"
+    posting_name = "the supplier"
     mapping_kinds = (kinds.CIN7_SUPPLIER, kinds.PAYMENT_TERM)
     window = ReadWindow("LMTS", Unit.EPOCH_MS, overlap=timedelta(minutes=5), from_run_start=True)
     settings = (

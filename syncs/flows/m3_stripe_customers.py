@@ -41,6 +41,7 @@ class M3CustomersToStripe(StripeCustomerWrites, Flow[InforM3, StripeProvider]):
     target_kind = "stripe"
     stream = "customers"
     ledger_target = "stripe.customer"
+    posting_name = "the customer"
     metadata_key = METADATA_KEY
     window = ReadWindow("LMTS", Unit.EPOCH_MS, overlap=timedelta(minutes=5), from_run_start=True)
 

@@ -74,6 +74,7 @@ class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
     target_kind = "stripe"
     stream = "invoices"
     ledger_target = "stripe.invoice"
+    posting_name = "the invoice"
     window = ReadWindow("IVDT", Unit.DATE, overlap=timedelta(days=7))
     settings = (
         setting("customer_from", "First customer", help="Read only customers from this number."),

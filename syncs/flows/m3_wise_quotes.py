@@ -92,6 +92,8 @@ class M3InvoicesToWiseQuotes(Flow[InforM3, WiseProvider]):
     target_kind = "wise"
     stream = "quotes"
     ledger_target = "wise.quote"
+    posting_name = "the quote"
+    listed_in = frozenset({"payment_quotes"})
     settings = (
         setting(
             "overdue_days",

@@ -125,6 +125,7 @@ class M3SuppliersToWise(Flow[InforM3, WiseProvider]):
     target_kind = "wise"
     stream = "suppliers"
     ledger_target = "wise.recipient"
+    posting_name = "the recipient"
     window = ReadWindow("LMTS", Unit.EPOCH_MS, overlap=timedelta(minutes=5), from_run_start=True)
     settings = (
         setting(

@@ -85,6 +85,7 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
     default_interval_minutes = 15  # Stampli exports every 5 to 120 minutes
     stream = "invoices"
     ledger_target = "m3.ap_invoice"
+    posting_name = "the supplier invoice"
     mapping_kinds = (kinds.VENDOR, kinds.GL_ACCOUNT, kinds.COST_CENTER)
     chunk_size = 100
     settings = (

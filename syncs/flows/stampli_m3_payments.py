@@ -75,6 +75,7 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
     default_interval_minutes = 15  # Stampli exports every 5 to 120 minutes
     stream = "payments"
     ledger_target = "m3.journal"
+    posting_name = "the journal entry"
     mapping_kinds = (kinds.VENDOR, ACCOUNTS)
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:

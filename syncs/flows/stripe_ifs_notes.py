@@ -85,6 +85,7 @@ class StripeOutcomesToIfsNotes(Flow[StripeProvider, IfsCloud]):
     target_kind = "ifs_cloud"
     stream = "notes"
     ledger_target = "ifs.invoice_note"
+    posting_name = "the note"
     window = EVENTS_WINDOW
     settings = (
         setting(

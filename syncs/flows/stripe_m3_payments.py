@@ -52,6 +52,7 @@ from syncs.flows.base import (
 )
 from syncs.flows.stripe_events import EVENTS_WINDOW, Reads, known_keys, movements, new_events
 from syncs.flows.stripe_events import keys as event_keys
+from syncs.flows.stripe_reconcile import StripeCollections
 from syncs.money import decimal, from_minor
 
 RECEIPTS = kinds.GL_ACCOUNT.reading("stripe_receipts", per_currency=True)
@@ -178,6 +179,9 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
     target_kind = "infor_m3"
     stream = "payments"
     ledger_target = "m3.receipt"
+    posting_name = "the receipt"
+    reconciler = StripeCollections()
+    listed_in = frozenset({"collections"})
     window = EVENTS_WINDOW
     webhook_system = "stripe"
     webhook_events = EVENT_TYPES

@@ -53,6 +53,7 @@ from syncs.flows.m3_journals import (
     journal_result,
     post_journal,
 )
+from syncs.flows.wise_reconcile import WisePayments
 from syncs.money import currency_known, decimal, to_minor
 
 ACCOUNTS = kinds.GL_ACCOUNT.reading("wise_ap", "wise_bank", per_currency=True)
@@ -82,6 +83,8 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
     target_kind = "infor_m3"
     stream = "transfers"
     ledger_target = "m3.journal"
+    posting_name = "the journal entry"
+    reconciler = WisePayments()
     mapping_kinds = (ACCOUNTS,)
     webhook_system = "wise"
     webhook_events = ("transfers#state-change",)
