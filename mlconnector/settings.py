@@ -226,8 +226,9 @@ MLC = {
     # Records a run keeps in flight to one target when its connection sets no "max_in_flight":
     # with 150 ms per call and Stripe's 100 requests/s, about 15 keep the limit busy.
     "MAX_IN_FLIGHT": env.int("MAX_IN_FLIGHT", default=16),
-    # How long a run split across workers waits for its other parts before it ends without
-    # moving the cursor (the parts still post; the next run reads their window again).
+    # How long a run split across workers waits for its other parts, none of them beating its
+    # heartbeat, before the reaper closes it as interrupted without moving the cursor (the parts
+    # still post; the next run reads their window again).
     "PART_WAIT_SECONDS": env.int("PART_WAIT_SECONDS", default=3600),
     # A live run writes a heartbeat this often; one silent for RUN_STALE_SECONDS is taken to
     # have lost its worker, and the reaper closes it as interrupted.

@@ -281,6 +281,12 @@ class SyncRun(models.Model):
         blank=True,
         help_text="For a part of a split run: how far it read (its run moves the cursor).",
     )
+    # A run split across workers: how many other parts it queued, when its own part ended (it
+    # then waits for them without a worker; the last part to finish completes it), and whether
+    # its own part must be read again.
+    parts_expected = models.PositiveSmallIntegerField(null=True, blank=True)
+    own_part_done_at = models.DateTimeField(null=True, blank=True)
+    cursor_held = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

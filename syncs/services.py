@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django_q.brokers import Broker, get_broker
 from django_q.conf import Conf
@@ -46,9 +46,18 @@ def runs_reap(*, integration: Integration | None = None) -> int:
     Nothing they did is lost: each record's outcome was committed as it went, and the cursor
     never passed a record that was not, so the next run reads the rest again.
     """
-    stale = SyncRun.objects.filter(
-        status=SyncRun.Status.RUNNING,
-        heartbeat_at__lt=timezone.now() - timedelta(seconds=settings.MLC["RUN_STALE_SECONDS"]),
+    now = timezone.now()
+    stale = SyncRun.objects.filter(status=SyncRun.Status.RUNNING).filter(
+        # a split run waiting for its parts has no worker: only its parts beat its heartbeat,
+        # and a part may wait in the queue a while before it starts
+        Q(
+            own_part_done_at=None,
+            heartbeat_at__lt=now - timedelta(seconds=settings.MLC["RUN_STALE_SECONDS"]),
+        )
+        | Q(
+            own_part_done_at__isnull=False,
+            heartbeat_at__lt=now - timedelta(seconds=settings.MLC["PART_WAIT_SECONDS"]),
+        )
     )
     if integration is not None:
         stale = stale.filter(integration=integration)

@@ -36,11 +36,12 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from connections.providers.base import InboundEvent, Provider
 from connections.providers.errors import AuthFailed
 from connections.providers.spec import FieldSpec, clean_declared, positive_int, text, whole_number
+from syncs.flows.keys import Thing
 from syncs.flows.kinds import MappingKind
 from syncs.flows.reconciling import Reconciler
 
@@ -233,6 +234,37 @@ class Mappings:
         return self._table.get((kind, str(source_value).strip()))
 
 
+class Ledger(Protocol):
+    """The posting ledger as a flow reads it (``ctx.ledger``)."""
+
+    def confirmed(self, keys: Iterable[str]) -> set[str]:
+        """Which of these keys the target holds (confirmed)."""
+        ...
+
+    def known(self, keys: Iterable[str]) -> set[str]:
+        """Which of these keys are confirmed or being posted right now (by any worker)."""
+        ...
+
+    def under(self, thing: Thing, *values: Any, side: str = "target") -> dict[str, str]:
+        """The confirmed keys of ``thing`` beginning with these field values, with their
+        remote ids, on the integration's target (or ``side="source"``) connection — what an
+        earlier run, or another flow, made there."""
+        ...
+
+
+class NoLedger:
+    """A ledger that holds nothing (a context made outside a run)."""
+
+    def confirmed(self, keys: Iterable[str]) -> set[str]:
+        return set()
+
+    def known(self, keys: Iterable[str]) -> set[str]:
+        return set()
+
+    def under(self, thing: Thing, *values: Any, side: str = "target") -> dict[str, str]:
+        return {}
+
+
 @dataclass
 class FlowContext(Generic[S, T]):
     """What a flow may use during a run; built by the runner."""
@@ -241,16 +273,12 @@ class FlowContext(Generic[S, T]):
     window_start: int | str | None
     make_client: Callable[[str], Provider]
     set_total: Callable[[int], None]
-    posted: Callable[[Sequence[str]], set[str]]
     processed_events: Callable[[Sequence[str]], set[str]]
-    claimed: Callable[[Sequence[str]], set[str]]
+    ledger: Ledger = field(default_factory=NoLedger)
     read_mark: str | None = None
     # The integration's field mappings, for ``prepare`` to check against the target before
     # ``map`` decides (``map`` is given them too).
     mappings: Mappings = field(default_factory=Mappings)
-    confirmed_under: Callable[[str, str | None, str], dict[str, str]] = (
-        lambda prefix, target, side: {}
-    )
     processed_files: Callable[[Sequence[tuple[str, int, str]]], set[tuple[str, int, str]]] = (
         lambda files: set()
     )
@@ -290,23 +318,6 @@ class FlowContext(Generic[S, T]):
         runner moves the cursor there when the run ends, unless a retryable failure means some
         of it must be read again."""
         self.read_mark = watermark
-
-    def already_posted(self, keys: Iterable[str]) -> set[str]:
-        """Which of these ledger keys the target already holds (confirmed in the ledger)."""
-        return self.posted(list(keys))
-
-    def in_ledger(self, keys: Iterable[str]) -> set[str]:
-        """Which of these ledger keys are posted or being posted right now (by any worker)."""
-        return self.claimed(list(keys))
-
-    def posted_under(
-        self, prefix: str, *, target: str | None = None, side: str = "target"
-    ) -> dict[str, str]:
-        """The ledger keys starting with ``prefix`` that a connection of this integration holds
-        (``side``: its target, or its source), with their remote ids — what an earlier run made,
-        to be replaced, kept or linked to; ``target`` names another kind of thing posted there
-        (the flow's own by default)."""
-        return self.confirmed_under(prefix, target, side)
 
     def file_read(self, *, kind: str, name: str, size: int, sha256: str, rows: int) -> None:
         """A source file was read whole (its rows are yielded): record it as processed once
@@ -432,6 +443,8 @@ class Flow(Generic[S, T]):
     # The admin lists its postings appear in besides the audit trail ("collections": money
     # collected and posted; "payment_quotes": payments prepared for a person to send).
     listed_in: ClassVar[frozenset[str]] = frozenset()
+    posts: ClassVar[tuple[Thing, ...]] = ()  # what it posts through the ledger
+    reads: ClassVar[tuple[Thing, ...]] = ()  # what other flows posted that it reads
     window: ClassVar[ReadWindow | None] = None
     webhook_system: ClassVar[str | None] = None  # events from this system feed the flow
     webhook_events: ClassVar[tuple[str, ...]] = ()  # …of these types

@@ -25,6 +25,7 @@ from connections.providers.ifs_cloud import IfsCloud
 from connections.providers.ifs_cloud.credentials import navigation
 from connections.providers.spec import positive_int, text_map
 from connections.providers.stripe import StripeProvider
+from syncs.flows import keys
 from syncs.flows.base import (
     Flag,
     Flow,
@@ -87,6 +88,7 @@ class IfsCustomersToStripe(StripeCustomerWrites, Flow[IfsCloud, StripeProvider])
     stream = "customers"
     ledger_target = "stripe.customer"
     posting_name = "the customer"
+    posts = (keys.IFS_CUSTOMER,)
     metadata_key = METADATA_KEY
     window = ReadWindow("ChangedDate", Unit.ISO, overlap=timedelta(minutes=5))
     settings = (
@@ -165,7 +167,7 @@ class IfsCustomersToStripe(StripeCustomerWrites, Flow[IfsCloud, StripeProvider])
             wanted=wanted,
             metadata={METADATA_KEY: number, **({"ifs_tax_id": tax_id} if tax_id else {})},
             current=current,
-            ledger_key=f"ifs-customer:{number}",
+            ledger_key=keys.IFS_CUSTOMER.build(number),
             on_create=(
                 {"tax_id_data": [{"type": tax_type, "value": tax_id}]}
                 if tax_id and tax_type

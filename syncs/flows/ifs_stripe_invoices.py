@@ -33,6 +33,7 @@ from typing import Any
 
 from connections.providers.ifs_cloud import IfsCloud
 from connections.providers.stripe import StripeProvider
+from syncs.flows import keys
 from syncs.flows.base import (
     Flag,
     Flow,
@@ -57,7 +58,7 @@ Context = FlowContext[IfsCloud, StripeProvider]
 
 
 def invoice_key(row: dict[str, Any]) -> str:
-    return f"ifs-invoice:{row.get('Company')}:{row.get('InvoiceId')}"
+    return keys.IFS_INVOICE.build(row.get("Company"), row.get("InvoiceId"))
 
 
 def _summary(invoice: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +87,7 @@ class IfsInvoicesToStripe(Flow[IfsCloud, StripeProvider]):
     stream = "invoices"
     ledger_target = "stripe.invoice"
     posting_name = "the invoice"
+    posts = (keys.IFS_INVOICE,)
     window = ReadWindow("ChangedDate", Unit.ISO, overlap=timedelta(minutes=5))
     settings = (PAGE_SIZE,)
 
@@ -114,7 +116,7 @@ class IfsInvoicesToStripe(Flow[IfsCloud, StripeProvider]):
                     "ifs": row,
                     "stripe_customer": customer["id"] if customer else None,
                     "existing": _summary(found) if found else None,
-                    "posted": bool(found) and bool(ctx.already_posted([invoice_key(row)])),
+                    "posted": bool(found) and bool(ctx.ledger.confirmed([invoice_key(row)])),
                     "as_of": int(datetime.now(tz=UTC).timestamp()),
                     "payable": payable,
                 },

@@ -40,7 +40,7 @@ from connections.providers.cin7 import Cin7Core
 from connections.providers.errors import OutcomeUnknown, Rejected
 from connections.providers.infor_m3 import InforM3
 from connections.providers.spec import choice, template
-from syncs.flows import kinds
+from syncs.flows import keys, kinds
 from syncs.flows.base import (
     Flag,
     Flow,
@@ -75,6 +75,7 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
     stream = "purchases"
     ledger_target = "cin7.purchase"
     posting_name = "the purchase order"
+    posts = (keys.CIN7_PURCHASE,)
     mapping_kinds = (kinds.ITEM_ACCOUNT, kinds.TAX_RULE)
     window = ReadWindow("PUDT", Unit.DATE, overlap=timedelta(days=7), reach=timedelta(days=365))
     settings = (
@@ -113,7 +114,7 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
             **{"from": ctx.window_start or "19000101", "to": today}
         )
         orders = ctx.source.purchase_orders(query)
-        posted = ctx.already_posted(f"cin7-purchase:{o['head']['PUNO']}" for o in orders)
+        posted = ctx.ledger.confirmed(keys.CIN7_PURCHASE.build(o["head"]["PUNO"]) for o in orders)
         if len(posted) == len(orders):
             return  # nothing new: Cin7 is not asked anything
         attribute = self.setting("vendor_attribute")
@@ -124,7 +125,7 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
         }
         for order in sorted(orders, key=lambda o: (o["head"].get("PUDT", ""), o["head"]["PUNO"])):
             head = order["head"]
-            if f"cin7-purchase:{head['PUNO']}" in posted:
+            if keys.CIN7_PURCHASE.build(head["PUNO"]) in posted:
                 continue  # in Cin7 already: not read again, not listed again
             # One search per new order: neither APS200MI answer names an invoice's order, so a
             # search over many orders could not tell whose invoice is whose.
@@ -274,7 +275,7 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
                 "InvoiceDueDate": _iso(str(invoice.get("DUDT") or "")),
                 "Status": "AUTHORISED",
             }
-        return Payload(payload, ledger_key=f"cin7-purchase:{number}")
+        return Payload(payload, ledger_key=keys.CIN7_PURCHASE.build(number))
 
     def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:
         data = payload.data

@@ -25,7 +25,7 @@ from typing import Any
 from connections.providers.cin7 import Cin7Core
 from connections.providers.infor_m3 import InforM3
 from connections.providers.spec import choice
-from syncs.flows import kinds
+from syncs.flows import keys, kinds
 from syncs.flows.base import (
     Flag,
     Flow,
@@ -64,6 +64,7 @@ class M3SuppliersToCin7(Flow[InforM3, Cin7Core]):
     stream = "suppliers"
     ledger_target = "cin7.supplier"
     posting_name = "the supplier"
+    posts = (keys.CIN7_SUPPLIER,)
     mapping_kinds = (kinds.CIN7_SUPPLIER, kinds.PAYMENT_TERM)
     window = ReadWindow("LMTS", Unit.EPOCH_MS, overlap=timedelta(minutes=5), from_run_start=True)
     settings = (
@@ -164,7 +165,7 @@ class M3SuppliersToCin7(Flow[InforM3, Cin7Core]):
             )
         if not candidates:
             return Payload(
-                {"create": wanted, "number": number}, ledger_key=f"cin7-supplier:{number}"
+                {"create": wanted, "number": number}, ledger_key=keys.CIN7_SUPPLIER.build(number)
             )
         current = candidates[0]
         changes = {k: v for k, v in wanted.items() if str(current.get(k) or "") != str(v)}

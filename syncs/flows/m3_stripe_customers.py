@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from connections.providers.infor_m3 import InforM3
 from connections.providers.stripe import StripeProvider
+from syncs.flows import keys
 from syncs.flows.base import (
     Flag,
     Flow,
@@ -42,6 +43,7 @@ class M3CustomersToStripe(StripeCustomerWrites, Flow[InforM3, StripeProvider]):
     stream = "customers"
     ledger_target = "stripe.customer"
     posting_name = "the customer"
+    posts = (keys.M3_CUSTOMER,)
     metadata_key = METADATA_KEY
     window = ReadWindow("LMTS", Unit.EPOCH_MS, overlap=timedelta(minutes=5), from_run_start=True)
 
@@ -73,5 +75,5 @@ class M3CustomersToStripe(StripeCustomerWrites, Flow[InforM3, StripeProvider]):
             wanted=wanted,
             metadata={METADATA_KEY: m3["CUNO"], "m3_currency": m3.get("CUCD") or ""},
             current=current,
-            ledger_key=f"customer:{m3['CUNO']}",
+            ledger_key=keys.M3_CUSTOMER.build(m3["CUNO"]),
         )

@@ -20,6 +20,7 @@ from decimal import Decimal
 
 from connections.providers.infor_m3 import InforM3
 from connections.providers.stripe import StripeProvider
+from syncs.flows import keys
 from syncs.flows.base import (
     Flag,
     Flow,
@@ -61,7 +62,7 @@ def _date(value: object) -> datetime | None:
 
 
 def invoice_key(entry: dict[str, str]) -> str:
-    return f"invoice:{entry['DIVI']}:{entry['INYR']}:{entry['CINO']}"
+    return keys.M3_INVOICE.build(entry["DIVI"], entry["INYR"], entry["CINO"])
 
 
 Context = FlowContext[InforM3, StripeProvider]
@@ -75,6 +76,7 @@ class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
     stream = "invoices"
     ledger_target = "stripe.invoice"
     posting_name = "the invoice"
+    posts = (keys.M3_INVOICE,)
     window = ReadWindow("IVDT", Unit.DATE, overlap=timedelta(days=7))
     settings = (
         setting("customer_from", "First customer", help="Read only customers from this number."),
@@ -100,7 +102,7 @@ class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
         ):
             newest = max([newest, *(e["IVDT"] for e in entries)])
             entries = [e for e in entries if e["TRCD"] == "10" and e["RECO"] == "0"]
-            done = ctx.already_posted(invoice_key(e) for e in entries)
+            done = ctx.ledger.confirmed(invoice_key(e) for e in entries)
             entries = sorted(
                 (e for e in entries if invoice_key(e) not in done),
                 key=lambda e: (e["IVDT"], int(e["JRNO"])),

@@ -54,6 +54,13 @@ from syncs.flows.base import (
     Wait,
     setting,
 )
+from syncs.flows.keys import (
+    WISE_PAID,
+    WISE_QUOTE,
+    WISE_RECIPIENT,
+    WISE_RECIPIENT_DELETED,
+    supplier_invoice,
+)
 from syncs.money import currency_known, decimal, to_minor
 
 logger = logging.getLogger(__name__)
@@ -64,21 +71,20 @@ DEFAULT_PAID = ("50", "90")
 QUOTE_HOLD = timedelta(minutes=30)  # Wise holds a quote's rate 30 minutes, then it expires
 
 
-def invoice_key(invoice: dict[str, Any]) -> str:
-    """The M3 AP uniqueness (division, supplier, supplier invoice number, invoice year)."""
-    return ":".join(str(invoice.get(k, "")) for k in ("DIVI", "SUNO", "SINO", "INYR"))
+invoice_key = supplier_invoice
 
 
 def current_recipients(ctx: FlowContext[Any, Any], *, side: str) -> dict[str, str]:
     """ "supplier/currency" → the Wise recipient id the recipients flow made last and has not
     deleted (from the ledger of the Wise connection on ``side``)."""
-    made = ctx.posted_under("wise-recipient:", target="wise.recipient", side=side)
-    gone = set(ctx.posted_under("wise-recipient-deleted:", target="wise.recipient", side=side))
+    made = ctx.ledger.under(WISE_RECIPIENT, side=side)
+    gone = set(ctx.ledger.under(WISE_RECIPIENT_DELETED, side=side))
     current: dict[str, str] = {}
     for key, rid in made.items():
-        if f"wise-recipient-deleted:{rid}" in gone:
+        if WISE_RECIPIENT_DELETED.build(rid) in gone:
             continue
-        _, supplier, currency, _ = key.split(":", 3)
+        fields = WISE_RECIPIENT.parse(key)
+        supplier, currency = fields["supplier"], fields["currency"]
         owner = f"{supplier}/{currency}"
         if owner not in current or int(rid) > int(current[owner]):
             current[owner] = rid
@@ -94,6 +100,8 @@ class M3InvoicesToWiseQuotes(Flow[InforM3, WiseProvider]):
     ledger_target = "wise.quote"
     posting_name = "the quote"
     listed_in = frozenset({"payment_quotes"})
+    posts = (WISE_QUOTE,)
+    reads = (WISE_RECIPIENT, WISE_RECIPIENT_DELETED, WISE_PAID)
     settings = (
         setting(
             "overdue_days",
@@ -148,8 +156,8 @@ class M3InvoicesToWiseQuotes(Flow[InforM3, WiseProvider]):
         if not invoices:
             return
         recipients = current_recipients(ctx, side="target")
-        settled = ctx.posted_under("wise-paid:", target="m3.journal", side="source")
-        paid_invoices = {key.split(":", 1)[1].rsplit(":", 1)[0] for key in settled}
+        settled = ctx.ledger.under(WISE_PAID, side="source")
+        paid_invoices = {WISE_PAID.parse(key)["invoice"] for key in settled}
         source_currency = str(ctx.target.connection.setting("source_currency") or "")
         pay_in = str(ctx.target.connection.setting("pay_in") or "BALANCE")
         day = today.strftime("%Y%m%d")
@@ -157,11 +165,13 @@ class M3InvoicesToWiseQuotes(Flow[InforM3, WiseProvider]):
         for invoice in invoices:
             if invoice_key(invoice) in paid_invoices:
                 continue
-            keys[invoice_key(invoice)] = (
-                f"wise-quote:{invoice_key(invoice)}:{invoice.get('CUCD')}:"
-                f"{invoice.get('CUAM')}:{day}"
+            keys[invoice_key(invoice)] = WISE_QUOTE.build(
+                *(invoice.get(k, "") for k in ("DIVI", "SUNO", "SINO", "INYR")),
+                invoice.get("CUCD"),
+                invoice.get("CUAM"),
+                day,
             )
-        quoted = ctx.already_posted(keys.values())
+        quoted = ctx.ledger.confirmed(keys.values())
         for invoice in invoices:
             key = keys.get(invoice_key(invoice))
             if key is None or key in quoted:

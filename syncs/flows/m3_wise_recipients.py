@@ -67,6 +67,7 @@ from syncs.flows.base import (
     Wait,
     setting,
 )
+from syncs.flows.keys import WISE_RECIPIENT, WISE_RECIPIENT_DELETED
 from syncs.money import currency_known
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class M3SuppliersToWise(Flow[InforM3, WiseProvider]):
     stream = "suppliers"
     ledger_target = "wise.recipient"
     posting_name = "the recipient"
+    posts = (WISE_RECIPIENT, WISE_RECIPIENT_DELETED)
     window = ReadWindow("LMTS", Unit.EPOCH_MS, overlap=timedelta(minutes=5), from_run_start=True)
     settings = (
         setting(
@@ -245,13 +247,13 @@ class M3SuppliersToWise(Flow[InforM3, WiseProvider]):
         if address:  # only where Wise's form asks for one: other keys stay as they were
             identity.append(address)
         fingerprint = json.dumps(identity, sort_keys=True)
-        prefix = f"wise-recipient:{number}:{currency}:"
-        made = ctx.posted_under(prefix)
+        made = ctx.ledger.under(WISE_RECIPIENT, number, currency)
         gone = {
-            key.removeprefix("wise-recipient-deleted:")
-            for key in ctx.already_posted(f"wise-recipient-deleted:{rid}" for rid in made.values())
+            WISE_RECIPIENT_DELETED.parse(key)["recipient"]
+            for key in ctx.ledger.confirmed(WISE_RECIPIENT_DELETED.build(r) for r in made.values())
         }
-        key = base = prefix + hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+        digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+        key = base = WISE_RECIPIENT.build(number, currency, digest)
         n = 1
         while key in made and made[key] in gone:  # these details again, after a change back
             n += 1
@@ -281,7 +283,7 @@ class M3SuppliersToWise(Flow[InforM3, WiseProvider]):
     def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
         if "delete" not in record.data:
             return record
-        posted = bool(ctx.already_posted([record.data["key"]]))
+        posted = bool(ctx.ledger.confirmed([record.data["key"]]))
         return SourceRecord(
             record.source_key, {**record.data, "new_posted": posted}, record.watermark
         )
@@ -293,7 +295,7 @@ class M3SuppliersToWise(Flow[InforM3, WiseProvider]):
             if not data.get("new_posted"):
                 return Wait("The old recipient is kept until the new one is made in Wise.")
             rid = str(data["delete"])
-            return Payload({"delete": rid}, ledger_key=f"wise-recipient-deleted:{rid}")
+            return Payload({"delete": rid}, ledger_key=WISE_RECIPIENT_DELETED.build(rid))
         currency, bank = data["currency"], data["bank"]
         name = str(data["supplier"].get("SUNM") or "").strip()
         if not currency_known(currency):

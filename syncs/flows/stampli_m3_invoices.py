@@ -37,7 +37,7 @@ from connections.providers.errors import ApiError
 from connections.providers.infor_m3 import InforM3
 from connections.providers.spec import choice
 from connections.providers.stampli import StampliSftp
-from syncs.flows import kinds
+from syncs.flows import keys, kinds
 from syncs.flows.base import (
     Flag,
     Flow,
@@ -86,6 +86,7 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
     stream = "invoices"
     ledger_target = "m3.ap_invoice"
     posting_name = "the supplier invoice"
+    posts = (keys.AP_INVOICE,)
     mapping_kinds = (kinds.VENDOR, kinds.GL_ACCOUNT, kinds.COST_CENTER)
     chunk_size = 100
     settings = (
@@ -145,7 +146,7 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
         prior = {}
         if supplier:
             number, year = data["invoice"]["invoice_number"], data["invoice"]["invoice_date"][:4]
-            prior = ctx.posted_under(f"ap-invoice:{supplier}:{number}:{year}:")
+            prior = ctx.ledger.under(keys.AP_INVOICE, supplier, number, year)
         return replace(
             record,
             data={
@@ -207,7 +208,7 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
                     fix=("gl_account", code),
                 )
         year = invoice["invoice_date"][:4]
-        key = f"ap-invoice:{supplier}:{invoice['invoice_number']}:{year}:{total}:{currency}"
+        key = keys.AP_INVOICE.build(supplier, invoice["invoice_number"], year, total, currency)
         others = [k for k in data.get("prior") or {} if k != key]
         if others:
             posted = others[0].rsplit(":", 2)

@@ -28,7 +28,7 @@ from typing import Any
 
 from connections.providers.infor_m3 import InforM3
 from connections.providers.stampli import StampliSftp
-from syncs.flows import kinds
+from syncs.flows import keys, kinds
 from syncs.flows.base import (
     Flag,
     Flow,
@@ -76,6 +76,7 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
     stream = "payments"
     ledger_target = "m3.journal"
     posting_name = "the journal entry"
+    posts = (keys.STAMPLI_PAYMENT,)
     mapping_kinds = (kinds.VENDOR, ACCOUNTS)
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
@@ -195,7 +196,7 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
         ]
         return Payload(
             {"lines": lines, "text": text[:40], "invoice": payment["invoice_number"]},
-            ledger_key=f"stampli-payment:{payment['payment_id']}",
+            ledger_key=keys.STAMPLI_PAYMENT.build(payment["payment_id"]),
         )
 
     def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:

@@ -20,6 +20,7 @@ from typing import Any
 
 from connections.providers.stripe import StripeProvider
 from syncs.flows.base import FlowContext, ReadWindow, Unit
+from syncs.flows.keys import PAYMENT, PAYOUT, REFUND
 
 logger = logging.getLogger(__name__)
 
@@ -330,18 +331,18 @@ def known_keys(event: dict[str, Any], *, payouts: bool = False) -> list[str] | N
     (no request needed); None when only Stripe can tell (``invoice.paid``: which payments)."""
     kind, obj = event["type"], event["data"]["object"]
     if kind == "payout.paid":
-        return [f"payout:{obj['id']}"] if payouts else []
+        return [PAYOUT.build(obj["id"])] if payouts else []
     if payouts and kind in PAYMENT_EVENTS:
         return []
     if kind == "payment_intent.succeeded":
-        return [f"payment:{obj['id']}"]
+        return [PAYMENT.build(obj["id"])]
     if kind == "charge.succeeded":
-        return [f"payment:{obj['payment_intent']}"] if obj.get("payment_intent") else []
+        return [PAYMENT.build(obj["payment_intent"])] if obj.get("payment_intent") else []
     if kind == "charge.refunded":
         refunds = (obj.get("refunds") or {}).get("data")
         if refunds is None or (obj.get("refunds") or {}).get("has_more"):
             return None
-        return [f"refund:{r['id']}" for r in refunds if r.get("status") == "succeeded"]
+        return [REFUND.build(r["id"]) for r in refunds if r.get("status") == "succeeded"]
     if kind in ("invoice.paid", "charge.dispute.created"):
         return None  # which payments an invoice had (or a dispute's flag) needs Stripe
     return []
@@ -355,7 +356,7 @@ def keys(stripe: Stripe, event: dict[str, Any], *, payouts: bool = False) -> lis
     if found is None and event["type"] == "invoice.paid":
         payments = stripe.invoice_payments(invoice=event["data"]["object"]["id"])
         found = [
-            f"payment:{p['payment']['payment_intent']}"
+            PAYMENT.build(p["payment"]["payment_intent"])
             for p in payments
             if p["payment"].get("payment_intent")
         ]

@@ -26,6 +26,7 @@ from connections.providers.base import InboundEvent
 from connections.providers.ifs_cloud import IfsCloud
 from connections.providers.ifs_cloud.credentials import navigation
 from connections.providers.stripe import StripeProvider
+from syncs.flows import keys
 from syncs.flows.base import (
     Flag,
     Flow,
@@ -86,6 +87,7 @@ class StripeOutcomesToIfsNotes(Flow[StripeProvider, IfsCloud]):
     stream = "notes"
     ledger_target = "ifs.invoice_note"
     posting_name = "the note"
+    posts = (keys.IFS_NOTE,)
     window = EVENTS_WINDOW
     settings = (
         setting(
@@ -101,9 +103,11 @@ class StripeOutcomesToIfsNotes(Flow[StripeProvider, IfsCloud]):
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         events = new_events(ctx, EVENTS)
-        posted = ctx.already_posted(f"note:{e['data']['object']['id']}" for e in events)
+        posted = ctx.ledger.confirmed(
+            keys.IFS_NOTE.build(e["data"]["object"]["id"]) for e in events
+        )
         for event in events:
-            if f"note:{event['data']['object']['id']}" in posted:
+            if keys.IFS_NOTE.build(event["data"]["object"]["id"]) in posted:
                 continue
             found = outcome(ctx.source, event)
             if found is not None:
@@ -138,7 +142,9 @@ class StripeOutcomesToIfsNotes(Flow[StripeProvider, IfsCloud]):
         else:
             line = f"{day} Disputed in Stripe: {amount} ({m['id']}); answer it in Stripe."
         key = {"Company": ifs["ifs_company"], "InvoiceId": ifs["ifs_invoice"]}
-        return Payload({"key": key, "line": line, "marker": m["id"]}, ledger_key=f"note:{m['id']}")
+        return Payload(
+            {"key": key, "line": line, "marker": m["id"]}, ledger_key=keys.IFS_NOTE.build(m["id"])
+        )
 
     @property
     def note_field(self) -> str:

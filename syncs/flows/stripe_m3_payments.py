@@ -36,6 +36,7 @@ from connections.providers.base import InboundEvent
 from connections.providers.infor_m3 import InforM3
 from connections.providers.spec import choice, positive_int
 from connections.providers.stripe import EVENT_TYPES, StripeProvider
+from syncs.flows import keys as ledger_keys
 from syncs.flows import kinds
 from syncs.flows.base import (
     Flag,
@@ -66,7 +67,7 @@ Context = FlowContext[StripeProvider, InforM3]
 
 def movement_key(movement: dict[str, Any]) -> str:
     """The posting ledger's natural key of a money movement: ``payment:pi_…``, ``refund:re_…``."""
-    return f"{movement['kind']}:{movement['id']}"
+    return ledger_keys.movement(movement["kind"], movement["id"])
 
 
 RECEIPTS_PER_REQUEST = 25
@@ -130,7 +131,7 @@ def with_open_amount(ctx: Context, movement: dict[str, Any]) -> dict[str, Any]:
     if key is None:
         return movement
     ahead = ctx.read_ahead.pop(f"open:{movement['id']}", False)
-    if ctx.in_ledger([movement_key(movement)]):  # posted already (or right now): the ledger
+    if ctx.ledger.known([movement_key(movement)]):  # posted already (or right now): the ledger
         return movement  # says so; its own receipt must not make it look like an overpayment
     if ahead is not False:
         return {**movement, "m3_open": ahead}
@@ -140,7 +141,7 @@ def with_open_amount(ctx: Context, movement: dict[str, Any]) -> dict[str, Any]:
 
 def with_open_amounts(ctx: Context, payout: dict[str, Any]) -> dict[str, Any]:
     """A payout with what CloudSuite still has open on each invoice it pays (two requests)."""
-    if ctx.in_ledger([movement_key(payout)]):
+    if ctx.ledger.known([movement_key(payout)]):
         return payout
     keys = {k for part in payout.get("parts") or [] if (k := _invoice(part)) is not None}
     known = ctx.target.invoice_open_amounts(sorted(keys)) if keys else {}
@@ -182,6 +183,7 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
     posting_name = "the receipt"
     reconciler = StripeCollections()
     listed_in = frozenset({"collections"})
+    posts = (ledger_keys.PAYMENT, ledger_keys.REFUND, ledger_keys.PAYOUT)
     window = EVENTS_WINDOW
     webhook_system = "stripe"
     webhook_events = EVENT_TYPES
@@ -240,7 +242,7 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
         events = new_events(ctx, types)
         # Ask the ledger before asking Stripe for details: a quiet poll costs a few requests.
         cheap = {e["id"]: known_keys(e, payouts=payouts) for e in events}
-        posted = ctx.already_posted(k for found in cheap.values() for k in found or ())
+        posted = ctx.ledger.confirmed(k for found in cheap.values() for k in found or ())
         events = [e for e in events if cheap[e["id"]] is None or not set(cheap[e["id"]]) <= posted]
         keys: set[str] = set()  # movements met in this run: one payment, up to three events
         first: set[tuple[str, str, str]] = set()  # invoices met earlier in this run
@@ -267,7 +269,7 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
         reads, payouts = Reads(ctx.source), self.payouts
         reads.links(ctx, events)
         named = {e["id"]: event_keys(reads, e, payouts=payouts) for e in events}
-        posted = ctx.already_posted(k for found in named.values() for k in found or ())
+        posted = ctx.ledger.confirmed(k for found in named.values() for k in found or ())
         events = [
             e
             for e in events
@@ -280,7 +282,7 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
                 if (key := movement_key(movement)) not in keys:
                     keys.add(key)
                     found.append((event, movement))
-        posted |= ctx.already_posted(movement_key(m) for _, m in found)
+        posted |= ctx.ledger.confirmed(movement_key(m) for _, m in found)
         return [(e, m) for e, m in found if movement_key(m) not in posted]
 
     def records_from_event(self, ctx: Context, event: InboundEvent) -> Iterator[SourceRecord]:

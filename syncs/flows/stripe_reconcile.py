@@ -10,6 +10,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from syncs.flows.keys import PAYMENT, REFUND, movement
 from syncs.flows.reconciling import Collected, Posted, PostedRecord
 from syncs.money import from_minor
 
@@ -40,7 +41,7 @@ class StripeCollections:
                 continue
             currency = str(charge["currency"]).upper()
             amount = from_minor(int(charge["amount"]), currency)
-            collected[f"payment:{charge['payment_intent']}"] = ("payment", currency, amount)
+            collected[PAYMENT.build(charge["payment_intent"])] = ("payment", currency, amount)
             if len(collected) >= limit:
                 return collected, True
         for refund in client.list_refunds_created(created_gte=gte, created_lt=lt):
@@ -48,7 +49,7 @@ class StripeCollections:
                 continue
             currency = str(refund["currency"]).upper()
             amount = from_minor(int(refund["amount"]), currency)
-            collected[f"refund:{refund['id']}"] = ("refund", currency, -amount)
+            collected[REFUND.build(refund["id"])] = ("refund", currency, -amount)
             if len(collected) >= limit:
                 return collected, True
         return collected, False
@@ -65,9 +66,9 @@ class StripeCollections:
                     if part.get("kind") in ("payment", "refund"):
                         amount = from_minor(int(part["amount"]), str(part["currency"]).upper())
                         sign = 1 if part["kind"] == "payment" else -1
-                        found[f"{part['kind']}:{part['id']}"] = (amount * sign, record.ref)
+                        found[movement(part["kind"], part["id"])] = (amount * sign, record.ref)
             elif kind in ("payment", "refund"):
                 amount = _signed_amount(record.sent_payload)
                 if amount is not None:
-                    found[f"{kind}:{record.source_key}"] = (amount, record.ref)
+                    found[movement(kind, record.source_key)] = (amount, record.ref)
         return found

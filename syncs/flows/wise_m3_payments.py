@@ -45,6 +45,7 @@ from syncs.flows.base import (
     Skip,
     SourceRecord,
 )
+from syncs.flows.keys import WISE_PAID, WISE_QUOTE, WISE_REVERSED, quoted_invoice
 from syncs.flows.m3_journals import (
     account_check,
     account_problem,
@@ -68,12 +69,8 @@ POLL_LIMIT = 1000  # transfers the safety-net poll reads back, newest first
 
 def quoted_invoices(ctx: FlowContext[Any, Any]) -> dict[str, str]:
     """Quote id → the CloudSuite invoice key it was prepared for (from the quotes ledger)."""
-    made = ctx.posted_under("wise-quote:", target="wise.quote", side="source")
-    invoices = {}
-    for key, quote_id in made.items():
-        parts = key.split(":")  # wise-quote:DIVI:SUNO:SINO:INYR:CUCD:CUAM:day
-        invoices[quote_id] = ":".join(parts[1:5])
-    return invoices
+    made = ctx.ledger.under(WISE_QUOTE, side="source")
+    return {quote_id: quoted_invoice(key) for key, quote_id in made.items()}
 
 
 class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
@@ -84,6 +81,8 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
     stream = "transfers"
     ledger_target = "m3.journal"
     posting_name = "the journal entry"
+    posts = (WISE_PAID, WISE_REVERSED)
+    reads = (WISE_QUOTE,)
     reconciler = WisePayments()
     mapping_kinds = (ACCOUNTS,)
     webhook_system = "wise"
@@ -124,7 +123,7 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
             ):
                 candidates.append(transfer)
         keys = {str(t["id"]): self._keys(t, invoices) for t in candidates}
-        done = ctx.already_posted(k for pair in keys.values() for k in pair if k)
+        done = ctx.ledger.confirmed(k for pair in keys.values() for k in pair if k)
         for transfer in reversed(candidates):  # oldest first
             paid, reversed_key = keys[str(transfer["id"])]
             wanted = reversed_key if transfer["status"] in REVERSED else paid
@@ -135,7 +134,7 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
     @staticmethod
     def _keys(transfer: dict[str, Any], invoices: dict[str, str]) -> tuple[str, str]:
         invoice = invoices.get(str(transfer.get("quoteUuid")), "")
-        return f"wise-paid:{invoice}:{transfer['id']}", f"wise-reversed:{transfer['id']}"
+        return WISE_PAID.build(invoice, transfer["id"]), WISE_REVERSED.build(transfer["id"])
 
     def serial_key(self, record: SourceRecord) -> str | None:
         return record.source_key  # one transfer's states one after another
@@ -145,10 +144,10 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
         data = dict(record.data)
         transfer = ctx.source.get_transfer(record.source_key)
         data["transfer"] = transfer
-        keys = [f"wise-reversed:{transfer['id']}"]
+        keys = [WISE_REVERSED.build(transfer["id"])]
         if data.get("invoice"):
-            keys.append(f"wise-paid:{data['invoice']}:{transfer['id']}")
-        data["posted"] = sorted(ctx.already_posted(keys))
+            keys.append(WISE_PAID.build(data["invoice"], transfer["id"]))
+        data["posted"] = sorted(ctx.ledger.confirmed(keys))
         accounts = {
             role: ACCOUNTS.resolve(ctx.mappings, f"wise_{role}", str(currency or ""))
             for role, currency in (
@@ -173,11 +172,11 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
         )
         if not data.get("invoice"):
             return Skip(f"Transfer {tid} was not made from a quote ml-connector prepared.")
-        paid_key = f"wise-paid:{data['invoice']}:{tid}"
+        paid_key = WISE_PAID.build(data["invoice"], tid)
         if state in REVERSED:
             if paid_key not in data.get("posted", []):
                 return Skip(f"Transfer {tid} is {state} and was never posted: nothing to undo.")
-            sign, key, what = Decimal(-1), f"wise-reversed:{tid}", "reversed"
+            sign, key, what = Decimal(-1), WISE_REVERSED.build(tid), "reversed"
         elif state == SENT:
             sign, key, what = Decimal(1), paid_key, "paid"
         else:

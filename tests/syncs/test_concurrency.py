@@ -249,3 +249,76 @@ def test_a_split_run_whose_part_must_read_again_holds_the_cursor(
     result = run(invoices)
     assert result.synced == 12 and result.failed == 1  # C5's invoice waits for its customer
     assert not Cursor.objects.filter(integration=invoices).exists()
+
+
+def test_a_split_run_is_completed_by_its_last_part_and_no_worker_waits_for_it(
+    sims: tuple[M3Simulator, StripeSimulator],
+    m3_connection: Connection,
+    stripe_connection: Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+) -> None:
+    """The run's own part ends before the others start: it returns at once, still running and
+    held by no worker; the reaper leaves it be; the last part to finish completes it and moves
+    the cursor."""
+    from syncs.run import parts as parts_module
+    from syncs.services import integration_run_part, runs_interrupt, runs_reap
+
+    m3, stripe = sims
+    for n in range(12):
+        m3.state.add_invoice(
+            f"C{n % 4}", f"{9300 + n}", "20.00", "EUR", vat="0", ivdt="20261105", dudt="20271231"
+        )
+    run(make("m3_stripe.customers", m3_connection, stripe_connection))
+    invoices = make("m3_stripe.invoices", m3_connection, stripe_connection)
+    invoices.settings = {"workers": 3}
+    invoices.save()
+    queued: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(parts_module, "async_task", lambda *args, **kw: queued.append(args))
+
+    parent = run(invoices)  # its own part only: the other two wait in the queue
+
+    assert len(queued) == 2 and parent.status == SyncRun.Status.RUNNING
+    assert parent.own_part_done_at is not None and parent.worker == "" and 0 < parent.synced < 12
+    assert not Cursor.objects.filter(integration=invoices).exists()
+    settings.MLC = {**settings.MLC, "RUN_STALE_SECONDS": 0}
+    assert runs_reap(integration=invoices) == 0  # waiting for parts is not a dead worker
+    assert runs_interrupt(workers=[parent.worker or "nobody:1"]) == 0
+    for _task, _integration_id, _run_id, part, window_start in queued:
+        integration_run_part(
+            integration=invoices, parent=parent, part=part, window_start=window_start
+        )
+    parent.refresh_from_db()
+    assert parent.status == SyncRun.Status.SUCCEEDED and parent.synced == 12
+    assert parent.total == 12 and parent.finished_at is not None
+    assert Cursor.objects.get(integration=invoices).value == "20261105"
+    assert len(stripe.objects["invoice"]) == 12
+
+
+def test_a_split_run_whose_parts_never_come_is_closed_by_the_reaper_after_the_part_wait(
+    sims: tuple[M3Simulator, StripeSimulator],
+    m3_connection: Connection,
+    stripe_connection: Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+) -> None:
+    from syncs.run import parts as parts_module
+    from syncs.services import runs_reap
+
+    m3, _ = sims
+    for n in range(8):
+        m3.state.add_invoice(
+            f"C{n % 4}", f"{9400 + n}", "20.00", "EUR", vat="0", ivdt="20261106", dudt="20271231"
+        )
+    run(make("m3_stripe.customers", m3_connection, stripe_connection))
+    invoices = make("m3_stripe.invoices", m3_connection, stripe_connection)
+    invoices.settings = {"workers": 2}
+    invoices.save()
+    monkeypatch.setattr(parts_module, "async_task", lambda *args, **kw: None)  # lost
+    parent = run(invoices)
+    assert parent.status == SyncRun.Status.RUNNING
+    settings.MLC = {**settings.MLC, "RUN_STALE_SECONDS": 0, "PART_WAIT_SECONDS": 0}
+    assert runs_reap(integration=invoices) == 1
+    parent.refresh_from_db()
+    assert parent.status == SyncRun.Status.INTERRUPTED
+    assert not Cursor.objects.filter(integration=invoices).exists()

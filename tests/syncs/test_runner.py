@@ -330,7 +330,7 @@ def test_an_unexpected_error_during_replay_ends_the_run_as_failed(
     def broken_claim(**_: Any) -> None:
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr("syncs.runner.ledger.claim", broken_claim)
+    monkeypatch.setattr("syncs.run.posting.ledger.claim", broken_claim)
     (replay_run,) = records_replay(record_ids=[failed.pk])
     assert replay_run.status == SyncRun.Status.FAILED
     assert "database went away" in replay_run.error_summary and replay_run.finished_at

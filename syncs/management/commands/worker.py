@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from syncs.runner import worker_name
+from syncs.run.heartbeat import worker_name
 from syncs.services import runs_interrupt
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,410 @@
+"""Writing outcomes: each record's AuditRecord with its ledger change in one transaction, in
+source order, plain outcomes in bulk; a record that fails or waits again is the same review
+item seen once more, not a new row; earlier failures of a record now posted are resolved; the
+cursor is told of each record written.  A mixin of the runner: it reads the run's integration,
+flow, rows, redactor and cursor, and counts through it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django import db
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit import ledger
+from audit.models import AuditRecord, PostingLedger
+from syncs.flows import SourceRecord
+from syncs.run.pipeline import Item, Outcome
+
+if TYPE_CHECKING:
+    from connections.redaction import Redactor
+    from syncs.flows import Flow
+    from syncs.models import Integration, SyncRun, WebhookEvent
+    from syncs.run.cursor import RunCursor
+
+logger = logging.getLogger(__name__)
+
+Status = AuditRecord.Status
+# Outcomes written in bulk (a flag may join a waiting one; a replay resolves its original).
+PLAIN = (Status.SYNCED, Status.DUPLICATE, Status.SKIPPED, Status.FAILED)
+
+
+class OutcomeWrites:
+    """The runner's outcome writing (see the module docstring)."""
+
+    integration: Integration
+    flow: Flow
+    trigger: str
+    requested_by: str
+    redact: Redactor
+    run_row: SyncRun | None
+    event_row: WebhookEvent | None
+    cursor: RunCursor
+    counts: Any
+
+    def _ensure_run(self) -> SyncRun:
+        raise NotImplementedError
+
+    def _count(self, status: str) -> None:
+        raise NotImplementedError
+
+    def _keep_final(self, record: SourceRecord) -> None:
+        raise NotImplementedError
+
+    def _write(self, item: Item, out: Outcome) -> AuditRecord:
+        """The ledger change, the AuditRecord and the cursor, in one transaction."""
+        record, replay_of, redact = item.record, item.replay_of, self.redact
+        posted = out.ledger_op is not None or out.confirm is not None
+        if out.waiting:
+            waited = self._still_waiting(item, out)
+            if waited is not None:
+                return waited
+        elif out.status == Status.FAILED and replay_of is None and self.event_row is None:
+            # (a webhook delivery keeps its own row: it links the event, which a replay that
+            # posts the record marks processed)
+            again = self._failed_again(item, out)
+            if again is not None:
+                return again
+        if out.status == Status.FLAGGED and replay_of is None and not posted:
+            waiting = self._waiting_flag(record, redact.text(out.reason or ""))
+            if waiting is not None:
+                return waiting
+        if out.status in (Status.SYNCED, Status.FAILED):
+            self._ensure_run()  # a webhook delivery gets a run once it writes or fails
+        # A replay that met an outage (the target, or what stands before it, out of reach)
+        # changes nothing of the item: its open problem and fix stand, the attempt is history.
+        outage = (
+            replay_of is not None
+            and replay_of.status == Status.FLAGGED
+            and out.status == Status.FAILED
+            and out.retryable
+            and not out.waiting
+        )
+        with transaction.atomic():
+            ledger_entry = self._ledger_change(out)
+            audit = self._audit_row(item, out, ledger_entry)
+            if outage:
+                audit.resolved_at = timezone.now()
+                audit.resolved_by = "ml-connector"
+                audit.resolution = "A replay that could not finish: the item stays as it was"
+            audit.save(force_insert=True)
+            if outage:
+                AuditRecord.objects.filter(pk=replay_of.pk).update(replay_requested_at=None)
+            elif replay_of is not None:
+                AuditRecord.objects.filter(pk=replay_of.pk, resolved_at=None).update(
+                    resolved_at=timezone.now(),
+                    resolved_by=self.requested_by[:150],
+                    resolution=f"Replayed as record #{audit.pk} ({out.status})",
+                )
+            self._settle([item], [audit])
+        return audit
+
+    @staticmethod
+    def _ledger_change(out: Outcome) -> PostingLedger | None:
+        if out.confirm is not None:
+            entry, remote_id = out.confirm
+            return ledger.confirm(entry, remote_id=remote_id)
+        return out.ledger_op() if out.ledger_op is not None else out.ledger_entry
+
+    def _audit_row(
+        self, item: Item, out: Outcome, ledger_entry: PostingLedger | None
+    ) -> AuditRecord:
+        """The AuditRecord of one outcome (not saved), every payload redacted."""
+        record, replay_of, redact = item.record, item.replay_of, self.redact
+        target_key, response = out.target_key, out.response
+        if out.loaded is not None:
+            target_key = target_key or out.loaded.remote_id
+            response = out.loaded.response if response is None else response
+        payload = out.payload
+        return AuditRecord(
+            run=self.run_row,
+            event=self.event_row,
+            integration=self.integration,
+            stream=self.flow.stream,
+            source_key=record.source_key[:255],
+            target_key=(target_key or (payload.target_key if payload else ""))[:255],
+            status=out.status,
+            reason=redact.text(out.reason or ""),
+            detail=redact.text(out.detail or "")[:4000],
+            fix_kind=out.fix[0][:30] if out.fix else "",
+            fix_value=str(out.fix[1])[:200] if out.fix else "",
+            retryable=out.retryable,
+            seen_via=record.seen_via or self.trigger,
+            source_payload=redact(record.data),
+            sent_payload=redact(payload.data) if payload is not None else None,
+            response_summary=redact(dict(response)) if response is not None else None,
+            attempt=(replay_of.attempt + 1) if replay_of else 1,
+            replay_of=replay_of,
+            ledger=ledger_entry,
+            waiting=out.waiting,
+            **self._history(item, out.status),
+        )
+
+    @staticmethod
+    def _history(item: Item, status: str) -> dict[str, Any]:
+        """A replay that meets a problem again, or a wait that became one, keeps the item's
+        age and count: the queue's oldest-first order, the overview's oldest and the 24 h
+        alert read them."""
+        replay_of = item.replay_of
+        if item.first_seen is not None:
+            return {
+                "first_seen_at": item.first_seen,
+                "times_seen": item.seen_before + 1,
+                "last_seen_at": timezone.now(),
+            }
+        if replay_of is None or status not in (Status.FAILED, Status.FLAGGED):
+            return {}
+        return {
+            "first_seen_at": replay_of.first_seen_at or replay_of.created_at,
+            "times_seen": replay_of.times_seen + 1,
+            "last_seen_at": timezone.now(),
+        }
+
+    def _write_many(self, items: Sequence[Item]) -> None:
+        """Write outcomes in order, in one transaction: runs of plain outcomes (no replay, no
+        flag) as one insert of their audit records and one look for earlier failures to
+        resolve; flags and replays one by one, where they were."""
+        plain: list[Item] = []
+        with transaction.atomic():
+            for item in items:
+                assert item.outcome is not None
+                if (
+                    item.replay_of is None
+                    and item.outcome.status in PLAIN
+                    and item.outcome.status != Status.FAILED  # one item per failing record
+                ):
+                    plain.append(item)
+                    continue
+                self._write_plain(plain)
+                plain = []
+                self._write(item, item.outcome)
+            self._write_plain(plain)
+
+    def _write_plain(self, items: Sequence[Item]) -> None:
+        if not items:
+            return
+        outcomes = [item.outcome for item in items]
+        assert all(out is not None for out in outcomes)
+        if any(out.status in (Status.SYNCED, Status.FAILED) for out in outcomes):  # type: ignore[union-attr]
+            self._ensure_run()
+        confirmed = ledger.confirm_many(
+            [out.confirm for out in outcomes if out is not None and out.confirm is not None]
+        )
+        rows = []
+        for item, out in zip(items, outcomes, strict=True):
+            assert out is not None
+            if out.confirm is not None:
+                entry: PostingLedger | None = confirmed[out.confirm[0].pk]
+            else:
+                entry = self._ledger_change(out)
+            rows.append(self._audit_row(item, out, entry))
+        if db.connection.features.can_return_rows_from_bulk_insert:
+            AuditRecord.objects.bulk_create(rows)
+        else:  # an old SQLite: the ids are needed below
+            for row in rows:
+                row.save(force_insert=True)
+        self._settle(items, rows)
+
+    def _settle(self, items: Sequence[Item], rows: Sequence[AuditRecord]) -> None:
+        """After written audit records: earlier failures of records now posted are resolved
+        (not a posting that needs finishing by hand: that stays until a person has done it),
+        the cursor moves past them unless one must be read again, and they are counted."""
+        posted = {
+            row.source_key: row.pk
+            for row in rows
+            if row.status in (Status.SYNCED, Status.DUPLICATE)
+        }
+        if posted:
+            earlier = (
+                AuditRecord.objects.filter(
+                    integration=self.integration,
+                    stream=self.flow.stream,
+                    source_key__in=list(posted),
+                    status__in=(Status.FAILED, Status.FLAGGED),
+                    resolved_at=None,
+                )
+                .exclude(pk__in=[row.pk for row in rows])
+                .exclude(status=Status.FLAGGED, ledger__isnull=False)
+                .values_list("source_key", "pk")
+            )
+            by_key: dict[str, list[int]] = {}
+            for key, pk in earlier:
+                by_key.setdefault(key, []).append(pk)
+            for key, pks in by_key.items():
+                AuditRecord.objects.filter(pk__in=pks).update(
+                    resolved_at=timezone.now(),
+                    resolved_by="ml-connector",
+                    resolution=f"Posted later (record #{posted[key]})",
+                )
+        settled = {
+            row.source_key: row.pk for row in rows if row.status == Status.SKIPPED
+        }  # nothing to do for it any more (in the target already, say): its failures are over
+        if settled:
+            for key, pk in settled.items():
+                AuditRecord.objects.filter(
+                    integration=self.integration,
+                    stream=self.flow.stream,
+                    source_key=key,
+                    status=Status.FAILED,
+                    resolved_at=None,
+                ).exclude(pk=pk).update(
+                    resolved_at=timezone.now(),
+                    resolved_by="ml-connector",
+                    resolution=f"Nothing left to do (record #{pk})",
+                )
+        for item, row in zip(items, rows, strict=True):
+            if row.status == Status.FAILED and row.retryable:
+                self.cursor.hold()
+            else:
+                self.cursor.observe(item.record)
+        self.cursor.write()
+        for item, row in zip(items, rows, strict=True):
+            if not (row.status == Status.FAILED and row.retryable) and item.replay_of is None:
+                self._keep_final(item.record)
+            if self.run_row is None:
+                self.counts.records.append(row.pk)
+            self._count(row.status)
+
+    def _still_waiting(self, item: Item, out: Outcome) -> AuditRecord | None:
+        """A record that waits for something to arrive (its invoice, its customer) is retried
+        by itself — the cursor holds — and noted on one row, not a new one per run.  It becomes
+        a review item (a flag) once it has waited ``WAIT_REVIEW_HOURS``, or at once when a
+        person replayed it and it still waits.  ``out`` is turned into that flag, or the row
+        that notes the wait again is returned."""
+        record = item.record
+        since: datetime | None = None
+        with transaction.atomic():
+            same = AuditRecord.objects.select_for_update().filter(
+                integration=self.integration,
+                stream=self.flow.stream,
+                source_key=record.source_key[:255],
+                resolved_at=None,
+            )
+            flagged = same.filter(status=Status.FLAGGED).order_by("-pk").first()
+            if item.replay_of is None and flagged is not None:  # a person has it already
+                return self._seen_again(flagged, record)
+            waits = list(same.filter(status=Status.FAILED, waiting=True).order_by("pk"))
+            if waits:
+                since = waits[0].first_seen_at or waits[0].created_at
+            patience = timedelta(hours=float(settings.MLC["WAIT_REVIEW_HOURS"]))
+            if item.replay_of is None and waits and timezone.now() - since < patience:
+                latest = waits[-1]
+                latest.times_seen += 1
+                latest.last_seen_at = timezone.now()
+                latest.save(update_fields=["times_seen", "last_seen_at"])
+                self.cursor.hold()
+                self._count(Status.FAILED)
+                return latest
+            if item.replay_of is None and not waits:
+                return None  # the first time: written as a waiting row
+            same.filter(pk__in=[w.pk for w in waits]).update(
+                resolved_at=timezone.now(),
+                resolved_by="ml-connector",
+                resolution="Waited too long: now in the review queue",
+            )
+        first = since or (item.replay_of.first_seen_at or item.replay_of.created_at)
+        waited = (
+            "still not there when replayed"
+            if item.replay_of is not None
+            else f"waited since {timezone.localtime(first):%Y-%m-%d %H:%M}"
+        )
+        out.status, out.retryable, out.waiting = Status.FLAGGED, False, False
+        out.reason = f"{out.reason} ({waited}; replay it once it is there.)"
+        item.first_seen = first
+        item.seen_before = sum(w.times_seen for w in waits) or (
+            item.replay_of.times_seen if item.replay_of is not None else 0
+        )
+        return None
+
+    def _waiting_flag(self, record: SourceRecord, reason: str) -> AuditRecord | None:
+        """The same flag, still in the review queue: note it was seen again, add nothing new."""
+        with transaction.atomic():
+            waiting = (
+                AuditRecord.objects.select_for_update()
+                .filter(
+                    integration=self.integration,
+                    stream=self.flow.stream,
+                    source_key=record.source_key[:255],
+                    status=Status.FLAGGED,
+                    resolved_at=None,
+                    reason=reason,
+                )
+                .order_by("-pk")
+                .first()
+            )
+            if waiting is None:
+                return None
+            return self._seen_again(waiting, record)
+
+    def _failed_again(self, item: Item, out: Outcome) -> AuditRecord | None:
+        """A record that fails again while its failure is still in the review queue is the
+        same item: noted on that row (how often, when, the latest reason), not a new row.  A
+        passing outage (a retryable failure) never replaces a record's open flag either: the
+        flag, with its fix, stays the item, seen once more."""
+        record = item.record
+        if out.retryable and out.confirm is None:
+            flagged = (
+                AuditRecord.objects.filter(
+                    integration=self.integration,
+                    stream=self.flow.stream,
+                    source_key=record.source_key[:255],
+                    status=Status.FLAGGED,
+                    resolved_at=None,
+                )
+                .order_by("-pk")
+                .first()
+            )
+            if flagged is not None:
+                with transaction.atomic():
+                    self._ledger_change(out)  # a claim is let go as it would be
+                    return self._seen_again(flagged, record)
+        with transaction.atomic():
+            row = (
+                AuditRecord.objects.select_for_update()
+                .filter(
+                    integration=self.integration,
+                    stream=self.flow.stream,
+                    source_key=record.source_key[:255],
+                    status=Status.FAILED,
+                    waiting=False,
+                    resolved_at=None,
+                )
+                .order_by("-pk")
+                .first()
+            )
+            if row is None:
+                return None
+            entry = self._ledger_change(out)
+            fresh = self._audit_row(item, out, entry)
+            for name in ("reason", "detail", "retryable", "sent_payload", "response_summary"):
+                setattr(row, name, getattr(fresh, name))
+            row.ledger = entry or row.ledger
+            row.times_seen += 1
+            row.last_seen_at = timezone.now()
+            row.save()
+        self._ensure_run()  # a webhook delivery that fails has a run, as in _write
+        if out.retryable:
+            self.cursor.hold()
+        else:
+            self.cursor.passed(record)
+            self._keep_final(record)
+        if self.run_row is None:
+            self.counts.records.append(row.pk)
+        self._count(Status.FAILED)
+        return row
+
+    def _seen_again(self, row: AuditRecord, record: SourceRecord) -> AuditRecord:
+        """An open flag met again: noted on it (how often, when), nothing new written; the
+        record is done for this run, so the cursor moves past it."""
+        row.times_seen += 1
+        row.last_seen_at = timezone.now()
+        row.save(update_fields=["times_seen", "last_seen_at"])
+        self.cursor.passed(record)
+        self._keep_final(record)
+        self._count(Status.SKIPPED)  # nothing new needs anyone: it is already waiting
+        return row
