@@ -20,44 +20,37 @@ SyncRun only when it writes something or fails; otherwise its audit records link
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterable, Sequence, Sized
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sized
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.models import AuditRecord
-from connections.providers.base import InboundEvent, Provider
+from connections.providers.base import InboundEvent
 from connections.providers.errors import ApiError
-from connections.providers.registry import client_for
 from connections.redaction import Redactor
-from syncs.dbretry import with_reconnect
 from syncs.flows import (
     Flow,
     FlowContext,
-    Mappings,
     SourceRecord,
     get_flow,
 )
 from syncs.models import (
-    FieldMapping,
     Integration,
-    ProcessedFile,
     SyncRun,
     WebhookEvent,
-    WebhookProcessing,
 )
 from syncs.run import parts
+from syncs.run.context import files_done, run_context, run_mappings
 from syncs.run.cursor import RunCursor
-from syncs.run.heartbeat import Heartbeat, owner, worker_name
-from syncs.run.ledger import RunLedger
+from syncs.run.heartbeat import Heartbeat, owner
 from syncs.run.outcomes import OutcomeWrites
-from syncs.run.pipeline import PROGRESS_FLUSH_SECONDS, Pipeline
+from syncs.run.pipeline import Pipeline
 from syncs.run.posting import PostingSteps
+from syncs.run.progress import Counts, RunProgress
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +63,6 @@ class _Abort(Exception):
     """Stop the run: continuing would only fail every remaining record the same way."""
 
 
-class AlreadyRunning(Exception):
-    """Another run of this integration is live (the database refused a second one)."""
-
-    def __init__(self, live: SyncRun | None) -> None:
-        super().__init__(f"Run #{live.pk if live else '?'} is still in progress.")
-        self.live = live
-
-
 @dataclass(frozen=True)
 class EventOutcome:
     """How one integration handled one webhook event."""
@@ -87,19 +72,7 @@ class EventOutcome:
     error: str = ""
 
 
-@dataclass
-class _Counts:
-    total: int | None = None
-    done: int = 0
-    synced: int = 0
-    skipped: int = 0
-    duplicate: int = 0
-    failed: int = 0
-    flagged: int = 0
-    records: list[int] = field(default_factory=list)  # audit ids written before a run existed
-
-
-class Runner(PostingSteps, OutcomeWrites):
+class Runner(RunProgress, PostingSteps, OutcomeWrites):
     """Runs one integration's flow over records (extracted, from an event, or replayed)."""
 
     def __init__(
@@ -136,7 +109,7 @@ class Runner(PostingSteps, OutcomeWrites):
         self.on_progress = on_progress
         self.run_row: SyncRun | None = None
         self.event_row: WebhookEvent | None = None
-        self.counts = _Counts()
+        self.counts = Counts()
         self.cursor = RunCursor(integration, self.flow, part=parent is not None)
         self._last_flush = 0.0
         self._final: list[SourceRecord] = []
@@ -154,7 +127,7 @@ class Runner(PostingSteps, OutcomeWrites):
         finish completes the run and moves the cursor (``syncs.run.parts``)."""
         run = self._ensure_run()
         started = timezone.now()
-        ctx = self._context(None)
+        ctx = self._context()
         warning, split = "", False
         try:
             if window_start is _UNSET:
@@ -167,7 +140,7 @@ class Runner(PostingSteps, OutcomeWrites):
                 if ctx.read_mark is not None:
                     run.read_mark = str(ctx.read_mark)[:100]  # for its run's cursor
             elif not split and self.cursor.commit(read_mark=ctx.read_mark, started=started):
-                self._files_done(ctx)
+                files_done(self.integration, ctx)
             warning = self._acknowledge(ctx)
         except _Abort as exc:
             return self._ended(self._finish(run, error=str(exc)))
@@ -220,7 +193,7 @@ class Runner(PostingSteps, OutcomeWrites):
         """Process one stored webhook event; a run is made only if something is written or
         fails."""
         self.event_row = event_row
-        ctx = self._context(None)
+        ctx = self._context()
         try:
             records = self.flow.records_from_event(ctx, event)
             if isinstance(records, Sized):
@@ -244,7 +217,7 @@ class Runner(PostingSteps, OutcomeWrites):
         originals = list(originals)
         run = self._ensure_run()
         self._set_total(len(originals))
-        ctx = self._context(None)
+        ctx = self._context()
         try:
             self._process(
                 ctx,
@@ -287,7 +260,7 @@ class Runner(PostingSteps, OutcomeWrites):
         Whatever stops the run, what was sent is written before it ends."""
         if self.settings_problem:
             raise _Abort(self.settings_problem)
-        mappings = ctx.mappings = self._mappings()
+        mappings = ctx.mappings = run_mappings(self.integration, self.flow)
         pipe = Pipeline(self, ctx, self._in_flight())
         try:
             for record, replay_of in records:
@@ -308,95 +281,10 @@ class Runner(PostingSteps, OutcomeWrites):
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _ensure_run(self) -> SyncRun:
-        if self.run_row is None:
-            now = timezone.now()
-            counts = self.counts
-            try:
-                with transaction.atomic():
-                    self.run_row = SyncRun.objects.create(
-                        integration=self.integration,
-                        parent=self.parent,
-                        trigger=self.trigger,
-                        status=SyncRun.Status.RUNNING,
-                        requested_by=self.requested_by,
-                        worker=worker_name(),
-                        started_at=now,
-                        heartbeat_at=now,
-                        total=counts.total,
-                        done=counts.done,
-                        **{name: getattr(counts, name) for name in COUNTED},
-                    )
-            except IntegrityError:  # one live run per integration, enforced by the database
-                live = SyncRun.objects.filter(
-                    integration=self.integration, status=SyncRun.Status.RUNNING
-                ).first()
-                raise AlreadyRunning(live) from None
-            self._heartbeat = Heartbeat(
-                self.run_row.pk, self.parent.pk if self.parent is not None else None
-            )
-            if counts.records:  # records of this delivery written before it needed a run
-                AuditRecord.objects.filter(pk__in=counts.records).update(run=self.run_row)
-                counts.records.clear()
-        return self.run_row
-
-    def _context(self, window_start: int | str | None) -> FlowContext:
-        integration, flow = self.integration, self.flow
-
-        def make_client(side: str) -> Provider:
-            return client_for(getattr(integration, side))
-
-        def files_processed(files: Sequence[tuple[str, int, str]]) -> set[tuple[str, int, str]]:
-            if not files:
-                return set()
-            rows = ProcessedFile.objects.filter(
-                integration=integration, name__in=[name for name, _, _ in files]
-            ).values_list("name", "size", "sha256")
-            return {(n, int(z), h) for n, z, h in rows} & set(files)
-
-        def processed_events(event_ids: Sequence[str]) -> set[str]:
-            if not event_ids:
-                return set()
-            return set(
-                WebhookProcessing.objects.filter(
-                    integration=integration,
-                    state=WebhookProcessing.State.DONE,
-                    event__connection_id=integration.source_id,
-                    event__event_id__in=list(event_ids),
-                ).values_list("event__event_id", flat=True)
-            )
-
-        return FlowContext(
-            integration=integration,
-            window_start=window_start,
-            make_client=make_client,
-            set_total=self._set_total,
-            processed_events=processed_events,
-            ledger=RunLedger(integration.source_id, integration.target_id, flow.ledger_target),
-            processed_files=files_processed,
-            width=self._in_flight(),
+    def _context(self) -> FlowContext:
+        return run_context(
+            self.integration, self.flow, set_total=self._set_total, width=self._in_flight()
         )
-
-    def _files_done(self, ctx: FlowContext) -> None:
-        """The source files read to the end, with nothing to read again: recorded, so they
-        are never processed twice (name, size, checksum), and handed to ``acknowledge``."""
-        if not ctx.files or self.parent is not None:
-            return
-        ProcessedFile.objects.bulk_create(
-            [
-                ProcessedFile(
-                    integration=self.integration,
-                    kind=f["kind"][:40],
-                    name=f["name"][:255],
-                    size=int(f["size"]),
-                    sha256=f["sha256"],
-                    rows=int(f.get("rows", 0)),
-                )
-                for f in ctx.files
-            ],
-            ignore_conflicts=True,
-        )
-        ctx.done_files = list(ctx.files)
 
     def _keep_final(self, record: SourceRecord) -> None:
         """Remember a record for ``acknowledge`` — only for flows that use it, so a large run
@@ -417,81 +305,6 @@ class Runner(PostingSteps, OutcomeWrites):
                 f"({self._describe(exc)}); those records will be read again and recognised."
             )
         return ""
-
-    def _mappings(self) -> Mappings:
-        rows = sorted(
-            FieldMapping.for_integration(self.integration),
-            key=lambda m: m.integration_id is not None,
-        )  # shared ones first, the integration's own laid over them
-        return Mappings(
-            {(m.kind, m.source_value.strip()): m.target_value for m in rows},
-            declared=[kind.name for kind in self.flow.mapping_kinds],
-        )
-
-    def _set_total(self, total: int) -> None:
-        self.counts.total = total
-        self._flush(force=True)
-
-    def _count(self, status: str) -> None:
-        counts = self.counts
-        counts.done += 1
-        setattr(counts, status, getattr(counts, status) + 1)
-        self._flush()
-        if self.on_progress is not None and self.run_row is not None:
-            self.on_progress(self.run_row)
-
-    def _sync_row(self) -> SyncRun | None:
-        run = self.run_row
-        if run is not None:
-            run.total, run.done = self.counts.total, self.counts.done
-            for name in COUNTED:
-                setattr(run, name, getattr(self.counts, name))
-        return run
-
-    def _flush(self, force: bool = False) -> None:
-        now = time.monotonic()
-        run = self._sync_row()
-        if run is None or (not force and now - self._last_flush < PROGRESS_FLUSH_SECONDS):
-            return
-        self._last_flush = now
-        run.heartbeat_at = timezone.now()
-        with_reconnect(
-            lambda: run.save(update_fields=["total", "done", *COUNTED, "heartbeat_at"]),
-            what=f"Progress of run {run.pk}",
-        )
-
-    def _stop_heartbeat(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
-            self._heartbeat = None
-
-    def _finish(self, run: SyncRun, error: str = "", warning: str = "") -> SyncRun:
-        self._stop_heartbeat()
-        self._sync_row()
-        if error:
-            run.status = SyncRun.Status.FAILED
-        elif run.failed or run.flagged or warning:
-            run.status = SyncRun.Status.PARTIAL
-        else:
-            run.status = SyncRun.Status.SUCCEEDED
-        run.error_summary = (error or warning)[:4000]
-        run.finished_at = timezone.now()
-        run.heartbeat_at = run.finished_at
-        if run.total is None:
-            run.total = run.done
-        with_reconnect(run.save, what=f"The end of run {run.pk}")
-        logger.info(
-            "Run %s of %s: %s (%s synced, %s duplicate, %s skipped, %s flagged, %s failed)",
-            run.pk,
-            self.integration.slug,
-            run.status,
-            run.synced,
-            run.duplicate,
-            run.skipped,
-            run.flagged,
-            run.failed,
-        )
-        return run
 
     def _describe(self, exc: BaseException) -> str:
         if isinstance(exc, ApiError):

@@ -33,7 +33,8 @@ from syncs.models import (
     WebhookProcessing,
     WorkRequest,
 )
-from syncs.runner import AlreadyRunning, Runner
+from syncs.run.progress import AlreadyRunning
+from syncs.runner import Runner
 
 logger = logging.getLogger(__name__)
 

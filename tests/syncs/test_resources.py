@@ -235,7 +235,8 @@ def test_a_mapping_its_integration_never_reads_is_refused_with_what_it_does_read
 def test_a_shared_mapping_is_imported_once_for_every_integration_on_its_connection(
     reviewer: Client, stampli_like: Integration, m3_connection: Connection
 ) -> None:
-    from syncs.runner import Runner
+    from syncs.flows import get_flow
+    from syncs.run.context import run_mappings
 
     payments = Integration.objects.create(
         name="Stampli payments",
@@ -257,8 +258,8 @@ def test_a_shared_mapping_is_imported_once_for_every_integration_on_its_connecti
     reviewer.post("/admin/syncs/fieldmapping/process_import/", dict(confirm.initial))
     shared = FieldMapping.objects.filter(integration=None, connection=m3_connection)
     assert shared.count() == 2
-    invoices = Runner(stampli_like, trigger="manual")._mappings()
-    paying = Runner(payments, trigger="manual")._mappings()
+    invoices = run_mappings(stampli_like, get_flow(stampli_like.flow)())
+    paying = run_mappings(payments, get_flow(payments.flow)())
     assert invoices.get("vendor", "V-1") == paying.get("vendor", "V-1") == "S100"
     assert invoices.get("gl_account", "stampli_ap") == "6110"
     assert paying.get("gl_account", "stampli_ap") == "1930"  # its own mapping wins
