@@ -1,20 +1,39 @@
 """Typed errors raised by every provider client (one hierarchy, from the shared ApiClient).
 
 Messages are safe to show a user and to store: they carry a redacted summary, never a secret.
+Each error says, as data, what the run does about it (``resolution``: retry the record later,
+put it before a person, or stop the run), as the Airbyte CDK's error mapping does; which status
+becomes which error is each provider's table (``ApiClient.error_map``) over the shared one.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 
+class Resolution(enum.StrEnum):
+    """What a run does about a record's error."""
+
+    RETRY = "retry"  # read or sent again later: the cursor holds (an outage, a lost answer)
+    REVIEW = "review"  # a person must act: the record goes to the review queue
+    STOP = "stop"  # nothing else can succeed (credentials refused): the run stops
+
+
+def resolution_of(exc: BaseException) -> Resolution:
+    """What a run does about ``exc``: the error's own resolution; anything else (a bug, a value
+    it could not read) is tried again later."""
+    return exc.resolution if isinstance(exc, ApiError) else Resolution.RETRY
+
+
 class ApiError(Exception):
     """Base of every error a provider raises."""
 
     retryable = False
+    resolution = Resolution.RETRY
 
     def __init__(
         self,
@@ -47,6 +66,8 @@ class ApiError(Exception):
 class AuthFailed(ApiError):
     """Credentials were refused (after one re-authentication)."""
 
+    resolution = Resolution.STOP
+
 
 class RateLimited(ApiError):
     """The remote (or our own shared limiter) said slow down; ``retry_after`` in seconds."""
@@ -71,6 +92,8 @@ class OutcomeUnknown(Transient):
 
 class Rejected(ApiError):
     """The remote refused the request itself (validation, business rule); retrying won't help."""
+
+    resolution = Resolution.REVIEW
 
     @property
     def reason(self) -> str:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
+from types import MappingProxyType
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
@@ -140,7 +141,9 @@ class ApiClient:
     """Timeouts, retries, rate limiting, auth and redaction for one remote API."""
 
     # The statuses a system answers its rate limit with (Cin7 Core adds 503).
-    rate_limited_statuses: frozenset[int] = frozenset({429})
+    # A provider's own reading of statuses, over the shared one below (e.g. Cin7 answers 503
+    # for "slow down"): status → the error it is.
+    error_map: Mapping[int, type[ApiError]] = MappingProxyType({429: RateLimited})
 
     def __init__(
         self,
@@ -355,10 +358,13 @@ class ApiClient:
     ) -> ApiError:
         """The typed error for a refused request (not raised)."""
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if status in self.rate_limited_statuses:
+        mapped = self.error_map.get(status)
+        if mapped is RateLimited:
             if retry_after and self.limiter and self.config.rate_limit_key:
                 self.limiter.penalize(self.config.rate_limit_key, seconds=retry_after)
             return RateLimited(message, status=status, detail=detail, retry_after=retry_after)
+        if mapped is not None:
+            return mapped(message, status=status, detail=detail, retry_after=retry_after)
         if status in (401, 403):
             return AuthFailed(message, status=status, detail=detail)
         if status >= 500:

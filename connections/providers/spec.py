@@ -111,10 +111,13 @@ def text_list(value: Any) -> list[str]:
 
 
 def text_map(
-    *, known: Collection[str] | None = None, value_pattern: str = r"^[^\n]{1,200}$"
+    *,
+    known: Collection[str] | None = None,
+    value_pattern: str = r"^[^\n]{1,200}$",
+    shape: str = "name = value",
 ) -> Callable[[Any], dict[str, str]]:
     """``name = value`` lines (or a JSON object): ``known`` limits the names; each value must
-    match ``value_pattern``."""
+    match ``value_pattern``; ``shape`` shows how a line is written (with an example)."""
     pattern = re.compile(value_pattern)
 
     def clean(value: Any) -> dict[str, str]:
@@ -127,7 +130,7 @@ def text_map(
                     continue
                 name, sep, target = line.partition("=")
                 if not sep:
-                    raise ValidationError(f"“{line.strip()[:80]}”: write name = value.")
+                    raise ValidationError(f"“{line.strip()[:80]}”: write {shape}.")
                 pairs.append((name, target))
         cleaned: dict[str, str] = {}
         for name, target in pairs:
@@ -137,11 +140,11 @@ def text_map(
             target = str(target).strip()
             if known is not None and name not in known:
                 raise ValidationError(
-                    f"“{name[:80]}” is not a name ml-connector reads; known: "
+                    f"“{name[:80]}” is not something ml-connector reads; known: "
                     f"{', '.join(sorted(known))}."
                 )
             if not pattern.match(target):
-                raise ValidationError(f"“{name[:80]}”: “{target[:80]}” is not a valid value.")
+                raise ValidationError(f"“{name[:80]}”: write {shape}.")
             cleaned[name] = target
         return cleaned
 
@@ -257,18 +260,16 @@ class ConnectionSpec:
         if not isinstance(creds, Mapping):
             raise ValidationError("Credentials must be a set of named values.")
         errors: list[str] = []
-        cleaned: dict[str, str] = {}
         known = {f.name for f in self.credentials}
-        for spec in self.credentials:
-            value = creds.get(spec.name)
-            if value in (None, ""):
-                if spec.required:
-                    errors.append(f"{spec.label} ({spec.name}) is required.")
-                continue
-            try:
-                cleaned[spec.name] = spec.clean(value)
-            except ValidationError as exc:
-                errors.append(f"{spec.label} ({spec.name}): {' '.join(exc.messages)}")
+        try:
+            cleaned = clean_declared(
+                self.credentials,
+                {k: v for k, v in creds.items() if k in known},
+                fill_defaults=False,
+            )
+        except ValidationError as exc:
+            errors.extend(exc.messages)
+            cleaned = {}
         extra = sorted(set(creds) - known)
         if extra and not self.allow_extra_credentials:
             errors.append(f"Unknown credential fields: {', '.join(extra)}.")

@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from connections.providers.base import InboundEvent, Provider
-from connections.providers.errors import AuthFailed
+from connections.providers.errors import Resolution, resolution_of
 from connections.providers.spec import FieldSpec, clean_declared, positive_int, text, whole_number
 from syncs.flows.keys import Thing
 from syncs.flows.kinds import MappingKind
@@ -512,6 +512,11 @@ class Flow(Generic[S, T]):
             cache[name] = load()
         return cache[name]
 
+    def chart(self, holder: Provider) -> set[str]:
+        """The accounts of ``holder``'s chart (capability ``ChartOfAccounts``), read once per
+        run: what a mapped account is checked against."""
+        return self.per_run("chart", lambda: set(holder.chart_of_accounts()))  # type: ignore[attr-defined]
+
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         raise NotImplementedError
 
@@ -529,7 +534,7 @@ class Flow(Generic[S, T]):
         """
         results: list[LoadResult | Exception] = []
         for payload, posting in items:
-            if results and isinstance(results[-1], AuthFailed):
+            if results and resolution_of(results[-1]) is Resolution.STOP:
                 results.append(results[-1])  # the credentials are refused: do not hammer
                 continue
             try:

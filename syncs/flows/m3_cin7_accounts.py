@@ -49,7 +49,7 @@ class M3AccountsToCin7(Flow[InforM3, Cin7Core]):
 
     def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
         """Whether Cin7's chart has the account now (a replay after a mapping was added)."""
-        codes = self.per_run("chart", lambda: set(ctx.target.chart_of_accounts()))
+        codes = self.chart(ctx.target)
         wanted = cin7_account(record.source_key, ctx.mappings)
         return replace(record, data={**record.data, "in_cin7": wanted in codes})
 

@@ -145,7 +145,7 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
     def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
         """Which of the order's line accounts Cin7's chart has, and the percent of each tax rule
         its lines use (both read once a run)."""
-        codes = self.per_run("chart", lambda: set(ctx.target.chart_of_accounts()))
+        codes = self.chart(ctx.target)
         rates = self.per_run(
             "cin7_tax",
             lambda: {

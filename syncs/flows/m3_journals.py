@@ -11,15 +11,10 @@ from decimal import Decimal
 from typing import Any
 
 from connections.providers.infor_m3 import InforM3
-from syncs.flows.base import Flow, FlowContext, LoadResult, Payload, Posting
+from syncs.flows.base import FlowContext, LoadResult, Payload, Posting
 from syncs.money import exponent
 
 logger = logging.getLogger(__name__)
-
-
-def chart_accounts(flow: Flow[Any, Any], m3: InforM3) -> set[str]:
-    """CloudSuite's chart (CRS630MI), read once per run."""
-    return flow.per_run("chart", lambda: set(m3.chart_of_accounts()))
 
 
 def account_check(mapped: str | None, chart: set[str]) -> dict[str, Any]:

@@ -52,7 +52,7 @@ from syncs.flows.base import (
     Wait,
     setting,
 )
-from syncs.flows.m3_journals import account_check, chart_accounts, journal_line
+from syncs.flows.m3_journals import account_check, journal_line
 from syncs.flows.stampli_common import (
     archive_done,
     invoice_records,
@@ -139,7 +139,7 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
         data = record.data
         if "invoice" not in data or data.get("bad_lines"):
             return record
-        chart = chart_accounts(self, ctx.target)
+        chart = self.chart(ctx.target)
         codes = {line["gl_code"] for line in data["lines"]}
         mapped = {c: ctx.mappings.get("gl_account", c) for c in codes}
         supplier = self._supplier(data, ctx.mappings)

@@ -44,7 +44,6 @@ from syncs.flows.base import (
 from syncs.flows.m3_journals import (
     account_check,
     account_problem,
-    chart_accounts,
     journal_line,
     journal_result,
     post_journal,
@@ -115,7 +114,7 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
             query = f"SUNO:{supplier} AND SINO:{payment['invoice_number']}"
             found = ctx.target.search_supplier_invoices(query)
         currency = str(payment["currency"]).upper()
-        chart = chart_accounts(self, ctx.target)
+        chart = self.chart(ctx.target)
         accounts = {
             role: account_check(ACCOUNTS.resolve(ctx.mappings, f"stampli_{role}", currency), chart)
             for role in ("ap", "bank")

@@ -49,7 +49,6 @@ from syncs.flows.keys import WISE_PAID, WISE_QUOTE, WISE_REVERSED, quoted_invoic
 from syncs.flows.m3_journals import (
     account_check,
     account_problem,
-    chart_accounts,
     journal_line,
     journal_result,
     post_journal,
@@ -155,7 +154,7 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
                 ("bank", transfer.get("sourceCurrency")),
             )
         }
-        chart = chart_accounts(self, ctx.target)
+        chart = self.chart(ctx.target)
         data["accounts"] = {role: account_check(value, chart) for role, value in accounts.items()}
         return replace(record, data=data)
 

@@ -16,15 +16,12 @@ from django.utils import timezone
 
 from audit import ledger
 from audit.models import AuditRecord, PostingLedger
-from syncs.flows import SourceRecord
 from syncs.run.pipeline import Item, Outcome
 from syncs.run.repeats import RepeatedOutcomes
 
 if TYPE_CHECKING:
     from connections.redaction import Redactor
-    from syncs.flows import Flow
-    from syncs.models import Integration, SyncRun, WebhookEvent
-    from syncs.run.cursor import RunCursor
+    from syncs.models import WebhookEvent
 
 logger = logging.getLogger(__name__)
 
@@ -36,24 +33,10 @@ PLAIN = (Status.SYNCED, Status.DUPLICATE, Status.SKIPPED, Status.FAILED)
 class OutcomeWrites(RepeatedOutcomes):
     """The runner's outcome writing (see the module docstring)."""
 
-    integration: Integration
-    flow: Flow
     trigger: str
     requested_by: str
     redact: Redactor
-    run_row: SyncRun | None
     event_row: WebhookEvent | None
-    cursor: RunCursor
-    counts: Any
-
-    def _ensure_run(self) -> SyncRun:
-        raise NotImplementedError
-
-    def _count(self, status: str) -> None:
-        raise NotImplementedError
-
-    def _keep_final(self, record: SourceRecord) -> None:
-        raise NotImplementedError
 
     def _write(self, item: Item, out: Outcome) -> AuditRecord:
         """The ledger change, the AuditRecord and the cursor, in one transaction."""

@@ -21,7 +21,7 @@ from django import db
 
 from audit import ledger
 from audit.models import AuditRecord, PostingLedger
-from connections.providers.errors import AuthFailed
+from connections.providers.errors import Resolution, resolution_of
 from syncs.dbretry import with_reconnect
 from syncs.flows import Flag, FlowContext, LoadResult, Mappings, Payload, Skip, SourceRecord, Wait
 
@@ -196,7 +196,11 @@ class Pipeline:
 
     def _note(self, item: Item) -> None:
         """Stop sending once the credentials are refused: every other load would fail so."""
-        if item.outcome is not None and isinstance(item.outcome.error, AuthFailed):
+        if (
+            item.outcome is not None
+            and item.outcome.error is not None
+            and (resolution_of(item.outcome.error) is Resolution.STOP)
+        ):
             self.abort = self.abort or item.outcome.error
 
     def _claim(self) -> None:

@@ -14,7 +14,7 @@ from django.db import transaction
 from audit import ledger
 from audit.models import AuditRecord, PostingLedger
 from connections.providers import plain
-from connections.providers.errors import ApiError, Rejected
+from connections.providers.errors import ApiError, Resolution, resolution_of
 from syncs.flows import (
     Flag,
     FlowContext,
@@ -63,7 +63,7 @@ class PostingSteps:
                 item.outcome = Outcome(
                     Status.FAILED,
                     plain.unreadable(mapped),
-                    retryable=not isinstance(mapped, Rejected),
+                    retryable=resolution_of(mapped) is not Resolution.REVIEW,
                     error=mapped,
                     detail=detail,
                 )
@@ -210,7 +210,7 @@ class PostingSteps:
             if not isinstance(result, ApiError):
                 logger.error("load failed for %s", item.record.source_key, exc_info=result)
             reason = self._describe(result)
-            refused = isinstance(result, Rejected)
+            refused = resolution_of(result) is Resolution.REVIEW
             told = plain.failure(
                 result,
                 system=plain.system_name(self.integration.target.provider_class),

@@ -22,13 +22,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import requests
 
 from connections.providers.base import CheckResult, HttpProvider
 from connections.providers.cin7.credentials import SPEC
-from connections.providers.errors import ApiError
+from connections.providers.errors import ApiError, RateLimited
 from connections.providers.http import ApiClient
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class _Cin7Api(ApiClient):
     """Cin7 answers its rate limit with 503 (documented) as well as 429: both mean slow down,
     never "a write that may have gone through"."""
 
-    rate_limited_statuses = frozenset({429, 503})
+    error_map = MappingProxyType({429: RateLimited, 503: RateLimited})  # 503: "slow down"
 
 
 class Cin7Core(HttpProvider):

@@ -14,7 +14,14 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from connections.providers.spec import ConnectionSpec, FieldSpec, http_settings, text, url
+from connections.providers.spec import (
+    ConnectionSpec,
+    FieldSpec,
+    http_settings,
+    text,
+    text_map,
+    url,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,32 +47,8 @@ _ENTITY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*\.svc/[A-Za-z][A-Za-z0-9_]*$")
 _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
-def _lines(value: Any, *, shape: str) -> list[tuple[str, str]]:
-    if isinstance(value, dict):
-        return [(str(k), str(v)) for k, v in value.items()]
-    items = []
-    for line in str(value).splitlines():
-        if line.strip():
-            need, sep, target = line.partition("=")
-            if not sep:
-                raise ValidationError(f"“{line.strip()[:80]}”: write {shape}.")
-            items.append((need, target))
-    return items
-
-
 def _overrides(value: Any, *, pattern: re.Pattern[str], shape: str, known: dict) -> dict:
-    cleaned = {}
-    for need, target in _lines(value, shape=shape):
-        need, target = need.strip(), target.strip()
-        if need not in known:
-            raise ValidationError(
-                f"“{need[:80]}” is not something ml-connector reads; known: "
-                f"{', '.join(sorted(known))}."
-            )
-        if not pattern.match(target):
-            raise ValidationError(f"“{need}”: write {shape}.")
-        cleaned[need] = target
-    return cleaned
+    return text_map(known=known, value_pattern=pattern.pattern, shape=shape)(value)
 
 
 def clean_entities(value: Any) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -16,7 +17,9 @@ from connections.providers.errors import (
     OutcomeUnknown,
     RateLimited,
     Rejected,
+    Resolution,
     Transient,
+    resolution_of,
 )
 from connections.providers.http import ApiClient, ClientConfig, parse_retry_after
 from connections.redaction import Redactor
@@ -229,3 +232,36 @@ def test_proxies_from_the_environment_are_honoured(
     monkeypatch.setenv("NO_PROXY", "api.example.test")
     bypassed = ApiClient(ClientConfig(base_url="http://api.example.test/"))
     assert bypassed._proxies_for("http://api.example.test/v1/ping") == {}
+
+
+@pytest.mark.parametrize(
+    ("error", "resolution"),
+    [
+        (AuthFailed("refused"), Resolution.STOP),
+        (Rejected("closed"), Resolution.REVIEW),
+        (NotFound("gone"), Resolution.REVIEW),
+        (Transient("503"), Resolution.RETRY),
+        (RateLimited("429"), Resolution.RETRY),
+        (OutcomeUnknown("timeout after sending"), Resolution.RETRY),
+        (KeyError("a value the flow could not read"), Resolution.RETRY),
+    ],
+)
+def test_each_error_says_what_a_run_does_about_it(error: Exception, resolution: Resolution) -> None:
+    assert resolution_of(error) is resolution
+
+
+def test_a_provider_reads_a_status_its_own_way_from_its_error_map(httpserver: HTTPServer) -> None:
+    """A table, not code: a provider maps a status to the error it is (here 409 → retry), over
+    the shared reading (409 → refused)."""
+
+    class Lenient(ApiClient):
+        error_map = MappingProxyType({429: RateLimited, 409: Transient})
+
+    sequence(httpserver, "/x", [Response("busy", 409)])
+    cfg = ClientConfig(base_url=httpserver.url_for("/"), read_timeout=2, max_attempts=1)
+    with pytest.raises(Transient) as info:
+        Lenient(cfg, sleep=Sleeps(), redactor=Redactor([])).get("x")
+    assert resolution_of(info.value) is Resolution.RETRY
+    with pytest.raises(Rejected) as shared:
+        client(httpserver, Sleeps()).get("x")
+    assert resolution_of(shared.value) is Resolution.REVIEW
