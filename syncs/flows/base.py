@@ -1,5 +1,6 @@
 """The flow contract: ``extract → map → load``, the values that pass between them, and the
-``FlowContext`` a flow works in.
+``FlowContext`` a flow works in (``values.py`` and ``context.py`` hold those two; this module the
+``Flow`` and its declared settings).
 
 A flow is small and declarative:
 
@@ -30,357 +31,61 @@ runner's thread) and ``map`` for the later one.
 
 from __future__ import annotations
 
-import enum
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from connections.providers.base import InboundEvent, Provider
 from connections.providers.errors import Resolution, resolution_of
 from connections.providers.spec import FieldSpec, clean_declared, positive_int, text, whole_number
+from syncs.flows.context import FlowContext, Ledger, NoLedger
 from syncs.flows.keys import Thing
 from syncs.flows.kinds import MappingKind
 from syncs.flows.reconciling import Reconciler
+from syncs.flows.values import (
+    Flag,
+    LoadResult,
+    Mappings,
+    Payload,
+    Posting,
+    ReadWindow,
+    Skip,
+    SourceRecord,
+    Superseded,
+    Unit,
+    Wait,
+)
 
 if TYPE_CHECKING:
-    from syncs.models import Integration
+    pass
 
 logger = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=Provider)
 T = TypeVar("T", bound=Provider)
 V = TypeVar("V")
-A = TypeVar("A")
-R = TypeVar("R")
 
-
-class Unit(enum.Enum):
-    """How a source expresses its replication key (and so how the cursor stores it)."""
-
-    EPOCH_MS = "epoch_ms"  # milliseconds since 1970 (M3 LMTS; unverified, see the M3 flow)
-    EPOCH_S = "epoch_s"  # seconds since 1970 (Stripe's created)
-    DATE = "yyyymmdd"  # a calendar date (M3 dates)
-    ISO = "iso8601"  # an ISO 8601 timestamp, UTC when it names no zone (Cin7, IFS)
-
-    def format(self, moment: datetime) -> int | str:
-        if self is Unit.EPOCH_MS:
-            return int(moment.timestamp() * 1000)
-        if self is Unit.EPOCH_S:
-            return int(moment.timestamp())
-        if self is Unit.ISO:
-            return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        return moment.strftime("%Y%m%d")
-
-    def parse(self, value: str) -> datetime:
-        """A stored cursor value as a moment; ``ValueError`` when it is not of this unit."""
-        if self is Unit.EPOCH_MS:
-            return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
-        if self is Unit.EPOCH_S:
-            return datetime.fromtimestamp(int(value), tz=UTC)
-        if self is Unit.ISO:
-            moment = datetime.fromisoformat(value)
-            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-        return datetime.strptime(value, "%Y%m%d").replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class ReadWindow:
-    """Where an incremental read starts: the runner, not the flow, computes it from the cursor.
-
-    ``replication_key`` names the source field the read filters on; ``overlap`` re-reads that
-    far behind the cursor (late writers, clock skew; an integration's ``overlap_seconds`` setting
-    overrides it); ``reach`` is how far back the source can be read at all (the first run starts
-    there, or from the beginning when None).  ``from_run_start``: the source filters by a key it
-    does not return per record, so the run's start is the next cursor, committed when the run
-    ends with nothing to read again.
-    """
-
-    replication_key: str
-    unit: Unit
-    overlap: timedelta = timedelta(minutes=5)
-    reach: timedelta | None = None
-    from_run_start: bool = False
-
-    def start(
-        self, cursor: str, *, now: datetime, overlap: timedelta | None = None
-    ) -> int | str | None:
-        """The first value to read (None: from the beginning)."""
-        floor = now - self.reach if self.reach is not None else None
-        begin: datetime | None = None
-        if cursor:
-            try:
-                begin = self.unit.parse(cursor) - (self.overlap if overlap is None else overlap)
-            except (ValueError, OverflowError, OSError):
-                logger.warning("Cursor %r is not %s: reading from the start", cursor, self.unit)
-        if floor is not None and (begin is None or begin < floor):
-            begin = floor
-        if begin is None:
-            return None
-        if begin.timestamp() < 0:
-            begin = datetime.fromtimestamp(0, tz=UTC)
-        return self.unit.format(begin)
-
-
-@dataclass(frozen=True)
-class SourceRecord:
-    """One record read from the source."""
-
-    source_key: str
-    data: dict[str, Any]
-    watermark: str | None = None
-    seen_via: str = ""
-
-
-@dataclass(frozen=True)
-class Payload:
-    """What to write to the target.
-
-    ``ledger_key`` is the natural key of a non-idempotent write (the runner posts it exactly
-    once); ``None`` marks an idempotent write (an upsert) that needs no ledger.
-    """
-
-    data: dict[str, Any]
-    ledger_key: str | None
-    target_key: str = ""
-
-
-@dataclass(frozen=True)
-class Flag:
-    """The record needs a human (unmapped vendor, currency mismatch …): never posted.
-
-    ``fix`` names the mapping that would settle it, as (mapping kind, source value): the review
-    queue links to that mapping's form, prefilled, which saves it and replays the record.
-    """
-
-    reason: str
-    fix: tuple[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class Wait:
-    """Not yet: something this record needs is not there yet (its customer, say).  Recorded as
-    a retryable failure, so the cursor holds and the next run reads it again."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class Skip:
-    """Nothing to do for this record (unchanged, out of scope)."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class Posting:
-    """The posting ledger's claim on one write."""
-
-    idempotency_key: str
-    ledger_id: int
-    generation: int
-    # When the earlier attempt that may have reached the target was sent (None: not known).
-    attempted_at: datetime | None = None
-
-    def number(self, base: int, slots: int = 100) -> int:
-        """A number unique to this entry and generation: ``base + id·slots + generation``."""
-        if self.generation >= slots:
-            raise ValueError("too many refused attempts for one posting number")
-        return base + self.ledger_id * slots + self.generation
-
-
-class Superseded(Exception):
-    """From ``find_existing``: an earlier attempt left an incomplete remnant that must not be
-    completed (a step in it cannot be told apart from a repeat) but has no effect on its own;
-    post afresh under a new posting number.  ``note`` tells a person what to clean up."""
-
-    def __init__(self, note: str) -> None:
-        super().__init__(note)
-        self.note = note
-
-
-@dataclass(frozen=True)
-class LoadResult:
-    """The outcome of a target write."""
-
-    remote_id: str
-    response: Mapping[str, Any] | None = None
-    note: str = ""
-    # Written, but a person must finish it by hand (what the target refused of it): the record
-    # is confirmed in the ledger — never posted again — and put in the review queue.
-    flag: str = ""
-
-
-class Mappings:
-    """The integration's field mappings, read once per run: ``get(kind, source_value)``.
-
-    ``declared``: the kinds the flow declares (None: any); reading another is a bug, so it
-    raises rather than finding nothing."""
-
-    def __init__(
-        self,
-        table: Mapping[tuple[str, str], str] | None = None,
-        *,
-        declared: Iterable[str] | None = None,
-    ) -> None:
-        self._table = dict(table or {})
-        self._declared = None if declared is None else frozenset(declared)
-
-    def get(self, kind: str, source_value: Any) -> str | None:
-        if self._declared is not None and kind not in self._declared:
-            raise LookupError(f"“{kind}” mappings are read but not declared by the flow.")
-        return self._table.get((kind, str(source_value).strip()))
-
-
-class Ledger(Protocol):
-    """The posting ledger as a flow reads it (``ctx.ledger``)."""
-
-    def confirmed(self, keys: Iterable[str]) -> set[str]:
-        """Which of these keys the target holds (confirmed)."""
-        ...
-
-    def known(self, keys: Iterable[str]) -> set[str]:
-        """Which of these keys are confirmed or being posted right now (by any worker)."""
-        ...
-
-    def under(self, thing: Thing, *values: Any, side: str = "target") -> dict[str, str]:
-        """The confirmed keys of ``thing`` beginning with these field values, with their
-        remote ids, on the integration's target (or ``side="source"``) connection — what an
-        earlier run, or another flow, made there."""
-        ...
-
-
-class NoLedger:
-    """A ledger that holds nothing (a context made outside a run)."""
-
-    def confirmed(self, keys: Iterable[str]) -> set[str]:
-        return set()
-
-    def known(self, keys: Iterable[str]) -> set[str]:
-        return set()
-
-    def under(self, thing: Thing, *values: Any, side: str = "target") -> dict[str, str]:
-        return {}
-
-
-@dataclass
-class FlowContext(Generic[S, T]):
-    """What a flow may use during a run; built by the runner."""
-
-    integration: Integration
-    window_start: int | str | None
-    make_client: Callable[[str], Provider]
-    set_total: Callable[[int], None]
-    processed_events: Callable[[Sequence[str]], set[str]]
-    ledger: Ledger = field(default_factory=NoLedger)
-    read_mark: str | None = None
-    # The integration's field mappings, for ``prepare`` to check against the target before
-    # ``map`` decides (``map`` is given them too).
-    mappings: Mappings = field(default_factory=Mappings)
-    processed_files: Callable[[Sequence[tuple[str, int, str]]], set[tuple[str, int, str]]] = (
-        lambda files: set()
-    )
-    # Source files read in this run (``file_read``); once the run ends with nothing to read
-    # again the runner records them as processed and hands them over as ``done_files``.
-    files: list[dict[str, Any]] = field(default_factory=list)
-    done_files: list[dict[str, Any]] = field(default_factory=list)
-    width: int = 1  # how many reads ``in_parallel`` runs at once (the in-flight setting)
-    # What ``extract`` read ahead in bulk for ``prepare`` (which takes each entry once), keyed
-    # by the flow: never stored with a record, so a replay reads afresh.
-    read_ahead: dict[str, Any] = field(default_factory=dict)
-
-    _clients: dict[tuple[int, str], Provider] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def _client(self, side: str) -> Provider:
-        key = (threading.get_ident(), side)
-        client = self._clients.get(key)
-        if client is None:
-            client = self.make_client(side)
-            with self._lock:
-                self._clients[key] = client
-        return client
-
-    @property
-    def source(self) -> S:
-        """This thread's client of the integration's source connection."""
-        return self._client("source")  # type: ignore[return-value]
-
-    @property
-    def target(self) -> T:
-        """This thread's client of the integration's target connection."""
-        return self._client("target")  # type: ignore[return-value]
-
-    def mark_read(self, watermark: str) -> None:
-        """Everything up to ``watermark`` was read and needs nothing more from this run: the
-        runner moves the cursor there when the run ends, unless a retryable failure means some
-        of it must be read again."""
-        self.read_mark = watermark
-
-    def file_read(self, *, kind: str, name: str, size: int, sha256: str, rows: int) -> None:
-        """A source file was read whole (its rows are yielded): record it as processed once
-        the run ends with nothing to read again."""
-        self.files.append(
-            {"kind": kind, "name": name, "size": size, "sha256": sha256, "rows": rows}
-        )
-
-    def file_processed(self, name: str, size: int, sha256: str) -> bool:
-        """Whether an earlier run processed this file (name, size and checksum: the same name
-        with other content is a new file)."""
-        return bool(self.processed_files([(name, size, sha256)]))
-
-    def events_processed(self, event_ids: Iterable[str]) -> set[str]:
-        """Which of these source events a webhook delivery already processed for this flow."""
-        return self.processed_events(list(event_ids))
-
-    def in_parallel(self, fn: Callable[[A], R], items: Sequence[A]) -> list[R | Exception]:
-        """``fn`` applied to each item, up to ``width`` at a time (the connection's in-flight
-        setting), in order: one result or exception per item.  Each thread uses its own client
-        (``ctx.source``, ``ctx.target``) and database connection, closed when it is done — the
-        reads of a run go side by side as its loads do."""
-        if self.width <= 1 or len(items) <= 1:
-            return [_attempt(fn, item) for item in items]
-        from django import db
-
-        results: list[R | Exception] = [None] * len(items)  # type: ignore[list-item]
-        todo = iter(range(len(items)))
-        lock = threading.Lock()
-
-        def work() -> None:
-            try:
-                while True:
-                    with lock:
-                        n = next(todo, None)
-                    if n is None:
-                        return
-                    results[n] = _attempt(fn, items[n])
-            finally:
-                db.connections.close_all()
-
-        threads = [
-            threading.Thread(target=work, name=f"read-{n + 1}", daemon=True)
-            for n in range(min(self.width, len(items)))
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return results
-
-    def close(self) -> None:
-        with self._lock:
-            clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            client.close()
-
-
-def _attempt(fn: Callable[[A], R], item: A) -> R | Exception:
-    try:
-        return fn(item)
-    except Exception as exc:  # handed back as data: the caller decides
-        return exc
+__all__ = [
+    "OVERLAP_SETTING",
+    "WORKERS_SETTING",
+    "Flag",
+    "Flow",
+    "FlowContext",
+    "Ledger",
+    "LoadResult",
+    "Mappings",
+    "NoLedger",
+    "Payload",
+    "Posting",
+    "ReadWindow",
+    "Skip",
+    "SourceRecord",
+    "Superseded",
+    "Unit",
+    "Wait",
+    "setting",
+]
 
 
 def setting(
