@@ -15,7 +15,7 @@ from django import forms
 from connections.models import Connection
 from connections.providers.base import Provider
 from connections.providers.registry import provider_class
-from connections.providers.spec import ConnectionSpec, FieldSpec
+from connections.providers.spec import ConnectionSpec, FieldSpec, as_text
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +78,7 @@ class ConnectionForm(forms.ModelForm):
             name = SETTING + field_spec.name
             if name in self.fields:
                 value = current.get(field_spec.name, field_spec.default)
-                if isinstance(value, dict):  # shown as "key = value" lines
-                    value = "\n".join(f"{k} = {v}" for k, v in value.items())
-                self.fields[name].initial = value
+                self.fields[name].initial = as_text(value) if isinstance(value, dict) else value
         if spec.credentials_file and CREDENTIALS_FILE in self.fields:
             self.fields[CREDENTIALS_FILE].required = adding
             if not adding:

@@ -21,7 +21,7 @@ from rangefilter.filters import DateRangeQuickSelectListFilterBuilder
 
 from connections.admin_base import SafeModelAdmin
 from connections.providers.errors import ApiError
-from connections.providers.spec import FieldSpec
+from connections.providers.spec import FieldSpec, as_text
 from syncs.admin_base import DefaultFirstFilter, ReadOnlyAdmin
 from syncs.flows import FLOWS, flow_choices
 from syncs.forms import FieldMappingForm
@@ -51,18 +51,9 @@ logger = logging.getLogger(__name__)
 SETTING = "setting__"
 
 
-def _shown(value: Any) -> str:
-    """A setting's value as its form field shows it: lists one per line, maps as name = value."""
-    if isinstance(value, dict):
-        return "\n".join(f"{k} = {v}" for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return "\n".join(str(v) for v in value)
-    return "" if value is None else str(value)
-
-
 def settings_field(spec: FieldSpec) -> forms.Field:
     """The form field of one declared flow setting (blank: its default, shown as a hint)."""
-    default = _shown(spec.default)
+    default = as_text(spec.default)
     help_text = " ".join(filter(None, [spec.help, f"Blank: {default}." if default else ""]))
     if spec.choices:
         blank = f"(default: {default})" if default else "(none)"
@@ -114,7 +105,7 @@ class IntegrationForm(forms.ModelForm):
         current = self.instance.settings or {}
         for spec in self.declared():
             field = settings_field(spec)
-            field.initial = _shown(current.get(spec.name)) if spec.name in current else ""
+            field.initial = as_text(current.get(spec.name)) if spec.name in current else ""
             self.fields[SETTING + spec.name] = field
 
     def declared(self) -> tuple[FieldSpec, ...]:
@@ -208,9 +199,9 @@ class IntegrationAdmin(SafeModelAdmin):
         rows = [
             (
                 spec.label,
-                _shown(current[spec.name])
+                as_text(current[spec.name])
                 if spec.name in current
-                else f"{_shown(spec.default) or '—'} (default)",
+                else f"{as_text(spec.default) or '—'} (default)",
             )
             for spec in flow.declared_settings()
         ]

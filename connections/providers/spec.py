@@ -192,6 +192,16 @@ class FieldSpec:
         return tuple(getattr(self.clean, "choices", ()))
 
 
+def as_text(value: Any) -> str:
+    """A setting's value as a form field shows it: a list one per line, a map as ``name = value``
+    lines (what ``text_list`` and ``text_map`` read back)."""
+    if isinstance(value, Mapping):
+        return "\n".join(f"{k} = {v}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return "\n".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
 def clean_declared(
     specs: Iterable[FieldSpec],
     values: Mapping[str, Any],

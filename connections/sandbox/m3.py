@@ -114,10 +114,22 @@ class M3State:
     refuse_line_text: str = "REFUSE"
 
     last_lmts: int = 0
+    # What LMTS holds.  The metadata says only "Timestamp", numeric, 18 digits
+    # (mi-metadata.json, CRS630MI LstAccountID), and no published source says which: epoch
+    # milliseconds (13 digits today) or yyyyMMddHHmmssSSS (17 digits).  The simulator takes
+    # either ("epoch_ms", "datetime_ms"); the flows that filter by it are tested under both.
+    lmts_unit: str = "epoch_ms"
 
     def now_lmts(self) -> int:
-        """LMTS as epoch milliseconds (unit unverified), strictly increasing per change."""
-        self.last_lmts = max(int(time.time() * 1000), self.last_lmts + 1)
+        """LMTS in ``lmts_unit``, strictly increasing per change."""
+        now = time.time()
+        if self.lmts_unit == "datetime_ms":
+            stamp = int(
+                time.strftime("%Y%m%d%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1000):03d}"
+            )
+        else:
+            stamp = int(now * 1000)
+        self.last_lmts = max(stamp, self.last_lmts + 1)
         return self.last_lmts
 
     def put_customer(self, cuno: str, **fields: Any) -> dict[str, Any]:

@@ -17,7 +17,11 @@ logger = logging.getLogger(__name__)
 class Unit(enum.Enum):
     """How a source expresses its replication key (and so how the cursor stores it)."""
 
-    EPOCH_MS = "epoch_ms"  # milliseconds since 1970 (M3 LMTS; unverified, see the M3 flow)
+    # Milliseconds since 1970.  M3's LMTS is an 18-digit "Timestamp" whose unit no published
+    # source gives (searched); read as epoch ms, a filter by it can only read too much, never too
+    # little, should M3 hold yyyyMMddHHmmssSSS (17 digits, always larger): the flows that filter
+    # by it are tested under both readings.
+    EPOCH_MS = "epoch_ms"
     EPOCH_S = "epoch_s"  # seconds since 1970 (Stripe's created)
     DATE = "yyyymmdd"  # a calendar date (M3 dates)
     ISO = "iso8601"  # an ISO 8601 timestamp, UTC when it names no zone (Cin7, IFS)

@@ -212,3 +212,30 @@ def test_rotation_is_offered_by_capability_never_by_the_name_of_a_system(
     with pytest.raises(ValueError, match="not rotated by ml-connector"):
         key_rotate(connection=cin7)
     assert keys_rotate_due() == {"rotated": 0, "not_finished": 0, "failed": 0}
+
+
+@pytest.mark.parametrize("enc", ["A128GCM", "A256GCM", "A128CBC-HS256", "A256CBC-HS512"])
+@pytest.mark.parametrize("alg", ["RSA-OAEP", "RSA-OAEP-256"])
+def test_a_rotation_reads_the_secret_whichever_rsa_oaep_and_aes_stripe_seals_it_with(
+    stripe_connection: Connection, stripe_sim: Served, alg: str, enc: str
+) -> None:
+    """Stripe publishes no JWE algorithms, and a live key carries no plain token: the secret
+    is read from the sealed one alone, under every RSA-OAEP key wrap and AES encryption."""
+    stripe = sim_of(stripe_sim)
+    stripe.secret_sealing, stripe.plain_token = (alg, enc), False
+    rotation = key_rotate(connection=stripe_connection)
+    assert rotation.status == R.DONE, rotation.message
+    stripe_connection.refresh_from_db()
+    assert stripe_connection.credentials["api_key"] == stripe.api_key
+
+
+def test_a_secret_sealed_with_rsa1_5_is_refused_and_the_old_key_kept(
+    stripe_connection: Connection, stripe_sim: Served
+) -> None:
+    stripe = sim_of(stripe_sim)
+    old = stripe_connection.credentials["api_key"]
+    stripe.secret_sealing, stripe.plain_token = ("RSA1_5", "A128GCM"), False
+    rotation = key_rotate(connection=stripe_connection)
+    assert rotation.status == R.FAILED and "could not read its secret" in rotation.message
+    stripe_connection.refresh_from_db()
+    assert stripe_connection.credentials["api_key"] == old

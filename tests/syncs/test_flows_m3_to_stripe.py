@@ -249,3 +249,26 @@ def test_an_invoice_with_missing_amounts_is_flagged_not_crashed(
         and said in result.reason
         and "check it in CloudSuite" in result.reason
     )
+
+
+@pytest.mark.parametrize("unit", ["epoch_ms", "datetime_ms"])
+def test_a_changed_customer_is_never_missed_whatever_lmts_holds(
+    m3_sim: Served, stripe: StripeSimulator, customers: Integration, unit: str
+) -> None:
+    """LMTS's unit is not published: read as epoch milliseconds, a change is found whether
+    CloudSuite writes epoch milliseconds or yyyyMMddHHmmssSSS (then every run reads all, and
+    sends only what changed)."""
+    m3: M3Simulator = m3_sim.app  # type: ignore[assignment]
+    m3.state.lmts_unit = unit
+    m3.state.put_customer("C100", CUNM="Acme Stores", CUCD="EUR")
+    m3.state.put_customer("C200", CUNM="Birch Ltd", CUCD="GBP")
+    assert len(str(m3.state.customers["C100"]["LMTS"])) == (13 if unit == "epoch_ms" else 17)
+    assert run(customers).synced == 2
+    m3.state.put_customer("C200", CUNM="Birch Holdings Ltd")
+    m3.state.put_customer("C300", CUNM="Cedar AB", CUCD="SEK")
+    again = run(customers)
+    statuses = {r.source_key: r.status for r in again.records.all()}
+    assert statuses["C200"] == statuses["C300"] == S.SYNCED
+    assert statuses.get("C100", S.SKIPPED) == S.SKIPPED  # unchanged: nothing sent
+    assert by_number(stripe)["C200"]["name"] == "Birch Holdings Ltd"
+    assert len(stripe.objects["customer"]) == 3

@@ -5,8 +5,9 @@ Stripe's v2 API (``POST /v2/iam/api_keys/{id}/rotate``) needs a PEM RSA public k
 2048 bits when it rotates a secret key, and answers with the new key whose
 ``secret_key.encrypted_secret`` holds the new secret as a JWE in compact form (``format`` =
 ``jwe_compact``); test-mode keys also carry it in plain as ``secret_key.token``.  Which JWE
-algorithms Stripe uses is not published (unverified): any RSA-OAEP key wrap with an AES content
-encryption is accepted here — never RSA1_5 or a symmetric ``dir`` key.
+algorithms Stripe uses is not published (searched): any RSA-OAEP key wrap with an AES content
+encryption is read here — never RSA1_5 or a symmetric ``dir`` key — and a test rotates under
+each of them with no plain token.
 """
 
 from __future__ import annotations

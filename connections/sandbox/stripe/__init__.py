@@ -15,9 +15,12 @@ for a customer paying, a refund and a dispute.
 API keys are objects of the v2 IAM API: ``POST /v2/iam/api_keys/{id}/rotate`` (JSON body,
 ``expire_current_key_in_minutes`` at most 10080, ``public_key.pem_key`` an RSA key of 2048 bits or
 more, required for a secret key) makes a new key whose secret comes back as a compact JWE
-encrypted to that public key (``secret_key.encrypted_secret``; ``RSA-OAEP-256`` + ``A256GCM``,
-unverified: Stripe does not publish its choice) and, as for every test-mode key, in plain as
-``secret_key.token``; the rotated key keeps working until it expires, then is answered 401.
+encrypted to that public key (``secret_key.encrypted_secret``) and, as for every test-mode key,
+in plain as ``secret_key.token``; the rotated key keeps working until it expires, then is
+answered 401.  Stripe publishes neither the JWE algorithms it seals with (searched) nor that a
+live key carries no plain token: ``secret_sealing`` picks the algorithms (``RSA-OAEP-256`` +
+``A256GCM`` by default) and ``plain_token`` can be turned off; rotation is tested under each
+RSA-OAEP / AES choice, with the plain token left out.
 
 The simulator is split by API area: ``keys`` (v2 API keys), ``billing`` (customers, invoices,
 prices, invoice items), ``money`` (events, charges, intents, balance, payouts, refunds, invoice
@@ -87,6 +90,8 @@ class StripeSimulator(KeysApi, BillingApi, MoneyApi, ScriptedCustomers, Simulato
             self.rate_limit = RateLimit(per_minute=self.rate_limit.per_minute, burst=BURST)
         self.endpoint_limit = RateLimit(per_minute=ENDPOINT_PER_SECOND * 60, burst=BURST)
         self.by_operation: collections.Counter[str] = collections.Counter()  # requests served
+        self.secret_sealing = ("RSA-OAEP-256", "A256GCM")  # JWE alg and enc of a new secret
+        self.plain_token = True
         self.api_keys: dict[str, dict[str, Any]] = {
             "ak_sandbox_initial": {
                 "id": "ak_sandbox_initial",

@@ -27,6 +27,8 @@ class KeysApi:
 
     objects: dict[str, dict[str, dict[str, Any]]]
     events: list[dict[str, Any]]
+    secret_sealing: tuple[str, str]
+    plain_token: bool
 
     # -- API keys ---------------------------------------------------------------------------
 
@@ -114,15 +116,17 @@ class KeysApi:
         }
         self.api_keys[new["id"]] = new
         key["expires_at"] = self.clock() + minutes * 60
+        alg, enc = self.secret_sealing
         sealed = jwe.JWE(
-            secret.encode(),
-            protected={"alg": "RSA-OAEP-256", "enc": "A256GCM", "kid": public[1] or "key"},
+            secret.encode(), protected={"alg": alg, "enc": enc, "kid": public[1] or "key"}
         )
+        sealed.allowed_algs = [alg, enc]
         sealed.add_recipient(public[0])
         view = self._key_view(new)
+        plain = {"token": secret} if self.plain_token else {}  # test-mode keys carry it too
         view["secret_key"] = {
             **view["secret_key"],
-            "token": secret,  # test-mode keys carry it in plain too
+            **plain,
             "encrypted_secret": {
                 "ciphertext": sealed.serialize(compact=True),
                 "format": "jwe_compact",
