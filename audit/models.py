@@ -59,6 +59,12 @@ class AuditRecord(models.Model):
     )
     seen_via = models.CharField(max_length=10, blank=True, help_text="schedule, webhook, poll …")
     source_payload = models.JSONField(default=dict)
+    looked_up = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="What the record was judged against, looked up just before it was mapped "
+        "(what was still open on an invoice, whether an account is in the chart).",
+    )
     sent_payload = models.JSONField(null=True, blank=True)
     response_summary = models.JSONField(null=True, blank=True)
     attempt = models.PositiveIntegerField(default=1)

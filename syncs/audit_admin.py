@@ -231,6 +231,7 @@ def record_context(model_admin: Any, request: HttpRequest, obj: AuditRecord) -> 
         "replay_url": reverse("admin:audit_reviewitem_replay", args=[obj.pk]),
         "dismiss_url": reverse("admin:audit_reviewitem_dismiss", args=[obj.pk]),
         "read_fields": display.fields(obj.source_payload),
+        "looked_up_fields": display.fields(obj.looked_up) if obj.looked_up else [],
         "sent_fields": display.fields(obj.sent_payload) if obj.sent_payload else [],
         "answer_fields": display.fields(obj.response_summary) if obj.response_summary else [],
         "replay_link": (

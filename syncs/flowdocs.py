@@ -9,7 +9,7 @@ from pathlib import Path
 
 from connections.providers import plain
 from connections.providers.registry import provider_class
-from syncs.flows import FLOWS
+from syncs.flows import FLOWS, Check
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ def flow_docs() -> str:
         target = plain.system_name(provider_class(flow.target_kind))
         out.append(f"**{flow.label}** (`{flow.key}`, {source} → {target})")
         out.append("")
+        if issubclass(flow, Check):
+            out += [f"A check: it compares {source} with {target} and posts nothing.", ""]
         specs = flow.declared_settings()
         if specs:
             out += ["| Setting | What it does | Default |", "|---|---|---|"]

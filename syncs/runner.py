@@ -223,11 +223,8 @@ class Runner(RunProgress, PostingSteps, OutcomeWrites):
                 ctx,
                 (
                     (
-                        self.flow.reread(
-                            ctx,
-                            SourceRecord(
-                                source_key=o.source_key, data=o.source_payload, seen_via=o.seen_via
-                            ),
+                        SourceRecord(
+                            source_key=o.source_key, data=o.source_payload, seen_via=o.seen_via
                         ),
                         o,
                     )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 from syncs.flows.base import (
+    Check,
     Flag,
     Flow,
     FlowContext,
     LoadResult,
+    Lookups,
     Mappings,
     Payload,
     Posting,
@@ -18,13 +20,14 @@ from syncs.flows.base import (
     Superseded,
     Unit,
     Wait,
+    lookups_of,
     setting,
 )
 from syncs.flows.ifs_stripe_customers import IfsCustomersToStripe
 from syncs.flows.ifs_stripe_invoices import IfsInvoicesToStripe
 from syncs.flows.ifs_stripe_orders import IfsOrdersToStripe
 from syncs.flows.kinds import kinds_by_name
-from syncs.flows.m3_cin7_accounts import M3AccountsToCin7
+from syncs.flows.m3_cin7_accounts import M3ChartAgainstCin7
 from syncs.flows.m3_cin7_purchases import M3PurchasesToCin7
 from syncs.flows.m3_cin7_suppliers import M3SuppliersToCin7
 from syncs.flows.m3_stripe_customers import M3CustomersToStripe
@@ -55,7 +58,7 @@ FLOWS: dict[str, type[Flow]] = {
         StampliInvoicesToM3,
         StampliPaymentsToM3,
         M3SuppliersToCin7,
-        M3AccountsToCin7,
+        M3ChartAgainstCin7,
         M3PurchasesToCin7,
     )
 }
@@ -87,10 +90,12 @@ def flow_choices() -> list[tuple[str, str]]:
 
 __all__ = [
     "FLOWS",
+    "Check",
     "Flag",
     "Flow",
     "FlowContext",
     "LoadResult",
+    "Lookups",
     "Mappings",
     "Payload",
     "Posting",
@@ -103,6 +108,7 @@ __all__ = [
     "flow_choices",
     "flows_listed_in",
     "get_flow",
+    "lookups_of",
     "mapping_kind_choices",
     "setting",
 ]

@@ -9,8 +9,13 @@ A flow is small and declarative:
   declared ``ReadWindow`` (replication key, unit, overlap, how far back the source reaches).  The
   cursor holds the watermark of the last committed record, so a window reads inclusively
   (``>=``) and records sharing it are seen again: the ledger makes that harmless.
+- ``prepare(ctx, record)`` looks up, just before the record is mapped, what it is judged against
+  (what is still open on an invoice, whether an account is in the chart): the flow's declared
+  ``Lookups``, which ``map`` reads from ``record.lookups``.
 - ``map(record, mappings)`` is pure — no I/O — and returns a ``Payload``, a ``Flag`` (needs a
   human), a ``Wait`` (not yet: read it again next run) or a ``Skip``.
+- ``ledger_key(record)`` is the one place the posting ledger's key of a record's write is built
+  (from ``keys.py``); ``map`` puts it on the payload, and the runner checks the two agree.
 - ``load(ctx, payload, posting)`` makes one target write; it raises ``Rejected`` only when
   nothing was applied.  A target that takes many writes per request overrides ``load_many``
   (and sets ``chunk_size``): the runner still claims and confirms each record in the ledger.
@@ -34,7 +39,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from connections.providers.base import InboundEvent, Provider
 from connections.providers.errors import Resolution, resolution_of
@@ -46,6 +51,7 @@ from syncs.flows.reconciling import Reconciler
 from syncs.flows.values import (
     Flag,
     LoadResult,
+    Lookups,
     Mappings,
     Payload,
     Posting,
@@ -55,10 +61,8 @@ from syncs.flows.values import (
     Superseded,
     Unit,
     Wait,
+    lookups_of,
 )
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +73,13 @@ V = TypeVar("V")
 __all__ = [
     "OVERLAP_SETTING",
     "WORKERS_SETTING",
+    "Check",
     "Flag",
     "Flow",
     "FlowContext",
     "Ledger",
     "LoadResult",
+    "Lookups",
     "Mappings",
     "NoLedger",
     "Payload",
@@ -84,6 +90,7 @@ __all__ = [
     "Superseded",
     "Unit",
     "Wait",
+    "lookups_of",
     "setting",
 ]
 
@@ -162,6 +169,7 @@ class Flow(Generic[S, T]):
     after_lost_answer: ClassVar[str] = ""
     settings: ClassVar[tuple[FieldSpec, ...]] = ()
     mapping_kinds: ClassVar[tuple[MappingKind, ...]] = ()  # the field mappings it reads
+    lookups: ClassVar[type[Lookups] | None] = None  # what ``prepare`` gives ``map``
     part_settings: ClassVar[tuple[FieldSpec, ...]] = ()
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -274,16 +282,38 @@ class Flow(Generic[S, T]):
         default: every record stands alone)."""
         return None
 
-    def prepare(self, ctx: FlowContext[S, T], record: SourceRecord) -> SourceRecord:
-        """The record brought up to date just before it is mapped, once every earlier record
-        with its ``serial_key`` is written (what CloudSuite still has open on an invoice, say).
-        Runs in the runner's thread; the default changes nothing."""
-        return record
+    def prepare(self, ctx: FlowContext[S, T], record: SourceRecord) -> Lookups | None:
+        """What the record is judged against, looked up just before it is mapped — once every
+        earlier record with its ``serial_key`` is written (what CloudSuite still has open on an
+        invoice, say), and again when it is replayed: an instance of ``lookups`` (None when the
+        flow declares none).  Runs in the runner's thread."""
+        return None
 
-    def reread(self, ctx: FlowContext[S, T], record: SourceRecord) -> SourceRecord:
-        """A stored record brought up to date before it is replayed (what changed since it was
-        read: an invoice's open amount, say).  The default replays it as it was read."""
-        return record
+    def ledger_key(self, record: SourceRecord) -> str | None:
+        """The posting ledger's key of the write this prepared record would make (built with
+        ``keys.py``); ``map`` puts it on a ledgered payload.  None: the flow posts nothing
+        through the ledger."""
+        return None
 
     def acknowledge(self, ctx: FlowContext[S, T], records: Sequence[SourceRecord]) -> None:
         """Tell the source these records are done (committed, not to be read again)."""
+
+
+class Check(Flow[S, T]):
+    """Review-only work: a comparison of the source with the target that posts nothing (two
+    charts of accounts, say).  ``examine`` judges each record the check reads: a ``Flag`` is a
+    difference for a person to settle (in the review queue, with the mapping that would fix
+    it), a ``Skip`` means it holds.  The runner never loads a check's record, and takes a payload
+    from one for the bug it is."""
+
+    ledger_target = ""
+    posting_name = "nothing"
+
+    def examine(self, record: SourceRecord, mappings: Mappings) -> Flag | Skip:
+        raise NotImplementedError
+
+    def map(self, record: SourceRecord, mappings: Mappings) -> Flag | Skip:
+        return self.examine(record, mappings)
+
+    def load(self, ctx: FlowContext[S, T], payload: Payload, posting: Posting | None) -> LoadResult:
+        raise TypeError(f"{type(self).__name__} is a check: it posts nothing.")

@@ -142,6 +142,9 @@ class IfsCustomersToStripe(StripeCustomerWrites, Flow[IfsCloud, StripeProvider])
         navigation = self.setting("address_navigation")
         return ifs.with_address(customer, wanted, navigation)
 
+    def ledger_key(self, record: SourceRecord) -> str:
+        return keys.IFS_CUSTOMER.build(str(record.data["ifs"].get(KEY_FIELD) or "").strip())
+
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
         ifs, current, f = record.data["ifs"], record.data.get("stripe"), self.fields
         number = str(ifs.get(KEY_FIELD) or "").strip()
@@ -167,7 +170,7 @@ class IfsCustomersToStripe(StripeCustomerWrites, Flow[IfsCloud, StripeProvider])
             wanted=wanted,
             metadata={METADATA_KEY: number, **({"ifs_tax_id": tax_id} if tax_id else {})},
             current=current,
-            ledger_key=keys.IFS_CUSTOMER.build(number),
+            ledger_key=self.ledger_key(record),
             on_create=(
                 {"tax_id_data": [{"type": tax_type, "value": tax_id}]}
                 if tax_id and tax_type

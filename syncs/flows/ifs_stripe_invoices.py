@@ -195,6 +195,9 @@ class IfsInvoicesToStripe(Flow[IfsCloud, StripeProvider]):
             f"{currency} minor units)"
         )
 
+    def ledger_key(self, record: SourceRecord) -> str:
+        return invoice_key(record.data["ifs"])
+
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         row, existing = record.data["ifs"], record.data.get("existing")
         number = str(row.get("InvoiceNo") or row.get("InvoiceId"))
@@ -225,7 +228,7 @@ class IfsInvoicesToStripe(Flow[IfsCloud, StripeProvider]):
                 # create was lost): recorded as this invoice's Stripe invoice, not made again.
                 return Payload(
                     {"adopt": existing["id"], "invoice": {"metadata": {}}},
-                    ledger_key=invoice_key(row),
+                    ledger_key=self.ledger_key(record),
                     target_key=existing["id"],
                 )
             if existing["status"] != "draft":
@@ -274,7 +277,7 @@ class IfsInvoicesToStripe(Flow[IfsCloud, StripeProvider]):
         }
         return Payload(
             {"invoice": params, "lines": wanted, "currency": currency.lower()},
-            ledger_key=invoice_key(row),
+            ledger_key=self.ledger_key(record),
         )
 
     # -- writes -----------------------------------------------------------------------------

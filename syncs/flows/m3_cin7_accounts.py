@@ -1,23 +1,33 @@
-"""CloudSuite's chart of accounts checked against Cin7 Core's, for review.
+"""A check: CloudSuite's chart of accounts against Cin7 Core's, for review.
 
-Cin7's chart is effectively read-only for an integration, so nothing is created there: each
-CloudSuite account (CRS630MI, dimension 1) is looked for in Cin7's chart (``/ref/account``) —
-through its ``cin7_account`` mapping, or by the same code — and one Cin7 does not have is put
-in the review queue with what to do (add it in Cin7, or map it to an account Cin7 has).  Accounts
-that match need nothing and add no audit row; a flag already waiting is noted as seen again.
+Cin7's chart is effectively read-only for an integration, so nothing is created there and this
+is a ``Check``, not a flow that posts: each CloudSuite account (CRS630MI, dimension 1) is looked
+for in Cin7's chart (``/ref/account``) — through its ``cin7_account`` mapping, or by the same
+code — and one Cin7 does not have is put in the review queue with what to do (add it in Cin7, or
+map it to an account Cin7 has).  Accounts that match need nothing and add no audit row; a flag
+already waiting is noted as seen again.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass
 from typing import Any
 
 from connections.providers.cin7 import Cin7Core
 from connections.providers.infor_m3 import InforM3
 from syncs.flows import kinds
-from syncs.flows.base import Flag, Flow, FlowContext, Mappings, Skip, SourceRecord
+from syncs.flows.base import (
+    Check,
+    Flag,
+    FlowContext,
+    Lookups,
+    Mappings,
+    Skip,
+    SourceRecord,
+    lookups_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -29,36 +39,41 @@ def cin7_account(code: str, mappings: Mappings) -> str:
     return mappings.get("cin7_account", code) or code
 
 
-class M3AccountsToCin7(Flow[InforM3, Cin7Core]):
+@dataclass(frozen=True)
+class InCin7(Lookups):
+    """Whether Cin7's chart has the account a CloudSuite account posts to, as it is now."""
+
+    account: str
+    present: bool
+
+
+class M3ChartAgainstCin7(Check[InforM3, Cin7Core]):
     key = "m3_cin7.accounts"
-    label = "CloudSuite chart of accounts ↔ Cin7 Core chart (review)"
+    label = "CloudSuite chart of accounts ↔ Cin7 Core chart (check)"
     source_kind = "infor_m3"
     target_kind = "cin7"
     stream = "accounts"
-    ledger_target = "cin7.account"
     posting_name = "the account"
     mapping_kinds = (kinds.CIN7_ACCOUNT,)
+    lookups = InCin7
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
-        cin7 = {str(a.get("Code")): a for a in ctx.target.list_accounts()}
+        cin7 = self.chart(ctx.target)
         for account in ctx.source.list_accounts():
             code = str(account.get("AITM") or "")
-            wanted = cin7_account(code, ctx.mappings)
-            if code and wanted not in cin7:
-                yield SourceRecord(code, {"m3": account, "cin7_code": wanted})
+            if code and cin7_account(code, ctx.mappings) not in cin7:
+                yield SourceRecord(code, {"m3": account})
 
-    def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
+    def prepare(self, ctx: Context, record: SourceRecord) -> InCin7:
         """Whether Cin7's chart has the account now (a replay after a mapping was added)."""
-        codes = self.chart(ctx.target)
         wanted = cin7_account(record.source_key, ctx.mappings)
-        return replace(record, data={**record.data, "in_cin7": wanted in codes})
+        return InCin7(wanted, wanted in self.chart(ctx.target))
 
-    reread = prepare
-
-    def map(self, record: SourceRecord, mappings: Mappings) -> Flag | Skip:
+    def examine(self, record: SourceRecord, mappings: Mappings) -> Flag | Skip:
         m3: dict[str, Any] = record.data["m3"]
-        code, wanted = record.source_key, cin7_account(record.source_key, mappings)
-        if record.data.get("in_cin7"):
+        found = lookups_of(record, InCin7)
+        code, wanted = record.source_key, found.account
+        if found.present:
             return Skip(f"CloudSuite account {code} now posts to Cin7 account {wanted}.")
         what = f"CloudSuite account {code} ({m3.get('TX40') or 'no name'})"
         if wanted != code:

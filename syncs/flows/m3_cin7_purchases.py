@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -46,6 +46,7 @@ from syncs.flows.base import (
     Flow,
     FlowContext,
     LoadResult,
+    Lookups,
     Mappings,
     Payload,
     Posting,
@@ -53,6 +54,7 @@ from syncs.flows.base import (
     SourceRecord,
     Unit,
     Wait,
+    lookups_of,
     setting,
 )
 from syncs.flows.m3_cin7_suppliers import VENDOR_ATTRIBUTE
@@ -67,6 +69,15 @@ def _iso(day: str) -> str:
     return f"{day[:4]}-{day[4:6]}-{day[6:8]}T00:00:00" if len(day) == 8 else ""
 
 
+@dataclass(frozen=True)
+class InCin7Chart(Lookups):
+    """What Cin7 has for an order's lines: the mapped accounts its chart lacks, and the percent
+    of each tax rule the lines use (None: Cin7 has no such active purchase rule)."""
+
+    missing_accounts: tuple[str, ...] = ()
+    tax_rates: dict[str, str | None] = field(default_factory=dict)
+
+
 class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
     key = "m3_cin7.purchases"
     label = "CloudSuite purchase orders and invoices → Cin7 Core purchases"
@@ -76,6 +87,7 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
     ledger_target = "cin7.purchase"
     posting_name = "the purchase order"
     posts = (keys.CIN7_PURCHASE,)
+    lookups = InCin7Chart
     mapping_kinds = (kinds.ITEM_ACCOUNT, kinds.TAX_RULE)
     window = ReadWindow("PUDT", Unit.DATE, overlap=timedelta(days=7), reach=timedelta(days=365))
     settings = (
@@ -142,9 +154,9 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
                 watermark=head.get("PUDT"),
             )
 
-    def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
-        """Which of the order's line accounts Cin7's chart has, and the percent of each tax rule
-        its lines use (both read once a run)."""
+    def prepare(self, ctx: Context, record: SourceRecord) -> InCin7Chart:
+        """Which of the order's line accounts Cin7's chart lacks, and the percent of each tax
+        rule its lines use (the chart and the tax rules read once a run)."""
         codes = self.chart(ctx.target)
         rates = self.per_run(
             "cin7_tax",
@@ -157,16 +169,10 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
         lines = record.data["lines"]
         wanted = {self._account(line, ctx.mappings) for line in lines} - {""}
         rules = {self._tax_rule(line, ctx.mappings) for line in lines}
-        return replace(
-            record,
-            data={
-                **record.data,
-                "missing_accounts": sorted(wanted - codes),
-                "tax_rates": {rule: rates.get(rule) for rule in sorted(rules)},
-            },
+        return InCin7Chart(
+            missing_accounts=tuple(sorted(wanted - codes)),
+            tax_rates={rule: rates.get(rule) for rule in sorted(rules)},
         )
-
-    reread = prepare
 
     def _account(self, line: dict[str, Any], mappings: Mappings) -> str:
         item = str(line.get("ITNO") or "")
@@ -226,7 +232,8 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
             )
         if not data["lines"]:
             return Flag(f"Purchase order {number} has no lines to send.")
-        missing = data.get("missing_accounts") or []
+        found = lookups_of(record, InCin7Chart)
+        missing = found.missing_accounts
         if missing:
             return Flag(
                 f"Purchase order {number}: Cin7's chart has no account {', '.join(missing)} "
@@ -235,7 +242,7 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
             )
         lines = []
         for line in data["lines"]:
-            built = self._line(line, mappings, data.get("tax_rates") or {})
+            built = self._line(line, mappings, found.tax_rates)
             if isinstance(built, Flag):
                 return Flag(
                     f"Purchase order {number}: {built.reason}; nothing of it was posted.",
@@ -275,7 +282,10 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
                 "InvoiceDueDate": _iso(str(invoice.get("DUDT") or "")),
                 "Status": "AUTHORISED",
             }
-        return Payload(payload, ledger_key=keys.CIN7_PURCHASE.build(number))
+        return Payload(payload, ledger_key=self.ledger_key(record))
+
+    def ledger_key(self, record: SourceRecord) -> str:
+        return keys.CIN7_PURCHASE.build(record.source_key)
 
     def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:
         data = payload.data

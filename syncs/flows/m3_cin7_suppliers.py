@@ -129,6 +129,9 @@ class M3SuppliersToCin7(Flow[InforM3, Cin7Core]):
             self.attribute: m3["SUNO"],
         }
 
+    def ledger_key(self, record: SourceRecord) -> str:
+        return keys.CIN7_SUPPLIER.build(record.source_key)
+
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
         data, number = record.data, record.source_key
         m3 = data["m3"]
@@ -164,9 +167,7 @@ class M3SuppliersToCin7(Flow[InforM3, Cin7Core]):
                 fix=("cin7_supplier", number),
             )
         if not candidates:
-            return Payload(
-                {"create": wanted, "number": number}, ledger_key=keys.CIN7_SUPPLIER.build(number)
-            )
+            return Payload({"create": wanted, "number": number}, ledger_key=self.ledger_key(record))
         current = candidates[0]
         changes = {k: v for k, v in wanted.items() if str(current.get(k) or "") != str(v)}
         if not changes:

@@ -7,6 +7,7 @@ doubled."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -17,18 +18,26 @@ from syncs.money import exponent
 logger = logging.getLogger(__name__)
 
 
-def account_check(mapped: str | None, chart: set[str]) -> dict[str, Any]:
-    """A mapped accounting string and whether its account is in the chart."""
-    return {"mapped": mapped, "in_chart": bool(mapped) and str(mapped).split(";")[0] in chart}
+@dataclass(frozen=True)
+class AccountCheck:
+    """A mapped accounting string (None: none is mapped) and whether its account — the first
+    dimension — is in CloudSuite's chart."""
+
+    mapped: str | None
+    in_chart: bool
 
 
-def account_problem(found: dict[str, Any] | None, *, label: str, mapping: str) -> str:
+def account_check(mapped: str | None, chart: set[str]) -> AccountCheck:
+    """The mapped accounting string checked against the chart."""
+    return AccountCheck(mapped, bool(mapped) and str(mapped).split(";")[0] in chart)
+
+
+def account_problem(found: AccountCheck | None, *, label: str, mapping: str) -> str:
     """Why a journal cannot use this account ("" when it can)."""
-    found = found or {}
-    if not found.get("mapped"):
+    if found is None or not found.mapped:
         return f"no GL account is mapped for the {label} (add the mapping {mapping})."
-    if not found.get("in_chart"):
-        return f"GL account {found['mapped']} ({label}) is not in CloudSuite's chart."
+    if not found.in_chart:
+        return f"GL account {found.mapped} ({label}) is not in CloudSuite's chart."
     return ""
 
 

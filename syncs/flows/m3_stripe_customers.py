@@ -56,6 +56,9 @@ class M3CustomersToStripe(StripeCustomerWrites, Flow[InforM3, StripeProvider]):
             current = snapshot(existing.get(customer["CUNO"]))
             yield SourceRecord(customer["CUNO"], {"m3": customer, "stripe": current})
 
+    def ledger_key(self, record: SourceRecord) -> str:
+        return keys.M3_CUSTOMER.build(record.data["m3"]["CUNO"])
+
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
         m3, current = record.data["m3"], record.data.get("stripe")
         address = {
@@ -75,5 +78,5 @@ class M3CustomersToStripe(StripeCustomerWrites, Flow[InforM3, StripeProvider]):
             wanted=wanted,
             metadata={METADATA_KEY: m3["CUNO"], "m3_currency": m3.get("CUCD") or ""},
             current=current,
-            ledger_key=keys.M3_CUSTOMER.build(m3["CUNO"]),
+            ledger_key=self.ledger_key(record),
         )

@@ -150,6 +150,9 @@ class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
             for start, stop in zip(starts, stops, strict=True)
         ]
 
+    def ledger_key(self, record: SourceRecord) -> str:
+        return invoice_key(record.data["m3"])
+
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         inv, customer = record.data["m3"], record.data.get("stripe_customer")
         if not customer:
@@ -214,7 +217,7 @@ class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
             "description": f"CloudSuite invoice {inv['CINO']}",
             "metadata": metadata,
         }
-        return Payload({"invoice": params, "lines": lines}, ledger_key=invoice_key(inv))
+        return Payload({"invoice": params, "lines": lines}, ledger_key=self.ledger_key(record))
 
     def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:
         assert posting is not None

@@ -219,8 +219,12 @@ class M3InvoicesToWiseQuotes(Flow[InforM3, WiseProvider]):
         }
         return Payload(
             {"quote": quote, "invoice": {k: invoice.get(k) for k in ("SUNO", "SINO", "DUDT")}},
-            ledger_key=data["key"],
+            ledger_key=self.ledger_key(record),
         )
+
+    def ledger_key(self, record: SourceRecord) -> str:
+        """Built when the invoice is read (it names the invoice and what it asks to pay)."""
+        return str(record.data["key"])
 
     def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:
         q = ctx.target.create_quote(**payload.data["quote"])

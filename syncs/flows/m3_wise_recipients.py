@@ -41,6 +41,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -57,6 +58,7 @@ from syncs.flows.base import (
     Flow,
     FlowContext,
     LoadResult,
+    Lookups,
     Mappings,
     Payload,
     Posting,
@@ -65,6 +67,7 @@ from syncs.flows.base import (
     SourceRecord,
     Unit,
     Wait,
+    lookups_of,
     setting,
 )
 from syncs.flows.keys import WISE_RECIPIENT, WISE_RECIPIENT_DELETED
@@ -119,6 +122,14 @@ def _flat(details: Any, prefix: str = "") -> dict[str, Any]:
 IDENTITY_SKIP = {"legaltype", "bic"}  # not part of which account it is (Wise may omit a BIC)
 
 
+@dataclass(frozen=True)
+class NewRecipient(Lookups):
+    """For an old recipient to delete: whether the one with the supplier's present details is
+    made in Wise yet (None for a new recipient)."""
+
+    posted: bool | None
+
+
 class M3SuppliersToWise(Flow[InforM3, WiseProvider]):
     key = "m3_wise.recipients"
     label = "CloudSuite suppliers → Wise recipients"
@@ -128,6 +139,7 @@ class M3SuppliersToWise(Flow[InforM3, WiseProvider]):
     ledger_target = "wise.recipient"
     posting_name = "the recipient"
     posts = (WISE_RECIPIENT, WISE_RECIPIENT_DELETED)
+    lookups = NewRecipient
     window = ReadWindow("LMTS", Unit.EPOCH_MS, overlap=timedelta(minutes=5), from_run_start=True)
     settings = (
         setting(
@@ -274,28 +286,33 @@ class M3SuppliersToWise(Flow[InforM3, WiseProvider]):
             if old_key != key and old_id not in gone:
                 yield SourceRecord(
                     f"{number}/{currency} (replaces recipient {old_id})",
-                    {**data, "delete": old_id, "new_posted": key in made},
+                    {**data, "delete": old_id},
                 )
 
     def serial_key(self, record: SourceRecord) -> str | None:
         return record.source_key.split(" ", 1)[0]  # a supplier's new and old recipients in turn
 
-    def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
+    def prepare(self, ctx: Context, record: SourceRecord) -> NewRecipient:
+        """Whether the supplier's recipient with its present details is made in Wise (an old
+        one is deleted only once it is)."""
         if "delete" not in record.data:
-            return record
-        posted = bool(ctx.ledger.confirmed([record.data["key"]]))
-        return SourceRecord(
-            record.source_key, {**record.data, "new_posted": posted}, record.watermark
-        )
+            return NewRecipient(None)  # a new recipient: nothing to look up
+        return NewRecipient(bool(ctx.ledger.confirmed([record.data["key"]])))
+
+    def ledger_key(self, record: SourceRecord) -> str:
+        """A new recipient's key names the supplier, currency and details; a deletion, the
+        recipient deleted."""
+        if "delete" in record.data:
+            return WISE_RECIPIENT_DELETED.build(str(record.data["delete"]))
+        return str(record.data["key"])
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         data = record.data
         number = data["supplier"]["SUNO"]
         if "delete" in data:
-            if not data.get("new_posted"):
+            if not lookups_of(record, NewRecipient).posted:
                 return Wait("The old recipient is kept until the new one is made in Wise.")
-            rid = str(data["delete"])
-            return Payload({"delete": rid}, ledger_key=WISE_RECIPIENT_DELETED.build(rid))
+            return Payload({"delete": str(data["delete"])}, ledger_key=self.ledger_key(record))
         currency, bank = data["currency"], data["bank"]
         name = str(data["supplier"].get("SUNM") or "").strip()
         if not currency_known(currency):
@@ -317,7 +334,9 @@ class M3SuppliersToWise(Flow[InforM3, WiseProvider]):
         assert rtype is not None
         body["details"].setdefault("legalType", self.legal_type)
         recipient = {"currency": currency, "accountHolderName": name, **body}
-        return Payload({"create": recipient, "supplier": number}, ledger_key=data["key"])
+        return Payload(
+            {"create": recipient, "supplier": number}, ledger_key=self.ledger_key(record)
+        )
 
     @staticmethod
     def _problems(

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -43,6 +43,7 @@ from syncs.flows.base import (
     Flow,
     FlowContext,
     LoadResult,
+    Lookups,
     Mappings,
     Payload,
     Posting,
@@ -50,9 +51,10 @@ from syncs.flows.base import (
     SourceRecord,
     Superseded,
     Wait,
+    lookups_of,
     setting,
 )
-from syncs.flows.m3_journals import account_check, journal_line
+from syncs.flows.m3_journals import AccountCheck, account_check, journal_line
 from syncs.flows.stampli_common import (
     archive_done,
     invoice_records,
@@ -77,6 +79,17 @@ def _amount(value: Any) -> Decimal | None:
         return None
 
 
+@dataclass(frozen=True)
+class InvoiceLookups(Lookups):
+    """The CloudSuite supplier of the invoice's vendor ("" when none is found), each GL code's
+    mapped account checked against the chart, and the keys under which an invoice of that
+    supplier, number and year was posted before (with what it was posted as)."""
+
+    supplier: str = ""
+    accounts: dict[str, AccountCheck] = field(default_factory=dict)
+    prior: dict[str, str] = field(default_factory=dict)
+
+
 class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
     key = "stampli_m3.invoices"
     label = "Stampli approved invoices → CloudSuite AP"
@@ -88,6 +101,7 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
     posting_name = "the supplier invoice"
     posts = (keys.AP_INVOICE,)
     mapping_kinds = (kinds.VENDOR, kinds.GL_ACCOUNT, kinds.COST_CENTER)
+    lookups = InvoiceLookups
     chunk_size = 100
     settings = (
         setting(
@@ -134,29 +148,36 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
 
         yield from invoice_records(ctx, record)
 
-    def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
-        """The chart accounts of the mapped GL codes, and what an earlier post holds."""
+    def prepare(self, ctx: Context, record: SourceRecord) -> InvoiceLookups:
+        """The supplier the vendor maps to, the chart accounts of the mapped GL codes, and what
+        an earlier post of the invoice holds."""
         data = record.data
         if "invoice" not in data or data.get("bad_lines"):
-            return record
+            return InvoiceLookups()
         chart = self.chart(ctx.target)
         codes = {line["gl_code"] for line in data["lines"]}
-        mapped = {c: ctx.mappings.get("gl_account", c) for c in codes}
         supplier = self._supplier(data, ctx.mappings)
         prior = {}
         if supplier:
             number, year = data["invoice"]["invoice_number"], data["invoice"]["invoice_date"][:4]
             prior = ctx.ledger.under(keys.AP_INVOICE, supplier, number, year)
-        return replace(
-            record,
-            data={
-                **data,
-                "accounts": {c: account_check(m, chart) for c, m in mapped.items()},
-                "prior": prior,
-            },
+        return InvoiceLookups(
+            supplier=supplier,
+            accounts={c: account_check(ctx.mappings.get("gl_account", c), chart) for c in codes},
+            prior=prior,
         )
 
-    reread = prepare
+    def ledger_key(self, record: SourceRecord) -> str:
+        """Supplier, invoice number, year, total and currency: a re-export with other amounts
+        is another key, found beside the posted one."""
+        invoice = record.data["invoice"]
+        return keys.AP_INVOICE.build(
+            lookups_of(record, InvoiceLookups).supplier,
+            invoice["invoice_number"],
+            invoice["invoice_date"][:4],
+            Decimal(invoice["total"]),
+            str(invoice["currency"]).upper(),
+        )
 
     @staticmethod
     def _supplier(data: dict[str, Any], mappings: Mappings) -> str:
@@ -177,7 +198,8 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
                 + "; ".join(data["bad_lines"])
                 + ". Nothing of the invoice was posted."
             )
-        supplier = self._supplier(data, mappings)
+        found = lookups_of(record, InvoiceLookups)
+        supplier = found.supplier
         if not supplier:
             return no_supplier(
                 invoice["vendor_id"], invoice["vendor_name"], data.get("suppliers") or {}
@@ -196,20 +218,19 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
         net = sum((Decimal(line["amount"]) for line in data["lines"]), Decimal(0))
         if net + tax != total:
             return Flag(f"{number}: its lines ({net}) and tax ({tax}) do not add up to {total}.")
-        for code, found in (data.get("accounts") or {}).items():
-            if not found["mapped"]:
+        for code, account in found.accounts.items():
+            if not account.mapped:
                 return Flag(
                     f"{number}: GL code {code} has no CloudSuite account mapped.",
                     fix=("gl_account", code),
                 )
-            if not found["in_chart"]:
+            if not account.in_chart:
                 return Flag(
-                    f"{number}: account {found['mapped']} (GL {code}) is not in the chart.",
+                    f"{number}: account {account.mapped} (GL {code}) is not in the chart.",
                     fix=("gl_account", code),
                 )
-        year = invoice["invoice_date"][:4]
-        key = keys.AP_INVOICE.build(supplier, invoice["invoice_number"], year, total, currency)
-        others = [k for k in data.get("prior") or {} if k != key]
+        key = self.ledger_key(record)
+        others = [k for k in found.prior if k != key]
         if others:
             posted = others[0].rsplit(":", 2)
             return Flag(
@@ -228,7 +249,7 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
         }
         lines = []
         for line in data["lines"]:
-            account = data["accounts"][line["gl_code"]]["mapped"]
+            account = str(found.accounts[line["gl_code"]].mapped)
             centre = line.get("cost_center")
             if centre:
                 mapped = mappings.get("cost_center", centre)

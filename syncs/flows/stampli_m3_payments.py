@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -34,14 +34,17 @@ from syncs.flows.base import (
     Flow,
     FlowContext,
     LoadResult,
+    Lookups,
     Mappings,
     Payload,
     Posting,
     Skip,
     SourceRecord,
     Wait,
+    lookups_of,
 )
 from syncs.flows.m3_journals import (
+    AccountCheck,
     account_check,
     account_problem,
     journal_line,
@@ -66,6 +69,18 @@ logger = logging.getLogger(__name__)
 Context = FlowContext[StampliSftp, InforM3]
 
 
+@dataclass(frozen=True)
+class PaymentLookups(Lookups):
+    """The CloudSuite supplier of the payment's vendor ("" when none is found), the one
+    supplier invoice it pays (None: none, or ``matches`` of them), and the supplier liability
+    and bank accounts it is journalled to, each checked against the chart."""
+
+    supplier: str = ""
+    invoice: dict[str, Any] | None = None
+    matches: int = 0
+    accounts: dict[str, AccountCheck] = field(default_factory=dict)
+
+
 class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
     key = "stampli_m3.payments"
     label = "Stampli payments → CloudSuite payment journals"
@@ -77,6 +92,7 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
     posting_name = "the journal entry"
     posts = (keys.STAMPLI_PAYMENT,)
     mapping_kinds = (kinds.VENDOR, ACCOUNTS)
+    lookups = PaymentLookups
 
     def extract(self, ctx: Context) -> Iterator[SourceRecord]:
         known = vendors(ctx)
@@ -102,11 +118,11 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
 
         yield from file_records(ctx, "payments", record)
 
-    def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
+    def prepare(self, ctx: Context, record: SourceRecord) -> PaymentLookups:
         """The CloudSuite invoice the payment is for, and the accounts it is journalled to."""
         data = record.data
         if "payment" not in data:
-            return record
+            return PaymentLookups()
         payment = data["payment"]
         supplier = supplier_for(payment["vendor_id"], data.get("suppliers") or {}, ctx.mappings)
         found = []
@@ -115,41 +131,39 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
             found = ctx.target.search_supplier_invoices(query)
         currency = str(payment["currency"]).upper()
         chart = self.chart(ctx.target)
-        accounts = {
-            role: account_check(ACCOUNTS.resolve(ctx.mappings, f"stampli_{role}", currency), chart)
-            for role in ("ap", "bank")
-        }
-        invoice = found[0] if len(found) == 1 else None
-        return replace(
-            record,
-            data={
-                **data,
-                "supplier": supplier,
-                "m3": invoice,
-                "matches": len(found),
-                "accounts": accounts,
+        return PaymentLookups(
+            supplier=supplier,
+            invoice=found[0] if len(found) == 1 else None,
+            matches=len(found),
+            accounts={
+                role: account_check(
+                    ACCOUNTS.resolve(ctx.mappings, f"stampli_{role}", currency), chart
+                )
+                for role in ("ap", "bank")
             },
         )
 
-    reread = prepare
+    def ledger_key(self, record: SourceRecord) -> str:
+        return keys.STAMPLI_PAYMENT.build(record.data["payment"]["payment_id"])
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         data = record.data
         flagged = unusable(data)
         if flagged:
             return flagged
-        payment, invoice = data["payment"], data.get("m3")
+        found = lookups_of(record, PaymentLookups)
+        payment, invoice = data["payment"], found.invoice
         what = f"Payment {payment['payment_id']} of invoice {payment['invoice_number']}"
-        if not data.get("supplier"):
+        if not found.supplier:
             name = str((data.get("suppliers") or {}).get("suggestion") or "")
             return no_supplier(
                 payment["vendor_id"], name or "unknown name", data.get("suppliers") or {}
             )
-        if data.get("matches", 0) > 1:
-            return Flag(f"{what}: CloudSuite has {data['matches']} such invoices; post it by hand.")
+        if found.matches > 1:
+            return Flag(f"{what}: CloudSuite has {found.matches} such invoices; post it by hand.")
         if invoice is None:  # not posted yet, most likely: every run looks again
             return Wait(
-                f"{what}: supplier {data['supplier']} has no such invoice in CloudSuite yet, so "
+                f"{what}: supplier {found.supplier} has no such invoice in CloudSuite yet, so "
                 "the payment waits for it."
             )
         currency = str(payment["currency"]).upper()
@@ -169,13 +183,13 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
             )
         for role, label in (("ap", "supplier liability"), ("bank", "bank paid from")):
             problem = account_problem(
-                (data.get("accounts") or {}).get(role),
+                found.accounts.get(role),
                 label=f"{label} in {currency}",
                 mapping=f"stampli_{role}:{currency}",
             )
             if problem:
                 return Flag(f"{what}: {problem}", fix=("gl_account", f"stampli_{role}:{currency}"))
-        supplier = str(data["supplier"])
+        supplier = found.supplier
         text = f"Stampli {payment['payment_id']} {supplier} {payment['invoice_number']}"
         if len(text) > 40:
             return Flag(
@@ -183,19 +197,19 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
                 "payment could not be told apart in CloudSuite: post it by hand."
             )
         day = str(payment["payment_date"]).replace("-", "")
-        accounts = data["accounts"]
+        ap, bank = str(found.accounts["ap"].mapped), str(found.accounts["bank"].mapped)
         identity = {
             "SUNO": supplier,
             "SINO": str(invoice.get("SINO") or payment["invoice_number"]),
             "INYR": str(invoice.get("INYR") or ""),
         }
         lines = [
-            {**journal_line(day, accounts["ap"]["mapped"], currency, amount, text), **identity},
-            {**journal_line(day, accounts["bank"]["mapped"], currency, -amount, text), **identity},
+            {**journal_line(day, ap, currency, amount, text), **identity},
+            {**journal_line(day, bank, currency, -amount, text), **identity},
         ]
         return Payload(
             {"lines": lines, "text": text[:40], "invoice": payment["invoice_number"]},
-            ledger_key=keys.STAMPLI_PAYMENT.build(payment["payment_id"]),
+            ledger_key=self.ledger_key(record),
         )
 
     def load(self, ctx: Context, payload: Payload, posting: Posting | None) -> LoadResult:

@@ -143,8 +143,11 @@ class StripeOutcomesToIfsNotes(Flow[StripeProvider, IfsCloud]):
             line = f"{day} Disputed in Stripe: {amount} ({m['id']}); answer it in Stripe."
         key = {"Company": ifs["ifs_company"], "InvoiceId": ifs["ifs_invoice"]}
         return Payload(
-            {"key": key, "line": line, "marker": m["id"]}, ledger_key=keys.IFS_NOTE.build(m["id"])
+            {"key": key, "line": line, "marker": m["id"]}, ledger_key=self.ledger_key(record)
         )
+
+    def ledger_key(self, record: SourceRecord) -> str:
+        return keys.IFS_NOTE.build(record.data["id"])
 
     @property
     def note_field(self) -> str:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -43,12 +43,14 @@ from syncs.flows.base import (
     Flow,
     FlowContext,
     LoadResult,
+    Lookups,
     Mappings,
     Payload,
     Posting,
     Skip,
     SourceRecord,
     Superseded,
+    lookups_of,
     setting,
 )
 from syncs.flows.stripe_events import EVENTS_WINDOW, Reads, known_keys, movements, new_events
@@ -123,29 +125,39 @@ def read_open_amounts(
             ctx.read_ahead[f"open:{movement_id}"] = _open(amounts[key])
 
 
-def with_open_amount(ctx: Context, movement: dict[str, Any]) -> dict[str, Any]:
-    """The movement with what CloudSuite still has open on its invoice, read just before it is
-    mapped (so a second payment sees the first one's receipt) or, for the first payment on its
-    invoice in a poll, read ahead with its neighbours."""
+@dataclass(frozen=True)
+class OpenOnInvoices(Lookups):
+    """What CloudSuite still has open on the invoice each payment pays, by the payment's id (a
+    payout's parts each by theirs), read just before the movement is mapped; a payment missing
+    here is judged against its invoice's amount from Stripe's metadata.  None: CloudSuite could
+    not say."""
+
+    open: dict[str, str | None] = field(default_factory=dict)
+
+
+def open_on_invoice(ctx: Context, movement: dict[str, Any]) -> OpenOnInvoices:
+    """What is open on the invoice of a payment, read just before it is mapped (so a second
+    payment sees the first one's receipt) or, for the first payment on its invoice in a poll,
+    read ahead with its neighbours."""
     key = _invoice(movement)
     if key is None:
-        return movement
+        return OpenOnInvoices()
     ahead = ctx.read_ahead.pop(f"open:{movement['id']}", False)
     if ctx.ledger.known([movement_key(movement)]):  # posted already (or right now): the ledger
-        return movement  # says so; its own receipt must not make it look like an overpayment
+        return OpenOnInvoices()  # says so; its own receipt must not make it look overpaid
     if ahead is not False:
-        return {**movement, "m3_open": ahead}
+        return OpenOnInvoices({movement["id"]: ahead})
     open_amount = ctx.target.invoice_open_amount(customer=key[0], invoice=key[1], year=key[2])
-    return {**movement, "m3_open": _open(open_amount)}
+    return OpenOnInvoices({movement["id"]: _open(open_amount)})
 
 
-def with_open_amounts(ctx: Context, payout: dict[str, Any]) -> dict[str, Any]:
-    """A payout with what CloudSuite still has open on each invoice it pays (two requests)."""
+def open_on_invoices(ctx: Context, payout: dict[str, Any]) -> OpenOnInvoices:
+    """What is open on each invoice a payout pays (two requests)."""
     if ctx.ledger.known([movement_key(payout)]):
-        return payout
+        return OpenOnInvoices()
     keys = {k for part in payout.get("parts") or [] if (k := _invoice(part)) is not None}
     known = ctx.target.invoice_open_amounts(sorted(keys)) if keys else {}
-    parts = []
+    found: dict[str, str | None] = {}
     for part in payout.get("parts") or []:
         key = _invoice(part)
         if key is not None:
@@ -153,16 +165,17 @@ def with_open_amounts(ctx: Context, payout: dict[str, Any]) -> dict[str, Any]:
                 known[key] = ctx.target.invoice_open_amount(
                     customer=key[0], invoice=key[1], year=key[2]
                 )
-            part = {**part, "m3_open": _open(known[key])}
-        parts.append(part)
-    return {**payout, "parts": parts}
+            found[part["id"]] = _open(known[key])
+    return OpenOnInvoices(found)
 
 
-def _still_open(movement: dict[str, Any], inv: dict[str, str]) -> Decimal | None:
+def _still_open(
+    movement: dict[str, Any], inv: dict[str, str], found: OpenOnInvoices
+) -> Decimal | None:
     """What is open on the invoice: as CloudSuite said just before, else the invoice's amount
     from Stripe's metadata; None when neither is known (then nothing is judged)."""
-    if movement.get("m3_open") is not None:
-        return decimal(movement["m3_open"])
+    if found.open.get(movement["id"]) is not None:
+        return decimal(found.open[movement["id"]])
     total = decimal(inv.get("m3_amount") or "")
     return total if total > 0 else None
 
@@ -188,6 +201,7 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
     webhook_system = "stripe"
     webhook_events = EVENT_TYPES
     mapping_kinds = (RECEIPTS, FEES)
+    lookups = OpenOnInvoices
     settings = (
         setting(
             "receipt_batches",
@@ -299,16 +313,20 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
             return None
         return f"{inv.get('m3_customer')}/{inv.get('m3_invoice_year')}/{inv['m3_invoice']}"
 
-    def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
+    def prepare(self, ctx: Context, record: SourceRecord) -> OpenOnInvoices:
         """What CloudSuite still has open on the invoice, read once the earlier movements on it
         are written (the runner sees to that, through ``serial_key``)."""
         if record.data.get("kind") == "payout":
-            return replace(record, data=with_open_amounts(ctx, record.data))
-        return replace(record, data=with_open_amount(ctx, record.data))
+            return open_on_invoices(ctx, record.data)
+        return open_on_invoice(ctx, record.data)
+
+    def ledger_key(self, record: SourceRecord) -> str:
+        return movement_key(record.data)
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
+        found = lookups_of(record, OpenOnInvoices)
         if record.data.get("kind") == "payout":
-            return self._map_payout(record.data, mappings)
+            return self._map_payout(record.data, mappings, found)
         m, inv = record.data, record.data.get("m3") or {}
         currency = m["currency"].upper()
         amount = from_minor(m["amount"], currency)
@@ -332,7 +350,7 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
                 f"for “stripe_receipts” (or “stripe_receipts:{currency}”), then replay.",
                 fix=("gl_account", f"stripe_receipts:{currency}"),
             )
-        still_open = _still_open(m, inv)  # None: CloudSuite could not say, nor the invoice
+        still_open = _still_open(m, inv, found)  # None: CloudSuite could not say, nor the invoice
         if m["kind"] == "payment" and still_open is not None and still_open <= 0:
             return Flag(
                 f"{what}: invoice {inv['m3_invoice']} is already paid in CloudSuite; nothing is "
@@ -370,10 +388,12 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
                 "batch_type": self.setting("batch_type"),
                 "bank_account": self.setting("bank_account"),
             },
-            ledger_key=movement_key(m),
+            ledger_key=self.ledger_key(record),
         )
 
-    def _map_payout(self, m: dict[str, Any], mappings: Mappings) -> Payload | Flag:
+    def _map_payout(
+        self, m: dict[str, Any], mappings: Mappings, found: OpenOnInvoices
+    ) -> Payload | Flag:
         currency = m["currency"].upper()
         total = from_minor(m["amount"], currency)
         what = f"Payout {m['id']} of {total} {currency}"
@@ -422,7 +442,7 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
             if part["kind"] == "payment":
                 key = (inv["m3_customer"], inv["m3_invoice"])
                 paid[key] = paid.get(key, Decimal(0)) + amount
-                still_open = _still_open(part, inv)
+                still_open = _still_open(part, inv, found)
                 if still_open is not None and paid[key] > still_open:
                     return Flag(
                         f"Overpayment: {what} pays {paid[key]} {currency} on invoice "

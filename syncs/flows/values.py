@@ -1,15 +1,18 @@
 """The values that pass between a flow's steps and the runner: the read window and its unit,
-source records, what ``map`` decides (a payload, a flag, a wait, a skip), the ledger's claim on
-a write, what a write did, and the integration's mappings."""
+source records and what ``prepare`` looked up for them, what ``map`` decides (a payload, a flag,
+a wait, a skip), the ledger's claim on a write, what a write did, and the integration's
+mappings."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -85,14 +88,58 @@ class ReadWindow:
         return self.unit.format(begin)
 
 
+def _plain(value: Any) -> Any:
+    """A looked-up value as JSON: amounts and dates as text, tuples and sets as lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_plain(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, set | frozenset) else items
+    if isinstance(value, Decimal | date):
+        return str(value)
+    return value
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """What a flow's ``prepare`` read for one record from elsewhere, just before it is mapped:
+    what CloudSuite still has open on an invoice, whether a mapped account is in the chart, what
+    an earlier post left.  Each flow declares its own as a frozen dataclass (``Flow.lookups``)
+    and ``map`` reads it, typed, with ``lookups_of``.
+
+    It is kept apart from what was read (``SourceRecord.data``): the audit trail stores it beside
+    the record (what the record was judged against) and a replay looks it up afresh."""
+
+    def as_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+L = TypeVar("L", bound=Lookups)
+
+
 @dataclass(frozen=True)
 class SourceRecord:
-    """One record read from the source."""
+    """One record read from the source, and what ``prepare`` looked up for it (None before)."""
 
     source_key: str
     data: dict[str, Any]
     watermark: str | None = None
     seen_via: str = ""
+    lookups: Lookups | None = None
+
+
+def lookups_of(record: SourceRecord, kind: type[L]) -> L:
+    """The record's lookups, of the kind its flow declares (``TypeError`` when ``prepare`` has
+    not run, or returned another kind: a bug, not a reason to map on half the facts)."""
+    found = record.lookups
+    if not isinstance(found, kind):
+        raise TypeError(
+            f"{record.source_key} is mapped without its {kind.__name__} "
+            f"(prepare gave {type(found).__name__})."
+        )
+    return found
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -39,14 +39,17 @@ from syncs.flows.base import (
     Flow,
     FlowContext,
     LoadResult,
+    Lookups,
     Mappings,
     Payload,
     Posting,
     Skip,
     SourceRecord,
+    lookups_of,
 )
 from syncs.flows.keys import WISE_PAID, WISE_QUOTE, WISE_REVERSED, quoted_invoice
 from syncs.flows.m3_journals import (
+    AccountCheck,
     account_check,
     account_problem,
     journal_line,
@@ -72,6 +75,17 @@ def quoted_invoices(ctx: FlowContext[Any, Any]) -> dict[str, str]:
     return {quote_id: quoted_invoice(key) for key, quote_id in made.items()}
 
 
+@dataclass(frozen=True)
+class TransferNow(Lookups):
+    """The transfer as Wise has it just before it is judged, which of its payment and reversal
+    journals are posted, and the supplier liability and Wise balance accounts it is journalled
+    to, each checked against the chart."""
+
+    transfer: dict[str, Any]
+    posted: tuple[str, ...] = ()
+    accounts: dict[str, AccountCheck] = field(default_factory=dict)
+
+
 class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
     key = "wise_m3.payments"
     label = "Wise transfers → CloudSuite payment journals"
@@ -84,6 +98,7 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
     reads = (WISE_QUOTE,)
     reconciler = WisePayments()
     mapping_kinds = (ACCOUNTS,)
+    lookups = TransferNow
     webhook_system = "wise"
     webhook_events = ("transfers#state-change",)
 
@@ -138,15 +153,14 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
     def serial_key(self, record: SourceRecord) -> str | None:
         return record.source_key  # one transfer's states one after another
 
-    def prepare(self, ctx: Context, record: SourceRecord) -> SourceRecord:
-        """The transfer as Wise has it now, and whether the mapped accounts are in the chart."""
-        data = dict(record.data)
+    def prepare(self, ctx: Context, record: SourceRecord) -> TransferNow:
+        """The transfer as Wise has it now (a late or repeated delivery of an older state never
+        overrides it; a replay judges it as it is then), which of its journals are posted, and
+        whether the mapped accounts are in the chart."""
         transfer = ctx.source.get_transfer(record.source_key)
-        data["transfer"] = transfer
         keys = [WISE_REVERSED.build(transfer["id"])]
-        if data.get("invoice"):
-            keys.append(WISE_PAID.build(data["invoice"], transfer["id"]))
-        data["posted"] = sorted(ctx.ledger.confirmed(keys))
+        if record.data.get("invoice"):
+            keys.append(WISE_PAID.build(record.data["invoice"], transfer["id"]))
         accounts = {
             role: ACCOUNTS.resolve(ctx.mappings, f"wise_{role}", str(currency or ""))
             for role, currency in (
@@ -155,13 +169,24 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
             )
         }
         chart = self.chart(ctx.target)
-        data["accounts"] = {role: account_check(value, chart) for role, value in accounts.items()}
-        return replace(record, data=data)
+        return TransferNow(
+            transfer=transfer,
+            posted=tuple(sorted(ctx.ledger.confirmed(keys))),
+            accounts={role: account_check(value, chart) for role, value in accounts.items()},
+        )
 
-    reread = prepare  # a replay judges the transfer as Wise has it then
+    def ledger_key(self, record: SourceRecord) -> str | None:
+        """The reversal of a transfer Wise now has as reversed; else its payment journal, which
+        names the invoice (None: the transfer was not made from a quote ml-connector made)."""
+        transfer = lookups_of(record, TransferNow).transfer
+        if str(transfer.get("status")) in REVERSED:
+            return WISE_REVERSED.build(transfer["id"])
+        invoice = record.data.get("invoice")
+        return WISE_PAID.build(invoice, transfer["id"]) if invoice else None
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
-        data, transfer = record.data, record.data["transfer"]
+        data, found = record.data, lookups_of(record, TransferNow)
+        transfer = found.transfer
         tid, state = transfer.get("id"), str(transfer.get("status"))
         event = data.get("event") or {}
         late = (
@@ -171,48 +196,43 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
         )
         if not data.get("invoice"):
             return Skip(f"Transfer {tid} was not made from a quote ml-connector prepared.")
-        paid_key = WISE_PAID.build(data["invoice"], tid)
         if state in REVERSED:
-            if paid_key not in data.get("posted", []):
+            if WISE_PAID.build(data["invoice"], tid) not in found.posted:
                 return Skip(f"Transfer {tid} is {state} and was never posted: nothing to undo.")
-            sign, key, what = Decimal(-1), WISE_REVERSED.build(tid), "reversed"
+            sign, what = Decimal(-1), "reversed"
         elif state == SENT:
-            sign, key, what = Decimal(1), paid_key, "paid"
+            sign, what = Decimal(1), "paid"
         else:
             return Skip(f"Transfer {tid} is {state}: posted once the money is sent{late}.")
-        problem, fix = self._problem(transfer, data.get("accounts") or {})
+        problem, fix = self._problem(transfer, found.accounts)
         if problem:
             return Flag(f"Transfer {tid}: {problem}", fix=fix)
         target = decimal(transfer["targetValue"]) * sign
         source = decimal(transfer["sourceValue"]) * sign
         text = f"Wise {tid} {data['invoice'].split(':')[2]}"[:40]
         day = self._day(transfer)
-        accounts = data["accounts"]
+        ap, bank = str(found.accounts["ap"].mapped), str(found.accounts["bank"].mapped)
         # the supplier invoice it pays, for a journal layout with places for them
         _, supplier, number, year = [*data["invoice"].split(":"), "", "", "", ""][:4]
         identity = {"SUNO": supplier, "SINO": number, "INYR": year}
         lines = [
             {
-                **journal_line(
-                    day, accounts["ap"]["mapped"], transfer["targetCurrency"], target, text
-                ),
+                **journal_line(day, ap, transfer["targetCurrency"], target, text),
                 **identity,
             },
             {
-                **journal_line(
-                    day, accounts["bank"]["mapped"], transfer["sourceCurrency"], -source, text
-                ),
+                **journal_line(day, bank, transfer["sourceCurrency"], -source, text),
                 **identity,
             },
         ]
         return Payload(
             {"transfer": tid, "state": state, "what": what, "lines": lines, "text": text},
-            ledger_key=key,
+            ledger_key=self.ledger_key(record),
         )
 
     @staticmethod
     def _problem(
-        transfer: dict[str, Any], accounts: dict[str, Any]
+        transfer: dict[str, Any], accounts: dict[str, AccountCheck]
     ) -> tuple[str, tuple[str, str] | None]:
         """Why the transfer cannot be posted ("" when it can), and the mapping that would fix
         it."""

@@ -118,6 +118,7 @@ class OutcomeWrites(RepeatedOutcomes):
             retryable=out.retryable,
             seen_via=record.seen_via or self.trigger,
             source_payload=redact(record.data),
+            looked_up=redact(record.lookups.as_json()) if record.lookups is not None else None,
             sent_payload=redact(payload.data) if payload is not None else None,
             response_summary=redact(dict(response)) if response is not None else None,
             attempt=(replay_of.attempt + 1) if replay_of else 1,

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -23,7 +23,18 @@ from audit import ledger
 from audit.models import AuditRecord, PostingLedger
 from connections.providers.errors import Resolution, resolution_of
 from syncs.dbretry import with_reconnect
-from syncs.flows import Flag, FlowContext, LoadResult, Mappings, Payload, Skip, SourceRecord, Wait
+from syncs.flows import (
+    Check,
+    Flag,
+    Flow,
+    FlowContext,
+    LoadResult,
+    Mappings,
+    Payload,
+    Skip,
+    SourceRecord,
+    Wait,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +42,35 @@ Status = AuditRecord.Status
 PROGRESS_FLUSH_SECONDS = 0.5
 WRITE_BATCH = 25  # outcomes written together (or every PROGRESS_FLUSH_SECONDS)
 CLAIM_BATCH = 20  # new ledger keys claimed together
+
+
+def prepared(flow: Flow, ctx: FlowContext, record: SourceRecord) -> SourceRecord:
+    """The record with what ``prepare`` looked up for it, of the kind the flow declares."""
+    found = flow.prepare(ctx, record)
+    wanted = flow.lookups
+    if (found is None) if wanted is not None else (found is not None):
+        raise TypeError(
+            f"{type(flow).__name__}.prepare gave {type(found).__name__}, "
+            f"not the {getattr(wanted, '__name__', 'nothing')} it declares."
+        )
+    if wanted is not None and not isinstance(found, wanted):
+        raise TypeError(f"{type(flow).__name__}.prepare gave {type(found).__name__}.")
+    return replace(record, lookups=found)
+
+
+def decided(flow: Flow, record: SourceRecord, mappings: Mappings) -> Any:
+    """What ``map`` decides for a prepared record, held to the contract: a check posts nothing,
+    and a ledgered payload carries the key ``ledger_key`` builds for the record."""
+    mapped = flow.map(record, mappings)
+    if isinstance(mapped, Payload):
+        if isinstance(flow, Check):
+            raise TypeError(f"{type(flow).__name__} is a check, yet its map gave a payload.")
+        if mapped.ledger_key is not None and mapped.ledger_key != flow.ledger_key(record):
+            raise ValueError(
+                f"{type(flow).__name__} posts {record.source_key} under “{mapped.ledger_key}”, "
+                f"not under its ledger key “{flow.ledger_key(record)}”."
+            )
+    return mapped
 
 
 class PipelineHost(Protocol):
@@ -164,13 +204,13 @@ class Pipeline:
             self.finish(send=True)  # the earlier one is written before this one is judged
         item = Item(record, replay_of, None, serial=serial)  # type: ignore[arg-type]
         try:
-            record = item.record = flow.prepare(self.ctx, record)
+            record = item.record = prepared(flow, self.ctx, record)
         except Exception as exc:
             logger.warning("prepare() failed for %s: %s", record.source_key, exc)
             item.mapped, item.prepare_failed = exc, True
         else:
             try:
-                item.mapped = flow.map(record, mappings)
+                item.mapped = decided(flow, record, mappings)
             except Exception as exc:
                 logger.exception("map() failed for %s", record.source_key)
                 item.mapped = exc

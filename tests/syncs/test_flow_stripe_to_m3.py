@@ -472,7 +472,8 @@ def test_a_replay_judges_the_open_amount_as_it_is_now(world: World) -> None:
     FieldMapping.objects.filter(source_value="stripe_receipts").delete()
     pay_outside_stripe_invoice(world, "9002", 30000)  # flagged: no GL mapping
     (waiting,) = AuditRecord.objects.filter(integration=world.payments, status=S.FLAGGED)
-    assert waiting.source_payload["m3_open"] == "300.00"
+    assert waiting.looked_up == {"open": {waiting.source_key: "300.00"}}  # judged against
+    assert "m3_open" not in waiting.source_payload  # kept apart from what was read
     world.m3.state.put_account("1930", "Bank EUR")
     FieldMapping.objects.create(
         integration=world.payments,
@@ -500,7 +501,7 @@ def test_a_waiting_flag_is_not_repeated_by_later_runs(world: World) -> None:
 
 def test_a_payment_is_not_judged_when_nothing_says_what_is_open() -> None:
     from syncs.flows import Mappings, Payload, SourceRecord
-    from syncs.flows.stripe_m3_payments import StripePaymentsToM3
+    from syncs.flows.stripe_m3_payments import OpenOnInvoices, StripePaymentsToM3
 
     movement = {
         "kind": "payment",
@@ -508,11 +509,12 @@ def test_a_payment_is_not_judged_when_nothing_says_what_is_open() -> None:
         "amount": 5000,
         "currency": "eur",
         "fee": 0,
-        "m3_open": None,  # CloudSuite could not tell, and Stripe's metadata has no amount
         "m3": {"m3_invoice": "9001", "m3_invoice_year": "2026", "m3_customer": "C100"},
     }
     mappings = Mappings({("gl_account", "stripe_receipts"): "1930"})
-    result = StripePaymentsToM3().map(SourceRecord("pi_1", movement), mappings)
+    # CloudSuite could not tell, and Stripe's metadata has no amount
+    told = OpenOnInvoices({"pi_1": None})
+    result = StripePaymentsToM3().map(SourceRecord("pi_1", movement, lookups=told), mappings)
     assert isinstance(result, Payload), result  # posted, not flagged "already paid"
     assert "still open" not in result.data["note"] and "paid in full" not in result.data["note"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from audit.models import AuditRecord, ReviewItem
+from audit.models import AuditRecord, PostingLedger, ReviewItem
 from connections.models import Connection
 from connections.sandbox.base import Served
 from connections.sandbox.cin7 import Cin7Simulator
@@ -131,6 +131,9 @@ def test_cloudsuite_accounts_missing_in_cin7_are_listed_for_review(
     first = run(integ)
     flagged = {r.source_key: r.reason for r in first.records.filter(status=S.FLAGGED)}
     assert sorted(flagged) == ["6110", "6540"] and "read-only" in flagged["6110"]
+    # a check: it judged each against Cin7's chart as it was, and posted nothing
+    assert first.records.get(source_key="6540").looked_up == {"account": "6540", "present": False}
+    assert not PostingLedger.objects.filter(integration=integ).exists()
     from syncs.models import FieldMapping
     from syncs.services import records_replay
 

@@ -125,8 +125,11 @@ class LedgerTestFlow(Flow):
         amount = f"{int(data['amount_cents']) / 100:.2f}"  # KeyError/ValueError = bad record
         return Payload(
             data={"invoice": data["invoice"], "amount": amount, "gl": account},
-            ledger_key=data["id"],
+            ledger_key=self.ledger_key(record),
         )
+
+    def ledger_key(self, record: SourceRecord) -> str:
+        return str(record.data["id"])
 
     def load(self, ctx: Any, payload: Payload, posting: Posting | None) -> LoadResult:
         key = posting.idempotency_key if posting else None

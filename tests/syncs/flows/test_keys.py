@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from syncs.flows import FLOWS, keys
+from syncs.flows import FLOWS, Flow, keys
 from syncs.flows.keys import Thing
 
 THINGS = {name: v for name, v in vars(keys).items() if isinstance(v, Thing)}
@@ -36,6 +36,8 @@ def test_a_flow_posts_its_things_in_its_own_ledger_and_names_only_what_it_declar
     assert named <= declared | {keys.DISPUTE}, {t.prefix for t in named - declared}
     if re.search(r"ledger_key=(?!None)", source):  # it posts through the ledger: it says what
         assert flow.posts
+    # …and builds the key of what it posts in one place, from the prepared record
+    assert (flow.ledger_key is not Flow.ledger_key) == bool(flow.posts)
 
 
 def test_no_flow_writes_a_key_by_hand() -> None:
