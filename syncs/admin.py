@@ -73,6 +73,16 @@ def settings_field(spec: FieldSpec) -> forms.Field:
     )
 
 
+def unread_settings(obj: Integration | None, flow: Any) -> list[str]:
+    """``name = value`` of each setting saved on the integration that its flow does not
+    declare (saved before the flow declared its settings, or for another flow)."""
+    if obj is None or flow is None:
+        return []
+    known = {s.name for s in (*flow.declared_settings(), *flow.part_settings)}
+    saved = sorted((obj.settings or {}).items())
+    return [f"{k} = {as_text(v)}" for k, v in saved if k not in known]
+
+
 class IntegrationForm(forms.ModelForm):
     """An integration, with one field per setting its flow declares (``settings_flow``: the
     flow whose fields are shown, set by the admin from the page being filled in)."""
@@ -176,6 +186,14 @@ class IntegrationAdmin(SafeModelAdmin):
             if fields
             else "Choose the flow and save: its settings appear here."
         )
+        stale = unread_settings(obj, flow)
+        if stale and editable:
+            description += (
+                f" Saved settings this flow does not read ({', '.join(stale)}) are removed when "
+                "you save."
+            )
+        elif stale:
+            description = f"Saved settings this flow does not read: {', '.join(stale)}."
         return [
             *self.fieldsets,
             ("Settings", {"fields": fields, "description": description}),

@@ -202,3 +202,23 @@ def test_settings_saved_before_they_were_checked_fail_the_run_in_plain_words(
     assert run.status == SyncRun.Status.FAILED
     assert "settings of Test payments are not valid" in run.error_summary
     assert "“rowz” is not a setting here. Did you mean “rows”?" in run.error_summary
+
+
+def test_a_saved_setting_no_flow_reads_is_named_before_the_save_that_removes_it(
+    admin_client: Client, payments: Integration
+) -> None:
+    Integration.objects.filter(pk=payments.pk).update(
+        settings={"receipt_batches": "payout", "old_fee_account": "6570"}
+    )
+    url = f"/admin/syncs/integration/{payments.pk}/change/"
+    page = admin_client.get(url).content.decode()
+    assert "Saved settings this flow does not read (old_fee_account = 6570)" in page
+    assert admin_client.post(url, _form(payments, receipt_batches="payout")).status_code == 302
+    payments.refresh_from_db()
+    assert payments.settings == {"receipt_batches": "payout"}
+    assert "does not read" not in admin_client.get(url).content.decode()
+    reviewer = Client()
+    reviewer.force_login(_reviewer())
+    Integration.objects.filter(pk=payments.pk).update(settings={"old_fee_account": "6570"})
+    looked = reviewer.get(url).content.decode()
+    assert "Saved settings this flow does not read: old_fee_account = 6570." in looked
