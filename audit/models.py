@@ -59,6 +59,17 @@ class AuditRecord(models.Model):
     )
     seen_via = models.CharField(max_length=10, blank=True, help_text="schedule, webhook, poll …")
     source_payload = models.JSONField(default=dict)
+    # The record as a finance user lists it (``Flow.summary``): what the overview totals, the
+    # review queue groups and a search finds.
+    amount = models.DecimalField(max_digits=24, decimal_places=6, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    party = models.CharField(
+        max_length=80, blank=True, help_text="The customer or supplier the record is with."
+    )
+    party_name = models.CharField(max_length=200, blank=True)
+    document = models.CharField(
+        max_length=80, blank=True, help_text="The invoice or order the record is about."
+    )
     looked_up = models.JSONField(
         null=True,
         blank=True,

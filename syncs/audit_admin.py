@@ -496,7 +496,7 @@ class CollectionAdmin(RecordPageMixin, ExportMixin, ReadOnlyAdmin):
         "customer",
         "invoice",
         "what",
-        "amount",
+        "gross",
         "fee",
         "net",
         "gl",
@@ -561,7 +561,7 @@ class CollectionAdmin(RecordPageMixin, ExportMixin, ReadOnlyAdmin):
         return f"{self._row(obj)['kind']} {obj.source_key}".strip()
 
     @admin.display(description="Amount")
-    def amount(self, obj: AuditRecord) -> str:
+    def gross(self, obj: AuditRecord) -> str:
         row = self._row(obj)
         return f"{row['amount']:,} {row['currency']}"
 

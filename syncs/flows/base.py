@@ -58,6 +58,7 @@ from syncs.flows.values import (
     ReadWindow,
     Skip,
     SourceRecord,
+    Summary,
     Superseded,
     Unit,
     Wait,
@@ -87,6 +88,7 @@ __all__ = [
     "ReadWindow",
     "Skip",
     "SourceRecord",
+    "Summary",
     "Superseded",
     "Unit",
     "Wait",
@@ -288,6 +290,11 @@ class Flow(Generic[S, T]):
         invoice, say), and again when it is replayed: an instance of ``lookups`` (None when the
         flow declares none).  Runs in the runner's thread."""
         return None
+
+    def summary(self, record: SourceRecord) -> Summary:
+        """The record as a finance user lists it — amount and currency, customer or supplier,
+        invoice or order — from what was read (and looked up).  Pure; the default: nothing."""
+        return Summary()
 
     def ledger_key(self, record: SourceRecord) -> str | None:
         """The posting ledger's key of the write this prepared record would make (built with

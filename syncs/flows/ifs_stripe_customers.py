@@ -35,6 +35,7 @@ from syncs.flows.base import (
     ReadWindow,
     Skip,
     SourceRecord,
+    Summary,
     Unit,
     setting,
 )
@@ -144,6 +145,12 @@ class IfsCustomersToStripe(StripeCustomerWrites, Flow[IfsCloud, StripeProvider])
 
     def ledger_key(self, record: SourceRecord) -> str:
         return keys.IFS_CUSTOMER.build(str(record.data["ifs"].get(KEY_FIELD) or "").strip())
+
+    def summary(self, record: SourceRecord) -> Summary:
+        ifs = record.data["ifs"]
+        return Summary(
+            party=str(ifs.get(KEY_FIELD) or ""), party_name=str(ifs.get(self.fields["name"]) or "")
+        )
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
         ifs, current, f = record.data["ifs"], record.data.get("stripe"), self.fields

@@ -45,6 +45,7 @@ from syncs.flows.base import (
     ReadWindow,
     Skip,
     SourceRecord,
+    Summary,
     Unit,
     Wait,
 )
@@ -197,6 +198,19 @@ class IfsInvoicesToStripe(Flow[IfsCloud, StripeProvider]):
 
     def ledger_key(self, record: SourceRecord) -> str:
         return invoice_key(record.data["ifs"])
+
+    def summary(self, record: SourceRecord) -> Summary:
+        row = record.data["ifs"]
+        gross = Summary.amount_of(row.get("GrossAmount"))
+        net, vat = Summary.amount_of(row.get("NetAmount")), Summary.amount_of(row.get("VatAmount"))
+        if gross is None and net is not None and vat is not None:
+            gross = net + vat
+        return Summary(
+            gross,
+            str(row.get("Currency") or "").upper(),
+            party=str(row.get("Identity") or ""),
+            document=str(row.get("InvoiceNo") or row.get("InvoiceId") or ""),
+        )
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         row, existing = record.data["ifs"], record.data.get("existing")

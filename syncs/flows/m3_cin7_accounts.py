@@ -26,6 +26,7 @@ from syncs.flows.base import (
     Mappings,
     Skip,
     SourceRecord,
+    Summary,
     lookups_of,
 )
 
@@ -68,6 +69,9 @@ class M3ChartAgainstCin7(Check[InforM3, Cin7Core]):
         """Whether Cin7's chart has the account now (a replay after a mapping was added)."""
         wanted = cin7_account(record.source_key, ctx.mappings)
         return InCin7(wanted, wanted in self.chart(ctx.target))
+
+    def summary(self, record: SourceRecord) -> Summary:
+        return Summary(document=f"account {record.source_key}")
 
     def examine(self, record: SourceRecord, mappings: Mappings) -> Flag | Skip:
         m3: dict[str, Any] = record.data["m3"]

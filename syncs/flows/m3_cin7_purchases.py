@@ -52,6 +52,7 @@ from syncs.flows.base import (
     Posting,
     ReadWindow,
     SourceRecord,
+    Summary,
     Unit,
     Wait,
     lookups_of,
@@ -223,6 +224,25 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
             (Decimal(str(line["Total"])) + Decimal(str(line["Tax"])) for line in lines),
             Decimal(0),
         ).quantize(CENT)
+
+    def summary(self, record: SourceRecord) -> Summary:
+        data, head = record.data, record.data["head"]
+        amount = Summary.amount_of((data.get("invoice") or {}).get("CUAM"))
+        if amount is None:  # no supplier invoice yet: what the order's lines come to
+            amount = sum(
+                (
+                    Decimal(str(line.get("ORQA") or 0)) * Decimal(str(line.get("PUPR") or 0))
+                    for line in data["lines"]
+                ),
+                Decimal(0),
+            ).quantize(CENT)
+        return Summary(
+            amount,
+            str(head.get("CUCD") or ""),
+            party=str(head.get("SUNO") or ""),
+            party_name=str(data.get("supplier_name") or ""),
+            document=record.source_key,
+        )
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait:
         data, number = record.data, record.source_key

@@ -37,6 +37,7 @@ from syncs.flows.base import (
     ReadWindow,
     Skip,
     SourceRecord,
+    Summary,
     Unit,
     setting,
 )
@@ -131,6 +132,14 @@ class M3SuppliersToCin7(Flow[InforM3, Cin7Core]):
 
     def ledger_key(self, record: SourceRecord) -> str:
         return keys.CIN7_SUPPLIER.build(record.source_key)
+
+    def summary(self, record: SourceRecord) -> Summary:
+        m3 = record.data["m3"]
+        return Summary(
+            currency=str(m3.get("CUCD") or ""),
+            party=str(m3.get("SUNO") or ""),
+            party_name=str(m3.get("SUNM") or ""),
+        )
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
         data, number = record.data, record.source_key

@@ -24,6 +24,7 @@ from syncs.flows.base import (
     ReadWindow,
     Skip,
     SourceRecord,
+    Summary,
     Unit,
 )
 from syncs.flows.stripe_customers import StripeCustomerWrites, snapshot
@@ -58,6 +59,14 @@ class M3CustomersToStripe(StripeCustomerWrites, Flow[InforM3, StripeProvider]):
 
     def ledger_key(self, record: SourceRecord) -> str:
         return keys.M3_CUSTOMER.build(record.data["m3"]["CUNO"])
+
+    def summary(self, record: SourceRecord) -> Summary:
+        m3 = record.data["m3"]
+        return Summary(
+            currency=str(m3.get("CUCD") or ""),
+            party=str(m3.get("CUNO") or ""),
+            party_name=str(m3.get("CUNM") or ""),
+        )
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
         m3, current = record.data["m3"], record.data.get("stripe")

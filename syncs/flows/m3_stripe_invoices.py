@@ -32,6 +32,7 @@ from syncs.flows.base import (
     ReadWindow,
     Skip,
     SourceRecord,
+    Summary,
     Unit,
     Wait,
     setting,
@@ -152,6 +153,16 @@ class M3InvoicesToStripe(Flow[InforM3, StripeProvider]):
 
     def ledger_key(self, record: SourceRecord) -> str:
         return invoice_key(record.data["m3"])
+
+    def summary(self, record: SourceRecord) -> Summary:
+        inv = record.data["m3"]
+        return Summary(
+            Summary.amount_of(inv.get("CUAM")),
+            str(inv.get("CUCD") or ""),
+            party=str(inv.get("CUNO") or ""),
+            party_name=str(inv.get("CUNM") or ""),
+            document=str(inv.get("CINO") or ""),
+        )
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         inv, customer = record.data["m3"], record.data.get("stripe_customer")

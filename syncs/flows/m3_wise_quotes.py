@@ -51,6 +51,7 @@ from syncs.flows.base import (
     Posting,
     Skip,
     SourceRecord,
+    Summary,
     Wait,
     setting,
 )
@@ -187,6 +188,16 @@ class M3InvoicesToWiseQuotes(Flow[InforM3, WiseProvider]):
                     "key": key,
                 },
             )
+
+    def summary(self, record: SourceRecord) -> Summary:
+        invoice = record.data["invoice"]
+        return Summary(
+            Summary.amount_of(invoice.get("CUAM")),
+            str(invoice.get("CUCD") or ""),
+            party=str(invoice.get("SUNO") or ""),
+            party_name=str(invoice.get("SUNM") or ""),
+            document=str(invoice.get("SINO") or ""),
+        )
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
         data, invoice = record.data, record.data["invoice"]

@@ -65,6 +65,7 @@ from syncs.flows.base import (
     ReadWindow,
     Skip,
     SourceRecord,
+    Summary,
     Unit,
     Wait,
     lookups_of,
@@ -305,6 +306,14 @@ class M3SuppliersToWise(Flow[InforM3, WiseProvider]):
         if "delete" in record.data:
             return WISE_RECIPIENT_DELETED.build(str(record.data["delete"]))
         return str(record.data["key"])
+
+    def summary(self, record: SourceRecord) -> Summary:
+        supplier = record.data["supplier"]
+        return Summary(
+            currency=str(record.data.get("currency") or ""),
+            party=str(supplier.get("SUNO") or ""),
+            party_name=str(supplier.get("SUNM") or ""),
+        )
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         data = record.data

@@ -49,6 +49,7 @@ from syncs.flows.base import (
     Posting,
     Skip,
     SourceRecord,
+    Summary,
     Superseded,
     Wait,
     lookups_of,
@@ -182,6 +183,16 @@ class StampliInvoicesToM3(Flow[StampliSftp, InforM3]):
     @staticmethod
     def _supplier(data: dict[str, Any], mappings: Mappings) -> str:
         return supplier_for(data["invoice"]["vendor_id"], data.get("suppliers") or {}, mappings)
+
+    def summary(self, record: SourceRecord) -> Summary:
+        invoice = record.data.get("invoice") or {}
+        return Summary(
+            Summary.amount_of(invoice.get("total")),
+            str(invoice.get("currency") or "").upper(),
+            party=str(invoice.get("vendor_id") or ""),
+            party_name=str(invoice.get("vendor_name") or ""),
+            document=str(invoice.get("invoice_number") or ""),
+        )
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         data = record.data

@@ -40,6 +40,7 @@ from syncs.flows.base import (
     Posting,
     Skip,
     SourceRecord,
+    Summary,
     Wait,
     lookups_of,
 )
@@ -145,6 +146,16 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
 
     def ledger_key(self, record: SourceRecord) -> str:
         return keys.STAMPLI_PAYMENT.build(record.data["payment"]["payment_id"])
+
+    def summary(self, record: SourceRecord) -> Summary:
+        payment = record.data.get("payment") or {}
+        return Summary(
+            Summary.amount_of(payment.get("amount")),
+            str(payment.get("currency") or "").upper(),
+            party=str(payment.get("vendor_id") or ""),
+            party_name=str((record.data.get("suppliers") or {}).get("suggestion") or ""),
+            document=str(payment.get("invoice_number") or ""),
+        )
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         data = record.data

@@ -264,6 +264,7 @@ def _movement(
         "currency": currency.lower(),
         "fee": int(fee),
         "stripe_invoice": invoice["id"] if invoice else None,
+        "customer_name": str((invoice or {}).get("customer_name") or ""),
         "m3": _m3(invoice, extra),
     }
 

@@ -37,6 +37,7 @@ from syncs.flows.base import (
     Posting,
     Skip,
     SourceRecord,
+    Summary,
     setting,
 )
 from syncs.flows.stripe_events import EVENTS_WINDOW, new_events
@@ -121,6 +122,17 @@ class StripeOutcomesToIfsNotes(Flow[StripeProvider, IfsCloud]):
         """One invoice's notes are written one after the other (each reads the other's)."""
         ifs = record.data.get("ifs") or {}
         return f"{ifs.get('ifs_company')}/{ifs.get('ifs_invoice')}" if ifs else None
+
+    def summary(self, record: SourceRecord) -> Summary:
+        m, ifs = record.data, record.data.get("ifs") or {}
+        currency = str(m["currency"]).upper()
+        return Summary(
+            from_minor(int(m["amount"]), currency),
+            currency,
+            party=str(ifs.get("ifs_customer") or ""),
+            party_name=str(m.get("customer_name") or ""),
+            document=str(ifs.get("ifs_invoice") or ""),
+        )
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
         m = record.data

@@ -49,6 +49,7 @@ from syncs.flows.base import (
     Posting,
     Skip,
     SourceRecord,
+    Summary,
     Superseded,
     lookups_of,
     setting,
@@ -322,6 +323,18 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
 
     def ledger_key(self, record: SourceRecord) -> str:
         return movement_key(record.data)
+
+    def summary(self, record: SourceRecord) -> Summary:
+        m, inv = record.data, record.data.get("m3") or {}
+        currency = str(m["currency"]).upper()
+        amount = from_minor(int(m["amount"]), currency)
+        return Summary(
+            -amount if m["kind"] == "refund" else amount,
+            currency,
+            party=str(inv.get("m3_customer") or ""),
+            party_name=str(m.get("customer_name") or ""),
+            document=str(inv.get("m3_invoice") or (m["id"] if m["kind"] == "payout" else "")),
+        )
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
         found = lookups_of(record, OpenOnInvoices)

@@ -130,6 +130,29 @@ class SourceRecord:
     lookups: Lookups | None = None
 
 
+@dataclass(frozen=True)
+class Summary:
+    """A record as a finance user lists it: its amount in its currency (None: it has none), who
+    it is with (the customer's or supplier's code and name) and the document it is about (an
+    invoice, an order).  What the overview totals, the queue groups and a search finds."""
+
+    amount: Decimal | None = None
+    currency: str = ""
+    party: str = ""
+    party_name: str = ""
+    document: str = ""
+
+    @staticmethod
+    def amount_of(value: Any) -> Decimal | None:
+        """An amount as read (text or number); None when it is not one."""
+        if value in (None, ""):
+            return None
+        try:
+            return Decimal(str(value).strip())
+        except ArithmeticError:
+            return None
+
+
 def lookups_of(record: SourceRecord, kind: type[L]) -> L:
     """The record's lookups, of the kind its flow declares (``TypeError`` when ``prepare`` has
     not run, or returned another kind: a bug, not a reason to map on half the facts)."""

@@ -45,6 +45,7 @@ from syncs.flows.base import (
     Posting,
     Skip,
     SourceRecord,
+    Summary,
     lookups_of,
 )
 from syncs.flows.keys import WISE_PAID, WISE_QUOTE, WISE_REVERSED, quoted_invoice
@@ -183,6 +184,17 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
             return WISE_REVERSED.build(transfer["id"])
         invoice = record.data.get("invoice")
         return WISE_PAID.build(invoice, transfer["id"]) if invoice else None
+
+    def summary(self, record: SourceRecord) -> Summary:
+        found = record.lookups
+        transfer = found.transfer if isinstance(found, TransferNow) else record.data["transfer"]
+        _, supplier, number, _ = [*str(record.data.get("invoice") or "").split(":"), "", "", ""][:4]
+        return Summary(
+            Summary.amount_of(transfer.get("targetValue")),
+            str(transfer.get("targetCurrency") or ""),
+            party=supplier,
+            document=number,
+        )
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Skip:
         data, found = record.data, lookups_of(record, TransferNow)

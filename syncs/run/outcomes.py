@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django import db
@@ -21,6 +22,7 @@ from syncs.run.repeats import RepeatedOutcomes
 
 if TYPE_CHECKING:
     from connections.redaction import Redactor
+    from syncs.flows import Flow, SourceRecord
     from syncs.models import WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,29 @@ logger = logging.getLogger(__name__)
 Status = AuditRecord.Status
 # Outcomes written in bulk (a flag may join a waiting one; a replay resolves its original).
 PLAIN = (Status.SYNCED, Status.DUPLICATE, Status.SKIPPED, Status.FAILED)
+AMOUNT_PLACES = Decimal("0.000001")  # what AuditRecord.amount holds
+AMOUNT_LIMIT = Decimal(10) ** 17
+
+
+def summary_columns(flow: Flow, record: SourceRecord) -> dict[str, Any]:
+    """The record's ``Flow.summary`` as AuditRecord columns (none when it cannot be told: a
+    record read in part, say — a summary never costs an outcome)."""
+    try:
+        found = flow.summary(record)
+    except Exception as exc:
+        logger.info("No summary of %s: %s", record.source_key, exc)
+        return {}
+    amount = found.amount
+    if amount is not None:
+        fits = amount.is_finite() and abs(amount) < AMOUNT_LIMIT
+        amount = amount.quantize(AMOUNT_PLACES) if fits else None
+    return {
+        "amount": amount,
+        "currency": found.currency.upper()[:3],
+        "party": found.party[:80],
+        "party_name": found.party_name[:200],
+        "document": found.document[:80],
+    }
 
 
 class OutcomeWrites(RepeatedOutcomes):
@@ -118,6 +143,7 @@ class OutcomeWrites(RepeatedOutcomes):
             retryable=out.retryable,
             seen_via=record.seen_via or self.trigger,
             source_payload=redact(record.data),
+            **self._summary(record),
             looked_up=redact(record.lookups.as_json()) if record.lookups is not None else None,
             sent_payload=redact(payload.data) if payload is not None else None,
             response_summary=redact(dict(response)) if response is not None else None,
@@ -127,6 +153,9 @@ class OutcomeWrites(RepeatedOutcomes):
             waiting=out.waiting,
             **self._history(item, out.status),
         )
+
+    def _summary(self, record: SourceRecord) -> dict[str, Any]:
+        return summary_columns(self.flow, record)
 
     @staticmethod
     def _history(item: Item, status: str) -> dict[str, Any]:

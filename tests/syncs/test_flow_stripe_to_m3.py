@@ -251,6 +251,9 @@ def test_collections_show_what_stripe_collected_per_invoice(
     world: World, admin_client: Any
 ) -> None:
     world.pay("9001", amount=50000)
+    posted = AuditRecord.objects.get(integration=world.payments, status=S.SYNCED)
+    summary = (posted.amount, posted.currency, posted.party, posted.document)
+    assert summary == (Decimal("500.00"), "EUR", "C100", "9001")  # what lists total and find
     page = admin_client.get("/admin/audit/collection/").content.decode()
     assert ">9001<" in page and "500.00 EUR" in page and ">PBID 70" in page
     assert ">9002<" not in page  # not paid
