@@ -504,7 +504,9 @@ class CollectionAdmin(RecordPageMixin, ExportMixin, ReadOnlyAdmin):
     )
     list_display_links = ("posted",)
     list_filter = (("created_at", DateRange), "integration", "seen_via")
-    search_fields = ("reason", "source_key", "target_key")  # the reason names the invoice
+    # customer code and name, invoice, Stripe payment id, receipt batch — and an amount
+    search_fields = ("party", "party_name", "document", "source_key", "target_key", "reason")
+    search_help_text = "A customer's code or name, an invoice, a Stripe payment id or an amount."
     fields = RECORD_FIELDS
     readonly_fields = RECORD_FIELDS
     change_list_template = "admin/audit/collection/change_list.html"
@@ -523,6 +525,17 @@ class CollectionAdmin(RecordPageMixin, ExportMixin, ReadOnlyAdmin):
 
     def has_work_permission(self, request: HttpRequest) -> bool:
         return False  # a posted collection has nothing to replay
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        """Text as the admin searches it; a term that reads as an amount ("2,084.80",
+        "2084.8") also finds the collections of exactly that amount, either sign."""
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        amount = display.amount_searched(search_term)
+        if amount is not None:
+            found = found | queryset.filter(amount__in=[amount, -amount])
+        return found, duplicates
 
     _row = staticmethod(display.collection_of)
 
@@ -548,9 +561,12 @@ class CollectionAdmin(RecordPageMixin, ExportMixin, ReadOnlyAdmin):
         at = timezone.localtime(obj.created_at)
         return format_html("{}<div class='mlc-why'>{}</div>", f"{at:%Y-%m-%d}", f"{at:%H:%M:%S %Z}")
 
-    @admin.display(description="Customer")
+    @admin.display(description="Customer", ordering="party")
     def customer(self, obj: AuditRecord) -> str:
-        return self._row(obj)["customer"]
+        code = obj.party or self._row(obj)["customer"]
+        if not obj.party_name:
+            return code or "—"
+        return format_html("{}<div class='mlc-why'>{}</div>", code, obj.party_name)
 
     @admin.display(description="CloudSuite invoice")
     def invoice(self, obj: AuditRecord) -> str:
@@ -563,16 +579,17 @@ class CollectionAdmin(RecordPageMixin, ExportMixin, ReadOnlyAdmin):
     @admin.display(description="Amount")
     def gross(self, obj: AuditRecord) -> str:
         row = self._row(obj)
-        return f"{row['amount']:,} {row['currency']}"
+        return display.amount_text(row["amount"], row["currency"])
 
-    @admin.display(description="Fee")
+    @admin.display(description="Stripe fee")
     def fee(self, obj: AuditRecord) -> str:
         row = self._row(obj)
-        return f"{row['fee']:,}" if row["fee"] else "—"
+        return display.amount_text(row["fee"], row["currency"]) if row["fee"] else "—"
 
     @admin.display(description="Net")
     def net(self, obj: AuditRecord) -> str:
-        return f"{self._row(obj)['net']:,}"
+        row = self._row(obj)
+        return display.amount_text(row["net"], row["currency"])
 
     @admin.display(description="GL account")
     def gl(self, obj: AuditRecord) -> str:

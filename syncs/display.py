@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from syncs.money import currency_known, from_minor
+from syncs.money import currency_known, exponent, from_minor
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +149,33 @@ def fields(payload: Any, *, prefix: str = "", currency: str = "") -> list[tuple[
     return rows[:MAX_ROWS]
 
 
+def amount_text(amount: Decimal | None, currency: str = "") -> str:
+    """An amount as a finance user reads it: grouped thousands, the currency's own decimals
+    (``873.60 EUR``, ``1,200 JPY``), the currency after it; "—" when there is none."""
+    if amount is None:
+        return "—"
+    code = currency.upper()
+    places = exponent(code) if currency_known(code) else 2
+    text = (
+        f"{amount:,.{places}f}"
+        if amount == amount.quantize(Decimal(1).scaleb(-places))
+        else (f"{amount.normalize():,f}")
+    )
+    return f"{text} {code}".strip()
+
+
+def amount_searched(term: str) -> Decimal | None:
+    """A search term that reads as an amount ("2,084.80", "2084.8 EUR"): that amount."""
+    text = term.strip().split(" ")[0].replace(",", "")
+    if not text or not any(c.isdigit() for c in text):
+        return None
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        return None
+    return value if value.is_finite() and abs(value) < 10**15 else None
+
+
 def age(seconds: float) -> str:
     """How long ago, in the largest sensible unit: ``45 s``, ``12 min``, ``3 h``, ``2 days``."""
     seconds = max(0, int(seconds))
@@ -213,4 +240,7 @@ def collection_totals(records: Any) -> list[tuple[str, dict[str, Any]]]:
         t["count"] += 1
         for key in ("amount", "fee", "net"):
             t[key] += row[key]
+    for currency, t in totals.items():
+        for key in ("amount", "fee", "net"):
+            t[f"{key}_text"] = amount_text(t[key], currency)
     return sorted(totals.items())

@@ -259,6 +259,13 @@ def test_collections_show_what_stripe_collected_per_invoice(
     assert ">9002<" not in page  # not paid
     found = admin_client.get("/admin/audit/collection/?q=invoice+9001").content.decode()
     assert "500.00 EUR" in found
+    assert posted.party_name  # the customer's name, as Stripe's invoice carries it
+    for term in ("C100", posted.party_name, "500", "500.00", posted.source_key):
+        page = admin_client.get("/admin/audit/collection/", {"q": term}).content.decode()
+        assert "500.00 EUR" in page, term
+    assert "500.00 EUR" not in admin_client.get("/admin/audit/collection/?q=499").content.decode()
+    totals = page.split('id="mlc-totals"', 1)[1].split("</table>", 1)[0]
+    assert '<td class="num">500.00 EUR</td>' in totals  # as the rows show it
 
 
 def test_a_copied_payments_integration_never_posts_a_payment_twice(world: World) -> None:
