@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin, messages
@@ -605,7 +606,7 @@ class PaymentQuoteAdmin(RecordPageMixin, ReadOnlyAdmin):
     """The Wise quote prepared for each open supplier invoice: make the transfer from it in Wise."""
 
     list_display = (
-        "created_at",
+        "prepared",
         "supplier",
         "invoice",
         "due",
@@ -616,7 +617,8 @@ class PaymentQuoteAdmin(RecordPageMixin, ReadOnlyAdmin):
         "quote",
     )
     list_filter = ("integration", ("created_at", DateRange))
-    search_fields = ("source_key", "target_key", "reason")
+    search_fields = ("party", "party_name", "document", "source_key", "target_key", "reason")
+    search_help_text = "A supplier's code or name, an invoice, a Wise quote id or an amount."
     fields = RECORD_FIELDS
     readonly_fields = RECORD_FIELDS
 
@@ -634,9 +636,26 @@ class PaymentQuoteAdmin(RecordPageMixin, ReadOnlyAdmin):
     def _quote(obj: AuditRecord) -> dict[str, Any]:
         return obj.response_summary or {}
 
-    @admin.display(description="Supplier")
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        amount = display.amount_searched(search_term)
+        if amount is not None:
+            found = found | queryset.filter(amount=amount)
+        return found, duplicates
+
+    @admin.display(description="Prepared", ordering="created_at")
+    def prepared(self, obj: AuditRecord) -> str:
+        at = timezone.localtime(obj.created_at)
+        return format_html("{}<div class='mlc-why'>{}</div>", f"{at:%Y-%m-%d}", f"{at:%H:%M %Z}")
+
+    @admin.display(description="Supplier", ordering="party")
     def supplier(self, obj: AuditRecord) -> str:
-        return str(self._quote(obj).get("SUNO", ""))
+        code = str(self._quote(obj).get("SUNO", "")) or obj.party
+        if not obj.party_name:
+            return code
+        return format_html("{}<div class='mlc-why'>{}</div>", code, obj.party_name)
 
     @admin.display(description="Invoice")
     def invoice(self, obj: AuditRecord) -> str:
@@ -644,18 +663,32 @@ class PaymentQuoteAdmin(RecordPageMixin, ReadOnlyAdmin):
 
     @admin.display(description="Due")
     def due(self, obj: AuditRecord) -> str:
+        """The due date, marked when it has passed (pay those first)."""
         value = str(self._quote(obj).get("DUDT", ""))
-        return f"{value[:4]}-{value[4:6]}-{value[6:]}" if len(value) == 8 else value
+        if len(value) != 8:
+            return value
+        shown = f"{value[:4]}-{value[4:6]}-{value[6:]}"
+        if value < f"{timezone.localdate():%Y%m%d}":
+            return format_html('<span class="mlc-overdue" title="Overdue">{} overdue</span>', shown)
+        return shown
+
+    @staticmethod
+    def _money(value: Any, currency: Any) -> str:
+        try:
+            amount = Decimal(str(value))
+        except ArithmeticError:
+            return str(value or "—")
+        return display.amount_text(amount, str(currency or ""))
 
     @admin.display(description="Pays")
     def pays(self, obj: AuditRecord) -> str:
         q = self._quote(obj)
-        return f"{q.get('target_amount', '')} {q.get('target_currency', '')}".strip()
+        return self._money(q.get("target_amount"), q.get("target_currency"))
 
     @admin.display(description="Costs")
     def costs(self, obj: AuditRecord) -> str:
         q = self._quote(obj)
-        return f"{q.get('source_amount', '')} {q.get('source_currency', '')}".strip()
+        return self._money(q.get("source_amount"), q.get("source_currency"))
 
     @admin.display(description="Rate")
     def rate(self, obj: AuditRecord) -> str:
@@ -670,7 +703,8 @@ class PaymentQuoteAdmin(RecordPageMixin, ReadOnlyAdmin):
             return raw
         if at.tzinfo is None:
             return raw
-        return f"{timezone.localtime(at):%Y-%m-%d %H:%M:%S %Z}"
+        at = timezone.localtime(at)
+        return format_html("{}<div class='mlc-why'>{}</div>", f"{at:%Y-%m-%d}", f"{at:%H:%M %Z}")
 
     @admin.display(description="Wise quote", ordering="target_key")
     def quote(self, obj: AuditRecord) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from audit.models import AuditRecord
 from connections.models import Connection
@@ -182,7 +183,13 @@ def test_a_quote_for_each_open_invoice_due_in_the_window(
     again = run(quotes)
     assert again.synced == 0 and len(wise.quotes) == 2  # quoted today already
     page = admin_client.get("/admin/audit/paymentquote/").content.decode()
-    assert quoted.target_key in page and "R-100" in page and "1250.4 EUR" in page
+    assert quoted.target_key in page and "R-100" in page and "1,250.40 EUR" in page
+    assert "1250.4 EUR" not in page  # an amount keeps its currency's decimals
+    due = quoted.response_summary["DUDT"]
+    overdue = due < f"{timezone.localdate():%Y%m%d}"
+    assert ("overdue</span>" in page) == overdue  # a due date passed is marked
+    found = admin_client.get("/admin/audit/paymentquote/", {"q": "1250.40"}).content.decode()
+    assert "R-100" in found
 
 
 # -- issue 22: Wise's published contract ----------------------------------------------------------
