@@ -247,7 +247,6 @@ def test_a_reviewer_fixes_an_unmapped_gl_account_from_the_item_page_and_replays_
             "syncs/webhookevent",
             "syncs/integration",
             "syncs/fieldmapping",
-            "syncs/cursor",
             "syncs/alertsent",
         ):
             page.goto(f"{base}/admin/{listing}/")

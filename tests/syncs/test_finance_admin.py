@@ -179,16 +179,22 @@ def test_the_overview_counts_what_waits_and_runs_now(
     assert SyncRun.objects.filter(integration=integration, trigger="manual").exists()
 
 
-def test_runs_that_found_nothing_and_webhook_deliveries_are_not_listed_by_default(
+def test_runs_that_found_nothing_are_not_listed_by_default_and_webhook_runs_that_posted_are(
     integration: Integration, admin_client: Client
 ) -> None:
     SOURCE.append({**ROW, "id": "ch_8"})
     busy = _run(integration)
     empty = _run(integration)
-    assert empty.synced == 0 and busy.synced == 1
+    SOURCE.append({**ROW, "id": "ch_10", "ts": "2026-11-09"})
+    delivered = _run(integration, trigger="webhook")  # a webhook delivery that posted
+    assert empty.synced == 0 and busy.synced == 1 and delivered.synced == 1
     listing = admin_client.get("/admin/syncs/syncrun/").content.decode()
     assert f"#{busy.pk}<" in listing and f"#{empty.pk}<" not in listing
-    assert "runs that found nothing new" in listing
+    assert f"#{delivered.pk}<" in listing
+    note = listing.split('id="mlc-empty-runs"', 1)[1].split("</p>", 1)[0]
+    assert "1 run of the last 24 h that found nothing new" in note
+    title = listing.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert "found nothing" not in title and "webhook" not in title  # a filter is no heading
     everything = admin_client.get("/admin/syncs/syncrun/?show=all").content.decode()
     assert f"#{empty.pk}<" in everything
 
@@ -365,3 +371,13 @@ def test_an_amount_no_currency_can_hold_shows_without_an_error(
         assert answer.status_code == 200, url
     page = reviewer_client.get(f"/admin/audit/reviewitem/{record.pk}/change/").content.decode()
     assert "-10,000,000,000,000,000,000,000,000,000.00 USD" in page
+
+
+def test_a_reviewer_has_no_cursors_page_and_the_integration_admin_has(
+    integration: Integration, reviewer_client: Client, admin_client: Client
+) -> None:
+    _run(integration)
+    assert "Cursors" not in reviewer_client.get("/admin/").content.decode()
+    assert reviewer_client.get("/admin/syncs/cursor/").status_code == 403
+    assert "Cursors" in admin_client.get("/admin/").content.decode()
+    assert admin_client.get("/admin/syncs/cursor/").status_code == 200
