@@ -110,6 +110,9 @@ class Provider:
     kind: ClassVar[str]  # the connection kind, e.g. "stripe"
     label: ClassVar[str]  # what a finance user calls the system
     short_label: ClassVar[str] = ""  # its name in a sentence ("CloudSuite"), when shorter
+    # The system keeps the books (an ERP): the overview groups integrations under it and
+    # totals what is posted to it.
+    keeps_books: ClassVar[bool] = False
     spec: ClassVar[ConnectionSpec]
     # What this system's secrets look like: (pattern, replacement) pairs for free text, and the
     # names of payload keys whose values are secret (beyond the generic password/token/secret).

@@ -157,6 +157,9 @@ class Flow(Generic[S, T]):
     # The admin lists its postings appear in besides the audit trail ("collections": money
     # collected and posted; "payment_quotes": payments prepared for a person to send).
     listed_in: ClassVar[frozenset[str]] = frozenset()
+    # Money it moves, as the overview totals it: "in" (collected in the source system), "out"
+    # (paid through it), "" (none: what it posts is an invoice, a customer, a note).
+    money: ClassVar[str] = ""
     posts: ClassVar[tuple[Thing, ...]] = ()  # what it posts through the ledger
     reads: ClassVar[tuple[Thing, ...]] = ()  # what other flows posted that it reads
     window: ClassVar[ReadWindow | None] = None

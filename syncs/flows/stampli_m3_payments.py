@@ -92,6 +92,7 @@ class StampliPaymentsToM3(Flow[StampliSftp, InforM3]):
     ledger_target = "m3.journal"
     posting_name = "the journal entry"
     posts = (keys.STAMPLI_PAYMENT,)
+    money = "out"
     mapping_kinds = (kinds.VENDOR, ACCOUNTS)
     lookups = PaymentLookups
 

@@ -197,6 +197,7 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
     posting_name = "the receipt"
     reconciler = StripeCollections()
     listed_in = frozenset({"collections"})
+    money = "in"
     posts = (ledger_keys.PAYMENT, ledger_keys.REFUND, ledger_keys.PAYOUT)
     window = EVENTS_WINDOW
     webhook_system = "stripe"

@@ -98,6 +98,7 @@ class WiseTransfersToM3(Flow[WiseProvider, InforM3]):
     posts = (WISE_PAID, WISE_REVERSED)
     reads = (WISE_QUOTE,)
     reconciler = WisePayments()
+    money = "out"
     mapping_kinds = (ACCOUNTS,)
     lookups = TransferNow
     webhook_system = "wise"

@@ -616,3 +616,30 @@ def test_a_gl_mapping_to_an_account_not_in_the_chart_is_a_form_error(
         "/admin/syncs/fieldmapping/add/", {**form, "target_value": "1930;200"}
     )
     assert saved.status_code == 302
+
+
+def test_the_overview_shows_the_month_s_money_the_last_30_days_and_groups_by_erp(
+    world: World, admin_client: Any
+) -> None:
+    from syncs.overview import overview
+
+    world.pay("9001", amount=50000)
+    FieldMapping.objects.filter(source_value="stripe_receipts").delete()
+    world.pay("9002", amount=30000)  # waits for a GL account
+    seen = overview()
+    labels = dict(seen.money.columns)
+    assert list(labels.values())[:2] == ["Collected in Stripe", "Posted to CloudSuite"]
+    ((currency, cells),) = seen.money.rows
+    by_label = dict(zip(labels.values(), cells, strict=True))
+    assert currency == "EUR" and by_label["Collected in Stripe"].month == Decimal("500.00")
+    assert by_label["Collected in Stripe"].today == Decimal("500.00")
+    assert by_label["Waiting for review"].month == Decimal("300.00")
+    assert by_label["Failed"].month == 0
+    assert len(seen.days) == 30 and seen.days[-1].posted >= 1 and seen.days[-1].problems == 1
+    assert [g.system for g in seen.groups] == ["CloudSuite"]
+    assert seen.groups[0].rows[0].health == "attention"  # the one that needs a person first
+    page = admin_client.get("/admin/").content.decode()
+    money = page.split('id="mlc-money"', 1)[1].split("</table>", 1)[0]
+    assert "Collected in Stripe" in money and "500.00 EUR" in money and "300.00 EUR" in money
+    assert page.count('class="mlc-bar-posted"') == 30
+    assert '<th colspan="9" scope="rowgroup">CloudSuite</th>' in page

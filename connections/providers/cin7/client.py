@@ -49,6 +49,7 @@ class Cin7Core(HttpProvider):
 
     kind = "cin7"
     label = "Cin7 Core"
+    keeps_books = True
     spec = SPEC
     secret_keys = ("application_key", "api-auth-applicationkey")
     secret_patterns = (

@@ -109,6 +109,7 @@ class IfsCloud(HttpProvider):
 
     kind = "ifs_cloud"
     label = "IFS Cloud"
+    keeps_books = True
     spec = SPEC
 
     def grant(self) -> Grant:

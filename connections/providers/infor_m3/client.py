@@ -73,6 +73,7 @@ class InforM3(HttpProvider):
     kind = "infor_m3"
     label = "Infor CloudSuite (M3)"
     short_label = "CloudSuite"
+    keeps_books = True
     spec = SPEC
     secret_keys = ("ci", "cs", "saak", "sask")  # the .ionapi file's secret keys
     secret_patterns = (
