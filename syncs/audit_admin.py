@@ -35,10 +35,12 @@ from audit.models import (
     ReviewItem,
 )
 from syncs import display
+from syncs import queue as review_queue
 from syncs.admin_base import DefaultFirstFilter, ReadOnlyAdmin
 from syncs.flows import flows_listed_in
 from syncs.mappings import mapping_kind_label
-from syncs.models import FieldMapping
+from syncs.models import FieldMapping, Integration
+from syncs.overview import books_of
 from syncs.resources import AuditRecordResource, CollectionResource
 from syncs.services import (
     QUEUE_UNREACHABLE,
@@ -284,19 +286,45 @@ class AuditRecordAdmin(RecordPageMixin, ReplayActionsMixin, ExportMixin, ReadOnl
 
 
 class ProblemFilter(admin.SimpleListFilter):
-    """The queue holds two kinds of problem: failed (may retry by itself) and flagged."""
+    """What a person does about an item: add a mapping, decide, wait for a retry, fix."""
 
-    title = "problem"
+    title = "kind of problem"
     parameter_name = "problem"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [
-            (AuditRecord.Status.FLAGGED, "Flagged for review (needs a person)"),
-            (AuditRecord.Status.FAILED, "Failed"),
-        ]
+        return list(review_queue.PROBLEM_KINDS.items())
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(status=self.value()) if self.value() else queryset
+        value = self.value()
+        flagged, failed = AuditRecord.Status.FLAGGED, AuditRecord.Status.FAILED
+        if value == "mapping":
+            return queryset.filter(status=flagged).exclude(fix_kind="")
+        if value == "decide":
+            return queryset.filter(status=flagged, fix_kind="")
+        if value in ("retry", "failed"):
+            return queryset.filter(status=failed, retryable=value == "retry")
+        return queryset
+
+
+class BooksFilter(admin.SimpleListFilter):
+    """The ERP an item's integration feeds or reads (CloudSuite, IFS Cloud …)."""
+
+    title = "ERP"
+    parameter_name = "erp"
+
+    def _by_system(self) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {}
+        for integration in Integration.objects.select_related("source", "target"):
+            found.setdefault(books_of(integration), []).append(integration.pk)
+        return found
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, name) for name in sorted(self._by_system())]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if not self.value():
+            return queryset
+        return queryset.filter(integration_id__in=self._by_system().get(self.value(), []))
 
 
 @admin.register(ReviewItem)
@@ -304,10 +332,19 @@ class ReviewItemAdmin(AuditRecordAdmin):
     """Failed and flagged records that still need a human: one item per record of an
     integration (however many runs met it), oldest problems easiest to find."""
 
-    list_display = ("age", "integration", "record", "status_badge", "problem", "seen", "fix")
+    list_display = ("age", "integration", "record", "with_whom", "money", "problem", "seen", "fix")
     list_display_links = ("record",)
-    list_filter = (ProblemFilter, "integration", ("created_at", DateRange), "stream")
+    list_filter = (
+        ProblemFilter,
+        BooksFilter,
+        ("integration", admin.RelatedOnlyFieldListFilter),
+        ("created_at", DateRange),
+    )
+    search_fields = ("party", "party_name", "document", "source_key", "target_key", "reason")
+    search_help_text = "A customer's or supplier's code or name, an invoice or a record's id."
     ordering = ("created_at",)
+    change_list_template = "admin/audit/reviewitem/change_list.html"
+    GROUPED_LIMIT = 5000  # items grouped above the list
 
     def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
         return ("first_seen", "pk")  # oldest problem first, however often it was replayed
@@ -337,9 +374,31 @@ class ReviewItemAdmin(AuditRecordAdmin):
         first = getattr(obj, "first_seen", None) or obj.created_at
         return display.age((timezone.now() - first).total_seconds())
 
+    @admin.display(description="Record", ordering="source_key")
+    def record(self, obj: AuditRecord) -> str:
+        """The stream and the record's id, never broken inside the id."""
+        return format_html('{} <span class="mlc-id">{}</span>', obj.stream, obj.source_key)
+
+    @admin.display(description="Customer or supplier", ordering="party")
+    def with_whom(self, obj: AuditRecord) -> str:
+        if not obj.party:
+            return "—"
+        if not obj.party_name:
+            return obj.party
+        return format_html("{}<div class='mlc-why'>{}</div>", obj.party, obj.party_name)
+
+    @admin.display(description="Amount", ordering="amount")
+    def money(self, obj: AuditRecord) -> str:
+        return display.amount_text(obj.amount, obj.currency) if obj.amount is not None else "—"
+
     @admin.display(description="Problem")
     def problem(self, obj: AuditRecord) -> str:
-        return obj.reason if len(obj.reason) <= 200 else obj.reason[:198] + "…"
+        """The reason; a failure says so first (a flag is what the queue is for)."""
+        text = obj.reason if len(obj.reason) <= 200 else obj.reason[:198] + "…"
+        if obj.status != AuditRecord.Status.FAILED:
+            return text
+        label = "Failed, retried by itself" if obj.retryable else "Failed"
+        return format_html('<span class="mlc-badge mlc-failing">{}</span> {}', label, text)
 
     @admin.display(description="Seen")
     def seen(self, obj: AuditRecord) -> str:
@@ -352,11 +411,26 @@ class ReviewItemAdmin(AuditRecordAdmin):
         )
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        """The list, with the items grouped by what settles them above it (as filtered)."""
         extra_context = {
             **(extra_context or {}),
             "title": "Review queue: what needs a person, oldest first",
         }
-        return super().changelist_view(request, extra_context)
+        response = super().changelist_view(request, extra_context)
+        cl = (
+            getattr(response, "context_data", {}).get("cl")
+            if hasattr(response, "context_data")
+            else None
+        )
+        if cl is not None:
+            items = list(cl.queryset.select_related("integration")[: self.GROUPED_LIMIT])
+            found = review_queue.groups(items)
+            can_fix = request.user.has_perm("syncs.add_fieldmapping")
+            for group in found:
+                group.fix = fix_link(group.items[0]) if can_fix else None  # type: ignore[attr-defined]
+            response.context_data["groups"] = found
+            response.context_data["grouped_capped"] = len(items) >= self.GROUPED_LIMIT
+        return response
 
     def get_list_display(self, request: HttpRequest) -> Any:
         """The fix column links to a mapping form only for those who may add mappings."""

@@ -65,7 +65,8 @@ def test_a_failure_seen_by_three_runs_is_one_queue_item_seen_three_times(
     (failed,) = AuditRecord.objects.filter(source_key="ch_1", status=S.FAILED)
     assert failed.times_seen == 3 and failed.retryable  # one row that counts, as flags do
     page = reviewer_client.get("/admin/audit/reviewitem/").content.decode()
-    assert page.count(">payments ch_1</a>") == 1  # one item, not three
+    listed = page.split('id="result_list"', 1)[1]
+    assert listed.count('payments <span class="mlc-id">ch_1</span></a>') == 1  # one, not three
     assert "3\u00d7" in page
     latest = AuditRecord.objects.filter(source_key="ch_1").latest("pk")
     # Dismissing the item takes every open row of the record with it.
@@ -381,3 +382,38 @@ def test_a_reviewer_has_no_cursors_page_and_the_integration_admin_has(
     assert reviewer_client.get("/admin/syncs/cursor/").status_code == 403
     assert "Cursors" in admin_client.get("/admin/").content.decode()
     assert admin_client.get("/admin/syncs/cursor/").status_code == 200
+
+
+def test_the_queue_groups_what_one_fix_settles_with_its_amounts_and_filters_by_erp(
+    integration: Integration, reviewer_client: Client
+) -> None:
+    for n in range(5):  # five GBP payments waiting for one GL account
+        SOURCE.append(
+            {**ROW, "id": f"gb_{n}", "account": "GBP-BANK", "currency": "GBP", "customer": "C7"}
+        )
+    SOURCE.append({**ROW, "id": "eu_1", "account": "40", "amount_cents": "n/a"})  # fails
+    _run(integration)
+    page = reviewer_client.get("/admin/audit/reviewitem/").content.decode()
+    grouped = page.split('id="mlc-groups"', 1)[1].split("</table>", 1)[0]
+    assert "5 payments need a GL account mapping for “GBP-BANK”" in grouped
+    assert "617.25 GBP" in grouped  # five of 123.45
+    assert "Add the GL account mapping for GBP-BANK" in grouped  # one fix…
+    assert "saving it replays all 5" in grouped  # …for all five
+    listed = page.split('id="result_list"', 1)[1]
+    assert listed.count("123.45 GBP") == 5 and "C7" in listed
+    only = reviewer_client.get(
+        "/admin/audit/reviewitem/",
+        {
+            "integration__id__exact": integration.pk,
+            "fix_kind__exact": "gl_account",
+            "fix_value__exact": "GBP-BANK",
+        },
+    ).content.decode()
+    assert only.split('id="result_list"', 1)[1].count("123.45 GBP") == 5 and "eu_1" not in only
+    failed = reviewer_client.get("/admin/audit/reviewitem/?problem=failed").content.decode()
+    assert "eu_1" in failed and "gb_0" not in failed.split('id="result_list"', 1)[1]
+    erp = reviewer_client.get("/admin/audit/reviewitem/?erp=CloudSuite").content.decode()
+    assert erp.split('id="result_list"', 1)[1].count("123.45 GBP") == 5
+    assert (
+        "gb_0" not in reviewer_client.get("/admin/audit/reviewitem/?erp=IFS+Cloud").content.decode()
+    )

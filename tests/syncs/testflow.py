@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from connections.providers.errors import AuthFailed, OutcomeUnknown, Rejected, Transient
@@ -24,6 +25,7 @@ from syncs.flows import (
     ReadWindow,
     Skip,
     SourceRecord,
+    Summary,
     Unit,
     kinds,
     setting,
@@ -130,6 +132,15 @@ class LedgerTestFlow(Flow):
 
     def ledger_key(self, record: SourceRecord) -> str:
         return str(record.data["id"])
+
+    def summary(self, record: SourceRecord) -> Summary:
+        data = record.data
+        return Summary(
+            Decimal(int(data["amount_cents"])) / 100,
+            str(data.get("currency") or "EUR"),
+            party=str(data.get("customer") or ""),
+            document=str(data.get("invoice") or ""),
+        )
 
     def load(self, ctx: Any, payload: Payload, posting: Posting | None) -> LoadResult:
         key = posting.idempotency_key if posting else None
