@@ -54,6 +54,13 @@ class AuditRecord(models.Model):
     fix_value = models.CharField(
         max_length=200, blank=True, help_text="The source value that mapping is for."
     )
+    advice = models.TextField(
+        blank=True, help_text="The next step for a person, when no mapping settles it."
+    )
+    see_kind = models.CharField(
+        max_length=30, blank=True, help_text="What in the source system to act on (a payment)."
+    )
+    see_id = models.CharField(max_length=120, blank=True)
     retryable = models.BooleanField(
         default=False, help_text="A temporary failure: the next run or a replay may succeed."
     )

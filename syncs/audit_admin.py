@@ -34,6 +34,8 @@ from audit.models import (
     PostingLedger,
     ReviewItem,
 )
+from connections.providers.capabilities import LinksToRecords
+from connections.providers.registry import capable, provider_class
 from syncs import display
 from syncs import queue as review_queue
 from syncs.admin_base import DefaultFirstFilter, ReadOnlyAdmin
@@ -100,6 +102,18 @@ def fix_link(record: AuditRecord) -> tuple[str, str] | None:
         f"&source_value={record.fix_value}&replay={record.pk}"
     )
     return f"Add the {kind_label} mapping for {record.fix_value}", f"{url}?{query}"
+
+
+def source_page(record: AuditRecord) -> tuple[str, str] | None:
+    """(label, address) of the page in the source system where a person takes the next step
+    on a flagged record (where its provider can say; capability ``LinksToRecords``)."""
+    if not record.see_kind:
+        return None
+    source = record.integration.source
+    if not capable(source.kind, LinksToRecords):
+        return None
+    provider: Any = provider_class(source.kind)
+    return provider.record_page(source, record.see_kind, record.see_id)
 
 
 class ShowFilter(DefaultFirstFilter):
@@ -230,6 +244,7 @@ def record_context(model_admin: Any, request: HttpRequest, obj: AuditRecord) -> 
             fix_link(obj) if is_open and request.user.has_perm("syncs.add_fieldmapping") else None
         ),
         "state": record_state(record=obj),
+        "see_link": source_page(obj) if is_open else None,
         "state_url": reverse("admin:audit_reviewitem_state", args=[obj.pk]),
         "replay_url": reverse("admin:audit_reviewitem_replay", args=[obj.pk]),
         "dismiss_url": reverse("admin:audit_reviewitem_dismiss", args=[obj.pk]),
@@ -396,6 +411,9 @@ class ReviewItemAdmin(AuditRecordAdmin):
         """The reason; a failure says so first (a flag is what the queue is for)."""
         text = obj.reason if len(obj.reason) <= 200 else obj.reason[:198] + "…"
         if obj.status != AuditRecord.Status.FAILED:
+            if obj.advice:
+                advice = obj.advice if len(obj.advice) <= 140 else obj.advice[:138] + "…"
+                return format_html("{}<div class='mlc-why'>Next: {}</div>", text, advice)
             return text
         label = "Failed, retried by itself" if obj.retryable else "Failed"
         return format_html('<span class="mlc-badge mlc-failing">{}</span> {}', label, text)

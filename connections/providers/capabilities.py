@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,18 @@ class SupplierDirectory(Protocol):
 
     def suppliers_found(self, numbers: Sequence[str]) -> set[str]:
         """Which of these supplier numbers the system holds."""
+        ...
+
+
+@runtime_checkable
+class LinksToRecords(Protocol):
+    """The system has pages where a person acts on a record (answers a dispute, refunds a
+    payment): a review item links there."""
+
+    @classmethod
+    def record_page(cls, connection: Any, kind: str, record_id: str) -> tuple[str, str] | None:
+        """(label, address) of the page for this kind of record on ``connection``'s account;
+        None when there is none (or the connection is a sandbox)."""
         ...
 
 

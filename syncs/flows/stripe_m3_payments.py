@@ -348,7 +348,11 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
         if m["kind"] == "dispute":
             return Flag(
                 f"{what} is disputed (invoice {inv.get('m3_invoice', 'unknown')}): "
-                "respond in Stripe; nothing is posted."
+                "respond in Stripe; nothing is posted.",
+                advice="Answer the dispute in Stripe with the invoice and proof of delivery "
+                "before Stripe's deadline. Nothing changes in CloudSuite now: a dispute that is "
+                "lost comes back as a refund and is posted then. Dismiss this item once answered.",
+                see=("dispute", m["id"]),
             )
         if not inv.get("m3_invoice"):
             return Flag(f"{what} is not linked to a CloudSuite invoice.")
@@ -368,12 +372,23 @@ class StripePaymentsToM3(Flow[StripeProvider, InforM3]):
         if m["kind"] == "payment" and still_open is not None and still_open <= 0:
             return Flag(
                 f"{what}: invoice {inv['m3_invoice']} is already paid in CloudSuite; nothing is "
-                "posted (refund it in Stripe, or apply it by hand)."
+                "posted (refund it in Stripe, or apply it by hand).",
+                advice=f"Refund the {amount} {currency} to the customer in Stripe (the refund is "
+                "not posted: nothing was), or post it in CloudSuite as an unapplied receipt "
+                f"for customer {inv.get('m3_customer')} (ARS110) to apply to a later invoice. "
+                "Then dismiss this item.",
+                see=("payment", m["id"]),
             )
         if m["kind"] == "payment" and still_open is not None and amount > still_open:
+            extra = amount - still_open
             return Flag(
                 f"Overpayment: {what} is more than the {still_open} {currency} still open on "
-                f"invoice {inv['m3_invoice']}; nothing is posted."
+                f"invoice {inv['m3_invoice']}; nothing is posted.",
+                advice=f"Post it in CloudSuite by hand (ARS110): {still_open} {currency} "
+                f"against invoice {inv['m3_invoice']}, and the {extra} {currency} paid too much "
+                f"as an unapplied receipt for customer {inv.get('m3_customer')}, to apply to a "
+                "later invoice or to pay back. Then dismiss this item.",
+                see=("payment", m["id"]),
             )
         line = {
             "TRNO": 1,

@@ -184,10 +184,15 @@ class Flag:
 
     ``fix`` names the mapping that would settle it, as (mapping kind, source value): the review
     queue links to that mapping's form, prefilled, which saves it and replays the record.
+    ``advice`` is the next step when no mapping settles it (refund the difference, answer the
+    dispute), and ``see`` the thing in the source system where that is done, as (kind, id):
+    the item links to it where the source's provider can say where that is.
     """
 
     reason: str
     fix: tuple[str, str] | None = None
+    advice: str = ""
+    see: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,8 @@ class Outcome:
     error: Exception | None = None
     detail: str = ""  # the technical detail behind a plain reason
     fix: tuple[str, str] | None = None  # (mapping kind, source value) that would settle a flag
+    advice: str = ""  # the next step, when no mapping settles it
+    see: tuple[str, str] | None = None  # (kind, id) of the thing in the source to act on
     waiting: bool = False  # not yet: what it needs has not arrived (retried by itself)
 
 

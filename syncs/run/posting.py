@@ -74,7 +74,9 @@ class PostingSteps:
                 )
                 item.outcome = Outcome(Status.FAILED, reason, detail=detail)
         elif isinstance(mapped, Flag):
-            item.outcome = Outcome(Status.FLAGGED, mapped.reason, fix=mapped.fix)
+            item.outcome = Outcome(
+                Status.FLAGGED, mapped.reason, fix=mapped.fix, advice=mapped.advice, see=mapped.see
+            )
         elif isinstance(mapped, Skip):
             item.outcome = Outcome(Status.SKIPPED, mapped.reason)
         elif isinstance(mapped, Wait):

@@ -467,6 +467,9 @@ def test_payments_are_judged_against_what_is_still_open(world: World) -> None:
     pay_outside_stripe_invoice(world, "9001", 121000)  # the full amount again: 10.00 too much
     over = AuditRecord.objects.get(integration=world.payments, status=S.FLAGGED)
     assert "more than the 1200.00 EUR still open on invoice 9001" in over.reason
+    # …and what to do about it, with where: the payment in Stripe
+    assert "10.00 EUR paid too much as an unapplied receipt for customer C100" in over.advice
+    assert (over.see_kind, over.see_id) == ("payment", over.source_key)
     assert len(world.receipts()) == 1  # the overpayment is not posted
     pay_outside_stripe_invoice(world, "9001", 120000)  # the rest
     rest = AuditRecord.objects.filter(integration=world.payments, status=S.SYNCED).latest("pk")
@@ -643,3 +646,33 @@ def test_the_overview_shows_the_month_s_money_the_last_30_days_and_groups_by_erp
     assert "Collected in Stripe" in money and "500.00 EUR" in money and "300.00 EUR" in money
     assert page.count('class="mlc-bar-posted"') == 30
     assert '<th colspan="9" scope="rowgroup">CloudSuite</th>' in page
+
+
+def test_a_disputed_payment_says_what_to_do_and_links_to_stripe_where_it_is_stripe(
+    world: World, admin_client: Any
+) -> None:
+    from connections.providers.stripe import StripeProvider
+
+    item = AuditRecord.objects.create(
+        integration=world.payments,
+        stream="payments",
+        source_key="dp_1",
+        status=S.FLAGGED,
+        reason="Dispute dp_1 of 10.00 EUR is disputed (invoice 9001): respond in Stripe.",
+        advice="Answer the dispute in Stripe before Stripe's deadline.",
+        see_kind="dispute",
+        see_id="dp_1",
+    )
+    page = admin_client.get(f"/admin/audit/reviewitem/{item.pk}/change/").content.decode()
+    assert "What to do next:</strong> Answer the dispute in Stripe" in page
+    assert 'id="mlc-see"' not in page  # a sandbox account has no Dashboard to link to
+    stripe = world.payments.source
+    stripe.settings = {**(stripe.settings or {}), "base_url": "https://api.stripe.com"}
+    assert StripeProvider.record_page(stripe, "dispute", "dp_1") == (
+        "Answer it in Stripe's Disputes (dp_1)",
+        "https://dashboard.stripe.com/disputes",
+    )
+    assert StripeProvider.record_page(stripe, "payout", "po_1") is None
+    stripe.save(update_fields=["settings"])
+    page = admin_client.get(f"/admin/audit/reviewitem/{item.pk}/change/").content.decode()
+    assert 'href="https://dashboard.stripe.com/disputes"' in page

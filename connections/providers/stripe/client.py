@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import stripe
 
@@ -136,6 +137,24 @@ class StripeProvider(HttpProvider):
     webhook_max_bytes = 512 * 1024
     webhook_help = "Stripe Dashboard > Developers > Webhooks > Add endpoint"
     webhook_headers = ("Stripe-Signature",)
+
+    # Capability LinksToRecords: where in Stripe's Dashboard a person acts on a record.  Only
+    # the Dashboard's list pages are published (docs.stripe.com/disputes/responding links the
+    # Disputes tab; the refund guide, the Payments page), not an address per object: the item
+    # names the id to look up there.
+    DASHBOARD_PAGES = {
+        "dispute": ("disputes", "Answer it in Stripe's Disputes"),
+        "payment": ("payments", "Find it in Stripe's Payments"),
+        "refund": ("payments", "Find it in Stripe's Payments"),
+    }
+
+    @classmethod
+    def record_page(cls, connection: Any, kind: str, record_id: str) -> tuple[str, str] | None:
+        page = cls.DASHBOARD_PAGES.get(kind)
+        api = str(connection.setting("base_url", "") or "")
+        if page is None or urlsplit(api).hostname != "api.stripe.com":
+            return None  # a sandbox has no Dashboard
+        return f"{page[1]} ({record_id})", f"https://dashboard.stripe.com/{page[0]}"
 
     def verify_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> InboundEvent:
         return webhooks.verify(self.connection.credentials.get("webhook_secret"), raw_body, headers)
