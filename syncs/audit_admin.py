@@ -34,6 +34,7 @@ from audit.models import (
     PostingLedger,
     ReviewItem,
 )
+from connections.providers import plain
 from connections.providers.capabilities import LinksToRecords
 from connections.providers.registry import capable, provider_class
 from syncs import display
@@ -236,8 +237,19 @@ def record_context(model_admin: Any, request: HttpRequest, obj: AuditRecord) -> 
     """What the record page shows beyond its fields."""
     can_work = model_admin.has_work_permission(request)
     is_open = obj.status in OPEN_STATUSES and obj.resolved_at is None
+    posting = display.entries(obj.sent_payload, obj.looked_up)
+    try:
+        target_name = plain.system_name(provider_class(obj.integration.target.kind))
+    except LookupError:
+        target_name = str(obj.integration.target)
     return {
         "record": obj,
+        "posting": posting,
+        "posting_totals": display.entry_totals(posting),
+        "target_name": target_name,
+        "amount_text": (
+            display.amount_text(obj.amount, obj.currency) if obj.amount is not None else ""
+        ),
         "record_open": is_open,
         "can_work": can_work and is_open,
         "fix": (

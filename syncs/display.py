@@ -7,6 +7,8 @@ Pure functions (no I/O, no Django): the admin renders what they return.
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -80,6 +82,7 @@ MINOR_UNIT_KEYS = {
 }
 TIMESTAMP_KEYS = {"created", "occurred_at", "period_start", "period_end", "due_date", "arrival"}
 MAX_ROWS = 80
+ISO_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
 def label(key: str) -> str:
@@ -93,6 +96,18 @@ def label(key: str) -> str:
     if out.lower() == "m3" or out.lower().startswith("m3 "):
         out = "CloudSuite" + out[2:]  # the flows' m3_invoice, m3_customer …
     return out
+
+
+def moment(value: str) -> str:
+    """An ISO 8601 time as ``2026-12-03 14:05:09 UTC`` — in its own zone, UTC when it names
+    none; the text as it was when it is not one."""
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    zone = "UTC" if at.utcoffset() == UTC.utcoffset(None) else at.strftime("UTC%z")
+    return f"{at:%Y-%m-%d %H:%M:%S} {zone}"
 
 
 def money(minor: int, currency: str) -> str:
@@ -115,6 +130,10 @@ def _scalar(key: str, value: Any, currency: str) -> str:
         return money(value, currency)
     if key in TIMESTAMP_KEYS and isinstance(value, int) and 10**8 < value < 10**11:
         return datetime.fromtimestamp(value, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if key.lower().endswith("currency") or key == "CUCD":
+        return str(value).upper()
+    if isinstance(value, str) and ISO_MOMENT.match(value):
+        return moment(value)
     if isinstance(value, Decimal):
         return f"{value:,}"
     if key in ("IVDT", "DUDT", "ACDT", "RGDT", "TRDT") and len(str(value)) == 8:
@@ -123,13 +142,37 @@ def _scalar(key: str, value: Any, currency: str) -> str:
     return str(value)
 
 
+def _nested(prefix: str, key: str) -> str:
+    """A nested field's label: under its parent's, without repeating it (the invoice under
+    "CloudSuite" reads "CloudSuite invoice", not "CloudSuite", a chevron, then it again)."""
+    name = label(key)
+    parent = prefix.rsplit(" \u203a ", 2)[-2] if prefix.endswith(" \u203a ") else ""
+    if parent and name.startswith(parent + " "):
+        return f"{prefix[: -len(parent) - 3]}{name}"
+    return f"{prefix}{name}"
+
+
+def _empty(value: Any) -> bool:
+    """Nothing worth a row: no value, or a list or object of nothing."""
+    if value is None or value == "" or value == [] or value == {}:
+        return True
+    if isinstance(value, dict):
+        return all(_empty(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_empty(v) for v in value)
+    return False
+
+
 def fields(payload: Any, *, prefix: str = "", currency: str = "") -> list[tuple[str, str]]:
-    """``payload`` as (label, value) rows, nested objects and lists flattened with a chevron."""
+    """``payload`` as (label, value) rows, nested objects and lists flattened with a chevron;
+    empty fields are left out (twelve blank dimensions say nothing)."""
     rows: list[tuple[str, str]] = []
     if isinstance(payload, dict):
         currency = str(payload.get("currency") or payload.get("CUCD") or currency or "")
         for key, value in payload.items():
-            name = f"{prefix}{label(str(key))}"
+            if _empty(value):
+                continue
+            name = _nested(prefix, str(key))
             if isinstance(value, dict | list):
                 rows.extend(fields(value, prefix=f"{name} \u203a ", currency=currency))
             else:
@@ -138,6 +181,8 @@ def fields(payload: Any, *, prefix: str = "", currency: str = "") -> list[tuple[
                 break
     elif isinstance(payload, list):
         for n, value in enumerate(payload, start=1):
+            if _empty(value):
+                continue
             if isinstance(value, dict | list):
                 rows.extend(fields(value, prefix=f"{prefix}{n} \u203a ", currency=currency))
             else:
@@ -244,3 +289,101 @@ def collection_totals(records: Any) -> list[tuple[str, dict[str, Any]]]:
         for key in ("amount", "fee", "net"):
             t[f"{key}_text"] = amount_text(t[key], currency)
     return sorted(totals.items())
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of a posting as the ledger shows it: the account (and its name), what the line
+    says, and its amount on the debit or the credit side."""
+
+    account: str
+    name: str
+    text: str
+    debit: Decimal | None
+    credit: Decimal | None
+    currency: str
+
+    @property
+    def debit_text(self) -> str:
+        return amount_text(self.debit, self.currency) if self.debit is not None else ""
+
+    @property
+    def credit_text(self) -> str:
+        return amount_text(self.credit, self.currency) if self.credit is not None else ""
+
+
+def _names(looked_up: Any) -> dict[str, str]:
+    """Account → name, from what a record was judged against (checked accounts)."""
+    found: dict[str, str] = {}
+    if isinstance(looked_up, dict):
+        if looked_up.get("mapped") and looked_up.get("name"):
+            found[str(looked_up["mapped"])] = str(looked_up["name"])
+            found[str(looked_up["mapped"]).split(";")[0]] = str(looked_up["name"])
+        for value in looked_up.values():
+            found.update(_names(value))
+    elif isinstance(looked_up, list):
+        for value in looked_up:
+            found.update(_names(value))
+    return found
+
+
+def _account(line: dict[str, Any]) -> str:
+    return ";".join(str(line.get(f"AIT{n}") or "") for n in range(1, 8)).rstrip(";")
+
+
+def _side(
+    account: str, name: str, text: str, amount: Decimal, currency: str, *, debit: bool
+) -> Entry:
+    """A line on the debit side when ``debit`` and ``amount`` is positive (a negative amount
+    goes to the other side)."""
+    on_debit = debit == (amount >= 0)
+    value = abs(amount)
+    return Entry(
+        account, name, text, value if on_debit else None, None if on_debit else value, currency
+    )
+
+
+def entries(sent: Any, looked_up: Any = None) -> list[Entry]:
+    """A posting sent to CloudSuite as debit and credit lines: a GL journal line by line (each
+    amount its sign's side), a customer receipt as the bank debited and the customer's invoice
+    credited, its fee charged from the bank.  Empty for anything else."""
+    if not isinstance(sent, dict):
+        return []
+    lines = [line for line in sent.get("lines") or [] if isinstance(line, dict)]
+    names = _names(looked_up)
+    out: list[Entry] = []
+
+    def amount(value: Any) -> Decimal | None:
+        try:
+            return Decimal(str(value))
+        except ArithmeticError:
+            return None
+
+    for line in lines:
+        account, currency = _account(line), str(line.get("CUCD") or "").upper()
+        name = names.get(account) or names.get(account.split(";")[0], "")
+        if "CUAM" in line and account and (value := amount(line["CUAM"])) is not None:
+            text = str(line.get("VTXT") or "")
+            out.append(_side(account, name, text, value, currency, debit=True))
+        elif "PYAM" in line and (value := amount(line["PYAM"])) is not None:
+            customer = f"Customer {line.get('CUNO', '')}, invoice {line.get('CINO', '')}"
+            out.append(_side(account or "bank", name, customer, value, currency, debit=True))
+            out.append(_side("receivable", "", customer, value, currency, debit=False))
+    for charge in sent.get("charges") or []:
+        if isinstance(charge, dict) and (value := amount(charge.get("CHAM"))) is not None:
+            currency = str(charge.get("CUCD") or "").upper()
+            code = f"charge code {charge.get('CHRI', '')}"
+            bank = _account(lines[0]) if lines else "bank"
+            out.append(_side(code, "", "Fee", value, currency, debit=True))
+            out.append(_side(bank, names.get(bank, ""), "Fee", value, currency, debit=False))
+    return out
+
+
+def entry_totals(lines: list[Entry]) -> list[tuple[str, str, str]]:
+    """(currency, debits, credits) of a posting: equal when it balances."""
+    totals: dict[str, list[Decimal]] = {}
+    for e in lines:
+        t = totals.setdefault(e.currency, [Decimal(0), Decimal(0)])
+        t[0] += e.debit or 0
+        t[1] += e.credit or 0
+    return [(c, amount_text(d, c), amount_text(k, c)) for c, (d, k) in sorted(totals.items())]

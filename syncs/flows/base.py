@@ -230,10 +230,10 @@ class Flow(Generic[S, T]):
             cache[name] = load()
         return cache[name]
 
-    def chart(self, holder: Provider) -> set[str]:
-        """The accounts of ``holder``'s chart (capability ``ChartOfAccounts``), read once per
-        run: what a mapped account is checked against."""
-        return self.per_run("chart", lambda: set(holder.chart_of_accounts()))  # type: ignore[attr-defined]
+    def chart(self, holder: Provider) -> dict[str, str]:
+        """The accounts of ``holder``'s chart with their names (capability
+        ``ChartOfAccounts``), read once per run: what a mapped account is checked against."""
+        return self.per_run("chart", lambda: dict(holder.chart_of_accounts()))  # type: ignore[attr-defined]
 
     def map(self, record: SourceRecord, mappings: Mappings) -> Payload | Flag | Wait | Skip:
         raise NotImplementedError

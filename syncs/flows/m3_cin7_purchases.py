@@ -171,7 +171,7 @@ class M3PurchasesToCin7(Flow[InforM3, Cin7Core]):
         wanted = {self._account(line, ctx.mappings) for line in lines} - {""}
         rules = {self._tax_rule(line, ctx.mappings) for line in lines}
         return InCin7Chart(
-            missing_accounts=tuple(sorted(wanted - codes)),
+            missing_accounts=tuple(sorted(wanted - codes.keys())),
             tax_rates={rule: rates.get(rule) for rule in sorted(rules)},
         )
 

@@ -7,6 +7,7 @@ doubled."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -20,16 +21,18 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AccountCheck:
-    """A mapped accounting string (None: none is mapped) and whether its account — the first
-    dimension — is in CloudSuite's chart."""
+    """A mapped accounting string (None: none is mapped), whether its account — the first
+    dimension — is in CloudSuite's chart, and the account's name there."""
 
     mapped: str | None
     in_chart: bool
+    name: str = ""
 
 
-def account_check(mapped: str | None, chart: set[str]) -> AccountCheck:
-    """The mapped accounting string checked against the chart."""
-    return AccountCheck(mapped, bool(mapped) and str(mapped).split(";")[0] in chart)
+def account_check(mapped: str | None, chart: Mapping[str, str]) -> AccountCheck:
+    """The mapped accounting string checked against the chart (account → name)."""
+    account = str(mapped).split(";")[0] if mapped else ""
+    return AccountCheck(mapped, bool(account) and account in chart, chart.get(account, ""))
 
 
 def account_problem(found: AccountCheck | None, *, label: str, mapping: str) -> str:

@@ -266,6 +266,11 @@ def test_collections_show_what_stripe_collected_per_invoice(
     assert "500.00 EUR" not in admin_client.get("/admin/audit/collection/?q=499").content.decode()
     totals = page.split('id="mlc-totals"', 1)[1].split("</table>", 1)[0]
     assert '<td class="num">500.00 EUR</td>' in totals  # as the rows show it
+    record = admin_client.get(f"/admin/audit/collection/{posted.pk}/change/").content.decode()
+    posting = record.split('id="mlc-posting"', 1)[1].split("</table>", 1)[0]
+    rows = posting.split("<tbody>", 1)[1].split("</tbody>", 1)[0].split("</tr>")
+    assert "1930" in rows[0] and "Customer C100, invoice 9001" in rows[1]  # bank, receivable
+    assert rows[0].count("500.00 EUR") == 1 and rows[1].count("500.00 EUR") == 1
 
 
 def test_a_copied_payments_integration_never_posts_a_payment_twice(world: World) -> None:

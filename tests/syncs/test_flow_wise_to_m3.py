@@ -199,3 +199,24 @@ def test_the_month_reconciles_what_wise_paid_against_the_journals(world: World) 
     (difference,) = result.differences
     assert difference.key == f"transfer:{waiting['id']}" and difference.posted is None
     assert "review queue" in difference.explanation
+
+
+def test_a_posted_journal_reads_as_its_debit_and_credit_lines_with_account_names(
+    world: World, admin_client: Any
+) -> None:
+    transfer = world.transfer()
+    world.wise.move(transfer["id"], *SENT)
+    posted = AuditRecord.objects.get(integration=world.payments, status=S.SYNCED)
+    page = admin_client.get(f"/admin/audit/auditrecord/{posted.pk}/change/").content.decode()
+    posting = page.split('id="mlc-posting"', 1)[1].split("</fieldset>", 1)[0]
+    assert "Posted to CloudSuite" in posting
+    debit, credit = posting.split("<tbody>", 1)[1].split("</tbody>", 1)[0].split("</tr>")[:2]
+    assert "2440" in debit and "Accounts payable" in debit and "1,250.40 EUR</td><td" in debit
+    assert "1940" in credit and "Wise EUR balance" in credit
+    assert credit.rstrip().endswith('<td class="num">1,250.40 EUR</td>')
+    totals = posting.split("<tfoot>", 1)[1]
+    assert totals.count("1,250.40 EUR") == 2  # debits equal credits
+    summary = page.split('id="mlc-doc"', 1)[1].split("</table>", 1)[0]
+    assert "1,250.40 EUR" in summary and "R-100" in summary and " UTC" in summary
+    technical = page.split('id="mlc-technical"', 1)[1]
+    assert "What was sent" in technical  # folded away, under the document

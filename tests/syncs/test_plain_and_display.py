@@ -87,5 +87,26 @@ def test_ages_read_in_the_largest_sensible_unit() -> None:
 
 def test_the_flows_own_keys_read_as_cloudsuite_fields() -> None:
     rows = dict(display.fields({"m3": {"m3_invoice": "9002"}, "sourceCurrency": "EUR"}))
-    assert rows["CloudSuite \u203a CloudSuite invoice"] == "9002"
+    assert rows["CloudSuite invoice"] == "9002"  # not under "CloudSuite" again
     assert rows["Source currency"] == "EUR"
+
+
+def test_empty_fields_are_left_out_currencies_read_as_codes_and_times_with_their_zone() -> None:
+    rows = dict(
+        display.fields(
+            {
+                "currency": "gbp",
+                "lines": [{"AIT1": "1930", "AIT2": "", "AIT3": None}],
+                "created_at": "2026-12-03T04:05:06Z",
+                "held": "2026-12-03T05:05:06+01:00",
+                "note": "",
+                "parts": [],
+            }
+        )
+    )
+    assert rows == {
+        "Currency": "GBP",
+        "Lines \u203a 1 \u203a GL account (AIT1)": "1930",
+        "Created at": "2026-12-03 04:05:06 UTC",
+        "Held": "2026-12-03 05:05:06 UTC+0100",
+    }

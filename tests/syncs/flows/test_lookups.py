@@ -109,7 +109,8 @@ def test_lookups_are_stored_beside_what_was_read_and_looked_up_again_on_replay(
     LookingUp.reads_open = [Decimal("10.00"), Decimal("5.00")]
     first, second = run_as(monkeypatch, mapped, LookingUp)
     assert (first.status, second.status) == (S.SYNCED, S.FLAGGED)
-    assert second.looked_up == {"open": "5.00", "account": {"mapped": "1930", "in_chart": True}}
+    account = {"mapped": "1930", "in_chart": True, "name": ""}
+    assert second.looked_up == {"open": "5.00", "account": account}
     assert "open" not in second.source_payload  # what was read is kept as it was read
     reviewer = Client()
     reviewer.force_login(_reviewer())
