@@ -7,11 +7,13 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html_join
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
 
 from connections import csvsetup
 from connections.admin_base import SafeModelAdmin
@@ -33,20 +35,44 @@ logger = logging.getLogger(__name__)
 
 @admin.register(Connection)
 class ConnectionAdmin(SafeModelAdmin):
-    list_display = ("name", "kind", "status", "last_checked_at", "updated_at")
+    list_display = ("name", "kind", "state", "updated_at")
     list_filter = ("kind", "status")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = (
         "credentials_on_file",
-        "status",
+        "state",
         "last_checked_at",
         "last_check_message",
         "recent_key_rotations",
     )
     actions = ["test_connection", "rotate_key", "trust_host_key"]
 
-    @admin.action(description="Test selected connections", permissions=["change"])
+    @admin.display(description="Status", ordering="status")
+    def state(self, obj: Connection) -> str:
+        """Its status with what it stands on: the last call that worked, the last that could
+        not use the system (and why), the last test."""
+        now = timezone.now()
+        facts = []
+        if obj.last_used_at:
+            facts.append(f"last worked {timesince(obj.last_used_at, now, depth=1)} ago")
+        if obj.last_failed_at and (not obj.last_used_at or obj.last_failed_at > obj.last_used_at):
+            facts.append(
+                f"could not be used {timesince(obj.last_failed_at, now, depth=1)} ago"
+                + (f": {obj.last_failure}" if obj.last_failure else "")
+            )
+        if obj.last_checked_at:
+            facts.append(f"tested {timesince(obj.last_checked_at, now, depth=1)} ago")
+        css = {"ok": "ok", "failing": "failing"}.get(obj.status, "off")
+        label = obj.get_status_display() if facts or obj.status != "untested" else "Not used yet"
+        return format_html(
+            '<span class="mlc-badge mlc-{}">{}</span><div class="mlc-why">{}</div>',
+            css,
+            label,
+            "; ".join(facts) or "no call made yet",
+        )
+
+    @admin.action(description="Test the selected connections", permissions=["change"])
     def test_connection(self, request: HttpRequest, queryset: Any) -> None:
         for connection in queryset:
             result = connection_check(connection=connection)
@@ -112,13 +138,29 @@ class ConnectionAdmin(SafeModelAdmin):
             request, "admin/connections/connection/trust_host_key.html", context
         )
 
+    def test_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The connection page's Test button: test now and say how it went, in plain words."""
+        connection = self.get_object(request, str(pk))
+        page = reverse("admin:connections_connection_change", args=[pk])
+        if connection is None or not self.has_change_permission(request, connection):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseRedirect(page)
+        self.test_connection(request, Connection.objects.filter(pk=connection.pk))
+        return HttpResponseRedirect(page)
+
     def get_urls(self) -> list[Any]:
         own = [
+            path(
+                "<int:pk>/test/",
+                self.admin_site.admin_view(self.test_view),
+                name="connections_connection_test",
+            ),
             path(
                 "<int:pk>/csv-template/",
                 self.admin_site.admin_view(self.csv_template_view),
                 name="connections_connection_csv_template",
-            )
+            ),
         ]
         return own + super().get_urls()
 
@@ -365,7 +407,7 @@ class ConnectionAdmin(SafeModelAdmin):
         if obj is not None:
             fieldsets.insert(1, ("On file", {"fields": ["credentials_on_file"]}))
             fieldsets.append(
-                ("Status", {"fields": ["status", "last_checked_at", "last_check_message"]})
+                ("Status", {"fields": ["state", "last_checked_at", "last_check_message"]})
             )
             if capable(obj.kind, RotatesKeys):
                 fieldsets.append(("Key rotations", {"fields": ["recent_key_rotations"]}))

@@ -40,6 +40,11 @@ class Connection(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.UNTESTED)
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_check_message = models.TextField(blank=True)
+    # From real use (``connections.usage``): the last call that worked, the last that could not
+    # reach or use the system, and why.
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_failed_at = models.DateTimeField(null=True, blank=True)
+    last_failure = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

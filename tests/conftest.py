@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.db import connection as db_connection
 
+from connections import usage
 from connections.models import Connection
 from connections.sandbox.server import SIMULATORS
 from connections.sandbox.sftp import SftpSandbox
@@ -65,6 +66,14 @@ def free_port() -> int:
 
 def ionapi_bytes(**overrides: Any) -> bytes:
     return json.dumps({**IONAPI, **overrides}).encode()
+
+
+@pytest.fixture(autouse=True)
+def fresh_usage_notes() -> Iterator[None]:
+    """A connection's use is noted afresh in each test (its quiet minute is per process)."""
+    usage.forget()
+    yield
+    usage.forget()
 
 
 @pytest.fixture

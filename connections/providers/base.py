@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from connections import jsonsafe
+from connections import jsonsafe, usage
 from connections.providers import plain
 from connections.providers.errors import ApiError
 from connections.providers.http import ApiClient, Auth, ClientConfig
@@ -197,6 +197,7 @@ class HttpProvider(Provider):
                 session=self._session,
                 sleep=self._sleep,
                 default_headers=self.default_headers(),
+                observer=usage.observer(self.connection.pk),
             )
         return self._http
 

@@ -155,8 +155,11 @@ class ApiClient:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         default_headers: Mapping[str, str] | None = None,
+        observer: Callable[[bool, str], None] | None = None,
     ) -> None:
         self.config = config
+        # Told after each request whether the system could be used (``connections.usage``).
+        self.observer = observer
         self.auth = auth
         self.limiter = limiter
         self.redact = redactor or Redactor()
@@ -239,17 +242,33 @@ class ApiClient:
             reraise=True,
             before_sleep=lambda rs: self._log_retry(method, url, rs),
         )
-        return retrying(
-            self._attempt,
-            method,
-            url,
-            params=params,
-            json=json,
-            data=data,
-            headers=send_headers,
-            idempotent=idempotent,
-            use_auth=auth,
-        )
+        try:
+            response = retrying(
+                self._attempt,
+                method,
+                url,
+                params=params,
+                json=json,
+                data=data,
+                headers=send_headers,
+                idempotent=idempotent,
+                use_auth=auth,
+            )
+        except (AuthFailed, Transient) as exc:  # refused credentials, unreachable, failing
+            self._observe(False, exc.message)
+            raise
+        except ApiError:  # it answered (a refusal of the data, a limit): the connection works
+            self._observe(True)
+            raise
+        self._observe(True)
+        return response
+
+    def _observe(self, worked: bool, message: str = "") -> None:
+        if self.observer is not None:
+            try:
+                self.observer(worked, self.redact.text(message))
+            except Exception as exc:  # noting the use never fails the call
+                logger.warning("Noting a use failed: %s", exc)
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return self.request("GET", path, **kwargs)

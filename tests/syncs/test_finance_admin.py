@@ -417,3 +417,22 @@ def test_the_queue_groups_what_one_fix_settles_with_its_amounts_and_filters_by_e
     assert (
         "gb_0" not in reviewer_client.get("/admin/audit/reviewitem/?erp=IFS+Cloud").content.decode()
     )
+
+
+def test_a_failing_connection_card_tells_a_reviewer_whom_to_ask_and_they_cannot_test_it(
+    integration: Integration, reviewer_client: Client
+) -> None:
+    admin_user = User.objects.create_user(
+        "ingrid", email="ingrid@example.com", first_name="Ingrid", last_name="Berg"
+    )
+    admin_user.groups.add(Group.objects.get_or_create(name="Integration admin")[0])
+    source = integration.source
+    source.status = "failing"
+    source.save(update_fields=["status"])
+    card = reviewer_client.get("/admin/").content.decode()
+    card = card.split('id="mlc-failing-connections"', 1)[1].split("</div>\n  </div>", 1)[0]
+    assert source.name in card and "ask them" in card
+    assert "Ingrid Berg &lt;ingrid@example.com&gt;" in card
+    assert f"/admin/connections/connection/{source.pk}/" not in card  # not a link they can open
+    tried = reviewer_client.post(f"/admin/connections/connection/{source.pk}/test/")
+    assert tried.status_code == 403

@@ -681,3 +681,33 @@ def test_a_disputed_payment_says_what_to_do_and_links_to_stripe_where_it_is_stri
     stripe.save(update_fields=["settings"])
     page = admin_client.get(f"/admin/audit/reviewitem/{item.pk}/change/").content.decode()
     assert 'href="https://dashboard.stripe.com/disputes"' in page
+
+
+def test_connections_show_their_status_from_real_use_and_a_test_button(
+    world: World, admin_client: Any
+) -> None:
+    from connections.models import Connection
+
+    stripe, m3 = world.payments.source, world.payments.target
+    assert stripe.status == Connection.Status.UNTESTED
+    world.pay("9001")
+    for used in (stripe, m3):
+        used.refresh_from_db()
+        assert used.status == Connection.Status.OK and used.last_used_at is not None
+        assert used.last_checked_at is None  # never tested: used, and that says enough
+    page = admin_client.get(f"/admin/connections/connection/{stripe.pk}/change/")
+    text = page.content.decode()
+    assert "last worked" in text and 'id="mlc-test-connection"' in text
+    tested = admin_client.post(f"/admin/connections/connection/{stripe.pk}/test/", follow=True)
+    assert tested.status_code == 200 and "Stripe" in tested.content.decode()
+    stripe.refresh_from_db()
+    assert stripe.last_checked_at is not None
+    stripe.credentials = {**stripe.credentials, "api_key": "sk_test_" + "x" * 24}
+    stripe.save()
+    from connections import usage
+
+    usage.forget()
+    world.pay("9002")  # the webhook's run reads Stripe with a key Stripe refuses
+    stripe.refresh_from_db()
+    assert stripe.status == Connection.Status.FAILING and stripe.last_failed_at is not None
+    assert "sk_test_xxxx" not in stripe.last_failure  # never a secret
