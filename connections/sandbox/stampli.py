@@ -13,6 +13,7 @@ they exported earlier.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import tempfile
 from pathlib import Path
@@ -57,18 +58,23 @@ def _money(amount: int) -> str:
     return f"{amount // 100:,}.{amount % 100:02d}"
 
 
+SFTP_PORT_VARIABLE = "SANDBOX_STAMPLI_SFTP_PORT"
+
+
 class StampliSimulator(Simulator):
     """Stampli's side of an SFTP export folder."""
 
     name = "stampli"
     kind = "stampli"
     label = "Stampli (SFTP)"
-    default_port = 8105
+    default_port = 8105  # its control port (/_sandbox/…); the files are served over SFTP
 
-    def __init__(self, *, root: Path | None = None, sftp_port: int = 0) -> None:
+    def __init__(self, *, root: Path | None = None, sftp_port: int | None = None) -> None:
         super().__init__()
         self.root = Path(root or tempfile.mkdtemp(prefix="stampli-sftp-"))
         (self.root / "outbound").mkdir(parents=True, exist_ok=True)
+        if sftp_port is None:  # the demo names its port; elsewhere any free one
+            sftp_port = int(os.environ.get(SFTP_PORT_VARIABLE) or 0)
         self.sftp = SftpSandbox(self.root, port=sftp_port)
         self.sequence = 0
         self.exported: list[dict[str, Any]] = []  # invoices exported, for payments later

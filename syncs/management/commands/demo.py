@@ -1,9 +1,11 @@
 """``manage.py demo``: everything a new user needs, in one command.
 
-Migrates, collects static files, creates the admin login (kept in ``var/``), starts the sandbox
-simulators (a seeded CloudSuite tenant and a Stripe account whose customers pay now and then),
-creates the three M3 ↔ Stripe integrations, starts a django-q2 worker cluster and the web
-server, prints the admin URL and login, and stops everything on Ctrl-C.
+Migrates, collects static files, creates the admin and Finance reviewer logins (the password
+kept in ``var/``), starts the six sandbox simulators (a seeded CloudSuite tenant, a Stripe
+account whose customers pay now and then, IFS Cloud, Wise, Cin7 Core and Stampli's SFTP export
+folder), creates the demo's connections and integrations, starts a django-q2 worker cluster and
+the web server, prints the admin URL, the logins and every simulator's address, and stops
+everything on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from connections.sandbox.server import SIMULATORS
+from connections.sandbox.stampli import SFTP_PORT_VARIABLE
 from syncs.demo import demo_seed
 
 logger = logging.getLogger(__name__)
@@ -40,6 +43,28 @@ PORTS = {
     name: int(os.environ.get(f"DEMO_{name.upper()}_PORT", cls.default_port))
     for name, cls in SIMULATORS.items()
 }
+SFTP_PORT = int(os.environ.get("DEMO_STAMPLI_SFTP_PORT", "8107"))  # Stampli's export folder
+DEMO_STORY = (
+    "  First data in about a minute: Stripe customers and invoices from the CloudSuite\n"
+    "  tenant, then receipts in CloudSuite as the sandbox's customers pay; IFS Cloud\n"
+    "  customers and draft invoices in Stripe; CloudSuite suppliers as Wise recipients and\n"
+    "  quotes, then payment journals as the sandbox's Wise user pays them; Stampli's\n"
+    "  exports as CloudSuite AP invoices; CloudSuite suppliers and orders in Cin7 Core.\n"
+    "  Log in as the Finance reviewer to see what a finance user sees.\n"
+    "  Ctrl-C stops the server, worker and sandbox.\n"
+)
+
+
+def sandbox_lines(urls: dict[str, str]) -> str:
+    """One line per simulator: what it is and where (Stampli's files: their SFTP address)."""
+    lines = [f"  Sandbox ({len(urls)} simulators, state kept in var/sandbox/):"]
+    for name, url in urls.items():
+        label = SIMULATORS[name].label
+        if name == "stampli":
+            lines.append(f"    {label}: sftp://sandbox@127.0.0.1:{SFTP_PORT}/outbound")
+        else:
+            lines.append(f"    {label}: {url}")
+    return "\n".join(lines) + "\n"
 
 
 def demo_admin_password() -> str:
@@ -95,24 +120,14 @@ class Command(BaseCommand):
         signal.signal(signal.SIGHUP, lambda *_: sys.exit(0))
         try:
             ports = [f"--port={name}={port}" for name, port in PORTS.items()]
+            os.environ[SFTP_PORT_VARIABLE] = str(SFTP_PORT)  # for the sandbox's SFTP server
             children.append(self._spawn([manage, "sandbox", "--seed", "--activity", "20", *ports]))
             for url in sandbox.values():
                 self._wait_for(url + "/_sandbox/state", children[0])
             demo_seed(urls=sandbox, web_url=f"http://{options['host']}:{options['port']}")
             call_command("sync_schedules", verbosity=0)
             children.append(self._spawn([manage, "worker", "--grace", str(DEMO_GRACE)]))
-            self.stdout.write(
-                banner
-                + "  Sandbox: "
-                + ", ".join(f"{SIMULATORS[n].label} {u}" for n, u in sandbox.items())
-                + "\n"
-                + "  Within a couple of minutes: Stripe customers and invoices from the demo\n"
-                + "  CloudSuite tenant, then receipts in CloudSuite as the sandbox's customers\n"
-                + "  pay; IFS Cloud customers and draft invoices in Stripe too; CloudSuite\n"
-                + "  suppliers as Wise recipients, quotes for their open invoices and payment\n"
-                + "  journals as the sandbox's Wise user pays them (see Sync runs and Audit\n"
-                + "  records).  Ctrl-C stops the server, worker and sandbox.\n"
-            )
+            self.stdout.write(banner + sandbox_lines(sandbox) + DEMO_STORY)
             call_command(
                 "runserver",
                 f"{options['host']}:{options['port']}",
