@@ -21,7 +21,8 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from import_export.admin import ExportMixin
 from rangefilter.filters import DateRangeQuickSelectListFilterBuilder
 
@@ -261,7 +262,9 @@ def record_context(model_admin: Any, request: HttpRequest, obj: AuditRecord) -> 
         "replay_url": reverse("admin:audit_reviewitem_replay", args=[obj.pk]),
         "dismiss_url": reverse("admin:audit_reviewitem_dismiss", args=[obj.pk]),
         "read_fields": display.fields(obj.source_payload),
-        "looked_up_fields": display.fields(obj.looked_up) if obj.looked_up else [],
+        "looked_up_fields": (
+            display.fields(obj.looked_up, currency=obj.currency) if obj.looked_up else []
+        ),
         "sent_fields": display.fields(obj.sent_payload) if obj.sent_payload else [],
         "answer_fields": display.fields(obj.response_summary) if obj.response_summary else [],
         "replay_link": (
@@ -359,7 +362,7 @@ class ReviewItemAdmin(AuditRecordAdmin):
     """Failed and flagged records that still need a human: one item per record of an
     integration (however many runs met it), oldest problems easiest to find."""
 
-    list_display = ("age", "integration", "record", "with_whom", "money", "problem", "seen", "fix")
+    list_display = ("age", "integration", "record", "with_whom", "money", "problem", "fix")
     list_display_links = ("record",)
     list_filter = (
         ProblemFilter,
@@ -398,8 +401,17 @@ class ReviewItemAdmin(AuditRecordAdmin):
 
     @admin.display(description="Age", ordering="first_seen")
     def age(self, obj: AuditRecord) -> str:
+        """How long it has waited, and how often runs met it (the last time)."""
         first = getattr(obj, "first_seen", None) or obj.created_at
-        return display.age((timezone.now() - first).total_seconds())
+        now = timezone.now()
+        total = getattr(obj, "seen_total", None) or obj.times_seen
+        last = obj.last_seen_at or obj.created_at
+        return format_html(
+            "{}<div class='mlc-why'>seen {}\u00d7, last {} ago</div>",
+            display.age((now - first).total_seconds()),
+            total,
+            display.age((now - last).total_seconds()),
+        )
 
     @admin.display(description="Record", ordering="source_key")
     def record(self, obj: AuditRecord) -> str:
@@ -429,16 +441,6 @@ class ReviewItemAdmin(AuditRecordAdmin):
             return text
         label = "Failed, retried by itself" if obj.retryable else "Failed"
         return format_html('<span class="mlc-badge mlc-failing">{}</span> {}', label, text)
-
-    @admin.display(description="Seen")
-    def seen(self, obj: AuditRecord) -> str:
-        total = getattr(obj, "seen_total", None) or obj.times_seen
-        last = obj.last_seen_at or obj.created_at
-        return format_html(
-            "{}\u00d7<div class='mlc-why'>last {}</div>",
-            total,
-            display.age((timezone.now() - last).total_seconds()) + " ago",
-        )
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         """The list, with the items grouped by what settles them above it (as filtered)."""
@@ -720,7 +722,7 @@ class PaymentQuoteAdmin(RecordPageMixin, ReadOnlyAdmin):
         "held_until",
         "quote",
     )
-    list_filter = ("integration", ("created_at", DateRange))
+    list_filter = (("integration", admin.RelatedOnlyFieldListFilter), ("created_at", DateRange))
     search_fields = ("party", "party_name", "document", "source_key", "target_key", "reason")
     search_help_text = "A supplier's code or name, an invoice, a Wise quote id or an amount."
     fields = RECORD_FIELDS
@@ -812,7 +814,9 @@ class PaymentQuoteAdmin(RecordPageMixin, ReadOnlyAdmin):
 
     @admin.display(description="Wise quote", ordering="target_key")
     def quote(self, obj: AuditRecord) -> str:
-        return obj.target_key
+        """The quote id, breakable only after its hyphens."""
+        parts = obj.target_key.split("-")
+        return format_html_join(mark_safe("-<wbr>"), "{}", ((p,) for p in parts))
 
 
 @admin.register(PostingLedger)

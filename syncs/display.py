@@ -82,6 +82,7 @@ MINOR_UNIT_KEYS = {
 }
 TIMESTAMP_KEYS = {"created", "occurred_at", "period_start", "period_end", "due_date", "arrival"}
 MAX_ROWS = 80
+ID_LIKE = re.compile(r"^[a-z]{2,5}_(?=[A-Za-z0-9]*\d)[A-Za-z0-9]{6,}$")
 ISO_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
@@ -89,6 +90,8 @@ def label(key: str) -> str:
     """A field's readable name: an M3 code's meaning, otherwise the key in words."""
     if key in M3_FIELDS:
         return f"{M3_FIELDS[key]} ({key})"
+    if ID_LIKE.match(key):
+        return key  # an id (pi_3Qx…, re_…) is shown as it is, never put into words
     words = key.replace("_", " ").replace("-", " ").strip()
     # camelCase → words
     out = "".join(f" {c.lower()}" if c.isupper() and i else c for i, c in enumerate(words))
@@ -152,6 +155,26 @@ def _nested(prefix: str, key: str) -> str:
     return f"{prefix}{name}"
 
 
+AMOUNT_CODES = {"CUAM", "PYAM", "NLAM", "CHAM", "VTAM"}
+
+
+def _is_amount(key: str) -> bool:
+    """A field that holds an amount in major units (``m3_amount``, ``open_amount``, CUAM)."""
+    return key in AMOUNT_CODES or key.lower().endswith("_amount") or key.lower() == "total"
+
+
+def _amount_with_currency(value: Any, currency: str) -> str:
+    """``"300.00"`` as ``300.00 EUR`` (""when it is no amount, or no currency is known)."""
+    code = currency.upper()
+    if isinstance(value, bool) or not currency_known(code):
+        return ""
+    try:
+        amount = Decimal(str(value).strip())
+    except ArithmeticError:
+        return ""
+    return amount_text(amount, code) if amount.is_finite() else ""
+
+
 def _empty(value: Any) -> bool:
     """Nothing worth a row: no value, or a list or object of nothing."""
     if value is None or value == "" or value == [] or value == {}:
@@ -163,9 +186,12 @@ def _empty(value: Any) -> bool:
     return False
 
 
-def fields(payload: Any, *, prefix: str = "", currency: str = "") -> list[tuple[str, str]]:
+def fields(
+    payload: Any, *, prefix: str = "", currency: str = "", amounts: bool = False
+) -> list[tuple[str, str]]:
     """``payload`` as (label, value) rows, nested objects and lists flattened with a chevron;
-    empty fields are left out (twelve blank dimensions say nothing)."""
+    empty fields are left out (twelve blank dimensions say nothing); an amount — a field
+    named so, or whatever sits under one — shows its currency."""
     rows: list[tuple[str, str]] = []
     if isinstance(payload, dict):
         currency = str(payload.get("currency") or payload.get("CUCD") or currency or "")
@@ -173,8 +199,14 @@ def fields(payload: Any, *, prefix: str = "", currency: str = "") -> list[tuple[
             if _empty(value):
                 continue
             name = _nested(prefix, str(key))
+            minor = str(key) in MINOR_UNIT_KEYS and isinstance(value, int)  # Stripe's cents
+            money = (amounts or _is_amount(str(key))) and not minor
             if isinstance(value, dict | list):
-                rows.extend(fields(value, prefix=f"{name} \u203a ", currency=currency))
+                rows.extend(
+                    fields(value, prefix=f"{name} \u203a ", currency=currency, amounts=money)
+                )
+            elif money and (text := _amount_with_currency(value, currency)):
+                rows.append((name, text))
             else:
                 rows.append((name, _scalar(str(key), value, currency)))
             if len(rows) >= MAX_ROWS:

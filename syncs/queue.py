@@ -67,6 +67,8 @@ class Group:
         if self.kind == "mapping":
             label = mapping_kind_label(self.fix_kind)
             return f"{things} {verb} a {label} mapping for “{self.fix_value}”"
+        if self.kind == "decide":
+            return f"{things} {verb} a decision"
         return f"{things}: {PROBLEM_KINDS[self.kind].lower()}"
 
     @property

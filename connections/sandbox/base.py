@@ -250,6 +250,11 @@ class Simulator:
     def handle(self, request: Request) -> Response:
         raise NotImplementedError
 
+    def address(self, url: str) -> str:
+        """Where a person reaches what it simulates (its HTTP address, unless it serves the
+        system another way)."""
+        return url
+
     def connection_values(self, url: str) -> dict[str, Any]:
         """The kind, credentials and settings of a connection to this simulator at ``url``."""
         raise NotImplementedError

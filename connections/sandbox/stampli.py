@@ -224,6 +224,10 @@ class StampliSimulator(Simulator):
             "sftp_port": self.sftp.port,
         }
 
+    def address(self, url: str) -> str:
+        """The export folder, over SFTP (its HTTP port only takes the sandbox's controls)."""
+        return f"sftp://sandbox@{self.sftp.host}:{self.sftp.port}/outbound"
+
     def connection_values(self, url: str) -> dict[str, Any]:
         return {
             "kind": "stampli",

@@ -38,6 +38,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from connections.providers.errors import ApiError
 from connections.providers.infor_m3 import InforM3
 from connections.providers.spec import template, text_list, whole_number
 from connections.providers.wise import WiseProvider
@@ -173,15 +174,18 @@ class M3InvoicesToWiseQuotes(Flow[InforM3, WiseProvider]):
                 day,
             )
         quoted = ctx.ledger.confirmed(keys.values())
-        for invoice in invoices:
-            key = keys.get(invoice_key(invoice))
-            if key is None or key in quoted:
-                continue  # paid through Wise, or quoted today already: nothing to do
+        wanted = [
+            i for i in invoices if keys.get(invoice_key(i)) not in (None, *quoted)
+        ]  # not paid through Wise, not quoted today already
+        names = self._supplier_names(ctx, {str(i.get("SUNO") or "") for i in wanted} - {""})
+        for invoice in wanted:
+            key = keys[invoice_key(invoice)]
             owner = f"{invoice.get('SUNO')}/{invoice.get('CUCD')}"
             yield SourceRecord(
                 f"{invoice.get('SUNO')}/{invoice.get('SINO')}",
                 {
                     "invoice": invoice,
+                    "supplier_name": names.get(str(invoice.get("SUNO") or ""), ""),
                     "recipient": recipients.get(owner),
                     "source_currency": source_currency,
                     "pay_in": pay_in,
@@ -189,13 +193,24 @@ class M3InvoicesToWiseQuotes(Flow[InforM3, WiseProvider]):
                 },
             )
 
+    @staticmethod
+    def _supplier_names(ctx: Context, numbers: set[str]) -> dict[str, str]:
+        """The suppliers' names, in one bulk request (a quote reads without one if it fails:
+        the name is for people, the quote does not need it)."""
+        try:
+            found = ctx.source.get_suppliers(sorted(numbers))
+        except ApiError as exc:
+            logger.warning("Supplier names not read: %s", exc)
+            return {}
+        return {n: str(s.get("SUNM") or "") for n, s in found.items()}
+
     def summary(self, record: SourceRecord) -> Summary:
         invoice = record.data["invoice"]
         return Summary(
             Summary.amount_of(invoice.get("CUAM")),
             str(invoice.get("CUCD") or ""),
             party=str(invoice.get("SUNO") or ""),
-            party_name=str(invoice.get("SUNM") or ""),
+            party_name=str(record.data.get("supplier_name") or invoice.get("SUNM") or ""),
             document=str(invoice.get("SINO") or ""),
         )
 

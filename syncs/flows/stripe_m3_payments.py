@@ -133,7 +133,7 @@ class OpenOnInvoices(Lookups):
     here is judged against its invoice's amount from Stripe's metadata.  None: CloudSuite could
     not say."""
 
-    open: dict[str, str | None] = field(default_factory=dict)
+    open_amount: dict[str, str | None] = field(default_factory=dict)
 
 
 def open_on_invoice(ctx: Context, movement: dict[str, Any]) -> OpenOnInvoices:
@@ -175,8 +175,8 @@ def _still_open(
 ) -> Decimal | None:
     """What is open on the invoice: as CloudSuite said just before, else the invoice's amount
     from Stripe's metadata; None when neither is known (then nothing is judged)."""
-    if found.open.get(movement["id"]) is not None:
-        return decimal(found.open[movement["id"]])
+    if found.open_amount.get(movement["id"]) is not None:
+        return decimal(found.open_amount[movement["id"]])
     total = decimal(inv.get("m3_amount") or "")
     return total if total > 0 else None
 

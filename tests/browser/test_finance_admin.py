@@ -144,16 +144,26 @@ def _log_in(page: Any, base: str, username: str = "reviewer") -> None:
 
 
 def _columns_fit(page: Any) -> list[str]:
-    """The list's column headers that do not fit in the window (none should)."""
+    """What does not fit the page (none should): every table in the content measured against
+    the box it sits in — a list cut inside its scrolling box counts, not only past the window —
+    and the list's column headers that end past that box or the window."""
     return page.evaluate(
         """(width) => {
+            const out = [];
+            for (const table of document.querySelectorAll('#content table')) {
+                const box = table.parentElement;
+                if (table.scrollWidth > box.clientWidth + 1) {
+                    out.push(`${table.id || table.className || 'table'}: ` +
+                             `${table.scrollWidth} px in ${box.clientWidth} px`);
+                }
+            }
             const box = document.querySelector('.results') || document.body;
             const edge = Math.min(width, box.getBoundingClientRect().right);
-            return [...document.querySelectorAll('#result_list thead th')]
+            return out.concat([...document.querySelectorAll('#result_list thead th')]
                 .filter(th => th.getBoundingClientRect().right > edge + 1)
-                .map(th => th.innerText.trim());
+                .map(th => th.innerText.trim()));
         }""",
-        WIDTH,
+        page.viewport_size["width"],
     )
 
 

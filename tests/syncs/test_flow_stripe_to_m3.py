@@ -490,7 +490,7 @@ def test_a_replay_judges_the_open_amount_as_it_is_now(world: World) -> None:
     FieldMapping.objects.filter(source_value="stripe_receipts").delete()
     pay_outside_stripe_invoice(world, "9002", 30000)  # flagged: no GL mapping
     (waiting,) = AuditRecord.objects.filter(integration=world.payments, status=S.FLAGGED)
-    assert waiting.looked_up == {"open": {waiting.source_key: "300.00"}}  # judged against
+    assert waiting.looked_up == {"open_amount": {waiting.source_key: "300.00"}}  # judged on
     assert "m3_open" not in waiting.source_payload  # kept apart from what was read
     world.m3.state.put_account("1930", "Bank EUR")
     FieldMapping.objects.create(

@@ -110,3 +110,19 @@ def test_empty_fields_are_left_out_currencies_read_as_codes_and_times_with_their
         "Created at": "2026-12-03 04:05:06 UTC",
         "Held": "2026-12-03 05:05:06 UTC+0100",
     }
+
+
+def test_amounts_read_with_their_currency_and_ids_as_they_are() -> None:
+    rows = dict(
+        display.fields(
+            {"currency": "eur", "total": 50000, "m3": {"m3_amount": "300.00"}, "fee": 900}
+        )
+    )
+    assert rows == {
+        "Currency": "EUR",
+        "Total": "500.00 EUR",  # Stripe's minor units
+        "CloudSuite amount": "300.00 EUR",  # CloudSuite's major units
+        "Fee": "9.00 EUR",
+    }
+    judged = dict(display.fields({"open_amount": {"pi_3QxA1b2C3d": "12.5"}}, currency="GBP"))
+    assert judged == {"Open amount \u203a pi_3QxA1b2C3d": "12.50 GBP"}

@@ -82,7 +82,9 @@ class Command(BaseCommand):
         )
         for sim in sandbox.simulators.values():
             sim.rate_limit.per_minute = options["rate_limit"] or None
-        lines = [f"  {sim.label}: {sandbox[n].url}" for n, sim in sandbox.simulators.items()]
+        lines = [
+            f"  {sim.label}: {sim.address(sandbox[n].url)}" for n, sim in sandbox.simulators.items()
+        ]
         self.stdout.write("Sandbox up:\n" + "\n".join(lines))
         self.stdout.flush()
         stop = {"now": False}

@@ -60,10 +60,8 @@ def sandbox_lines(urls: dict[str, str]) -> str:
     lines = [f"  Sandbox ({len(urls)} simulators, state kept in var/sandbox/):"]
     for name, url in urls.items():
         label = SIMULATORS[name].label
-        if name == "stampli":
-            lines.append(f"    {label}: sftp://sandbox@127.0.0.1:{SFTP_PORT}/outbound")
-        else:
-            lines.append(f"    {label}: {url}")
+        where = f"sftp://sandbox@127.0.0.1:{SFTP_PORT}/outbound" if name == "stampli" else url
+        lines.append(f"    {label}: {where}")
     return "\n".join(lines) + "\n"
 
 
