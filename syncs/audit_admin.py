@@ -775,7 +775,9 @@ class PaymentQuoteAdmin(RecordPageMixin, ReadOnlyAdmin):
             return value
         shown = f"{value[:4]}-{value[4:6]}-{value[6:]}"
         if value < f"{timezone.localdate():%Y%m%d}":
-            return format_html('<span class="mlc-overdue" title="Overdue">{} overdue</span>', shown)
+            return format_html(
+                '<span class="mlc-overdue">{}</span><div class="mlc-why">overdue</div>', shown
+            )
         return shown
 
     @staticmethod

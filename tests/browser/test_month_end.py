@@ -11,16 +11,58 @@ from typing import Any
 import pytest
 
 from audit.models import AuditRecord
+from connections.models import Connection
+from syncs.models import Integration
 from tests.browser.test_finance_admin import HEIGHT, _columns_fit, _log_in, _reviewer, _shots
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def _a_quote_overdue(m3: Connection, wise: Connection) -> None:
+    """A Wise quote prepared for a supplier invoice whose due date has passed."""
+    quotes = Integration.objects.create(
+        name="Supplier invoices to Wise quotes",
+        slug="quotes",
+        flow="m3_wise.quotes",
+        source=m3,
+        target=wise,
+    )
+    AuditRecord.objects.create(
+        integration=quotes,
+        stream="quotes",
+        source_key="S2001/INV-0002-2",
+        target_key="92c10ace-8ac5-4c0b-ae86-45e376f4a0b1",
+        status=AuditRecord.Status.SYNCED,
+        reason="Quote ready: make the transfer from it in Wise.",
+        amount="873.6",
+        currency="EUR",
+        party="S2001",
+        party_name="Kaffeerösterei Nord GmbH",
+        document="INV-0002-2",
+        response_summary={
+            "SUNO": "S2001",
+            "SINO": "INV-0002-2",
+            "DUDT": "20261103",
+            "target_amount": "873.6",
+            "target_currency": "EUR",
+            "source_amount": "873.6",
+            "source_currency": "EUR",
+            "rate": 1.0,
+            "expires": "2026-12-03T05:02:00Z",
+        },
+    )
+
+
 @pytest.mark.parametrize("width", [1366, 1920])
 def test_a_reviewer_closes_the_month_from_the_overview(
-    browser: Any, flagged: dict[str, Any], width: int, capsys: pytest.CaptureFixture[str]
+    browser: Any,
+    flagged: dict[str, Any],
+    wise_connection: Connection,
+    width: int,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     _reviewer()
+    _a_quote_overdue(flagged["payments"].target, wise_connection)
     shots = _shots() / f"month-end-{width}"
     shots.mkdir(exist_ok=True)
     base, item = flagged["url"], flagged["item"]
@@ -81,6 +123,9 @@ def test_a_reviewer_closes_the_month_from_the_overview(
         page.screenshot(path=str(shots / "collections.png"), full_page=True)
         assert _columns_fit(page) == []
 
+        page.goto(f"{base}/admin/audit/paymentquote/")
+        quote = page.inner_text("#result_list tbody tr")
+        assert "873.60 EUR" in quote and "overdue" in quote and "Kaffeerösterei" in quote
         for listing in ("audit/paymentquote", "syncs/syncrun", "audit/reviewitem"):
             page.goto(f"{base}/admin/{listing}/")
             page.screenshot(path=str(shots / f"{listing.replace('/', '-')}.png"), full_page=True)

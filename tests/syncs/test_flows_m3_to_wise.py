@@ -188,7 +188,7 @@ def test_a_quote_for_each_open_invoice_due_in_the_window(
     assert "1250.4 EUR" not in page  # an amount keeps its currency's decimals
     due = quoted.response_summary["DUDT"]
     overdue = due < f"{timezone.localdate():%Y%m%d}"
-    assert ("overdue</span>" in page) == overdue  # a due date passed is marked
+    assert ('class="mlc-overdue"' in page) == overdue  # a due date passed is marked
     found = admin_client.get("/admin/audit/paymentquote/", {"q": "1250.40"}).content.decode()
     assert "R-100" in found
 
