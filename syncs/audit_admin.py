@@ -238,7 +238,13 @@ def record_context(model_admin: Any, request: HttpRequest, obj: AuditRecord) -> 
     """What the record page shows beyond its fields."""
     can_work = model_admin.has_work_permission(request)
     is_open = obj.status in OPEN_STATUSES and obj.resolved_at is None
-    posting = display.entries(obj.sent_payload, obj.looked_up)
+    noted = (
+        FieldMapping.for_integration(obj.integration)
+        .filter(kind="gl_account")
+        .exclude(note="")
+        .values_list("target_value", "note")
+    )
+    posting = display.entries(obj.sent_payload, obj.looked_up, names=dict(noted))
     try:
         target_name = plain.system_name(provider_class(obj.integration.target.kind))
     except LookupError:

@@ -375,14 +375,15 @@ def _side(
     )
 
 
-def entries(sent: Any, looked_up: Any = None) -> list[Entry]:
+def entries(sent: Any, looked_up: Any = None, names: dict[str, str] | None = None) -> list[Entry]:
     """A posting sent to CloudSuite as debit and credit lines: a GL journal line by line (each
     amount its sign's side), a customer receipt as the bank debited and the customer's invoice
-    credited, its fee charged from the bank.  Empty for anything else."""
+    credited, its fee charged from the bank.  Empty for anything else.  An account's name is
+    the chart's, as the record was judged against it, else ``names`` (the mappings' notes)."""
     if not isinstance(sent, dict):
         return []
     lines = [line for line in sent.get("lines") or [] if isinstance(line, dict)]
-    names = _names(looked_up)
+    names = {**(names or {}), **_names(looked_up)}
     out: list[Entry] = []
 
     def amount(value: Any) -> Decimal | None:

@@ -32,7 +32,7 @@ PROBLEM_KINDS = {
     "mapping": "Needs a mapping",
     "decide": "Needs a decision",
     "retry": "Failed, retried by itself",
-    "failed": "Failed: fix the cause, then replay",
+    "failed": "Failed: its cause needs fixing",
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django import template
@@ -44,3 +45,16 @@ def age_until(value: datetime | None) -> str:
 def labelled(payload: Any) -> list[tuple[str, str]]:
     """A payload as (label, value) rows, amounts in major units."""
     return display.fields(payload)
+
+
+@register.filter
+def money(value: Any, currency: str = "") -> str:
+    """An amount with its currency and the currency's decimals (``873.60 EUR``); "—" for none;
+    the value as it is when it is no amount."""
+    if value is None or value == "":
+        return "—"
+    try:
+        amount = Decimal(str(value))
+    except ArithmeticError:
+        return str(value)
+    return display.amount_text(amount, str(currency or ""))

@@ -270,6 +270,10 @@ def test_collections_show_what_stripe_collected_per_invoice(
     posting = record.split('id="mlc-posting"', 1)[1].split("</table>", 1)[0]
     rows = posting.split("<tbody>", 1)[1].split("</tbody>", 1)[0].split("</tr>")
     assert "1930" in rows[0] and "Customer C100, invoice 9001" in rows[1]  # bank, receivable
+    FieldMapping.objects.filter(source_value="stripe_receipts").update(note="Stripe clearing")
+    named = admin_client.get(f"/admin/audit/collection/{posted.pk}/change/").content.decode()
+    first = named.split('id="mlc-posting"', 1)[1].split("</tr>", 2)[1]
+    assert "1930;100" in first and "Stripe clearing" in first  # the mapping's note names it
     assert rows[0].count("500.00 EUR") == 1 and rows[1].count("500.00 EUR") == 1
 
 

@@ -93,6 +93,9 @@ def test_the_period_balances_when_every_collection_is_posted_and_lists_what_is_n
         {"integration": payments.pk, "start": str(today), "end": str(today)},
     ).content.decode()
     assert "1 difference(s)" in page and "80.00 GBP" in page
+    totals_table = page.split('id="mlc-reconcile-totals"', 1)[1].split("</table>", 1)[0]
+    assert '<td class="num">1,210.00 EUR</td>' in totals_table  # each total with its currency
+    assert '<td class="num">0.00 GBP</td>' in totals_table and "<b>80.00 GBP</b>" in totals_table
     # Nothing collected outside the period.
     earlier = reconcile(
         integration=payments, start=today - timedelta(days=40), end=today - timedelta(days=30)
