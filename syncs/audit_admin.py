@@ -106,6 +106,26 @@ def fix_link(record: AuditRecord) -> tuple[str, str] | None:
     return f"Add the {kind_label} mapping for {record.fix_value}", f"{url}?{query}"
 
 
+def _changelist(response: HttpResponse) -> Any:
+    """The ChangeList a list page rendered (None when it redirected, or said there is none)."""
+    return (getattr(response, "context_data", None) or {}).get("cl")
+
+
+class AmountSearch:
+    """A list's search that also finds rows of the amount a term reads as ("2,084.80")."""
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        found, duplicates = super().get_search_results(  # type: ignore[misc]
+            request, queryset, search_term
+        )
+        amount = display.amount_searched(search_term)
+        if amount is not None:  # either sign: a refund of it too
+            found = found | queryset.filter(amount__in=[amount, -amount])
+        return found, duplicates
+
+
 def source_page(record: AuditRecord) -> tuple[str, str] | None:
     """(label, address) of the page in the source system where a person takes the next step
     on a flagged record (where its provider can say; capability ``LinksToRecords``)."""
@@ -455,11 +475,7 @@ class ReviewItemAdmin(AuditRecordAdmin):
             "title": "Review queue: what needs a person, oldest first",
         }
         response = super().changelist_view(request, extra_context)
-        cl = (
-            getattr(response, "context_data", {}).get("cl")
-            if hasattr(response, "context_data")
-            else None
-        )
+        cl = _changelist(response)
         if cl is not None:
             items = list(cl.queryset.select_related("integration")[: self.GROUPED_LIMIT])
             found = review_queue.groups(items)
@@ -599,7 +615,7 @@ class ReviewItemAdmin(AuditRecordAdmin):
 
 
 @admin.register(Collection)
-class CollectionAdmin(RecordPageMixin, ExportMixin, ReadOnlyAdmin):
+class CollectionAdmin(AmountSearch, RecordPageMixin, ExportMixin, ReadOnlyAdmin):
     """Which CloudSuite invoices Stripe has collected, and where each receipt was posted, with
     totals per currency for the period filtered."""
 
@@ -639,26 +655,11 @@ class CollectionAdmin(RecordPageMixin, ExportMixin, ReadOnlyAdmin):
     def has_work_permission(self, request: HttpRequest) -> bool:
         return False  # a posted collection has nothing to replay
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
-    ) -> tuple[QuerySet[Any], bool]:
-        """Text as the admin searches it; a term that reads as an amount ("2,084.80",
-        "2084.8") also finds the collections of exactly that amount, either sign."""
-        found, duplicates = super().get_search_results(request, queryset, search_term)
-        amount = display.amount_searched(search_term)
-        if amount is not None:
-            found = found | queryset.filter(amount__in=[amount, -amount])
-        return found, duplicates
-
     _row = staticmethod(display.collection_of)
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         response = super().changelist_view(request, extra_context)
-        cl = (
-            getattr(response, "context_data", {}).get("cl")
-            if hasattr(response, "context_data")
-            else None
-        )
+        cl = _changelist(response)
         if cl is not None:
             rows = list(
                 cl.queryset.select_related(None).only("sent_payload", "source_payload")[
@@ -714,7 +715,7 @@ class CollectionAdmin(RecordPageMixin, ExportMixin, ReadOnlyAdmin):
 
 
 @admin.register(PaymentQuote)
-class PaymentQuoteAdmin(RecordPageMixin, ReadOnlyAdmin):
+class PaymentQuoteAdmin(AmountSearch, RecordPageMixin, ReadOnlyAdmin):
     """The Wise quote prepared for each open supplier invoice: make the transfer from it in Wise."""
 
     list_display = (
@@ -747,15 +748,6 @@ class PaymentQuoteAdmin(RecordPageMixin, ReadOnlyAdmin):
     @staticmethod
     def _quote(obj: AuditRecord) -> dict[str, Any]:
         return obj.response_summary or {}
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
-    ) -> tuple[QuerySet[Any], bool]:
-        found, duplicates = super().get_search_results(request, queryset, search_term)
-        amount = display.amount_searched(search_term)
-        if amount is not None:
-            found = found | queryset.filter(amount=amount)
-        return found, duplicates
 
     @admin.display(description="Prepared", ordering="created_at")
     def prepared(self, obj: AuditRecord) -> str:
