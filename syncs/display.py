@@ -392,6 +392,9 @@ def entries(sent: Any, looked_up: Any = None, names: dict[str, str] | None = Non
         except ArithmeticError:
             return None
 
+    head = sent.get("head") if isinstance(sent.get("head"), dict) else {}
+    if head.get("SUNO") and any("NLAM" in line for line in lines):
+        return _supplier_invoice(head, lines, names)
     for line in lines:
         account, currency = _account(line), str(line.get("CUCD") or "").upper()
         name = names.get(account) or names.get(account.split(";")[0], "")
@@ -409,6 +412,34 @@ def entries(sent: Any, looked_up: Any = None, names: dict[str, str] | None = Non
             bank = _account(lines[0]) if lines else "bank"
             out.append(_side(code, "", "Fee", value, currency, debit=True))
             out.append(_side(bank, names.get(bank, ""), "Fee", value, currency, debit=False))
+    return out
+
+
+def _supplier_invoice(
+    head: dict[str, Any], lines: list[dict[str, Any]], names: dict[str, str]
+) -> list[Entry]:
+    """A supplier invoice as the ledger shows it: each line's cost debited to its account, the
+    VAT debited, the supplier credited with the invoice's total."""
+    currency = str(head.get("CUCD") or "").upper()
+    supplier = f"Supplier {head.get('SUNO', '')}, invoice {head.get('SINO', '')}"
+    out = []
+    for line in lines:
+        try:
+            amount = Decimal(str(line.get("NLAM")))
+        except ArithmeticError:
+            continue
+        account = str(line.get("account") or "")
+        name = names.get(account) or names.get(account.split(";")[0], "")
+        text = str(line.get("CHGT") or "")
+        out.append(_side(account or "cost", name, text, amount, currency, debit=True))
+    for key, label, debit in (("VTAM", "VAT", True), ("CUAM", supplier, False)):
+        try:
+            amount = Decimal(str(head.get(key) or 0))
+        except ArithmeticError:
+            continue
+        if amount:
+            where = "VAT" if debit else "payable"
+            out.append(_side(where, "", label, amount, currency, debit=debit))
     return out
 
 

@@ -20,6 +20,7 @@ from connections.models import Connection
 from connections.sandbox.base import Served
 from connections.sandbox.m3 import M3Simulator
 from connections.sandbox.sftp import SftpSandbox
+from syncs import display
 from syncs.models import FieldMapping, Integration, ProcessedFile, SyncRun
 from syncs.runner import Runner
 from syncs.services import records_replay
@@ -109,6 +110,15 @@ def test_approved_invoices_land_in_cloudsuite_once(
     )
     assert ap_requests <= 6 and m3.api_requests - before < 15  # bulk, not one call per row
     assert ProcessedFile.objects.filter(integration=flow, name="invoices_1.csv").exists()
+    # …and each reads as the supplier invoice it posted: costs and VAT debited, supplier credited
+    nord = first.records.get(source_key="V-NORD/NK-1")
+    lines = display.entries(nord.sent_payload, nord.looked_up)
+    assert [(e.text, e.debit, e.credit) for e in lines] == [
+        ("Paper", Decimal("1000.00"), None),
+        ("VAT", Decimal("250.00"), None),
+        ("Supplier S100, invoice NK-1", None, Decimal("1250.00")),
+    ]
+    assert display.entry_totals(lines) == [("SEK", "1,250.00 SEK", "1,250.00 SEK")]
     again = run(flow)  # a restart or the next poll: the file is known, nothing is read again
     assert again.done == 0 and len(posted(m3)) == 2
     Connection.objects.filter(pk=flow.source_id).update(
