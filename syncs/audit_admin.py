@@ -273,6 +273,7 @@ def record_context(model_admin: Any, request: HttpRequest, obj: AuditRecord) -> 
         "record": obj,
         "posting": posting,
         "posting_totals": display.entry_totals(posting),
+        "sent_lines": display.line_table(obj.sent_payload, obj.currency),
         "target_name": target_name,
         "amount_text": (
             display.amount_text(obj.amount, obj.currency) if obj.amount is not None else ""

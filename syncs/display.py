@@ -92,6 +92,8 @@ def label(key: str) -> str:
         return f"{M3_FIELDS[key]} ({key})"
     if ID_LIKE.match(key):
         return key  # an id (pi_3Qx…, re_…) is shown as it is, never put into words
+    if key.isupper():
+        return key  # an acronym (SKU), not a word to split
     words = key.replace("_", " ").replace("-", " ").strip()
     # camelCase → words
     out = "".join(f" {c.lower()}" if c.isupper() and i else c for i, c in enumerate(words))
@@ -451,3 +453,30 @@ def entry_totals(lines: list[Entry]) -> list[tuple[str, str, str]]:
         t[0] += e.debit or 0
         t[1] += e.credit or 0
     return [(c, amount_text(d, c), amount_text(k, c)) for c, (d, k) in sorted(totals.items())]
+
+
+def line_table(sent: Any, currency: str = "") -> tuple[list[str], list[list[str]]]:
+    """The lines of what was sent that is no ledger posting (a Stripe invoice's lines, a Cin7
+    purchase's) as a table: the fields the lines have, labelled, amounts with their currency;
+    ([], []) when there are none, or when ``entries`` shows them as debit and credit."""
+    if not isinstance(sent, dict) or entries(sent):
+        return [], []
+    lines = [line for line in sent.get("lines") or [] if isinstance(line, dict)]
+    keys: list[str] = []
+    for line in lines:
+        for key, value in line.items():
+            if key not in keys and not _empty(value) and not isinstance(value, dict | list):
+                keys.append(key)
+    keys = [k for k in keys if k.lower() not in ("currency", "cucd")][:7]
+    rows = []
+    for line in lines:
+        code = str(line.get("currency") or line.get("CUCD") or currency)
+        row = []
+        for key in keys:
+            value = line.get(key)
+            minor = key in MINOR_UNIT_KEYS and isinstance(value, int)
+            money = not minor and (_is_amount(key) or key.lower() in ("price", "tax", "total"))
+            text = _amount_with_currency(value, code) if money else ""
+            row.append(text or ("" if _empty(value) else _scalar(key, value, code)))
+        rows.append(row)
+    return [label(k) for k in keys], rows

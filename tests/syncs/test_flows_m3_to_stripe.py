@@ -116,6 +116,7 @@ def test_open_invoices_become_stripe_invoices_once(
     invoices: Integration,
     m3: M3Simulator,
     stripe: StripeSimulator,
+    admin_client: Any,
 ) -> None:
     sync_customers_then_one_arrives(customers, m3)
     result = run(invoices)
@@ -132,6 +133,10 @@ def test_open_invoices_become_stripe_invoices_once(
     ]
     assert acme["status"] == "open" and acme["currency"] == "eur"
     assert [line["amount"] for line in acme["lines"]["data"]] == [100000, 21000]
+    sent = result.records.get(source_key="AAA/2026/9001")
+    page = admin_client.get(f"/admin/audit/auditrecord/{sent.pk}/change/").content.decode()
+    lines = page.split('id="mlc-sent-lines"', 1)[1].split("</table>", 1)[0]
+    assert "Sent to Stripe" in lines and "1,000.00 EUR" in lines and "210.00 EUR" in lines
     assert acme["customer"] == by_number(stripe)["C100"]["id"]
     assert acme["metadata"]["m3_amount"] == "1210.00"
 

@@ -126,3 +126,24 @@ def test_amounts_read_with_their_currency_and_ids_as_they_are() -> None:
     }
     judged = dict(display.fields({"open_amount": {"pi_3QxA1b2C3d": "12.5"}}, currency="GBP"))
     assert judged == {"Open amount \u203a pi_3QxA1b2C3d": "12.50 GBP"}
+
+
+def test_lines_sent_that_are_no_posting_read_as_a_table_with_their_currencies() -> None:
+    stripe_invoice = {
+        "invoice": {"customer": "cus_1"},
+        "lines": [
+            {"amount": 100000, "currency": "eur", "description": "Invoice 9001"},
+            {"amount": 21000, "currency": "eur", "description": "VAT"},
+        ],
+    }
+    assert display.line_table(stripe_invoice) == (
+        ["Amount", "Description"],
+        [["1,000.00 EUR", "Invoice 9001"], ["210.00 EUR", "VAT"]],
+    )
+    purchase = {"lines": [{"SKU": "A1", "Price": 10.5, "Tax": 4.2, "Total": 21.0}]}
+    assert display.line_table(purchase, "EUR") == (
+        ["SKU", "Price", "Tax", "Total"],
+        [["A1", "10.50 EUR", "4.20 EUR", "21.00 EUR"]],
+    )
+    journal = {"lines": [{"AIT1": "1930", "CUAM": "5.00", "CUCD": "EUR"}]}
+    assert display.line_table(journal) == ([], [])  # debit and credit show it instead
