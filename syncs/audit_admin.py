@@ -633,7 +633,11 @@ class CollectionAdmin(AmountSearch, RecordPageMixin, ExportMixin, ReadOnlyAdmin)
         "receipt",
     )
     list_display_links = ("posted",)
-    list_filter = (("created_at", DateRange), "integration", "seen_via")
+    list_filter = (
+        ("created_at", DateRange),
+        ("integration", admin.RelatedOnlyFieldListFilter),
+        "seen_via",
+    )
     # customer code and name, invoice, Stripe payment id, receipt batch — and an amount
     search_fields = ("party", "party_name", "document", "source_key", "target_key", "reason")
     search_help_text = "A customer's code or name, an invoice, a Stripe payment id or an amount."
@@ -689,7 +693,8 @@ class CollectionAdmin(AmountSearch, RecordPageMixin, ExportMixin, ReadOnlyAdmin)
 
     @admin.display(description="Stripe")
     def what(self, obj: AuditRecord) -> str:
-        return f"{self._row(obj)['kind']} {obj.source_key}".strip()
+        """What Stripe moved and its id, the id never broken inside."""
+        return format_html('{}<div class="mlc-id">{}</div>', self._row(obj)["kind"], obj.source_key)
 
     @admin.display(description="Amount")
     def gross(self, obj: AuditRecord) -> str:

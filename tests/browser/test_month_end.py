@@ -18,6 +18,17 @@ from tests.browser.test_finance_admin import HEIGHT, _columns_fit, _log_in, _rev
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def _ids_broken(page: Any) -> list[str]:
+    """Ids (``.mlc-id``) laid out on more than one line."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('.mlc-id')]
+            .filter(e => e.getClientRects().length > 1
+                         || e.getBoundingClientRect().height
+                            > 1.9 * parseFloat(getComputedStyle(e).fontSize))
+            .map(e => e.textContent)"""
+    )
+
+
 def _a_quote_overdue(m3: Connection, wise: Connection) -> None:
     """A Wise quote prepared for a supplier invoice whose due date has passed."""
     quotes = Integration.objects.create(
@@ -92,6 +103,7 @@ def test_a_reviewer_closes_the_month_from_the_overview(
         text = group.inner_text()
         assert "1 payment needs a GL account mapping for “stripe_receipts:EUR”" in text
         assert "300.00 EUR" in text
+        assert _ids_broken(page) == []  # a Stripe id is never broken inside
         listed = page.inner_text("#result_list")
         assert "C100" in listed and "Acme Stores" in listed and "300.00 EUR" in listed
         page.screenshot(path=str(shots / "queue.png"), full_page=True)
@@ -120,6 +132,7 @@ def test_a_reviewer_closes_the_month_from_the_overview(
         page.goto(f"{base}/admin/audit/collection/?q=Acme")
         assert page.locator("#result_list tbody tr").count() == 1
         assert "300.00 EUR" in page.inner_text("#mlc-totals")
+        assert _ids_broken(page) == []
         page.screenshot(path=str(shots / "collections.png"), full_page=True)
         assert _columns_fit(page) == []
 
