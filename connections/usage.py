@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 
 from django.db import DatabaseError
 from django.utils import timezone
@@ -23,7 +22,7 @@ _last: dict[int, tuple[bool, float]] = {}  # connection → (worked, when writte
 
 
 def note(connection_id: int, worked: bool, message: str = "") -> None:
-    """Record one use of the connection (``message``: why it could not be used, plain)."""
+    """Record one use of the connection (``message``: why it could not be used, redacted)."""
     from connections.models import Connection
 
     now = time.monotonic()
@@ -36,7 +35,11 @@ def note(connection_id: int, worked: bool, message: str = "") -> None:
     fields = (
         {"status": Connection.Status.OK, "last_used_at": at}
         if worked
-        else {"status": Connection.Status.FAILING, "last_failed_at": at, "last_failure": message}
+        else {
+            "status": Connection.Status.FAILING,
+            "last_failed_at": at,
+            "last_failure": message[:500],
+        }
     )
     try:
         Connection.objects.filter(pk=connection_id).update(**fields)
@@ -44,13 +47,6 @@ def note(connection_id: int, worked: bool, message: str = "") -> None:
         logger.warning("Could not note the use of connection %s: %s", connection_id, exc)
         with _lock:
             _last.pop(connection_id, None)
-
-
-def observer(connection_id: int | None) -> Callable[[bool, str], None] | None:
-    """What a client calls after each request (None for a connection not saved yet)."""
-    if connection_id is None:
-        return None
-    return lambda worked, message="": note(connection_id, worked, message[:500])
 
 
 def forget() -> None:

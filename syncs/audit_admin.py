@@ -352,15 +352,8 @@ class ProblemFilter(admin.SimpleListFilter):
         return list(review_queue.PROBLEM_KINDS.items())
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        value = self.value()
-        flagged, failed = AuditRecord.Status.FLAGGED, AuditRecord.Status.FAILED
-        if value == "mapping":
-            return queryset.filter(status=flagged).exclude(fix_kind="")
-        if value == "decide":
-            return queryset.filter(status=flagged, fix_kind="")
-        if value in ("retry", "failed"):
-            return queryset.filter(status=failed, retryable=value == "retry")
-        return queryset
+        query = review_queue.PROBLEM_QUERIES.get(self.value() or "")
+        return queryset if query is None else queryset.filter(query)
 
 
 class BooksFilter(admin.SimpleListFilter):

@@ -11,6 +11,8 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
+from django.db.models import Q
+
 from audit.models import AuditRecord
 from syncs import display
 from syncs.mappings import mapping_kind_label
@@ -26,6 +28,15 @@ def kind_of_problem(record: AuditRecord) -> str:
     if record.status == Status.FLAGGED:
         return "mapping" if record.fix_kind else "decide"
     return "retry" if record.retryable else "failed"
+
+
+# The same rule as a query, for the queue's filter.
+PROBLEM_QUERIES = {
+    "mapping": Q(status=Status.FLAGGED) & ~Q(fix_kind=""),
+    "decide": Q(status=Status.FLAGGED, fix_kind=""),
+    "retry": Q(status=Status.FAILED, retryable=True),
+    "failed": Q(status=Status.FAILED, retryable=False),
+}
 
 
 PROBLEM_KINDS = {

@@ -151,6 +151,12 @@ class Provider:
         finally:
             self.close()
 
+    def note_use(self, worked: bool, message: str = "") -> None:
+        """Tell the connection's status whether a call could use the system (every transport
+        calls this: the HTTP core after each request, SFTP after each operation)."""
+        if self.connection.pk is not None:
+            usage.note(self.connection.pk, worked, self.redactor.text(message))
+
     def probe(self) -> CheckResult:
         """Authenticate and confirm the account can do what the integrations need."""
         raise NotImplementedError
@@ -197,7 +203,7 @@ class HttpProvider(Provider):
                 session=self._session,
                 sleep=self._sleep,
                 default_headers=self.default_headers(),
-                observer=usage.observer(self.connection.pk),
+                observer=self.note_use,
             )
         return self._http
 

@@ -266,7 +266,7 @@ class ApiClient:
     def _observe(self, worked: bool, message: str = "") -> None:
         if self.observer is not None:
             try:
-                self.observer(worked, self.redact.text(message))
+                self.observer(worked, message)
             except Exception as exc:  # noting the use never fails the call
                 logger.warning("Noting a use failed: %s", exc)
 

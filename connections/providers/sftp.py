@@ -256,7 +256,21 @@ class SftpProvider(Provider):
 
     @contextmanager
     def _errors(self, doing: str, path: str = "") -> Iterator[None]:
-        """Map socket, SSH and SFTP errors onto the provider error family (redacted)."""
+        """Map socket, SSH and SFTP errors onto the provider error family (redacted), and
+        note whether the server could be used (a missing file is an answer, not a failure)."""
+        try:
+            with self._mapped(doing, path):
+                yield
+        except (AuthFailed, Transient) as exc:
+            self.note_use(False, exc.message)
+            raise
+        except ApiError:
+            self.note_use(True)
+            raise
+        self.note_use(True)
+
+    @contextmanager
+    def _mapped(self, doing: str, path: str = "") -> Iterator[None]:
         where = f"{doing} {path or self.host}".strip()
         try:
             yield

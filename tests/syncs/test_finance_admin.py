@@ -436,3 +436,30 @@ def test_a_failing_connection_card_tells_a_reviewer_whom_to_ask_and_they_cannot_
     assert f"/admin/connections/connection/{source.pk}/" not in card  # not a link they can open
     tried = reviewer_client.post(f"/admin/connections/connection/{source.pk}/test/")
     assert tried.status_code == 403
+
+
+def test_the_queue_filter_and_its_groups_read_a_problem_the_same_way(
+    integration: Integration,
+) -> None:
+    from syncs import queue
+
+    SOURCE.extend(
+        [
+            {**ROW, "id": "m_1", "account": "NOPE"},  # needs a mapping
+            {**ROW, "id": "f_1", "amount_cents": "n/a"},  # failed
+        ]
+    )
+    TARGET.transient.add("r_1")
+    SOURCE.append({**ROW, "id": "r_1", "account": "40"})  # failed, retried by itself
+    _run(integration)
+    items = list(AuditRecord.objects.filter(status__in=("failed", "flagged")))
+    assert len(items) >= 3
+    for item in items:
+        kind = queue.kind_of_problem(item)
+        matching = AuditRecord.objects.filter(queue.PROBLEM_QUERIES[kind], pk=item.pk)
+        others = [k for k in queue.PROBLEM_QUERIES if k != kind]
+        assert matching.exists(), (item.source_key, kind)
+        assert not any(
+            AuditRecord.objects.filter(queue.PROBLEM_QUERIES[k], pk=item.pk).exists()
+            for k in others
+        )

@@ -110,6 +110,8 @@ def test_approved_invoices_land_in_cloudsuite_once(
     )
     assert ap_requests <= 6 and m3.api_requests - before < 15  # bulk, not one call per row
     assert ProcessedFile.objects.filter(integration=flow, name="invoices_1.csv").exists()
+    sftp_used = Connection.objects.get(pk=flow.source_id)  # status from use, over SFTP too
+    assert sftp_used.status == Connection.Status.OK and sftp_used.last_used_at is not None
     # …and each reads as the supplier invoice it posted: costs and VAT debited, supplier credited
     nord = first.records.get(source_key="V-NORD/NK-1")
     lines = display.entries(nord.sent_payload, nord.looked_up)

@@ -147,17 +147,7 @@ class ScriptedCustomers:
             status="succeeded",
             reason="requested_by_customer",
         )
-        txn = self.new(
-            "balance_transaction",
-            amount=-amount,
-            currency=charge["currency"],
-            fee=0,
-            net=-amount,
-            type="refund",
-            status="available",
-            fee_details=[],
-            source=refund["id"],
-        )
+        txn = self._debit(amount, charge["currency"], "refund", refund["id"])
         refund["balance_transaction"] = txn["id"]
         previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
         charge["amount_refunded"] += amount
@@ -204,23 +194,28 @@ class ScriptedCustomers:
                 reconciliation_status="completed",
                 metadata={},
             )
-            own = self.new(
-                "balance_transaction",
-                amount=-amount,
-                currency=cur,
-                fee=0,
-                net=-amount,
-                type="payout",
-                status="available",
-                fee_details=[],
-                source=payout["id"],
-            )
+            own = self._debit(amount, cur, "payout", payout["id"])
             payout["balance_transaction"] = own["id"]
             self.payout_members[payout["id"]] = [t["id"] for t in txns] + [own["id"]]
             self._event("payout.created", {**payout, "status": "pending"}, req)
             self._event("payout.paid", payout, req, {"status": "in_transit"})
             payouts.append(payout)
         return payouts
+
+    def _debit(self, amount: int, currency: str, kind: str, source: str) -> dict[str, Any]:
+        """A balance transaction taking ``amount`` out of the balance, without a fee (a refund,
+        a payout)."""
+        return self.new(
+            "balance_transaction",
+            amount=-amount,
+            currency=currency,
+            fee=0,
+            net=-amount,
+            type=kind,
+            status="available",
+            fee_details=[],
+            source=source,
+        )
 
     def dispute(self, charge_id: str) -> dict[str, Any]:
         charge = self.get("charge", charge_id)
