@@ -33,6 +33,13 @@ from connections.services import (
 logger = logging.getLogger(__name__)
 
 
+def ago(then: Any, now: Any) -> str:
+    """``3 minutes ago``; ``just now`` within the minute."""
+    if (now - then).total_seconds() < 60:
+        return "just now"
+    return f"{timesince(then, now, depth=1)} ago"
+
+
 @admin.register(Connection)
 class ConnectionAdmin(SafeModelAdmin):
     list_display = ("name", "kind", "state", "updated_at")
@@ -55,14 +62,14 @@ class ConnectionAdmin(SafeModelAdmin):
         now = timezone.now()
         facts = []
         if obj.last_used_at:
-            facts.append(f"last worked {timesince(obj.last_used_at, now, depth=1)} ago")
+            facts.append(f"last worked {ago(obj.last_used_at, now)}")
         if obj.last_failed_at and (not obj.last_used_at or obj.last_failed_at > obj.last_used_at):
             facts.append(
-                f"could not be used {timesince(obj.last_failed_at, now, depth=1)} ago"
+                f"could not be used {ago(obj.last_failed_at, now)}"
                 + (f": {obj.last_failure}" if obj.last_failure else "")
             )
         if obj.last_checked_at:
-            facts.append(f"tested {timesince(obj.last_checked_at, now, depth=1)} ago")
+            facts.append(f"tested {ago(obj.last_checked_at, now)}")
         css = {"ok": "ok", "failing": "failing"}.get(obj.status, "off")
         label = obj.get_status_display() if facts or obj.status != "untested" else "Not used yet"
         return format_html(
